@@ -1,0 +1,79 @@
+"""Development sessions: ``nox`` runs lint, typecheck and tests (the CI command)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+CONSTRAINTS = ("-c", "constraints.txt")
+PACKAGE = "s3torch_async"
+
+
+def _install_torch(session: nox.Session) -> None:
+    # torch first, through the constraints file, so the resolver never picks a CUDA build.
+    session.install("torch==2.13.0", *CONSTRAINTS)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Ruff (lint + format check) and the import-layering contract."""
+    session.install("ruff>=0.6", "import-linter>=2.1")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    _install_torch(session)
+    session.install("-e", ".", *CONSTRAINTS)
+    session.run("lint-imports")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """Mypy --strict on the package."""
+    _install_torch(session)
+    session.install("-e", ".[typecheck,test]", *CONSTRAINTS)
+    session.run("mypy", PACKAGE)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The full test suite against a moto server on loopback."""
+    _install_torch(session)
+    session.install("-e", ".[test,dcp]", *CONSTRAINTS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=["3.11", "3.12", "3.13"])
+def core(session: nox.Session) -> None:
+    """The torch-free layers on several Pythons (catches the 3.12+ fork warnings)."""
+    session.install("-e", ".[test]", "--no-deps")
+    session.install(
+        "aiobotocore",
+        "aiohttp",
+        "anyio",
+        "pytest",
+        "pytest-asyncio",
+        "pytest-timeout",
+        "hypothesis",
+        "moto[server]",
+        "boto3",
+    )
+    session.run(
+        "pytest",
+        "tests/unit",
+        "tests/core",
+        "tests/sync",
+        "tests/processes",
+        "-m",
+        "not torch",
+        *session.posargs,
+    )
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmarks (never a default session): ``nox -s bench -- --quick``."""
+    _install_torch(session)
+    session.install("-e", ".[bench]", *CONSTRAINTS)
+    session.run("python", "-m", "benchmarks.run", *session.posargs)

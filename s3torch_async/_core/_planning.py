@@ -1,0 +1,338 @@
+"""Sans-I/O planning: pure integer arithmetic behind every S3 transfer.
+
+This module owns the decisions that do not need a network: how requested
+byte ranges are coalesced into ranged GETs, how an object is cut into
+parts, which multipart part size to use, how many bytes may be in flight at
+once, and how many concurrent requests a throughput target calls for.
+Everything here is a pure function of integers (plus one tiny state
+machine); it imports only the standard library and performs no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+MAX_PARTS = 10_000
+
+DEFAULT_COALESCE_GAP = 1 * MiB
+DEFAULT_MAX_REQUEST_SIZE = 64 * MiB
+
+#: Parts 1..STREAMING_FIRST_TIER_PARTS of a streaming upload use the base size.
+STREAMING_FIRST_TIER_PARTS = 1000
+#: After the first tier, the streaming part size doubles every this many parts.
+STREAMING_DOUBLING_PARTS = 500
+
+#: Sustained throughput of one S3 connection, in bytes per second (100 MB/s).
+PER_CONNECTION_BYTES_PER_SEC = 100_000_000
+MIN_CONCURRENCY = 2
+MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True, order=True)
+class ByteRange:
+    """The half-open byte range ``[start, end)``."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0:
+            raise ValueError(f"start must be >= 0, got {self.start}")
+        if self.end < self.start:
+            raise ValueError(f"end must be >= start ({self.start}), got {self.end}")
+
+    @property
+    def size(self) -> int:
+        """Number of bytes in the range."""
+        return self.end - self.start
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class CoalescedRequest:
+    """One ranged GET ``[start, end)`` serving the requested ``members``.
+
+    Each member lies inside ``[start, end)``. A requested range that spans
+    several requests appears in each of them as the sub-range that request
+    covers.
+    """
+
+    start: int
+    end: int
+    members: Tuple[ByteRange, ...]
+
+    @property
+    def size(self) -> int:
+        """Number of bytes the request fetches."""
+        return self.end - self.start
+
+
+def _as_range(item: Union[Tuple[int, int], ByteRange], index: int) -> ByteRange:
+    if isinstance(item, ByteRange):
+        return item
+    start, end = item
+    try:
+        return ByteRange(start, end)
+    except ValueError as exc:
+        raise ValueError(f"ranges[{index}] = {item!r}: {exc}") from exc
+
+
+def coalesce_ranges(
+    ranges: Iterable[Union[Tuple[int, int], ByteRange]],
+    *,
+    gap: int = DEFAULT_COALESCE_GAP,
+    max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
+) -> List[CoalescedRequest]:
+    """Plan the ranged GETs that fetch ``ranges``.
+
+    Ranges may come in any order and may overlap or repeat; empty ones are
+    dropped. Sorted neighbours are merged when the hole between them is at
+    most ``gap`` bytes and the merged request stays within
+    ``max_request_size``; a range larger than ``max_request_size`` is split
+    into consecutive pieces.
+
+    Args:
+        ranges: Requested ``(start, end)`` pairs or :class:`ByteRange` objects.
+        gap: Largest hole (in bytes) worth fetching to save a request.
+        max_request_size: Largest span a single request may cover.
+
+    Returns:
+        Requests sorted by offset, pairwise disjoint, each at most
+        ``max_request_size`` bytes, jointly covering every requested byte.
+        Two consecutive requests are either more than ``gap`` bytes apart or
+        too large to merge.
+
+    Raises:
+        ValueError: If a range has a negative start or ends before it starts,
+            ``gap`` is negative, or ``max_request_size`` is less than 1.
+    """
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0, got {gap}")
+    if max_request_size < 1:
+        raise ValueError(f"max_request_size must be >= 1, got {max_request_size}")
+    wanted = sorted(
+        {r for r in (_as_range(item, i) for i, item in enumerate(ranges)) if r.size}
+    )
+
+    # Pass 1: plan request spans. Only the part of each range past what is
+    # already planned is new; it either extends the last request or starts
+    # new ones (split at max_request_size).
+    spans: List[List[int]] = []
+    for r in wanted:
+        start = max(r.start, spans[-1][1]) if spans else r.start
+        while start < r.end:
+            if (
+                spans
+                and start - spans[-1][1] <= gap
+                and r.end - spans[-1][0] <= max_request_size
+            ):
+                spans[-1][1] = r.end
+                break
+            end = min(r.end, start + max_request_size)
+            spans.append([start, end])
+            start = end
+
+    # Pass 2: attach each range (clipped) to every request it overlaps.
+    ends = [end for _, end in spans]
+    members: List[Dict[ByteRange, None]] = [{} for _ in spans]
+    for r in wanted:
+        i = bisect_right(ends, r.start)
+        while i < len(spans) and spans[i][0] < r.end:
+            piece = ByteRange(max(r.start, spans[i][0]), min(r.end, spans[i][1]))
+            members[i][piece] = None
+            i += 1
+    return [
+        CoalescedRequest(start, end, tuple(m))
+        for (start, end), m in zip(spans, members)
+    ]
+
+
+def split_parts(size: int, part_size: int) -> List[ByteRange]:
+    """Cut ``[0, size)`` into consecutive ranges of ``part_size`` bytes.
+
+    The last range may be shorter; ``size == 0`` gives no ranges.
+
+    Raises:
+        ValueError: If ``size`` is negative or ``part_size`` is less than 1.
+    """
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    if part_size < 1:
+        raise ValueError(f"part_size must be >= 1, got {part_size}")
+    return [
+        ByteRange(start, min(start + part_size, size))
+        for start in range(0, size, part_size)
+    ]
+
+
+def _check_part_size(part_size: int) -> None:
+    if part_size < 1:
+        raise ValueError(f"part_size must be >= 1, got {part_size}")
+    if part_size > MAX_PART_SIZE:
+        raise ValueError(f"part_size must be <= {MAX_PART_SIZE}, got {part_size}")
+
+
+def part_size_for(total_size: Optional[int], part_size: int) -> int:
+    """Return the multipart part size for an upload of ``total_size`` bytes.
+
+    The result is at least ``part_size`` and at least :data:`MIN_PART_SIZE`.
+    When ``total_size`` is known and would need more than :data:`MAX_PARTS`
+    parts, the size grows to the smallest multiple of 1 MiB that fits.
+    For an unknown size (``None``) see :func:`part_size_for_part_number`.
+
+    Raises:
+        ValueError: If ``part_size`` is outside ``[1, MAX_PART_SIZE]``,
+            ``total_size`` is negative, or ``total_size`` exceeds
+            ``MAX_PART_SIZE * MAX_PARTS``.
+    """
+    _check_part_size(part_size)
+    size = max(part_size, MIN_PART_SIZE)
+    if total_size is None:
+        return size
+    if total_size < 0:
+        raise ValueError(f"total_size must be >= 0, got {total_size}")
+    if total_size > MAX_PART_SIZE * MAX_PARTS:
+        raise ValueError(
+            f"total_size must be <= {MAX_PART_SIZE * MAX_PARTS}, got {total_size}"
+        )
+    needed = -(-total_size // MAX_PARTS)
+    return max(size, -(-needed // MiB) * MiB)
+
+
+def part_size_for_part_number(part_number: int, part_size: int) -> int:
+    """Return the size of part ``part_number`` of a streaming upload.
+
+    For uploads of unknown total size. With ``base = max(part_size,
+    MIN_PART_SIZE)``, parts 1..1000 use ``base``; after that the size doubles
+    every 500 parts (1001..1500 use ``2 * base``, 1501..2000 ``4 * base``,
+    ...), capped at :data:`MAX_PART_SIZE`. From a 5 MiB base the 10,000
+    parts carry about 24 TiB; from 8 MiB about 26 TiB. (Doubling every
+    1000 parts would reach only ~4.9 TiB from 5 MiB, short of 5 TiB.)
+
+    Raises:
+        ValueError: If ``part_number`` is outside ``[1, MAX_PARTS]`` or
+            ``part_size`` is outside ``[1, MAX_PART_SIZE]``.
+    """
+    if not 1 <= part_number <= MAX_PARTS:
+        raise ValueError(f"part_number must be in [1, {MAX_PARTS}], got {part_number}")
+    _check_part_size(part_size)
+    base = max(part_size, MIN_PART_SIZE)
+    if part_number <= STREAMING_FIRST_TIER_PARTS:
+        return base
+    doublings = (
+        part_number - STREAMING_FIRST_TIER_PARTS - 1
+    ) // STREAMING_DOUBLING_PARTS + 1
+    if base << doublings >= MAX_PART_SIZE:
+        return MAX_PART_SIZE
+    return base << doublings
+
+
+@dataclass
+class PrefetchWindow:
+    """Bounds the bytes and items in flight for a reader or dataset.
+
+    An item is admitted while it keeps the window within ``budget_bytes`` and
+    ``max_items``. When nothing is in flight any item is admitted, so a
+    single item larger than the budget still makes progress.
+    """
+
+    budget_bytes: int
+    max_items: int
+    _bytes: int = field(default=0, init=False, repr=False)
+    _items: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.budget_bytes < 1:
+            raise ValueError(f"budget_bytes must be >= 1, got {self.budget_bytes}")
+        if self.max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {self.max_items}")
+
+    @property
+    def in_flight_bytes(self) -> int:
+        """Bytes admitted and not yet released."""
+        return self._bytes
+
+    @property
+    def in_flight_items(self) -> int:
+        """Items admitted and not yet released."""
+        return self._items
+
+    def can_admit(self, nbytes: int) -> bool:
+        """Return whether an item of ``nbytes`` may be admitted now."""
+        if self._items == 0:
+            return True
+        return (
+            self._items < self.max_items and self._bytes + nbytes <= self.budget_bytes
+        )
+
+    def admit(self, nbytes: int) -> None:
+        """Record an item of ``nbytes`` as in flight.
+
+        Raises:
+            ValueError: If ``nbytes`` is negative or :meth:`can_admit` is false.
+        """
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+        if not self.can_admit(nbytes):
+            raise ValueError(
+                f"cannot admit nbytes={nbytes}: {self._items} items and "
+                f"{self._bytes} bytes already in flight"
+            )
+        self._bytes += nbytes
+        self._items += 1
+
+    def release(self, nbytes: int) -> None:
+        """Record that an in-flight item of ``nbytes`` has completed.
+
+        Raises:
+            ValueError: If ``nbytes`` is negative, nothing is in flight, or
+                ``nbytes`` exceeds the bytes in flight.
+        """
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+        if self._items == 0 or nbytes > self._bytes:
+            raise ValueError(
+                f"cannot release nbytes={nbytes}: {self._items} items and "
+                f"{self._bytes} bytes in flight"
+            )
+        self._bytes -= nbytes
+        self._items -= 1
+
+
+def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
+    """Return how many concurrent ranged GETs or part uploads to run.
+
+    One S3 connection sustains roughly :data:`PER_CONNECTION_BYTES_PER_SEC`
+    (100 MB/s) once parts are at least a few MiB, so the target of
+    ``throughput_target_gbps`` gigabits per second needs
+    ``ceil(gbps * 1e9 / 8 / 100e6)`` connections, clamped to
+    ``[MIN_CONCURRENCY, MAX_CONCURRENCY]`` = ``[2, 64]``. For example,
+    10 Gbps = 1.25 GB/s gives 13. ``part_size`` is validated but does not
+    change the result under this model.
+
+    Raises:
+        ValueError: If the target is not a positive finite number or
+            ``part_size`` is less than 1.
+    """
+    if not (math.isfinite(throughput_target_gbps) and throughput_target_gbps > 0):
+        raise ValueError(
+            "throughput_target_gbps must be positive and finite, "
+            f"got {throughput_target_gbps}"
+        )
+    if part_size < 1:
+        raise ValueError(f"part_size must be >= 1, got {part_size}")
+    bytes_per_sec = throughput_target_gbps * 1e9 / 8
+    wanted = math.ceil(bytes_per_sec / PER_CONNECTION_BYTES_PER_SEC)
+    return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))

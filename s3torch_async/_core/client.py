@@ -1,0 +1,690 @@
+"""``AsyncS3Client``: lifecycle, loop binding and every S3 operation the package uses.
+
+All requests go through one aiobotocore client, opened lazily on the first operation (or by
+``async with``) and bound to the event loop that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Optional, Union
+
+import aiohttp
+from botocore.exceptions import ResponseStreamingError
+
+from .._config import S3ClientConfig, validate_for_use
+from .._errors import S3Exception
+from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
+from .._user_agent import UserAgent
+from . import _session
+from ._translate import translate, translating_errors
+
+__all__ = ["AsyncS3Client", "ClientState", "GetResult", "ListObjectsPager", "RangeMeta"]
+
+logger = logging.getLogger(__name__)
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+# Failures of a response body after the headers arrived: resumed from the last byte received.
+_BODY_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientConnectionError,
+    ResponseStreamingError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+class ClientState(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+@dataclass(frozen=True)
+class RangeMeta:
+    """What a ranged read learned: the version read, the object's size and the bytes delivered."""
+
+    etag: str
+    object_size: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class GetResult:
+    """A small GET held in memory."""
+
+    data: bytes
+    etag: str
+    object_size: int
+
+
+def _epoch(value: Any) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return int(value or 0)
+
+
+def _restore_status(value: Any) -> Optional[RestoreStatus]:
+    if not value:
+        return None
+    if isinstance(value, dict):
+        expiry = value.get("RestoreExpiryDate")
+        return RestoreStatus(
+            bool(value.get("IsRestoreInProgress")), _epoch(expiry) if expiry else None
+        )
+    text = str(
+        value
+    )  # HEAD's x-amz-restore header: ongoing-request="false", expiry-date="..."
+    return RestoreStatus('ongoing-request="true"' in text, None)
+
+
+def _object_size(response: dict[str, Any]) -> int:
+    content_range = response.get("ContentRange")
+    if content_range and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total != "*":
+            return int(total)
+    return int(response.get("ContentLength", 0))
+
+
+def _range_header(start: int, end: Optional[int]) -> str:
+    return f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+
+
+def _check_names(bucket: Any, key: Any = "", *, key_required: bool = True) -> None:
+    if not isinstance(bucket, str):
+        raise TypeError(f"bucket must be a str, got {type(bucket).__name__}")
+    if not bucket:
+        raise ValueError("bucket must be a non-empty string")
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
+    if key_required and not key:
+        raise ValueError(f"key must be a non-empty string (bucket {bucket!r})")
+
+
+async def _backoff(attempt: int) -> None:
+    # Full jitter, as botocore's standard mode: base 50 ms, capped at 2 s.
+    await asyncio.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+
+
+class AsyncS3Client:
+    """Asynchronous S3 client; the engine under every sync class.
+
+    Construction does no I/O. The underlying connection pool opens on first use (or in
+    ``async with``) and is bound to that event loop; close it with :meth:`aclose`.
+
+    Args:
+        region: AWS region of the buckets.
+        endpoint: Endpoint URL; defaults to ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``,
+            then AWS.
+        s3client_config: Client configuration; defaults to ``S3ClientConfig()``.
+        user_agent: User-agent prefix (a ``UserAgent`` or a string).
+
+    Raises:
+        TypeError: ``region`` is not a string, or ``s3client_config`` is not an ``S3ClientConfig``.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        endpoint: Optional[str] = None,
+        s3client_config: Optional[S3ClientConfig] = None,
+        user_agent: Union[UserAgent, str, None] = None,
+    ) -> None:
+        if not isinstance(region, str):
+            raise TypeError(f"region must be a str, got {type(region).__name__}")
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise TypeError(
+                f"endpoint must be a str or None, got {type(endpoint).__name__}"
+            )
+        if s3client_config is None:
+            s3client_config = S3ClientConfig()
+        if not isinstance(s3client_config, S3ClientConfig):
+            raise TypeError(
+                "s3client_config must be an S3ClientConfig, got "
+                f"{type(s3client_config).__name__}"
+            )
+        if user_agent is None:
+            user_agent = UserAgent()
+        self._region = region
+        self._endpoint_arg = endpoint
+        self._config = s3client_config
+        self._user_agent = (
+            user_agent if isinstance(user_agent, str) else user_agent.prefix
+        )
+        self._state = ClientState.UNOPENED
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stack: Optional[AsyncExitStack] = None
+        self._s3: Any = None
+        self._open_lock: Optional[asyncio.Lock] = None
+        self._settings: Optional[_session.ResolvedSettings] = None
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    @property
+    def endpoint(self) -> Optional[str]:
+        """The endpoint in use (the argument or the environment), ``None`` for AWS."""
+        return _session.resolve_endpoint(self._endpoint_arg)
+
+    @property
+    def s3client_config(self) -> S3ClientConfig:
+        return self._config
+
+    @property
+    def user_agent_prefix(self) -> str:
+        return self._user_agent
+
+    @property
+    def state(self) -> ClientState:
+        return self._state
+
+    @property
+    def max_concurrency(self) -> int:
+        """Concurrent ranged GETs or part uploads one transfer may use."""
+        return self._resolved().max_concurrency
+
+    def _resolved(self) -> _session.ResolvedSettings:
+        if self._settings is None:
+            self._settings = _session.resolve(
+                self._region, self._endpoint_arg, self._config, self._user_agent
+            )
+        return self._settings
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncS3Client:
+        await self._client()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent; the client cannot be used afterwards."""
+        if self._state is ClientState.OPENED:
+            self._check_loop()
+        self._state = ClientState.CLOSED
+        stack, self._stack, self._s3 = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise RuntimeError(
+                "AsyncS3Client is bound to the event loop that opened it and was used from a "
+                "different event loop; create one AsyncS3Client per event loop"
+            )
+
+    async def _client(self) -> Any:
+        if self._state is ClientState.OPENED:
+            self._check_loop()
+            return self._s3
+        if self._state is ClientState.CLOSED:
+            raise RuntimeError("AsyncS3Client is closed; create a new client")
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._state is ClientState.UNOPENED:
+                await self._open()
+        return await self._client()
+
+    async def _open(self) -> None:
+        validate_for_use(self._config)
+        settings = self._resolved()
+        session = _session.make_session(settings)
+        stack = AsyncExitStack()
+        try:
+            s3 = await stack.enter_async_context(
+                session.create_client(
+                    "s3",
+                    endpoint_url=settings.endpoint,
+                    config=_session.build_aio_config(settings),
+                )
+            )
+        except Exception as exc:
+            await stack.aclose()
+            new = translate(exc, operation="CreateClient", bucket=None, key=None)
+            raise new from exc
+        if self._config.requester_pays:
+            s3.meta.events.register("before-sign.s3", _add_requester_pays)
+        self._stack, self._s3 = stack, s3
+        self._loop = asyncio.get_running_loop()
+        self._state = ClientState.OPENED
+
+    # -- listing ----------------------------------------------------------------------------
+
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        delimiter: str = "",
+        max_keys: int = 1000,
+        *,
+        continuation_token: Optional[str] = None,
+    ) -> ListObjectsPager:
+        """Page through ListObjectsV2 results; no request is sent until iteration starts.
+
+        Raises:
+            TypeError: An argument has the wrong type.
+            ValueError: ``bucket`` is empty or ``max_keys`` is not in 1..1000.
+        """
+        _check_names(bucket, key_required=False)
+        for name, value in (("prefix", prefix), ("delimiter", delimiter)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+        if not isinstance(max_keys, int) or isinstance(max_keys, bool):
+            raise TypeError(f"max_keys must be an int, got {type(max_keys).__name__}")
+        if not 1 <= max_keys <= 1000:
+            raise ValueError(f"max_keys must be between 1 and 1000, got {max_keys}")
+        return ListObjectsPager(
+            self, bucket, prefix, delimiter, max_keys, continuation_token
+        )
+
+    async def _list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        max_keys: int,
+        token: Optional[str],
+    ) -> tuple[ListObjectResult, Optional[str]]:
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Prefix": prefix,
+            "MaxKeys": max_keys,
+        }
+        if delimiter:
+            params["Delimiter"] = delimiter
+        if token:
+            params["ContinuationToken"] = token
+        async with translating_errors("ListObjectsV2", bucket, prefix):
+            s3 = await self._client()
+            resp = await s3.list_objects_v2(**params)
+        infos = [
+            ObjectInfo(
+                key=item["Key"],
+                etag=item.get("ETag", ""),
+                size=int(item.get("Size", 0)),
+                last_modified=_epoch(item.get("LastModified")),
+                storage_class=item.get("StorageClass"),
+                restore_status=_restore_status(item.get("RestoreStatus")),
+            )
+            for item in resp.get("Contents", ())
+        ]
+        prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", ())]
+        next_token = (
+            resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+        )
+        return ListObjectResult(infos, prefixes), next_token
+
+    # -- objects ----------------------------------------------------------------------------
+
+    async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        """Return an object's metadata (one HEAD request).
+
+        Raises:
+            S3Exception: ``Service error: The object was not found`` for a missing object.
+        """
+        _check_names(bucket, key)
+        async with translating_errors("HeadObject", bucket, key):
+            s3 = await self._client()
+            resp = await s3.head_object(Bucket=bucket, Key=key)
+        return HeadObjectResult(
+            etag=resp.get("ETag", ""),
+            size=int(resp.get("ContentLength", 0)),
+            last_modified=_epoch(resp.get("LastModified")),
+            storage_class=resp.get("StorageClass"),
+            restore_status=_restore_status(resp.get("Restore")),
+        )
+
+    async def get_range(
+        self,
+        bucket: str,
+        key: str,
+        start: Optional[int] = None,
+        end: Optional[int] = None,
+        *,
+        if_match: Optional[str] = None,
+    ) -> GetResult:
+        """GET ``[start, end)`` (the whole object when ``start`` is None) into memory.
+
+        Raises:
+            S3Exception: The request failed (``Service error: The key does not exist``...).
+        """
+        _check_names(bucket, key)
+        if start is not None and end is not None and end <= start:
+            raise ValueError(
+                f"empty or inverted range [{start}, {end}) for s3://{bucket}/{key}"
+            )
+        result = await self._get_into(bucket, key, start, end, None, if_match)
+        assert isinstance(result, GetResult)
+        return result
+
+    async def get_range_into(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        view: Union[memoryview, bytearray],
+        *,
+        if_match: Optional[str] = None,
+    ) -> RangeMeta:
+        """GET ``[start, start + len(view))`` straight into ``view``; resume a broken body.
+
+        Fewer bytes than ``len(view)`` are delivered only at the end of the object.
+
+        Raises:
+            S3Exception: The request failed, or the object changed (``if_match``) mid-read.
+        """
+        _check_names(bucket, key)
+        mv = memoryview(view).cast("B")
+        if mv.readonly:
+            raise TypeError("view must be a writable buffer")
+        if len(mv) == 0:
+            raise ValueError("view must not be empty")
+        meta = await self._get_into(bucket, key, start, start + len(mv), mv, if_match)
+        assert isinstance(meta, RangeMeta)
+        return meta
+
+    async def _get_into(
+        self,
+        bucket: str,
+        key: str,
+        start: Optional[int],
+        end: Optional[int],
+        view: Optional[memoryview],
+        if_match: Optional[str],
+    ) -> Union[RangeMeta, GetResult]:
+        """One GET, resumed from the last byte received when the body breaks.
+
+        Resumes draw on the same attempt budget as request retries (``max_attempts``) and pin
+        the version seen first with ``If-Match``.
+        """
+        attempts_left = self._config.max_attempts
+        received = 0
+        etag = if_match
+        object_size = -1
+        expected: Optional[int] = None
+        chunks: list[bytes] = []
+        attempt = 0
+        while True:
+            offset = (start or 0) + received
+            params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            if start is not None or received:
+                params["Range"] = _range_header(offset, end)
+            if etag:
+                params["IfMatch"] = etag
+            try:
+                async with translating_errors("GetObject", bucket, key):
+                    s3 = await self._client()
+                    resp = await s3.get_object(**params)
+                etag = etag or resp.get("ETag", "")
+                object_size = _object_size(resp)
+                if expected is None:
+                    expected = int(resp.get("ContentLength", 0))
+                body = resp["Body"]
+                try:
+                    if view is not None:
+                        received += await _read_into(body, view[received:expected])
+                    else:
+                        received += await _read_chunks(body, chunks)
+                finally:
+                    body.close()
+                if received < expected:
+                    raise aiohttp.ClientPayloadError(
+                        f"response ended after {received} of {expected} bytes"
+                    )
+                break
+            except _BODY_ERRORS as exc:
+                attempt += 1
+                attempts_left -= 1
+                if attempts_left <= 0 or expected is None:
+                    new = translate(exc, operation="GetObject", bucket=bucket, key=key)
+                    raise new from exc
+                logger.debug(
+                    "GetObject s3://%s/%s: body broke after %d bytes (%s); resuming",
+                    bucket,
+                    key,
+                    received,
+                    exc,
+                )
+                await _backoff(attempt)
+        if view is not None:
+            return RangeMeta(etag or "", object_size, received)
+        return GetResult(b"".join(chunks), etag or "", object_size)
+
+    async def put_object_bytes(
+        self,
+        bucket: str,
+        key: str,
+        data: Buffer,
+        *,
+        storage_class: Optional[str] = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Upload ``data`` with a single PutObject and return the new ETag.
+
+        Raises:
+            S3Exception: The upload failed (with ``if_none_match``: the key already exists).
+        """
+        _check_names(bucket, key)
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": _as_body(data)}
+        if storage_class:
+            params["StorageClass"] = storage_class
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        async with translating_errors("PutObject", bucket, key):
+            s3 = await self._client()
+            resp = await s3.put_object(**params)
+        return str(resp.get("ETag", ""))
+
+    async def create_multipart_upload(
+        self, bucket: str, key: str, *, storage_class: Optional[str] = None
+    ) -> str:
+        """Start a multipart upload and return its upload id."""
+        _check_names(bucket, key)
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if storage_class:
+            params["StorageClass"] = storage_class
+        async with translating_errors("CreateMultipartUpload", bucket, key):
+            s3 = await self._client()
+            resp = await s3.create_multipart_upload(**params)
+        return str(resp["UploadId"])
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, data: Buffer
+    ) -> str:
+        """Upload one part and return its ETag."""
+        async with translating_errors("UploadPart", bucket, key):
+            s3 = await self._client()
+            resp = await s3.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=part_number,
+                Body=_as_body(data),
+            )
+        return str(resp["ETag"])
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+    ) -> str:
+        """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag."""
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "MultipartUpload": {
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]
+            },
+        }
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        async with translating_errors("CompleteMultipartUpload", bucket, key):
+            s3 = await self._client()
+            resp = await s3.complete_multipart_upload(**params)
+        return str(resp.get("ETag", ""))
+
+    async def abort_multipart_upload(
+        self, bucket: str, key: str, upload_id: str
+    ) -> None:
+        """Abort a multipart upload, discarding its parts."""
+        async with translating_errors("AbortMultipartUpload", bucket, key):
+            s3 = await self._client()
+            await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str = ""
+    ) -> list[tuple[str, str]]:
+        """Return ``(key, upload_id)`` of the pending multipart uploads under ``prefix``."""
+        _check_names(bucket, key_required=False)
+        async with translating_errors("ListMultipartUploads", bucket, prefix):
+            s3 = await self._client()
+            resp = await s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", ())]
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """Delete an object; a missing key is not an error, a missing bucket is."""
+        _check_names(bucket, key)
+        async with translating_errors("DeleteObject", bucket, key):
+            s3 = await self._client()
+            await s3.delete_object(Bucket=bucket, Key=key)
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> None:
+        """Server-side copy of one object (single CopyObject: at most 5 GiB).
+
+        Raises:
+            S3Exception: ``Service error: The object was not found`` for a missing source.
+        """
+        _check_names(src_bucket, src_key)
+        _check_names(dst_bucket, dst_key)
+        async with translating_errors("CopyObject", src_bucket, src_key):
+            s3 = await self._client()
+            await s3.copy_object(
+                Bucket=dst_bucket,
+                Key=dst_key,
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+            )
+
+
+class ListObjectsPager:
+    """Async iterator over the pages of one listing; resumable from ``continuation_token``.
+
+    Attributes:
+        bucket, prefix, delimiter, max_keys: The listing's parameters.
+        continuation_token: Token of the next page to fetch (``None`` before the first page).
+        complete: No more pages remain.
+    """
+
+    def __init__(
+        self,
+        client: AsyncS3Client,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        max_keys: int,
+        continuation_token: Optional[str] = None,
+        complete: bool = False,
+    ) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.delimiter = delimiter
+        self.max_keys = max_keys
+        self.continuation_token = continuation_token
+        self.complete = complete
+
+    def __aiter__(self) -> ListObjectsPager:
+        return self
+
+    async def __anext__(self) -> ListObjectResult:
+        if self.complete:
+            raise StopAsyncIteration
+        page, token = await self._client._list_page(
+            self.bucket,
+            self.prefix,
+            self.delimiter,
+            self.max_keys,
+            self.continuation_token,
+        )
+        self.continuation_token = token
+        self.complete = token is None
+        return page
+
+    async def objects(self) -> AsyncIterator[ObjectInfo]:
+        """Iterate over every object of the remaining pages."""
+        async for page in self:
+            for info in page.object_info:
+                yield info
+
+
+def _add_requester_pays(request: Any, **_: Any) -> None:
+    request.headers["x-amz-request-payer"] = "requester"
+
+
+def _as_body(data: Buffer) -> Union[bytes, bytearray]:
+    if isinstance(data, (bytes, bytearray)):
+        return data
+    if isinstance(data, memoryview):
+        return (
+            data.tobytes()
+            if not data.c_contiguous or data.format != "B"
+            else bytes(data)
+        )
+    raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
+
+
+async def _read_into(body: Any, view: memoryview) -> int:
+    """Copy a response body into ``view`` chunk by chunk; return the bytes copied."""
+    stream = body.raw_stream.content
+    pos = 0
+    size = len(view)
+    while pos < size:
+        chunk = await stream.readany()
+        if not chunk:
+            break
+        n = len(chunk)
+        if pos + n > size:
+            raise S3Exception(f"response body longer than the requested {size} bytes")
+        view[pos : pos + n] = chunk
+        pos += n
+    return pos
+
+
+async def _read_chunks(body: Any, chunks: list[bytes]) -> int:
+    stream = body.raw_stream.content
+    total = 0
+    while True:
+        chunk = await stream.readany()
+        if not chunk:
+            return total
+        chunks.append(chunk)
+        total += len(chunk)

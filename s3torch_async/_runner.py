@@ -1,0 +1,354 @@
+"""The per-process background event-loop thread that sync objects run the async core on.
+
+Rules (DESIGN.md §5.4), each covered by a test in tests/processes and tests/unit/test_runner.py:
+
+* callers pass a coroutine *function* and its arguments; the coroutine is created on the loop;
+* nothing starts until the first ``run()``; the thread is a daemon named ``s3torch-async-io``;
+* calling ``run()`` from the loop thread raises ``RuntimeError``; a caller whose thread runs
+  another event loop is simply blocked;
+* the lock guards state transitions only and is never held while waiting on work;
+* an interrupt (``KeyboardInterrupt``) while waiting cancels the work, waits briefly for its
+  shielded cleanup, and re-raises;
+* before ``fork()`` an idle runner is drained and stopped; a child starts with a fresh runner and
+  never touches the loop it inherited;
+* at interpreter exit the runner drains its clients and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Hashable, Iterator
+from typing import Any, Callable, Optional, Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LoopRunner", "get_runner", "runner_generation"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+THREAD_NAME = "s3torch-async-io"
+_DRAIN_TIMEOUT = 5.0
+_CANCEL_GRACE = 10.0
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+async def _invoke(
+    fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> T:
+    return await fn(*args, **kwargs)
+
+
+class LoopRunner:
+    """Runs coroutine functions on a private event loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._thread_id: Optional[int] = None
+        self._inflight = 0
+        self._resources: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._shared: dict[Hashable, Any] = {}
+        self._pending_closes: set[asyncio.Task[None]] = set()
+        self._pid = os.getpid()
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._loop is not None
+
+    @property
+    def loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        """The running loop, or ``None`` while stopped."""
+        return self._loop
+
+    def in_runner_thread(self) -> bool:
+        return self._thread_id is not None and threading.get_ident() == self._thread_id
+
+    def _start_locked(self) -> asyncio.AbstractEventLoop:
+        if self._loop is not None:
+            return self._loop
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            self._thread_id = threading.get_ident()
+            loop.call_soon(started.set)
+            try:
+                loop.run_forever()
+            finally:
+                self._thread_id = None
+
+        thread = threading.Thread(target=main, name=THREAD_NAME, daemon=True)
+        thread.start()
+        started.wait()
+        self._loop, self._thread = loop, thread
+        return loop
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the loop thread and return its result.
+
+        Raises:
+            RuntimeError: Called from the runner's own thread.
+        """
+        if self.in_runner_thread():
+            raise RuntimeError(
+                "s3torch-async's blocking API cannot be called from the s3torch-async event "
+                "loop thread; await the Async* API instead"
+            )
+        with self._lock:
+            loop = self._start_locked()
+            self._inflight += 1
+        try:
+            return self._submit_and_wait(loop, fn, args, kwargs)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    def _submit_and_wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def deliver(task: asyncio.Task[T]) -> None:
+            if result.done():
+                return
+            if task.cancelled():
+                result.set_exception(asyncio.CancelledError())
+            elif task.exception() is not None:
+                result.set_exception(task.exception())  # type: ignore[arg-type]
+            else:
+                result.set_result(task.result())
+
+        def start() -> None:
+            if not result.set_running_or_notify_cancel():
+                return
+            task = loop.create_task(_invoke(fn, args, kwargs))
+            tasks.append(task)
+            task.add_done_callback(deliver)
+
+        loop.call_soon_threadsafe(start)
+        try:
+            return result.result()
+        except BaseException:
+            if not result.done():
+                # Interrupted while waiting: cancel the work and let its shielded cleanup run.
+                done = threading.Event()
+
+                def cancel() -> None:
+                    if not tasks or tasks[0].done():
+                        done.set()
+                        return
+                    tasks[0].add_done_callback(lambda _t: done.set())
+                    tasks[0].cancel()
+
+                if result.cancel():
+                    done.set()
+                else:
+                    loop.call_soon_threadsafe(cancel)
+                done.wait(_CANCEL_GRACE)
+            raise
+
+    def iterate(
+        self, fn: Callable[..., AsyncIterator[T]], /, *args: Any, **kwargs: Any
+    ) -> Iterator[T]:
+        """Drive the async iterator ``fn(*args, **kwargs)`` one item per thread crossing."""
+
+        async def make() -> AsyncIterator[T]:
+            return fn(*args, **kwargs)
+
+        agen = self.run(make)
+        try:
+            while True:
+                try:
+                    item = self.run(_anext, agen)
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None and not self.in_runner_thread() and self.is_running:
+                self.run(aclose)
+
+    # -- resources ----------------------------------------------------------------------------
+
+    def shared(self, key: Hashable, factory: Callable[[], R]) -> R:
+        """The resource stored under ``key``, created by ``factory()`` on first use.
+
+        Call on the loop thread only. Shared resources live until the runner drains (fork,
+        ``close()`` or interpreter exit), so sync objects never own a connection pool and never
+        need a finalizer.
+        """
+        try:
+            return self._shared[key]  # type: ignore[no-any-return]
+        except KeyError:
+            resource = self._shared[key] = factory()
+            return resource
+
+    def register(self, resource: _Closable) -> None:
+        """Close ``resource`` (``await resource.aclose()``) when this runner drains."""
+        self._resources.add(resource)
+
+    def close_soon(self, resource: _Closable) -> None:
+        """Schedule ``resource.aclose()`` on the loop without waiting (safe from ``__del__``)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or os.getpid() != self._pid:
+            return
+
+        def schedule() -> None:
+            task = loop.create_task(resource.aclose())
+            self._pending_closes.add(task)
+            task.add_done_callback(self._pending_closes.discard)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(schedule)
+
+    async def _drain(self) -> None:
+        closers = [r.aclose() for r in [*self._resources, *self._shared.values()]]
+        self._resources = weakref.WeakSet()
+        self._shared = {}
+        pending = list(self._pending_closes)
+        results = await asyncio.gather(*closers, *pending, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException):
+                logger.debug("error while closing a client at shutdown: %r", res)
+
+    def _stop_locked(self, timeout: float) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._drain(), loop).result(timeout)
+        except BaseException as exc:  # a wedged loop must not block fork or exit
+            logger.debug("runner drain did not finish: %r", exc)
+
+        async def cancel_rest() -> None:
+            current = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not current]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_rest(), loop).result(timeout)
+        except BaseException as exc:
+            logger.debug("runner task cancellation did not finish: %r", exc)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        self._loop, self._thread = None, None
+
+    def close(self, timeout: float = _DRAIN_TIMEOUT) -> None:
+        """Close every registered client, stop the loop and join the thread."""
+        if self.in_runner_thread():
+            raise RuntimeError(
+                "LoopRunner.close() cannot be called from its own loop thread"
+            )
+        with self._lock:
+            self._stop_locked(timeout)
+
+    # -- fork ---------------------------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+        if (
+            self._inflight == 0
+            and self._loop is not None
+            and not self.in_runner_thread()
+        ):
+            self._stop_locked(timeout=2.0)
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+
+
+async def _anext(agen: AsyncIterator[T]) -> T:
+    return await agen.__anext__()
+
+
+# -- the process-wide runner ------------------------------------------------------------------
+
+_global_lock = threading.Lock()
+_runner: Optional[LoopRunner] = None
+_generation = 0
+# Loops and runners inherited across fork(): referenced forever, never run or closed.
+_abandoned: list[Any] = []
+
+
+def get_runner() -> LoopRunner:
+    """The process-wide runner (created lazily; a fork child gets a new one)."""
+    global _runner
+    runner = _runner
+    if runner is not None:
+        return runner
+    with _global_lock:
+        if _runner is None:
+            _runner = LoopRunner()
+        return _runner
+
+
+def runner_generation() -> int:
+    """Incremented in every fork child; sync objects compare it to know their client is stale."""
+    return _generation
+
+
+def _before_fork() -> None:
+    _global_lock.acquire()
+    if _runner is not None:
+        _runner._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    if _runner is not None:
+        _runner._after_fork_in_parent()
+    _global_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _global_lock, _runner, _generation
+    if _runner is not None:
+        _abandoned.append(_runner)
+    _global_lock = threading.Lock()
+    _runner = None
+    _generation += 1
+
+
+def _shutdown() -> None:
+    runner = _runner
+    if (
+        runner is not None
+        and runner._pid == os.getpid()
+        and not runner.in_runner_thread()
+    ):
+        runner.close(_DRAIN_TIMEOUT)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+atexit.register(_shutdown)

@@ -1,0 +1,359 @@
+"""The sync ``S3Client``: the reference's internal-but-used facade over ``AsyncS3Client``.
+
+Every call crosses to the process-wide loop thread (``_runner``). The async client is created
+lazily on that loop, rebuilt when the loop changes (after fork, or after the runner was stopped),
+and never pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterator
+from typing import Any, Callable, Optional, TypeVar
+
+from .._config import S3ClientConfig
+from .._core.client import AsyncS3Client, GetResult
+from .._errors import S3Exception
+from .._runner import get_runner
+from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
+from .._user_agent import UserAgent
+
+__all__ = ["GetObjectStream", "ListObjectStream", "S3Client"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class S3Client:
+    """Blocking S3 client with the reference's constructor and methods.
+
+    Args:
+        region: AWS region of the buckets.
+        endpoint: Endpoint URL; defaults to ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``,
+            then AWS.
+        user_agent: User-agent prefix with extra comments.
+        s3client_config: Client configuration; defaults to ``S3ClientConfig()``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        endpoint: Optional[str] = None,
+        user_agent: Optional[UserAgent] = None,
+        s3client_config: Optional[S3ClientConfig] = None,
+    ) -> None:
+        if not isinstance(region, str):
+            raise TypeError(f"region must be a str, got {type(region).__name__}")
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise TypeError(
+                f"endpoint must be a str or None, got {type(endpoint).__name__}"
+            )
+        if s3client_config is not None and not isinstance(
+            s3client_config, S3ClientConfig
+        ):
+            raise TypeError(
+                "s3client_config must be an S3ClientConfig, got "
+                f"{type(s3client_config).__name__}"
+            )
+        self._region = region
+        self._endpoint = endpoint
+        self._user_agent = user_agent or UserAgent()
+        self._s3client_config = s3client_config or S3ClientConfig()
+
+    # -- reference properties ---------------------------------------------------------------
+
+    @property
+    def region(self) -> str:
+        """The client's region."""
+        return self._region
+
+    @property
+    def endpoint(self) -> Optional[str]:
+        """The endpoint argument the client was built with."""
+        return self._endpoint
+
+    @property
+    def s3client_config(self) -> S3ClientConfig:
+        """The client's configuration."""
+        return self._s3client_config
+
+    @property
+    def user_agent_prefix(self) -> str:
+        """The user-agent prefix sent with every request."""
+        return self._user_agent.prefix
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _async_client(self) -> AsyncS3Client:
+        """The ``AsyncS3Client`` for this configuration on the runner's loop (loop thread only).
+
+        Clients are shared per runner by configuration and closed when the runner drains, so an
+        ``S3Client`` holds no connection state: it pickles as configuration and needs no
+        finalizer, and a fork child builds its own on its own loop.
+        """
+        key = (
+            self._region,
+            self._endpoint,
+            self._s3client_config,
+            self._user_agent.prefix,
+        )
+        return get_runner().shared(key, self._new_async_client)
+
+    def _new_async_client(self) -> AsyncS3Client:
+        return AsyncS3Client(
+            self._region,
+            endpoint=self._endpoint,
+            s3client_config=self._s3client_config,
+            user_agent=self._user_agent,
+        )
+
+    async def _with_client(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+    ) -> T:
+        return await fn(self._async_client(), *args)
+
+    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(async_client, *args)`` on the loop thread and return the result."""
+        result: T = get_runner().run(self._with_client, fn, args)
+        return result
+
+    # -- operations -------------------------------------------------------------------------
+
+    def _get_object_stream(
+        self,
+        bucket: str,
+        key: str,
+        start: Optional[int] = None,
+        end: Optional[int] = None,
+    ) -> GetObjectStream:
+        return GetObjectStream(self, bucket, key, start, end)
+
+    def list_objects(
+        self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
+    ) -> ListObjectStream:
+        """Return a lazy iterator over listing pages (``ListObjectResult``).
+
+        Raises:
+            S3Exception: On iteration, e.g. ``Service error: The bucket does not exist``.
+        """
+        logger.debug("ListObjects s3://%s/%s", bucket, prefix)
+        _validate_listing(bucket, prefix, delimiter, max_keys)
+        return ListObjectStream(self, bucket, prefix, delimiter, max_keys)
+
+    def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        """Return an object's metadata.
+
+        Raises:
+            S3Exception: ``Service error: The object was not found`` for a missing object.
+        """
+        logger.debug("HeadObject s3://%s/%s", bucket, key)
+        return self._run(AsyncS3Client.head_object, bucket, key)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete an object (a missing key is not an error).
+
+        Raises:
+            S3Exception: ``Service error: The bucket does not exist`` for a missing bucket.
+        """
+        logger.debug("DeleteObject s3://%s/%s", bucket, key)
+        self._run(AsyncS3Client.delete_object, bucket, key)
+
+    def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> None:
+        """Copy an object server-side (at most 5 GiB).
+
+        Raises:
+            S3Exception: ``Service error: The object was not found`` for a missing source.
+        """
+        logger.debug(
+            "CopyObject s3://%s/%s to s3://%s/%s",
+            src_bucket,
+            src_key,
+            dst_bucket,
+            dst_key,
+        )
+        self._run(AsyncS3Client.copy_object, src_bucket, src_key, dst_bucket, dst_key)
+
+
+def _validate_listing(bucket: Any, prefix: Any, delimiter: Any, max_keys: Any) -> None:
+    if not isinstance(bucket, str):
+        raise TypeError(f"bucket must be a str, got {type(bucket).__name__}")
+    if not bucket:
+        raise ValueError("bucket must be a non-empty string")
+    for name, value in (("prefix", prefix), ("delimiter", delimiter)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not isinstance(max_keys, int) or isinstance(max_keys, bool):
+        raise TypeError(f"max_keys must be an int, got {type(max_keys).__name__}")
+    if not 1 <= max_keys <= 1000:
+        raise ValueError(f"max_keys must be between 1 and 1000, got {max_keys}")
+
+
+class _Constant:
+    """Picklable ``get_object_info`` returning listing info."""
+
+    def __init__(self, value: ObjectInfo) -> None:
+        self._value = value
+
+    def __call__(self) -> ObjectInfo:
+        return self._value
+
+
+class _HeadObject:
+    """Picklable ``get_object_info`` that sends one HEAD."""
+
+    def __init__(self, client: S3Client, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+
+    def __call__(self) -> HeadObjectResult:
+        return self.client.head_object(self.bucket, self.key)
+
+
+class _GetStream:
+    """The ``get_stream(start=None, end=None)`` callable handed to reader constructors.
+
+    Besides the reference's stream it exposes ``client``, ``bucket`` and ``key`` so this
+    package's readers can run the async core directly (parallel ranged GETs into buffers).
+    """
+
+    def __init__(self, client: S3Client, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+
+    def __call__(
+        self, start: Optional[int] = None, end: Optional[int] = None
+    ) -> GetObjectStream:
+        return self.client._get_object_stream(self.bucket, self.key, start, end)
+
+
+class GetObjectStream:
+    """Sync iterator over an object's bytes in ``part_size`` chunks (ranged GETs, version-pinned).
+
+    Attributes:
+        bucket: Bucket name.
+        key: Object key.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        start: Optional[int],
+        end: Optional[int],
+    ) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.key = key
+        self._pos = start or 0
+        self._end = end if start is not None else None
+        self._etag: Optional[str] = None
+        self._size: Optional[int] = None
+        self._done = False
+
+    def tell(self) -> int:
+        """Offset of the next byte this stream yields."""
+        return self._pos
+
+    def __iter__(self) -> GetObjectStream:
+        return self
+
+    def __next__(self) -> bytes:
+        limit = self._end if self._end is not None else self._size
+        if limit is not None:
+            limit = min(limit, self._size) if self._size is not None else limit
+        if self._done or (limit is not None and self._pos >= limit):
+            self._done = True
+            raise StopIteration
+        stop = self._pos + self._client.s3client_config.part_size
+        if limit is not None:
+            stop = min(stop, limit)
+        try:
+            result: GetResult = self._client._run(
+                _get_pinned, self.bucket, self.key, self._pos, stop, self._etag
+            )
+        except S3Exception as exc:
+            if exc.status == 416 and self._pos == 0:  # empty object
+                self._done = True
+                raise StopIteration from None
+            raise
+        self._etag = result.etag
+        self._size = result.object_size
+        self._pos += len(result.data)
+        if not result.data:
+            self._done = True
+            raise StopIteration
+        return result.data
+
+
+async def _get_pinned(
+    client: AsyncS3Client,
+    bucket: str,
+    key: str,
+    start: int,
+    end: int,
+    etag: Optional[str],
+) -> GetResult:
+    return await client.get_range(bucket, key, start, end, if_match=etag)
+
+
+class ListObjectStream:
+    """Lazy, picklable iterator over listing pages; a pickled stream resumes at the next page.
+
+    Attributes:
+        bucket, prefix, delimiter, max_keys: The listing's parameters.
+        continuation_token: Token of the next page.
+        complete: No more pages remain.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        max_keys: int,
+        continuation_token: Optional[str] = None,
+        complete: bool = False,
+    ) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.delimiter = delimiter
+        self.max_keys = max_keys
+        self.continuation_token = continuation_token
+        self.complete = complete
+
+    def __iter__(self) -> Iterator[ListObjectResult]:
+        return self
+
+    def __next__(self) -> ListObjectResult:
+        if self.complete:
+            raise StopIteration
+        page, token = self._client._run(
+            _list_page,
+            self.bucket,
+            self.prefix,
+            self.delimiter,
+            self.max_keys,
+            self.continuation_token,
+        )
+        self.continuation_token = token
+        self.complete = token is None
+        return page
+
+
+async def _list_page(
+    client: AsyncS3Client,
+    bucket: str,
+    prefix: str,
+    delimiter: str,
+    max_keys: int,
+    token: Optional[str],
+) -> tuple[ListObjectResult, Optional[str]]:
+    return await client._list_page(bucket, prefix, delimiter, max_keys, token)

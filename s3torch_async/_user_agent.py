@@ -1,0 +1,55 @@
+"""User-agent strings, in the reference's format."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import List, Optional
+
+from ._version import __version__
+
+__all__ = ["UserAgent"]
+
+
+def _torch_version() -> str:
+    # Read from metadata so the core never imports torch.
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "none"
+
+
+class UserAgent:
+    """The user-agent prefix sent with every request.
+
+    Args:
+        comments: Extra comments appended in parentheses, joined with ``"; "``; empty strings are
+            dropped.
+
+    Raises:
+        ValueError: ``comments`` is neither ``None`` nor a list.
+    """
+
+    def __init__(self, comments: Optional[List[str]] = None) -> None:
+        if comments is not None and not isinstance(comments, list):
+            raise ValueError("Argument comments must be a List[str]")
+        self._comments = list(comments or [])
+
+    @property
+    def prefix(self) -> str:
+        """The full prefix: the default prefix plus the non-empty comments."""
+        comments = [c for c in self._comments if c]
+        suffix = f" ({'; '.join(comments)})" if comments else ""
+        return self.get_default_prefix() + suffix
+
+    @staticmethod
+    def get_default_prefix() -> str:
+        """``s3torch-async/<version>`` followed by the platform, Python and torch versions."""
+        system = platform.system().lower()
+        if system == "darwin":
+            system = "macos"
+        return (
+            f"s3torch-async/{__version__} ua/2.1 os/{system}#{platform.release()} "
+            f"lang/python#{platform.python_version()} md/arch#{platform.machine().lower()} "
+            f"md/pytorch#{_torch_version()}"
+        )
