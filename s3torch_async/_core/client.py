@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import aiohttp
 from botocore.exceptions import ResponseStreamingError
@@ -25,6 +26,7 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from .._user_agent import UserAgent
 from . import _session
+from ._lean import LeanTransport
 from ._translate import translate, translating_errors
 
 __all__ = ["AsyncS3Client", "ClientState", "GetResult", "ListObjectsPager", "RangeMeta"]
@@ -87,13 +89,23 @@ def _restore_status(value: Any) -> Optional[RestoreStatus]:
     return RestoreStatus('ongoing-request="true"' in text, None)
 
 
-def _object_size(response: dict[str, Any]) -> int:
-    content_range = response.get("ContentRange")
-    if content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1]
-        if total != "*":
-            return int(total)
-    return int(response.get("ContentLength", 0))
+@dataclass
+class _Body:
+    """A GET response whose headers arrived, from either transport."""
+
+    etag: str
+    content_range: Optional[str]
+    content_length: int
+    stream: Any  # aiohttp.StreamReader
+    release: Callable[[], Any]
+
+    @property
+    def object_size(self) -> int:
+        if self.content_range and "/" in self.content_range:
+            total = self.content_range.rsplit("/", 1)[1]
+            if total != "*":
+                return int(total)
+        return self.content_length
 
 
 def _range_header(start: int, end: Optional[int]) -> str:
@@ -168,6 +180,7 @@ class AsyncS3Client:
         self._s3: Any = None
         self._open_lock: Optional[asyncio.Lock] = None
         self._settings: Optional[_session.ResolvedSettings] = None
+        self._lean: Optional[LeanTransport] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -223,7 +236,7 @@ class AsyncS3Client:
         if self._state is ClientState.OPENED:
             self._check_loop()
         self._state = ClientState.CLOSED
-        stack, self._stack, self._s3 = self._stack, None, None
+        stack, self._stack, self._s3, self._lean = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -267,9 +280,32 @@ class AsyncS3Client:
             raise new from exc
         if self._config.requester_pays:
             s3.meta.events.register("before-sign.s3", _add_requester_pays)
+        self._lean = None
+        if os.environ.get("S3TORCH_ASYNC_FAST_PATH", "1") != "0":
+            extra = {"User-Agent": f"s3torch-async {settings.user_agent}"}
+            if self._config.requester_pays:
+                extra["x-amz-request-payer"] = "requester"
+            self._lean = LeanTransport(
+                s3,
+                region=settings.region,
+                max_attempts=self._config.max_attempts,
+                pool_size=settings.pool_size,
+                connect_timeout=_session.CONNECT_TIMEOUT,
+                read_timeout=_session.READ_TIMEOUT,
+                extra_headers=extra,
+                unsigned=self._config.unsigned,
+            )
+            stack.push_async_callback(self._lean.aclose)
         self._stack, self._s3 = stack, s3
         self._loop = asyncio.get_running_loop()
         self._state = ClientState.OPENED
+
+    async def _lean_base(self, bucket: str) -> Optional[tuple[str, str, str]]:
+        """The lean transport's base URL for ``bucket``, or ``None`` to use botocore."""
+        await self._client()
+        if self._lean is None:
+            return None
+        return await self._lean.base(bucket)
 
     # -- listing ----------------------------------------------------------------------------
 
@@ -318,6 +354,14 @@ class AsyncS3Client:
         if token:
             params["ContinuationToken"] = token
         async with translating_errors("ListObjectsV2", bucket, prefix):
+            base = await self._lean_base(bucket)
+            if base is not None:
+                assert self._lean is not None
+                objects, prefixes, next_token = await self._lean.list_page(
+                    base, prefix, delimiter, max_keys, token
+                )
+                infos = [ObjectInfo(k, e, sz, lm, sc) for k, e, sz, lm, sc in objects]
+                return ListObjectResult(infos, prefixes), next_token
             s3 = await self._client()
             resp = await s3.list_objects_v2(**params)
         infos = [
@@ -347,8 +391,13 @@ class AsyncS3Client:
         """
         _check_names(bucket, key)
         async with translating_errors("HeadObject", bucket, key):
-            s3 = await self._client()
-            resp = await s3.head_object(Bucket=bucket, Key=key)
+            base = await self._lean_base(bucket)
+            if base is not None:
+                assert self._lean is not None
+                resp = await self._lean.head(base, key)
+            else:
+                s3 = await self._client()
+                resp = await s3.head_object(Bucket=bucket, Key=key)
         return HeadObjectResult(
             etag=resp.get("ETag", ""),
             size=int(resp.get("ContentLength", 0)),
@@ -429,27 +478,25 @@ class AsyncS3Client:
         attempt = 0
         while True:
             offset = (start or 0) + received
-            params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            params: dict[str, Any] = {}
             if start is not None or received:
                 params["Range"] = _range_header(offset, end)
-            if etag:
-                params["IfMatch"] = etag
             try:
                 async with translating_errors("GetObject", bucket, key):
-                    s3 = await self._client()
-                    resp = await s3.get_object(**params)
-                etag = etag or resp.get("ETag", "")
-                object_size = _object_size(resp)
-                if expected is None:
-                    expected = int(resp.get("ContentLength", 0))
-                body = resp["Body"]
+                    body = await self._open_get(bucket, key, params.get("Range"), etag)
                 try:
+                    etag = etag or body.etag
+                    object_size = body.object_size
+                    if expected is None:
+                        expected = body.content_length
                     if view is not None:
-                        received += await _read_into(body, view[received:expected])
+                        received += await _read_into(
+                            body.stream, view[received:expected]
+                        )
                     else:
-                        received += await _read_chunks(body, chunks)
+                        received += await _read_chunks(body.stream, chunks)
                 finally:
-                    body.close()
+                    body.release()
                 if received < expected:
                     raise aiohttp.ClientPayloadError(
                         f"response ended after {received} of {expected} bytes"
@@ -472,6 +519,43 @@ class AsyncS3Client:
         if view is not None:
             return RangeMeta(etag or "", object_size, received)
         return GetResult(b"".join(chunks), etag or "", object_size)
+
+    async def _open_get(
+        self,
+        bucket: str,
+        key: str,
+        range_header: Optional[str],
+        if_match: Optional[str],
+    ) -> _Body:
+        base = await self._lean_base(bucket)
+        if base is not None:
+            lean = self._lean
+            assert lean is not None
+            resp = await lean.with_retries(
+                lambda: lean.open_get(base, key, range_header, if_match)
+            )
+            h = resp.headers
+            return _Body(
+                etag=h.get("ETag", ""),
+                content_range=h.get("Content-Range"),
+                content_length=int(h.get("Content-Length", 0)),
+                stream=resp.content,
+                release=resp.release,
+            )
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if range_header:
+            params["Range"] = range_header
+        if if_match:
+            params["IfMatch"] = if_match
+        s3 = await self._client()
+        raw = await s3.get_object(**params)
+        return _Body(
+            etag=raw.get("ETag", ""),
+            content_range=raw.get("ContentRange"),
+            content_length=int(raw.get("ContentLength", 0)),
+            stream=raw["Body"].raw_stream.content,
+            release=raw["Body"].close,
+        )
 
     async def put_object_bytes(
         self,
@@ -662,9 +746,8 @@ def _as_body(data: Buffer) -> Union[bytes, bytearray]:
     raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
 
 
-async def _read_into(body: Any, view: memoryview) -> int:
+async def _read_into(stream: Any, view: memoryview) -> int:
     """Copy a response body into ``view`` chunk by chunk; return the bytes copied."""
-    stream = body.raw_stream.content
     pos = 0
     size = len(view)
     while pos < size:
@@ -679,8 +762,7 @@ async def _read_into(body: Any, view: memoryview) -> int:
     return pos
 
 
-async def _read_chunks(body: Any, chunks: list[bytes]) -> int:
-    stream = body.raw_stream.content
+async def _read_chunks(stream: Any, chunks: list[bytes]) -> int:
     total = 0
     while True:
         chunk = await stream.readany()

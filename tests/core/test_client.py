@@ -13,6 +13,15 @@ from s3torch_async._core.client import ClientState
 REGION = "us-east-1"
 
 
+@pytest.fixture(autouse=True, params=["fast-path", "botocore-path"])
+def transport(request, monkeypatch):
+    """Every test runs on both transports: they must behave identically."""
+    monkeypatch.setenv(
+        "S3TORCH_ASYNC_FAST_PATH", "1" if request.param == "fast-path" else "0"
+    )
+    return request.param
+
+
 @pytest.fixture
 async def client(endpoint):
     async with AsyncS3Client(
