@@ -28,7 +28,7 @@ from collections.abc import Awaitable
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any, Callable, Optional, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 import aiohttp
 from botocore.exceptions import ClientError
@@ -415,7 +415,7 @@ def _parse_listing(
 ) -> tuple[list[tuple[str, str, int, int, Optional[str]]], list[str], Optional[str]]:
     root = ET.fromstring(body)
     url_encoded = root.findtext(f"{_NS}EncodingType") == "url"
-    decode: Callable[[str], str] = unquote if url_encoded else (lambda s: s)
+    decode: Callable[[str], str] = unquote_plus if url_encoded else (lambda s: s)
     objects = []
     key_tag, etag_tag, size_tag = f"{_NS}Key", f"{_NS}ETag", f"{_NS}Size"
     lm_tag, sc_tag = f"{_NS}LastModified", f"{_NS}StorageClass"

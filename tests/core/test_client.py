@@ -341,3 +341,14 @@ async def test_unsigned_requests_carry_no_signature(endpoint, bucket):
         )
         await c.put_object_bytes(bucket, "k", b"x")
     assert "Authorization" not in seen[0]
+
+
+async def test_listing_and_reading_keys_with_special_characters(client, bucket):
+    keys = sorted(["a b", "a+b", "ü/ñ", "100%", "x?y=z&w", "tilde~", "sp ace/+plus"])
+    for k in keys:
+        await client.put_object_bytes(bucket, k, k.encode())
+    listed = [o.key async for o in client.list_objects(bucket).objects()]
+    assert listed == keys
+    for k in keys:
+        assert (await client.get_range(bucket, k)).data == k.encode()
+        assert (await client.head_object(bucket, k)).size == len(k.encode())
