@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import subprocess
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -44,7 +48,19 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python=["3.11", "3.12", "3.13"])
+def _interpreter(version: str) -> str:
+    """``pythonX.Y`` if it runs, else a pyenv install of it (pyenv shims refuse inactive ones)."""
+    name = f"python{version}"
+    try:
+        subprocess.run([name, "-c", "pass"], check=True, capture_output=True)
+        return name
+    except (OSError, subprocess.CalledProcessError):
+        pattern = os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/{name}")
+        found = sorted(glob.glob(pattern))
+        return found[-1] if found else name
+
+
+@nox.session(python=[_interpreter(v) for v in ("3.11", "3.12", "3.13")])
 def core(session: nox.Session) -> None:
     """The torch-free layers on several Pythons (catches the 3.12+ fork warnings)."""
     session.install("-e", ".[test]", "--no-deps")
