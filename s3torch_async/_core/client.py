@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import aiohttp
 from botocore.exceptions import ResponseStreamingError
@@ -28,6 +28,10 @@ from .._user_agent import UserAgent
 from . import _session
 from ._lean import LeanTransport
 from ._translate import translate, translating_errors
+from .writer import AsyncS3Writer
+
+if TYPE_CHECKING:
+    from .reader import AsyncS3Reader
 
 __all__ = ["AsyncS3Client", "ClientState", "GetResult", "ListObjectsPager", "RangeMeta"]
 
@@ -282,7 +286,7 @@ class AsyncS3Client:
             s3.meta.events.register("before-sign.s3", _add_requester_pays)
         self._lean = None
         if os.environ.get("S3TORCH_ASYNC_FAST_PATH", "1") != "0":
-            extra = {"User-Agent": f"s3torch-async {settings.user_agent}"}
+            extra = {"User-Agent": settings.user_agent}
             if self._config.requester_pays:
                 extra["x-amz-request-payer"] = "requester"
             self._lean = LeanTransport(
@@ -405,6 +409,25 @@ class AsyncS3Client:
             storage_class=resp.get("StorageClass"),
             restore_status=_restore_status(resp.get("Restore")),
         )
+
+    def get_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        object_info: Union[ObjectInfo, HeadObjectResult, None] = None,
+    ) -> AsyncS3Reader:
+        """Return an :class:`AsyncS3Reader` for ``s3://bucket/key``; sends no request.
+
+        Args:
+            bucket: Bucket name.
+            key: Object key.
+            object_info: Listing or HEAD information; its size saves the size lookup.
+        """
+        from .reader import AsyncS3Reader
+
+        _check_names(bucket, key)
+        return AsyncS3Reader(self, bucket, key, object_info=object_info)
 
     async def get_range(
         self,
@@ -555,6 +578,35 @@ class AsyncS3Client:
             content_length=int(raw.get("ContentLength", 0)),
             stream=raw["Body"].raw_stream.content,
             release=raw["Body"].close,
+        )
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        storage_class: Optional[str] = None,
+        *,
+        if_none_match: bool = False,
+    ) -> AsyncS3Writer:
+        """Return a writer for ``s3://bucket/key``; no request is sent until data is written.
+
+        The object appears only when the writer commits (``aclose()`` or leaving
+        ``async with``); an exception or cancellation aborts the upload.
+
+        Args:
+            bucket: Bucket name.
+            key: Object key.
+            storage_class: S3 storage class, e.g. ``"STANDARD_IA"``.
+            if_none_match: Refuse to overwrite: the commit raises ``S3Exception`` (HTTP 412)
+                if the key already exists.
+
+        Raises:
+            TypeError: ``bucket`` or ``key`` is not a string.
+            ValueError: ``bucket`` or ``key`` is empty.
+        """
+        _check_names(bucket, key)
+        return AsyncS3Writer(
+            self, bucket, key, storage_class, if_none_match=if_none_match
         )
 
     async def put_object_bytes(
@@ -734,15 +786,15 @@ def _add_requester_pays(request: Any, **_: Any) -> None:
     request.headers["x-amz-request-payer"] = "requester"
 
 
-def _as_body(data: Buffer) -> Union[bytes, bytearray]:
-    if isinstance(data, (bytes, bytearray)):
+def _as_body(data: Buffer) -> bytes:
+    # botocore hands a bytearray straight to aiohttp, which warns (ResourceWarning) about raw
+    # bodies over 1 MiB; immutable bytes are sent as-is.
+    if isinstance(data, bytes):
         return data
+    if isinstance(data, bytearray):
+        return bytes(data)
     if isinstance(data, memoryview):
-        return (
-            data.tobytes()
-            if not data.c_contiguous or data.format != "B"
-            else bytes(data)
-        )
+        return data.tobytes()
     raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
 
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Iterator
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 from .._config import S3ClientConfig
 from .._core.client import AsyncS3Client, GetResult
 from .._errors import S3Exception
 from .._runner import get_runner
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
+from .._uri import validate_bucket_key
 from .._user_agent import UserAgent
+from ..s3writer import S3Writer
+
+if TYPE_CHECKING:
+    from ..s3reader import S3Reader
+    from ..s3reader.protocol import S3ReaderConstructorProtocol
 
 __all__ = ["GetObjectStream", "ListObjectStream", "S3Client"]
 
@@ -133,6 +139,97 @@ class S3Client:
     ) -> GetObjectStream:
         return GetObjectStream(self, bucket, key, start, end)
 
+    def get_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        object_info: Optional[ObjectInfo] = None,
+        reader_constructor: Optional[S3ReaderConstructorProtocol] = None,
+    ) -> S3Reader:
+        """Return a reader for ``s3://bucket/key``; no request is sent until the first read.
+
+        Args:
+            bucket: Bucket name.
+            key: Object key.
+            object_info: Listing info; when given, the reader never sends a HEAD.
+            reader_constructor: Reader factory from ``S3ReaderConstructor``; sequential by
+                default.
+
+        Raises:
+            ValueError: ``bucket`` is empty (raised by the reader constructor).
+        """
+        logger.debug(
+            "GetObject s3://%s/%s, object_info is None=%s",
+            bucket,
+            key,
+            object_info is None,
+        )
+        return self._make_reader(
+            bucket, key, object_info, reader_constructor, _GetStream(self, bucket, key)
+        )
+
+    def _get_object_prefetched(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        object_info: ObjectInfo,
+        data: Union[bytes, memoryview],
+        etag: str,
+        reader_constructor: Optional[S3ReaderConstructorProtocol] = None,
+    ) -> S3Reader:
+        """Return a reader that serves every read from ``data`` and sends no request.
+
+        For the datasets' prefetch window: ``data`` is the whole object, already downloaded
+        at version ``etag``. The DCP-optimized reader ignores the prefetched bytes.
+        """
+        stream = _GetStream(self, bucket, key, prefetched=PrefetchedObject(data, etag))
+        return self._make_reader(bucket, key, object_info, reader_constructor, stream)
+
+    def _make_reader(
+        self,
+        bucket: str,
+        key: str,
+        object_info: Optional[ObjectInfo],
+        reader_constructor: Optional[S3ReaderConstructorProtocol],
+        get_stream: _GetStream,
+    ) -> S3Reader:
+        from ..s3reader import S3ReaderConstructor
+
+        constructor = reader_constructor or S3ReaderConstructor.default()
+        get_object_info: Callable[[], Any]
+        if object_info is None:
+            get_object_info = _HeadObject(self, bucket, key)
+        else:
+            get_object_info = _Constant(object_info)
+        return constructor(
+            bucket=bucket,
+            key=key,
+            get_object_info=get_object_info,
+            get_stream=get_stream,
+        )
+
+    def put_object(
+        self, bucket: str, key: str, storage_class: Optional[str] = None
+    ) -> S3Writer:
+        """Return a writer that uploads to ``s3://bucket/key``; the object appears at ``close()``.
+
+        No request is sent until data is written or the writer is closed.
+
+        Args:
+            bucket: Bucket name.
+            key: Object key.
+            storage_class: S3 storage class, e.g. ``"STANDARD_IA"``.
+
+        Raises:
+            TypeError: ``bucket`` or ``key`` is not a string.
+            ValueError: ``bucket`` or ``key`` is empty.
+        """
+        logger.debug("PutObject s3://%s/%s", bucket, key)
+        validate_bucket_key(bucket, key)
+        return S3Writer._for_client(self, bucket, key, storage_class)
+
     def list_objects(
         self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
     ) -> ListObjectStream:
@@ -196,10 +293,17 @@ def _validate_listing(bucket: Any, prefix: Any, delimiter: Any, max_keys: Any) -
 
 
 class _Constant:
-    """Picklable ``get_object_info`` returning listing info."""
+    """Picklable ``get_object_info`` returning listing info.
+
+    ``object_info`` exposes the value so readers know the size without calling it.
+    """
 
     def __init__(self, value: ObjectInfo) -> None:
         self._value = value
+
+    @property
+    def object_info(self) -> ObjectInfo:
+        return self._value
 
     def __call__(self) -> ObjectInfo:
         return self._value
@@ -215,15 +319,43 @@ class _HeadObject:
         return self.client.head_object(self.bucket, self.key)
 
 
+class PrefetchedObject(NamedTuple):
+    """A whole object downloaded ahead of time: its bytes and the version they belong to."""
+
+    data: Union[bytes, memoryview]
+    etag: str
+
+
 class _GetStream:
     """The ``get_stream(start=None, end=None)`` callable handed to reader constructors.
 
     Besides the reference's stream it exposes ``client``, ``bucket`` and ``key`` so this
-    package's readers can run the async core directly (parallel ranged GETs into buffers).
+    package's readers can run the async core directly (parallel ranged GETs into buffers),
+    ``prefetched`` (the object's bytes, already downloaded: readers then send no request) and
+    ``part_size`` (ranged-GET size for reads; ``None`` means the client's ``part_size``).
     """
 
-    def __init__(self, client: S3Client, bucket: str, key: str) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        *,
+        prefetched: Optional[PrefetchedObject] = None,
+        part_size: Optional[int] = None,
+    ) -> None:
         self.client, self.bucket, self.key = client, bucket, key
+        self.prefetched = prefetched
+        self.part_size = part_size
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        prefetched = state.get("prefetched")
+        if prefetched is not None and isinstance(prefetched.data, memoryview):
+            state["prefetched"] = PrefetchedObject(
+                prefetched.data.tobytes(), prefetched.etag
+            )
+        return state
 
     def __call__(
         self, start: Optional[int] = None, end: Optional[int] = None

@@ -196,3 +196,24 @@ def test_fork_while_a_call_is_in_flight_child_gets_fresh_runner(endpoint, obj):
         obj,
     )
     assert_clean(proc)
+
+
+def test_unclosed_writer_is_committed_before_exit(endpoint, bucket, boto_s3):
+    env = dict(os.environ, TEST_ENDPOINT=endpoint, TEST_BUCKET=bucket)
+    body = """
+        import warnings
+        warnings.simplefilter("ignore", ResourceWarning)
+        w = client.put_object(BUCKET, "unclosed")
+        w.write(b"hello from a writer nobody closed")
+        del w   # committed in the background; interpreter exit waits for it
+        """
+    proc = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_clean(proc)
+    got = boto_s3.get_object(Bucket=bucket, Key="unclosed")["Body"].read()
+    assert got == b"hello from a writer nobody closed"

@@ -1,0 +1,750 @@
+"""``AsyncS3Reader``: reading one object through parallel, version-pinned ranged GETs.
+
+This module owns how bytes of one object get from S3 into memory:
+
+* **Parallel ranged GETs.** A large read is cut into ``part_size`` pieces fetched with at most
+  ``client.max_concurrency`` requests in flight, each written by
+  ``AsyncS3Client.get_range_into`` straight into the destination (the caller's buffer, or a
+  result buffer allocated once). A read of at most one part is a single GET.
+* **Sequential read-ahead.** Small reads are served from the last part fetched; consecutive
+  parts are fetched ahead of the cursor by a window that starts at one part and doubles on
+  every sequential step, up to ``max_concurrency`` parts and ``DEFAULT_WINDOW_BYTES``.
+  Results are delivered in request order; a seek outside the window cancels it.
+* **Version pinning.** The ETag of the first response is sent as ``If-Match`` on every later
+  GET of the reader, and every response's ETag is checked, so a concurrent overwrite raises
+  ``S3Exception`` (HTTP 412) instead of splicing two versions together.
+* **Zero-copy results.** ``bytes`` results are built in place (``alloc_bytes``), so a whole
+  read holds the object once, never twice.
+
+Bodies that break mid-transfer are resumed by the client (``get_range_into``) on the
+``max_attempts`` budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple, Union
+
+from .._errors import S3Exception
+from .._types import HeadObjectResult, ObjectInfo
+
+if TYPE_CHECKING:
+    from .client import AsyncS3Client
+
+__all__ = [
+    "DEFAULT_WINDOW_BYTES",
+    "AsyncS3Reader",
+    "RangeStream",
+    "alloc_bytes",
+    "finish_bytes",
+]
+
+DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+"""Most bytes a sequential read-ahead window keeps in flight or buffered."""
+
+Chunk = Tuple[int, bytes]
+WritableBuffer = Union[bytearray, memoryview]
+
+
+def alloc_bytes(size: int) -> tuple[io.BytesIO, memoryview]:
+    """Allocate a ``bytes`` result of ``size`` bytes and a writable view onto it.
+
+    Fill the view, then call :func:`finish_bytes`. ``bytes(size)`` comes from ``calloc`` (no
+    page is touched until written) and ``io.BytesIO`` adopts it without copying while nothing
+    else references it; ``getvalue()`` then hands the same object back. Peak memory is one
+    copy of the data (measured on CPython 3.11: 256 MiB peak for a 256 MiB result, against
+    512 MiB for ``bytes(bytearray)``).
+    """
+    bio = io.BytesIO(bytes(size))
+    return bio, bio.getbuffer()
+
+
+def finish_bytes(bio: io.BytesIO, view: memoryview, nbytes: int) -> bytes:
+    """Release ``view`` and return the first ``nbytes`` bytes written through it."""
+    view.release()
+    if nbytes == 0:
+        return b""
+    if nbytes < bio.seek(0, io.SEEK_END):
+        try:
+            bio.truncate(nbytes)
+        except BufferError:
+            # A slice of the view is still alive somewhere: copy instead.
+            return bio.getbuffer()[:nbytes].tobytes()
+    return bio.getvalue()
+
+
+def writable_view(buf: Any) -> memoryview:
+    """Return ``buf`` as a flat, writable byte view.
+
+    Raises:
+        TypeError: ``buf`` is not a writable, contiguous bytes-like object.
+    """
+    mv = memoryview(buf)
+    if mv.readonly:
+        raise TypeError(f"buffer must be writable, got read-only {type(buf).__name__}")
+    if mv.ndim != 1 or mv.format != "B":
+        mv = mv.cast("B")
+    return mv
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # Prefetched parts may fail after nobody wants them any more; mark the error as seen.
+    if not task.cancelled():
+        task.exception()
+
+
+async def _gather_bounded(
+    jobs: Sequence[Callable[[], Awaitable[int]]], limit: int
+) -> List[int]:
+    """Run ``jobs`` with at most ``limit`` in flight; the first failure cancels the rest."""
+    results = [0] * len(jobs)
+    pending = iter(enumerate(jobs))
+
+    async def worker() -> None:
+        for index, job in pending:
+            results[index] = await job()
+
+    if len(jobs) == 1:
+        results[0] = await jobs[0]()
+        return results
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(jobs)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    return results
+
+
+@dataclass
+class _Part:
+    start: int
+    end: int
+    task: asyncio.Future[bytes]
+
+
+class _Fetcher:
+    """Fetches a lazy sequence of spans ahead of its consumer and delivers them in order.
+
+    At most ``target`` parts are in flight; ``target`` starts at ``initial_parts`` and doubles
+    after each delivered part up to ``max_parts``. Unless ``exact_spans`` is set (spans are
+    then known to lie inside the object), only one part is issued while the object's size is
+    unknown, so nothing is requested past the end.
+    """
+
+    def __init__(
+        self,
+        reader: AsyncS3Reader,
+        spans: Iterator[tuple[int, int]],
+        *,
+        next_pos: int,
+        max_parts: int,
+        initial_parts: int,
+        exact_spans: bool = False,
+    ) -> None:
+        self._reader = reader
+        self._exact = exact_spans
+        self._spans = spans
+        self._pending: Deque[_Part] = deque()
+        self._max = max(1, max_parts)
+        self._target = max(1, min(initial_parts, self._max))
+        self._issued = 0
+        self._exhausted = False
+        self.next_pos = next_pos  # start of the next span not yet issued
+
+    def in_flight(self, pos: int) -> bool:
+        """Whether an issued part holds ``pos``."""
+        return any(p.start <= pos < p.end for p in self._pending)
+
+    def advance_to(self, pos: int) -> bool:
+        """Drop parts ending at or before ``pos``; return whether ``pos`` is still served."""
+        while self._pending and self._pending[0].end <= pos:
+            self._pending.popleft().task.cancel()
+        if self._pending:
+            return self._pending[0].start <= pos
+        return pos == self.next_pos and not self._exhausted
+
+    def _fill(self) -> None:
+        while len(self._pending) < self._target and not self._exhausted:
+            if self._reader.known_size is None and self._issued and not self._exact:
+                break
+            span = next(self._spans, None)
+            if span is None:
+                self._exhausted = True
+                break
+            start, end = span
+            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))
+            task.add_done_callback(_retrieve)
+            self._pending.append(_Part(start, end, task))
+            self._issued += 1
+            self.next_pos = end
+
+    def start(self) -> None:
+        """Issue the first parts without waiting for them."""
+        self._fill()
+
+    async def next(self, *, read_ahead: bool = True) -> Optional[Chunk]:
+        """The next part as ``(start, data)``; ``None`` when no span is left.
+
+        With ``read_ahead`` false only a part already in flight is delivered and nothing new
+        is issued.
+        """
+        if read_ahead:
+            self._fill()
+        if not self._pending:
+            return None
+        part = self._pending.popleft()
+        try:
+            data = await part.task
+        except BaseException:
+            self.cancel()
+            raise
+        if read_ahead:
+            self._target = min(self._max, self._target * 2)
+        return part.start, data
+
+    def cancel(self) -> None:
+        while self._pending:
+            task = self._pending.popleft().task
+            if not task.done() and task.get_loop() is _running_loop():
+                task.cancel()
+        self._exhausted = True
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class RangeStream:
+    """Async iterator over ``(start, data)`` pieces of byte spans, fetched ahead in parallel.
+
+    Spans are cut into pieces of at most ``part_size`` bytes; up to ``max_parts`` pieces are
+    in flight and pieces arrive in span order. Build it with :meth:`AsyncS3Reader.iter_ranges`.
+    """
+
+    def __init__(
+        self,
+        reader: AsyncS3Reader,
+        spans: Sequence[tuple[int, int]],
+        max_parts: int,
+    ) -> None:
+        self._reader = reader
+        pieces = list(_split_spans(spans, reader.part_size))
+        self._fetcher = _Fetcher(
+            reader,
+            iter(pieces),
+            next_pos=pieces[0][0] if pieces else 0,
+            max_parts=max_parts,
+            initial_parts=max_parts,
+            exact_spans=True,
+        )
+        self._fetcher.start()
+
+    def __aiter__(self) -> RangeStream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        item = await self._fetcher.next()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Cancel the pieces still in flight."""
+        self._fetcher.cancel()
+
+
+def _split_spans(
+    spans: Sequence[tuple[int, int]], part_size: int
+) -> Iterator[tuple[int, int]]:
+    for start, end in spans:
+        if start < 0 or end < start:
+            raise ValueError(f"invalid span [{start}, {end})")
+        for piece_start in range(start, end, part_size):
+            yield piece_start, min(piece_start + part_size, end)
+
+
+class AsyncS3Reader:
+    """Read-only, seekable view of one S3 object for ``asyncio`` code.
+
+    Build it with :meth:`AsyncS3Client.get_object`; construction sends no request. ``seek`` and
+    ``tell`` are plain methods that only move the cursor. ``SEEK_END`` needs the size, which
+    is known from ``object_info``, from any earlier read, or from ``await size()``. Seeks past
+    the end are clamped to the size when it is known, as the sync readers do.
+
+    ``read()`` of the rest of the object fetches it with parallel ranged GETs into one buffer;
+    ``async for chunk in reader`` streams it part by part with read-ahead. The reader is not
+    safe for concurrent use by several tasks.
+
+    Args:
+        client: The client to send requests with.
+        bucket: Bucket name.
+        key: Object key.
+        object_info: Listing or HEAD information; its size saves the size lookup.
+        part_size: Size of each ranged GET; defaults to the client's ``part_size``.
+        window_bytes: Most bytes the sequential read-ahead keeps in flight.
+    """
+
+    def __init__(
+        self,
+        client: AsyncS3Client,
+        bucket: str,
+        key: str,
+        *,
+        object_info: Union[ObjectInfo, HeadObjectResult, None] = None,
+        part_size: Optional[int] = None,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
+    ) -> None:
+        if not isinstance(bucket, str) or not bucket:
+            raise ValueError(f"bucket must be a non-empty string, got {bucket!r}")
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        if part_size is None:
+            part_size = client.s3client_config.part_size
+        if not isinstance(part_size, int) or part_size < 1:
+            raise ValueError(f"part_size must be a positive int, got {part_size!r}")
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._part_size = part_size
+        self._window_bytes = window_bytes
+        self._size: Optional[int] = None if object_info is None else object_info.size
+        self._etag: Optional[str] = None
+        self._pos = 0
+        self._last: Optional[Chunk] = None
+        self._window: Optional[_Fetcher] = None
+        self._closed = False
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> AsyncS3Client:
+        return self._client
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def part_size(self) -> int:
+        return self._part_size
+
+    @property
+    def etag(self) -> Optional[str]:
+        """The ETag every request is pinned to, once the first response arrived."""
+        return self._etag
+
+    @property
+    def known_size(self) -> Optional[int]:
+        """The object's size if already known (no request), else ``None``."""
+        return self._size
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def last_chunk(self) -> Optional[Chunk]:
+        """The part most recently fetched for sequential reading, as ``(start, data)``."""
+        return self._last
+
+    def _adopt(self, *, size: Optional[int], etag: Optional[str]) -> None:
+        """Take over what an earlier reader of the same object learned (size, pinned ETag)."""
+        if size is not None:
+            self._size = size
+        if etag is not None:
+            self._etag = etag
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncS3Reader:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel read-ahead and drop buffers. Idempotent."""
+        self._closed = True
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the retained part and cancel read-ahead (the reader stays usable)."""
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
+        self._last = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+
+    # -- cursor API ---------------------------------------------------------------------------
+
+    async def size(self) -> int:
+        """Return the object's size: known from ``object_info`` or a read, else one HEAD.
+
+        Raises:
+            S3Exception: The HEAD request failed.
+        """
+        if self._size is None:
+            head = await self._client.head_object(self._bucket, self._key)
+            self._size = head.size
+            if self._etag is None:
+                self._etag = head.etag or None
+        return self._size
+
+    def tell(self) -> int:
+        """Return the cursor position."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the cursor and return the new position; sends no request.
+
+        Raises:
+            TypeError: ``offset`` or ``whence`` is not an int.
+            ValueError: The position would be negative, ``whence`` is unknown, or ``SEEK_END``
+                is used before the size is known.
+        """
+        if not isinstance(offset, int):
+            raise TypeError(f"integer argument expected, got {type(offset)!r}")
+        if not isinstance(whence, int):
+            raise TypeError(f"integer argument expected, got {type(whence)!r}")
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            if self._size is None:
+                raise ValueError(
+                    "SEEK_END needs the object size: pass object_info or await size() first"
+                )
+            target = self._size + offset
+        else:
+            raise ValueError("Seek must be passed SEEK_CUR, SEEK_SET, or SEEK_END")
+        if target < 0:
+            raise ValueError(f"negative seek value {target}")
+        if self._size is not None:
+            target = min(target, self._size)
+        self._pos = target
+        return target
+
+    async def read(self, size: Optional[int] = -1) -> bytes:
+        """Read up to ``size`` bytes (all that is left when ``size`` is negative or None).
+
+        Raises:
+            TypeError: ``size`` is not an int or None.
+            S3Exception: A request failed or the object changed during the read.
+        """
+        if size is not None and not isinstance(size, int):
+            raise TypeError(f"argument should be integer or None, not {type(size)!r}")
+        self._check_open()
+        pos = self._pos
+        if size == 0:
+            return b""
+        if self._size is None and (size is None or size < 0 or size > self._part_size):
+            await self.chunk_at(pos)  # learn the size before allocating
+        if self._size is not None:
+            want = self._size - pos
+            if size is not None and size >= 0:
+                want = min(want, size)
+        else:
+            want = int(size or 0)
+        if want <= 0:
+            self._clamp()
+            return b""
+        last = self._last
+        if last is not None:
+            start, data = last
+            if start == pos and len(data) == want:
+                self._pos = pos + want
+                return data
+            if start <= pos and pos + want <= start + len(data):
+                self._pos = pos + want
+                return data[pos - start : pos - start + want]
+        bio, view = alloc_bytes(want)
+        try:
+            nbytes = await self.read_at(pos, view)
+        except BaseException:
+            view.release()
+            raise
+        self._pos = pos + nbytes
+        self._clamp()
+        return finish_bytes(bio, view, nbytes)
+
+    def _clamp(self) -> None:
+        if self._size is not None and self._pos > self._size:
+            self._pos = self._size
+
+    async def readinto(self, buf: WritableBuffer) -> int:
+        """Read into ``buf`` from the cursor; return the bytes read (0 at the end).
+
+        Raises:
+            TypeError: ``buf`` is not a writable bytes-like object.
+            S3Exception: A request failed or the object changed during the read.
+        """
+        view = writable_view(buf)
+        self._check_open()
+        nbytes = await self.read_at(self._pos, view)
+        self._pos += nbytes
+        self._clamp()
+        return nbytes
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iter_chunks()
+
+    async def _iter_chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            self._check_open()
+            pos = self._pos
+            start, data = await self.chunk_at(pos)
+            if not data:
+                return
+            self._pos = start + len(data)
+            yield data if start == pos else data[pos - start :]
+
+    def iter_ranges(
+        self, spans: Sequence[tuple[int, int]], *, max_parts: Optional[int] = None
+    ) -> RangeStream:
+        """Fetch the byte ranges ``spans`` (sorted ``[start, end)`` pairs) ahead, in order.
+
+        Each span is cut into pieces of at most ``part_size``; every piece is one GET, and up
+        to ``max_parts`` (default: the client's ``max_concurrency``) are in flight.
+        """
+        self._check_open()
+        return RangeStream(self, spans, max_parts or self._max_parts())
+
+    # -- positional primitives (used by the sync readers) -----------------------------------
+
+    def _max_parts(self) -> int:
+        by_bytes = max(1, self._window_bytes // self._part_size)
+        return max(1, min(self._client.max_concurrency, by_bytes))
+
+    def _seq_spans(self, pos: int) -> Iterator[tuple[int, int]]:
+        while True:
+            size = self._size
+            if size is not None and pos >= size:
+                return
+            end = pos + self._part_size
+            if size is not None:
+                end = min(end, size)
+            yield pos, end
+            pos = end
+
+    def prefetch(self, pos: int) -> None:
+        """Start fetching the part at ``pos`` without waiting for it."""
+        self._check_open()
+        last = self._last
+        if last is not None and last[0] <= pos < last[0] + len(last[1]):
+            return
+        if self._window is not None and self._window.advance_to(pos):
+            return
+        self._start_window(pos).start()
+
+    def _start_window(self, pos: int) -> _Fetcher:
+        if self._window is not None:
+            self._window.cancel()
+        self._window = _Fetcher(
+            self,
+            self._seq_spans(pos),
+            next_pos=pos,
+            max_parts=self._max_parts(),
+            initial_parts=1,
+        )
+        return self._window
+
+    async def chunk_at(self, pos: int, *, read_ahead: bool = True) -> Chunk:
+        """Return ``(start, data)``: the part holding ``pos``, or ``(pos, b"")`` at the end.
+
+        Consecutive calls that walk the object front to back grow the read-ahead window; a
+        call anywhere else restarts it at ``pos``. With ``read_ahead`` false, a part already
+        in flight is delivered without issuing more.
+        """
+        self._check_open()
+        last = self._last
+        if last is not None and last[0] <= pos < last[0] + len(last[1]):
+            return last
+        if self._size is not None and pos >= self._size:
+            return pos, b""
+        window = self._window
+        if window is None or not window.advance_to(pos):
+            window = self._start_window(pos)
+        try:
+            item = await window.next(read_ahead=read_ahead)
+        except BaseException:
+            if self._window is window:
+                self._window = None
+            raise
+        if item is None or not item[1]:
+            return pos, b""
+        self._last = item
+        if pos >= item[0] + len(item[1]):  # the object ends before pos
+            return pos, b""
+        return item
+
+    async def read_at(self, pos: int, buf: WritableBuffer) -> int:
+        """Fill ``buf`` with the bytes at ``pos``; fewer only at the end of the object.
+
+        Uses the retained part and the read-ahead window where they hold the bytes; a span of
+        two parts or more is fetched directly into ``buf`` with parallel ranged GETs.
+        """
+        self._check_open()
+        view = writable_view(buf)
+        end = pos + len(view)
+        done = 0
+        while True:
+            if self._size is not None:
+                end = min(end, self._size)
+            here = pos + done
+            if here >= end:
+                break
+            last = self._last
+            if last is not None and last[0] <= here < last[0] + len(last[1]):
+                offset = here - last[0]
+                n = min(end - here, len(last[1]) - offset)
+                view[done : done + n] = last[1][offset : offset + n]
+                done += n
+                continue
+            window = self._window
+            small = end - here < 2 * self._part_size
+            if small or (window is not None and window.in_flight(here)):
+                # Large spans only take parts already in flight, then go direct.
+                _, data = await self.chunk_at(here, read_ahead=small)
+                if not data:
+                    break
+                continue
+            done += await self.read_direct(here, view[done : end - pos])
+            break
+        return done
+
+    async def read_direct(self, pos: int, buf: WritableBuffer) -> int:
+        """GET exactly the bytes ``[pos, pos + len(buf))`` into ``buf``, in parallel parts.
+
+        Returns the bytes delivered (fewer only at the end of the object). Bytes of the
+        retained part are copied rather than fetched again; read-ahead is cancelled.
+        """
+        self._check_open()
+        view = writable_view(buf)
+        if self._window is not None:
+            self._window.cancel()
+            self._window = None
+        total = len(view)
+        done = 0
+        if self._size is None and total:
+            first = min(total, self._part_size)
+            done = await self._get_into(pos, view[:first])
+            if done < first:
+                return done
+        if self._size is not None:
+            total = max(done, min(total, self._size - pos))
+        holes = [(pos + done, pos + total)]
+        last = self._last
+        if last is not None:
+            holes = _subtract(holes[0], last[0], last[0] + len(last[1]))
+            lo = max(pos + done, last[0])
+            hi = min(pos + total, last[0] + len(last[1]))
+            if lo < hi:
+                view[lo - pos : hi - pos] = last[1][lo - last[0] : hi - last[0]]
+        pieces = list(_split_spans(holes, self._part_size))
+        jobs = [
+            _bind(self._get_into, start, view[start - pos : stop - pos])
+            for start, stop in pieces
+        ]
+        got = await _gather_bounded(jobs, self._client.max_concurrency)
+        for (start, stop), nbytes in zip(pieces, got):
+            if nbytes < stop - start:
+                raise S3Exception(
+                    f"GetObject s3://{self._bucket}/{self._key} failed: response for bytes "
+                    f"{start}-{stop - 1} ended after {nbytes} bytes",
+                    bucket=self._bucket,
+                    key=self._key,
+                    operation="GetObject",
+                )
+        return total
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _fetch_piece(self, start: int, end: int) -> bytes:
+        bio, view = alloc_bytes(end - start)
+        try:
+            nbytes = await self._get_into(start, view)
+        except BaseException:
+            view.release()
+            raise
+        return finish_bytes(bio, view, nbytes)
+
+    async def _get_into(self, start: int, view: memoryview) -> int:
+        try:
+            meta = await self._client.get_range_into(
+                self._bucket, self._key, start, view, if_match=self._etag
+            )
+        except S3Exception as exc:
+            if exc.status != 416:
+                raise
+            # Range not satisfiable: the request started at or past the end.
+            if self._size is None and start == 0:
+                self._size = 0
+            elif self._size is None:
+                await self.size()
+            if self._size is not None and start >= self._size:
+                return 0
+            raise
+        self._learn(meta.etag, meta.object_size)
+        return meta.nbytes
+
+    def _learn(self, etag: str, object_size: int) -> None:
+        if etag:
+            if self._etag is None:
+                self._etag = etag
+            elif etag != self._etag:
+                raise S3Exception(
+                    f"Service error: GetObject s3://{self._bucket}/{self._key} failed: "
+                    f"PreconditionFailed (HTTP 412): the object changed while it was read "
+                    f"(ETag {etag}, expected {self._etag})",
+                    bucket=self._bucket,
+                    key=self._key,
+                    operation="GetObject",
+                    code="PreconditionFailed",
+                    status=412,
+                )
+        if object_size >= 0:
+            self._size = object_size
+
+
+def _bind(
+    fn: Callable[[int, memoryview], Awaitable[int]], start: int, view: memoryview
+) -> Callable[[], Awaitable[int]]:
+    def job() -> Awaitable[int]:
+        return fn(start, view)
+
+    return job
+
+
+def _subtract(span: tuple[int, int], lo: int, hi: int) -> List[tuple[int, int]]:
+    """``span`` minus ``[lo, hi)``, as zero, one or two non-empty spans."""
+    start, end = span
+    out = []
+    if start < min(lo, end):
+        out.append((start, min(lo, end)))
+    if max(hi, start) < end:
+        out.append((max(hi, start), end))
+    return out

@@ -1,0 +1,499 @@
+"""``torch.distributed.checkpoint`` on S3: ``S3FileSystem``, ``S3StorageWriter``, ``S3StorageReader``.
+
+The storage classes are torch's ``FileSystemWriter``/``FileSystemReader`` with their file system
+swapped for :class:`S3FileSystem`, so planning, file layout and the ``.metadata`` commit
+(write ``.metadata.tmp``, delete ``.metadata``, rename) are torch's own. S3 has no rename: it
+is a server-side copy followed by a delete, and is not atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import posixpath
+import random
+import time
+import urllib.parse
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Union, overload
+
+import torch
+from torch.distributed.checkpoint.filesystem import (
+    FileSystemBase,
+    FileSystemReader,
+    FileSystemWriter,
+)
+from torch.distributed.checkpoint.planner import LoadPlan, SavePlan
+
+from .._config import S3ClientConfig
+from .._errors import OBJECT_NOT_FOUND, S3Exception
+from .._s3client import S3Client
+from .._s3dataset_common import parse_s3_uri
+from .._user_agent import UserAgent
+from ..s3reader import (
+    DCPS3ReaderConstructorProtocol,
+    S3ReaderConstructor,
+    S3ReaderConstructorProtocol,
+)
+from .s3_prefix_strategy import DefaultPrefixStrategy, S3PrefixStrategyBase
+
+__all__ = ["S3FileSystem", "S3StorageReader", "S3StorageWriter", "StorageMetadata"]
+
+logger = logging.getLogger(__name__)
+
+_DELETE_ATTEMPTS = 3
+_DELETE_MAX_WAIT = 5.0
+# Indirection so tests can observe the waits without sleeping.
+_sleep = time.sleep
+
+ReaderConstructor = Union[S3ReaderConstructorProtocol, DCPS3ReaderConstructorProtocol]
+
+
+class S3FileSystem(FileSystemBase):
+    """The ``FileSystemBase`` torch's DCP storage classes use, backed by S3.
+
+    Paths are ``s3://bucket/key`` strings.
+
+    Args:
+        region: AWS region of the bucket.
+        s3_client: Client to use as is; by default one is built from ``region``,
+            ``s3client_config`` and ``endpoint`` with the DCP user agent.
+        s3client_config: Client configuration; defaults to ``S3ClientConfig()``.
+        reader_constructor: Reader factory used by ``create_stream(path, "rb")``; sequential by
+            default (``S3StorageReader`` passes the DCP-optimized one).
+        endpoint: Endpoint URL; defaults to ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``,
+            then AWS. Not an argument of the reference connector.
+
+    Raises:
+        ValueError: ``endpoint`` is given together with ``s3_client``.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        s3_client: Optional[S3Client] = None,
+        s3client_config: Optional[S3ClientConfig] = None,
+        reader_constructor: Optional[ReaderConstructor] = None,
+        *,
+        endpoint: Optional[str] = None,
+    ) -> None:
+        self._path: Union[str, os.PathLike[str]] = ""
+        self._reader_constructor: ReaderConstructor = (
+            reader_constructor or S3ReaderConstructor.default()
+        )
+        if s3_client is not None:
+            if endpoint is not None:
+                raise ValueError(
+                    "endpoint cannot be combined with s3_client; build the S3Client with "
+                    "that endpoint instead"
+                )
+            self._client = s3_client
+        else:
+            reader_type = S3ReaderConstructor.get_reader_type_string(
+                self._reader_constructor
+            )
+            user_agent = UserAgent(
+                ["dcp", torch.__version__, f"md/reader_type#{reader_type}"]
+            )
+            self._client = S3Client(
+                region,
+                endpoint=endpoint,
+                user_agent=user_agent,
+                s3client_config=s3client_config,
+            )
+
+    @contextmanager
+    def create_stream(
+        self, path: Union[str, os.PathLike[str]], mode: str
+    ) -> Generator[io.IOBase, None, None]:
+        """Open an S3 object for writing (``"wb"``) or reading (``"rb"``).
+
+        A write stream commits the object when the block exits normally; when it exits with
+        an exception the upload is aborted and no object is written.
+
+        Args:
+            path: ``s3://bucket/key`` of the object.
+            mode: ``"wb"`` or ``"rb"``.
+
+        Yields:
+            io.IOBase: An ``S3Writer`` or an ``S3Reader``.
+
+        Raises:
+            ValueError: ``path`` is not an ``s3://`` URI, or ``mode`` is neither ``"rb"`` nor
+                ``"wb"``.
+        """
+        path_str = _path_to_str(path)
+        bucket, key = parse_s3_uri(path_str)
+        if mode == "wb":
+            logger.debug("create_stream writable for %s", path_str)
+            with self._client.put_object(bucket, key) as writer:
+                yield writer
+        elif mode == "rb":
+            logger.debug("create_stream readable for %s", path_str)
+            with self._client.get_object(
+                bucket, key, reader_constructor=self._reader_constructor
+            ) as reader:
+                yield reader
+        else:
+            raise ValueError(
+                f"Invalid {mode=} mode argument: create_stream only supports rb (read mode) "
+                "& wb (write mode)"
+            )
+
+    def concat_path(self, path: Union[str, os.PathLike[str]], suffix: str) -> str:
+        """Join ``suffix`` to ``path``; ``s3://`` paths always use ``/``.
+
+        Args:
+            path: The base path.
+            suffix: The part to append.
+
+        Returns:
+            str: The joined path.
+        """
+        path_str = os.fspath(path)
+        if path_str.startswith("s3://"):
+            return posixpath.join(path_str, suffix)
+        return os.path.join(path_str, suffix)
+
+    def init_path(
+        self, path: Union[str, os.PathLike[str]]
+    ) -> Union[str, os.PathLike[str]]:
+        """Remember ``path`` as the checkpoint path and return it unchanged.
+
+        Args:
+            path: The checkpoint path.
+
+        Returns:
+            The same ``path``.
+        """
+        self._path = path
+        return path
+
+    def rename(
+        self,
+        old_path: Union[str, os.PathLike[str]],
+        new_path: Union[str, os.PathLike[str]],
+    ) -> None:
+        """Rename an object: a server-side copy, then a delete of the source (not atomic).
+
+        The delete is tried up to 3 times, with a random exponential wait (at most 5 s)
+        between attempts.
+
+        Args:
+            old_path: ``s3://bucket/key`` of the existing object.
+            new_path: ``s3://bucket/key`` to rename it to, in the same bucket.
+
+        Raises:
+            ValueError: The paths name different buckets, or are not ``s3://`` URIs.
+            S3Exception: The copy failed (``Service error: The object was not found`` for a
+                missing source), or the delete failed three times.
+        """
+        logger.debug("rename %s to %s", old_path, new_path)
+        old_bucket, old_key = parse_s3_uri(_path_to_str(old_path))
+        new_bucket, new_key = parse_s3_uri(_path_to_str(new_path))
+        if old_bucket != new_bucket:
+            raise ValueError(
+                "Source and destination buckets cannot be different (rename does not "
+                "support cross-buckets operations)"
+            )
+        # The client percent-encodes the copy source itself, so the key goes in raw: a key
+        # passed through _escape_path here would be encoded twice.
+        self._client.copy_object(
+            src_bucket=old_bucket,
+            src_key=old_key,
+            dst_bucket=new_bucket,
+            dst_key=new_key,
+        )
+        self._delete_with_retry(old_bucket, old_key)
+
+    def mkdir(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Do nothing: S3 has no directories.
+
+        Args:
+            path: Ignored.
+        """
+
+    def exists(self, path: Union[str, os.PathLike[str]]) -> bool:
+        """Whether the object exists (one HEAD request).
+
+        Args:
+            path: ``s3://bucket/key`` of the object.
+
+        Returns:
+            bool: False when S3 reports ``Service error: The object was not found``.
+
+        Raises:
+            S3Exception: Any other S3 error, unchanged.
+            ValueError: ``path`` is not an ``s3://`` URI.
+        """
+        bucket, key = parse_s3_uri(_path_to_str(path))
+        try:
+            self._client.head_object(bucket, key)
+        except S3Exception as exc:
+            if str(exc) != OBJECT_NOT_FOUND:
+                raise
+            return False
+        return True
+
+    def rm_file(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Delete the object; S3 errors are logged, not raised (a missing key is no error).
+
+        Args:
+            path: ``s3://bucket/key`` of the object.
+
+        Raises:
+            ValueError: ``path`` is not an ``s3://`` URI.
+        """
+        bucket, key = parse_s3_uri(_path_to_str(path))
+        try:
+            self._client.delete_object(bucket, key)
+        except S3Exception:
+            logger.exception("Failed to remove object from S3")
+
+    @classmethod
+    def validate_checkpoint_id(
+        cls, checkpoint_id: Union[str, os.PathLike[str]]
+    ) -> bool:
+        """Whether ``checkpoint_id`` can be used as a checkpoint path.
+
+        Args:
+            checkpoint_id: The candidate path.
+
+        Returns:
+            bool: True for any ``pathlib.Path`` and for a valid ``s3://bucket[/key]`` string.
+        """
+        if isinstance(checkpoint_id, Path):
+            return True
+        try:
+            parse_s3_uri(_path_to_str(checkpoint_id))
+        except ValueError:
+            return False
+        return True
+
+    def _delete_with_retry(self, bucket_name: str, old_key: str) -> None:
+        """``delete_object`` with up to 3 attempts, retrying only on ``S3Exception``."""
+        started = time.monotonic()
+        for attempt in range(1, _DELETE_ATTEMPTS + 1):
+            error = self._try_delete(bucket_name, old_key)
+            if error is None:
+                return
+            last = attempt == _DELETE_ATTEMPTS
+            logger.log(
+                logging.ERROR if last else logging.WARNING,
+                "DeleteObject s3://%s/%s failed after %.3f(s), this was the %s time "
+                "calling it: %s",
+                bucket_name,
+                old_key,
+                time.monotonic() - started,
+                _ordinal(attempt),
+                error,
+            )
+            if last:
+                raise error
+            wait = random.uniform(0, min(_DELETE_MAX_WAIT, 2.0 ** (attempt - 1)))
+            logger.warning("Retrying DeleteObject in %.2f seconds", wait)
+            _sleep(wait)
+
+    def _try_delete(self, bucket_name: str, key: str) -> Optional[S3Exception]:
+        try:
+            self._client.delete_object(bucket_name, key)
+        except S3Exception as exc:
+            return exc
+        return None
+
+    @overload
+    @staticmethod
+    def _escape_path(string: str) -> str: ...
+
+    @overload
+    @staticmethod
+    def _escape_path(string: None) -> None: ...
+
+    @staticmethod
+    def _escape_path(string: Optional[str]) -> Optional[str]:
+        """Percent-encode each ``/``-separated segment; ``None`` and ``""`` pass through."""
+        if not string:
+            return string
+        return "/".join(urllib.parse.quote(part, safe="") for part in string.split("/"))
+
+
+@dataclass
+class StorageMetadata:
+    """Per-rank storage data of a save plan: the prefix of the rank's file names.
+
+    Attributes:
+        prefix: Prefix of the rank's data files, e.g. ``"__0_"``.
+    """
+
+    prefix: str
+
+
+class S3StorageWriter(FileSystemWriter):
+    """A ``torch.distributed.checkpoint`` storage writer that saves to S3.
+
+    Args:
+        region: AWS region of the bucket.
+        path: ``s3://bucket/prefix`` of the checkpoint.
+        s3client_config: Client configuration; defaults to ``S3ClientConfig()``. It is
+            validated when the first request is sent.
+        prefix_strategy: Where each rank's data files go; ``DefaultPrefixStrategy()`` (torch's
+            ``__{rank}_``) by default.
+        thread_count: Upload threads per rank; each writes its own file.
+        endpoint: Endpoint URL; defaults to ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``,
+            then AWS. Not an argument of the reference connector.
+        **kwargs: Passed to torch's ``FileSystemWriter`` (``overwrite``,
+            ``single_file_per_rank``, ``per_thread_copy_ahead``, ``_extensions``, ...);
+            ``sync_files`` is always False.
+
+    Example::
+
+        storage_writer = S3StorageWriter(region, "s3://bucket/checkpoints/epoch_1")
+        torch.distributed.checkpoint.save(model.state_dict(), storage_writer=storage_writer)
+    """
+
+    def __init__(
+        self,
+        region: str,
+        path: str,
+        s3client_config: Optional[S3ClientConfig] = None,
+        prefix_strategy: Optional[S3PrefixStrategyBase] = None,
+        thread_count: int = 1,
+        *,
+        endpoint: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        # sync_files=True would call os.fsync on the stream.
+        super().__init__(
+            path=path, sync_files=False, thread_count=thread_count, **kwargs
+        )
+        self.fs: S3FileSystem = S3FileSystem(  # type: ignore[assignment]
+            region, s3client_config=s3client_config, endpoint=endpoint
+        )
+        self.path = self.fs.init_path(path)
+        self.prefix_strategy = prefix_strategy or DefaultPrefixStrategy()
+
+    def prepare_global_plan(self, plans: List[SavePlan]) -> List[SavePlan]:
+        """Give each rank's plan the file prefix chosen by the prefix strategy.
+
+        Args:
+            plans: The ranks' save plans, in rank order.
+
+        Returns:
+            List[SavePlan]: The plans with ``storage_data=StorageMetadata(prefix)``.
+        """
+        return [
+            dataclasses.replace(
+                plan, storage_data=StorageMetadata(self.prefix_strategy(rank))
+            )
+            for rank, plan in enumerate(plans)
+        ]
+
+    @classmethod
+    def validate_checkpoint_id(
+        cls, checkpoint_id: Union[str, os.PathLike[str]]
+    ) -> bool:
+        """Whether ``checkpoint_id`` can be used as a checkpoint path (see ``S3FileSystem``).
+
+        Args:
+            checkpoint_id: The candidate path.
+
+        Returns:
+            bool: True for a ``pathlib.Path`` or a valid ``s3://`` URI.
+        """
+        return S3FileSystem.validate_checkpoint_id(checkpoint_id)
+
+
+class S3StorageReader(FileSystemReader):
+    """A ``torch.distributed.checkpoint`` storage reader that loads from S3.
+
+    By default data files are read with the DCP-optimized reader: :meth:`prepare_local_plan`
+    sorts the load plan by offset and hands its byte ranges to the reader constructor, so only
+    the bytes of the requested items are fetched, neighbouring items in one request.
+
+    Args:
+        region: AWS region of the bucket.
+        path: ``s3://bucket/prefix`` of the checkpoint.
+        s3client_config: Client configuration; defaults to ``S3ClientConfig()``.
+        reader_constructor: Reader factory; ``S3ReaderConstructor.dcp_optimized()`` by default.
+            Use ``S3ReaderConstructor.default()`` for the generic sequential reader.
+        endpoint: Endpoint URL; defaults to ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``,
+            then AWS. Not an argument of the reference connector.
+
+    Example::
+
+        storage_reader = S3StorageReader(region, "s3://bucket/checkpoints/epoch_1")
+        torch.distributed.checkpoint.load(state_dict, storage_reader=storage_reader)
+    """
+
+    def __init__(
+        self,
+        region: str,
+        path: Union[str, os.PathLike[str]],
+        s3client_config: Optional[S3ClientConfig] = None,
+        reader_constructor: Optional[ReaderConstructor] = None,
+        *,
+        endpoint: Optional[str] = None,
+    ) -> None:
+        super().__init__(path)
+        self.fs: S3FileSystem = S3FileSystem(  # type: ignore[assignment]
+            region,
+            s3client_config=s3client_config,
+            reader_constructor=reader_constructor
+            or S3ReaderConstructor.dcp_optimized(),
+            endpoint=endpoint,
+        )
+        self.path = self.fs.init_path(path)
+        self.sync_files = False
+
+    @property
+    def _reader_constructor(self) -> ReaderConstructor:
+        # The file system's, so that a replaced ``fs`` (the reference's endpoint workaround)
+        # receives the ranges its readers need.
+        return self.fs._reader_constructor
+
+    def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
+        """Sort the plan's items by storage offset and inject their ranges into the reader.
+
+        The items are sorted in place, so each file is read front to back. A
+        DCP-optimized reader constructor receives the byte range of every item.
+
+        Args:
+            plan: This rank's load plan.
+
+        Returns:
+            LoadPlan: The same plan object.
+        """
+        plan.items.sort(key=lambda item: self.storage_data[item.storage_index].offset)
+        if isinstance(self._reader_constructor, DCPS3ReaderConstructorProtocol):
+            self._reader_constructor.set_item_ranges_by_file(
+                plan.items, self.storage_data, self.path
+            )
+        return plan
+
+    @classmethod
+    def validate_checkpoint_id(
+        cls, checkpoint_id: Union[str, os.PathLike[str]]
+    ) -> bool:
+        """Whether ``checkpoint_id`` can be used as a checkpoint path (see ``S3FileSystem``).
+
+        Args:
+            checkpoint_id: The candidate path.
+
+        Returns:
+            bool: True for a ``pathlib.Path`` or a valid ``s3://`` URI.
+        """
+        return S3FileSystem.validate_checkpoint_id(checkpoint_id)
+
+
+def _path_to_str(path: Union[str, os.PathLike[str]]) -> str:
+    return path if isinstance(path, str) else str(path)
+
+
+def _ordinal(n: int) -> str:
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(n if n < 20 else n % 10, "th")
+    return f"{n}{suffix}"

@@ -1,0 +1,416 @@
+"""Where the sync readers get their bytes: the async core, a plain ``get_stream``, or memory.
+
+A reader is handed ``get_stream`` by ``S3Client.get_object``. This module duck-types it:
+
+* ``get_stream.prefetched`` set: the whole object is already in memory; no request is sent.
+* ``get_stream.client._run`` present (this package's ``_GetStream``): an ``AsyncS3Reader`` runs
+  on the runner's loop, and every call crosses threads once per part, not once per read.
+* anything else (a user's ``get_stream(start=None, end=None)`` returning an iterator of
+  ``bytes``): plain iteration, one stream per request, as the reference does.
+
+Every backend offers the same positional operations, so the readers hold no I/O code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
+
+from .._core.reader import AsyncS3Reader, RangeStream, writable_view
+from .._runner import get_runner
+
+logger = logging.getLogger(__name__)
+
+Data = Union[bytes, bytearray, memoryview]
+Chunk = Tuple[int, Data]
+Span = Tuple[int, int]
+
+
+class Group(Protocol):
+    """A coalesced request: ``[start, end)`` holding ``item_ranges``."""
+
+    start: int
+    end: int
+    item_ranges: Any
+
+
+class PieceStream(Protocol):
+    def next(self) -> Optional[Chunk]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """Positional access to one object's bytes.
+
+    ``size`` is the object's size once known (``None`` before). ``learns_size`` says whether
+    reads reveal it (ranged GETs do: ``Content-Range``).
+    """
+
+    size: Optional[int]
+    learns_size: bool
+
+    def chunk_at(self, pos: int) -> Chunk: ...
+
+    def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]: ...
+
+    def load(self, pos: int, view: memoryview) -> int: ...
+
+    def get_into(self, pos: int, view: memoryview) -> int: ...
+
+    def prefetch(self, pos: int) -> None: ...
+
+    def open_stream(self, groups: Sequence[Group]) -> PieceStream: ...
+
+    def close(self) -> None: ...
+
+    def pinned_etag(self) -> Optional[str]: ...
+
+
+def make_backend(
+    get_stream: Any, size: Optional[int], etag: Optional[str] = None
+) -> Backend:
+    """Pick the backend for ``get_stream`` (see the module docstring)."""
+    prefetched = getattr(get_stream, "prefetched", None)
+    if prefetched is not None:
+        return PrefetchedBackend(prefetched.data, prefetched.etag)
+    client = getattr(get_stream, "client", None)
+    if (
+        client is not None
+        and callable(getattr(client, "_run", None))
+        and isinstance(getattr(get_stream, "bucket", None), str)
+        and isinstance(getattr(get_stream, "key", None), str)
+    ):
+        return CoreBackend(get_stream, size, etag)
+    return StreamBackend(get_stream, size)
+
+
+def covers(chunk: Optional[Chunk], pos: int) -> bool:
+    return chunk is not None and chunk[0] <= pos < chunk[0] + _nbytes(chunk[1])
+
+
+def _nbytes(data: Data) -> int:
+    return data.nbytes if isinstance(data, memoryview) else len(data)
+
+
+def group_pieces(groups: Sequence[Group], part_size: int) -> List[Span]:
+    """Cut each group into ``part_size`` pieces, dropping pieces that hold no item bytes.
+
+    A group covers its gaps (that is what coalescing buys: fewer requests), but a piece that
+    lies wholly inside a gap would fetch only bytes nobody reads.
+    """
+    pieces: List[Span] = []
+    for group in groups:
+        items = sorted((r.start, r.end) for r in group.item_ranges if r.end > r.start)
+        i = 0
+        for start in range(group.start, group.end, part_size):
+            end = min(start + part_size, group.end)
+            while i < len(items) and items[i][1] <= start:
+                i += 1
+            if i < len(items) and items[i][0] < end:
+                pieces.append((start, end))
+    return pieces
+
+
+# -- async core -------------------------------------------------------------------------------
+
+
+class CoreBackend:
+    """Runs an ``AsyncS3Reader`` on the runner's loop, rebuilt when the loop or client changes."""
+
+    learns_size = True
+
+    def __init__(
+        self, get_stream: Any, size: Optional[int], etag: Optional[str]
+    ) -> None:
+        self._client = get_stream.client
+        self._bucket: str = get_stream.bucket
+        self._key: str = get_stream.key
+        self._part_size: Optional[int] = getattr(get_stream, "part_size", None)
+        self.size = size
+        self.etag = etag
+        self._core: Optional[AsyncS3Reader] = None
+
+    @property
+    def part_size(self) -> int:
+        return self._part_size or int(self._client.s3client_config.part_size)
+
+    def pinned_etag(self) -> Optional[str]:
+        return self.etag
+
+    def _core_for(self, async_client: Any) -> AsyncS3Reader:
+        core = self._core
+        if core is None or core.client is not async_client:
+            # First use, or the runner's loop/client changed (fork, runner restart).
+            core = AsyncS3Reader(
+                async_client, self._bucket, self._key, part_size=self._part_size
+            )
+            self._core = core
+        core._adopt(size=self.size, etag=self.etag)
+        return core
+
+    def _call(self, op: Callable[..., Any], *args: Any) -> Any:
+        return self._client._run(_on_loop, self, op, args)
+
+    def chunk_at(self, pos: int) -> Chunk:
+        result: Chunk = self._call(_op_chunk, pos)
+        return result
+
+    def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
+        result: tuple[int, Optional[Chunk]] = self._call(_op_fill, pos, view)
+        return result
+
+    def load(self, pos: int, view: memoryview) -> int:
+        return int(self._call(_op_load, pos, view))
+
+    def get_into(self, pos: int, view: memoryview) -> int:
+        return int(self._call(_op_get_into, pos, view))
+
+    def prefetch(self, pos: int) -> None:
+        self._call(_op_prefetch, pos)
+
+    def open_stream(self, groups: Sequence[Group]) -> PieceStream:
+        return _CoreStream(self, group_pieces(groups, self.part_size))
+
+    def close(self) -> None:
+        core, self._core = self._core, None
+        if core is not None:
+            _close_soon(core)
+
+
+def _close_soon(resource: Any) -> None:
+    # Never blocks (close() also runs from finalizers); read-ahead is cancelled on the loop.
+    try:
+        get_runner().close_soon(resource)
+    except Exception:  # interpreter shutdown: nothing left to cancel
+        logger.debug("could not schedule closing %r", resource, exc_info=True)
+
+
+async def _on_loop(
+    async_client: Any,
+    backend: CoreBackend,
+    op: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> Any:
+    core = backend._core_for(async_client)
+    try:
+        return await op(core, *args)
+    finally:
+        if core.known_size is not None:
+            backend.size = core.known_size
+        if core.etag is not None:
+            backend.etag = core.etag
+
+
+async def _op_chunk(core: AsyncS3Reader, pos: int) -> Chunk:
+    return await core.chunk_at(pos)
+
+
+async def _op_fill(
+    core: AsyncS3Reader, pos: int, view: memoryview
+) -> tuple[int, Optional[Chunk]]:
+    nbytes = await core.read_at(pos, view)
+    return nbytes, core.last_chunk
+
+
+async def _op_load(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
+    nbytes = await core.read_at(pos, view)
+    core.forget()  # the caller keeps the whole result; drop the core's copy of a part
+    return nbytes
+
+
+async def _op_get_into(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
+    return await core.read_direct(pos, view)
+
+
+async def _op_prefetch(core: AsyncS3Reader, pos: int) -> None:
+    core.prefetch(pos)
+
+
+class _CoreStream:
+    """Pieces of a ``RangeStream`` delivered to the sync side one part per thread crossing."""
+
+    def __init__(self, backend: CoreBackend, pieces: List[Span]) -> None:
+        self._backend = backend
+        self._pieces = pieces
+        self._index = 0
+        self._stream: Optional[RangeStream] = None
+        self._core: Optional[AsyncS3Reader] = None
+
+    def next(self) -> Optional[Chunk]:
+        if self._index >= len(self._pieces):
+            return None
+        result: Optional[Chunk] = self._backend._call(_op_stream_next, self)
+        return result
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        self._index = len(self._pieces)
+        if stream is not None:
+            _close_soon(stream)
+
+
+async def _op_stream_next(core: AsyncS3Reader, cs: _CoreStream) -> Optional[Chunk]:
+    if cs._stream is None or cs._core is not core:
+        # (Re)open from the first piece not yet delivered, e.g. after a fork.
+        cs._stream = core.iter_ranges(cs._pieces[cs._index :])
+        cs._core = core
+    try:
+        item = await cs._stream.__anext__()
+    except StopAsyncIteration:
+        return None
+    except BaseException:
+        cs._stream = None
+        raise
+    cs._index += 1
+    return item
+
+
+# -- a plain get_stream callable --------------------------------------------------------------
+
+
+class StreamBackend:
+    """Backend over a user's ``get_stream(start=None, end=None)`` returning ``bytes`` chunks.
+
+    Without ranged-GET metadata it never learns the size from a read except when a stream
+    opened to the end runs out.
+    """
+
+    learns_size = False
+
+    def __init__(self, get_stream: Callable[..., Any], size: Optional[int]) -> None:
+        self._get_stream = get_stream
+        self.size = size
+        self._it: Optional[Iterator[Data]] = None
+        self._it_pos = 0
+        self._last: Optional[Chunk] = None
+
+    def pinned_etag(self) -> Optional[str]:
+        return None
+
+    def _open(self, start: int, end: Optional[int] = None) -> Iterator[Data]:
+        if start == 0 and end is None:
+            return iter(self._get_stream())
+        return iter(self._get_stream(start, end))
+
+    def chunk_at(self, pos: int) -> Chunk:
+        if covers(self._last, pos):
+            assert self._last is not None
+            return self._last
+        if self.size is not None and pos >= self.size:
+            return pos, b""
+        if self._it is None or self._it_pos > pos:
+            self._it, self._it_pos = self._open(pos), pos
+        while True:
+            chunk = next(self._it, None)
+            if chunk is None:
+                self.size = self._it_pos
+                self._it = None
+                return pos, b""
+            start = self._it_pos
+            self._it_pos += _nbytes(chunk)
+            if self._it_pos > pos:
+                self._last = (start, chunk)
+                return self._last
+
+    def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
+        done = 0
+        while done < len(view):
+            start, data = self.chunk_at(pos + done)
+            mv = memoryview(data).cast("B")
+            offset = pos + done - start
+            if offset >= len(mv):
+                break
+            n = min(len(view) - done, len(mv) - offset)
+            view[done : done + n] = mv[offset : offset + n]
+            done += n
+        return done, self._last
+
+    def load(self, pos: int, view: memoryview) -> int:
+        nbytes, _ = self.fill(pos, view)
+        self._last = None
+        return nbytes
+
+    def get_into(self, pos: int, view: memoryview) -> int:
+        done = 0
+        for chunk in self._open(pos, pos + len(view)):
+            mv = memoryview(chunk).cast("B")
+            n = min(len(mv), len(view) - done)
+            view[done : done + n] = mv[:n]
+            done += n
+            if done == len(view):
+                break
+        return done
+
+    def prefetch(self, pos: int) -> None:
+        return None
+
+    def open_stream(self, groups: Sequence[Group]) -> PieceStream:
+        return _IterStream(self._iter_groups(groups))
+
+    def _iter_groups(self, groups: Sequence[Group]) -> Iterator[Chunk]:
+        for group in groups:
+            pos = group.start
+            for chunk in self._get_stream(group.start, group.end):
+                yield pos, chunk
+                pos += _nbytes(chunk)
+
+    def close(self) -> None:
+        self._it = None
+        self._last = None
+
+
+class _IterStream:
+    def __init__(self, it: Iterator[Chunk]) -> None:
+        self._it: Optional[Iterator[Chunk]] = it
+
+    def next(self) -> Optional[Chunk]:
+        return None if self._it is None else next(self._it, None)
+
+    def close(self) -> None:
+        self._it = None
+
+
+# -- prefetched bytes -------------------------------------------------------------------------
+
+
+class PrefetchedBackend:
+    """Serves every read from bytes already downloaded; sends no request."""
+
+    learns_size = True
+
+    def __init__(self, data: Data, etag: Optional[str]) -> None:
+        self._data = data
+        self._view = memoryview(data).cast("B")
+        self.size: Optional[int] = len(self._view)
+        self._etag = etag
+
+    def pinned_etag(self) -> Optional[str]:
+        return self._etag
+
+    def chunk_at(self, pos: int) -> Chunk:
+        if pos >= len(self._view):
+            return pos, b""
+        return 0, self._data
+
+    def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
+        return self.get_into(pos, view), (0, self._data)
+
+    def load(self, pos: int, view: memoryview) -> int:
+        return self.get_into(pos, view)
+
+    def get_into(self, pos: int, view: memoryview) -> int:
+        view = writable_view(view)
+        n = max(0, min(len(view), len(self._view) - pos))
+        view[:n] = self._view[pos : pos + n]
+        return n
+
+    def prefetch(self, pos: int) -> None:
+        return None
+
+    def open_stream(self, groups: Sequence[Group]) -> PieceStream:
+        return _IterStream(iter([(0, self._data)]))
+
+    def close(self) -> None:
+        return None
