@@ -16,17 +16,22 @@ from ._core import AsyncS3Client, AsyncS3Reader, AsyncS3Writer
 from ._errors import S3Exception
 from ._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._version import __version__
+from .async_dataset import AsyncS3Dataset, S3Object
 from .s3reader import S3Reader, S3ReaderConstructor
 from .s3writer import S3Writer
 
 if TYPE_CHECKING:
     from .s3checkpoint import S3Checkpoint
+    from .s3iterable_dataset import S3IterableDataset
+    from .s3map_dataset import S3MapDataset
 
 _LAZY = {
     "S3Checkpoint": ".s3checkpoint",
+    "S3IterableDataset": ".s3iterable_dataset",
+    "S3MapDataset": ".s3map_dataset",
 }
 
-for _obj in (AsyncS3Client, AsyncS3Reader, AsyncS3Writer):
+for _obj in (AsyncS3Client, AsyncS3Reader, AsyncS3Writer, AsyncS3Dataset, S3Object):
     _obj.__module__ = __name__
 del _obj
 
@@ -46,6 +51,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AsyncS3Client",
+    "AsyncS3Dataset",
     "AsyncS3Reader",
     "AsyncS3Writer",
     "HeadObjectResult",
@@ -55,6 +61,9 @@ __all__ = [
     "S3Checkpoint",
     "S3ClientConfig",
     "S3Exception",
+    "S3IterableDataset",
+    "S3MapDataset",
+    "S3Object",
     "S3Reader",
     "S3ReaderConstructor",
     "S3Writer",

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Hashable, Iterator
 from typing import Any, Callable, Optional, Protocol, TypeVar
@@ -249,8 +250,13 @@ class LoopRunner:
                 t.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
 
+        threads_before = {t.native_id for t in threading.enumerate()}
         try:
             asyncio.run_coroutine_threadsafe(cancel_rest(), loop).result(timeout)
+            # Join the default executor's threads too (aiobotocore builds SSL contexts there).
+            asyncio.run_coroutine_threadsafe(
+                loop.shutdown_default_executor(), loop
+            ).result(timeout)
         except BaseException as exc:
             logger.debug("runner task cancellation did not finish: %r", exc)
         loop.call_soon_threadsafe(loop.stop)
@@ -259,6 +265,7 @@ class LoopRunner:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
         self._loop, self._thread = None, None
+        _wait_for_os_threads_to_exit(threads_before, timeout=2.0)
 
     def close(self, timeout: float = _DRAIN_TIMEOUT) -> None:
         """Close every registered client, stop the loop and join the thread."""
@@ -282,6 +289,26 @@ class LoopRunner:
 
     def _after_fork_in_parent(self) -> None:
         self._lock.release()
+
+
+def _wait_for_os_threads_to_exit(
+    native_ids: set[Optional[int]], timeout: float
+) -> None:
+    """Wait until threads that Python saw finish are gone from the OS as well.
+
+    ``Thread.join()`` returns before the OS thread has run its C-level exit (OpenSSL frees its
+    per-thread state under a global lock there). A fork in that gap hands the child a lock that
+    is held forever, and the child's first TLS context then hangs. Linux only (``/proc``).
+    """
+    if not os.path.isdir("/proc/self/task"):
+        return
+    alive = {t.native_id for t in threading.enumerate()}
+    deadline = time.monotonic() + timeout
+    for tid in native_ids - alive:
+        if tid is None:
+            continue
+        while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < deadline:
+            time.sleep(0.001)
 
 
 async def _anext(agen: AsyncIterator[T]) -> T:

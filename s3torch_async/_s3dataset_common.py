@@ -1,7 +1,139 @@
-"""Helpers shared by the datasets (reference module path)."""
+"""Helpers shared by the datasets (reference module path).
+
+Besides the reference's helpers (``parse_s3_uri``, ``get_objects_from_prefix``,
+``get_objects_from_uris``, ``identity``) this module owns the two process lookups the datasets
+shard by: :func:`get_rank_and_world_size` and :func:`get_worker_info`. Both are read when an
+iteration starts, never at construction, so a dataset built before
+``torch.distributed.init_process_group`` still shards by rank.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+
+from ._s3_bucket_iterable import S3BucketIterable
+from ._s3bucket_key_data import S3BucketKeyData
+from ._s3client import S3Client
 from ._uri import parse_s3_uri
 
-__all__ = ["parse_s3_uri"]
+__all__ = [
+    "get_objects_from_prefix",
+    "get_objects_from_uris",
+    "get_rank_and_world_size",
+    "get_worker_info",
+    "identity",
+    "parse_s3_uri",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def identity(obj: T) -> T:
+    """Return ``obj`` unchanged (the datasets' default transform)."""
+    return obj
+
+
+def get_objects_from_prefix(s3_uri: str, client: S3Client) -> Iterator[S3BucketKeyData]:
+    """Every object under ``s3_uri``, listed lazily (recursive, 1000 keys per page).
+
+    Args:
+        s3_uri: ``s3://bucket/prefix``; the prefix is used verbatim.
+        client: Client to list with.
+
+    Raises:
+        ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket (raised here, eagerly).
+        S3Exception: On iteration, e.g. ``Service error: The bucket does not exist``.
+    """
+    bucket, prefix = parse_s3_uri(s3_uri)
+    return iter(S3BucketIterable(client, bucket, prefix))
+
+
+def get_objects_from_uris(
+    object_uris: Union[str, Iterable[str]], client: S3Client
+) -> Iterator[S3BucketKeyData]:
+    """One item per URI, without checking that the objects exist.
+
+    Every URI is parsed when this is called (at iteration or listing time). A single string
+    counts as one URI.
+
+    Args:
+        object_uris: ``s3://bucket/key`` URIs.
+        client: Unused; kept for the reference's signature.
+
+    Raises:
+        ValueError: A URI is not an ``s3://`` URI with a bucket.
+    """
+    return iter(parse_object_uris(object_uris))
+
+
+def parse_object_uris(object_uris: Union[str, Iterable[str]]) -> List[S3BucketKeyData]:
+    """Parse ``object_uris`` into items (a single string counts as one URI).
+
+    Raises:
+        ValueError: A URI is not an ``s3://`` URI with a bucket.
+    """
+    if isinstance(object_uris, str):
+        object_uris = [object_uris]
+    return [S3BucketKeyData(*parse_s3_uri(uri)) for uri in object_uris]
+
+
+def get_rank_and_world_size() -> Tuple[int, int]:
+    """``(rank, world_size)`` from ``torch.distributed`` when it is initialized, else ``(0, 1)``.
+
+    The datasets call this at the start of every iteration.
+    """
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def get_worker_info() -> Tuple[int, int]:
+    """``(worker_id, num_workers)`` inside a DataLoader worker, else ``(0, 1)``."""
+    from torch.utils.data import get_worker_info as torch_worker_info
+
+    info = torch_worker_info()
+    if info is None:
+        return 0, 1
+    return info.id, info.num_workers
+
+
+# -- recognising the sources this package builds ------------------------------------------------
+
+
+def prefix_source(get_dataset_objects: Callable[..., Any]) -> Optional[str]:
+    """The ``s3_uri`` when ``get_dataset_objects`` is ``from_prefix``'s source, else ``None``."""
+    f = get_dataset_objects
+    if (
+        isinstance(f, functools.partial)
+        and f.func is get_objects_from_prefix
+        and len(f.args) == 1
+        and not f.keywords
+    ):
+        uri: str = f.args[0]
+        return uri
+    return None
+
+
+def uris_source(
+    get_dataset_objects: Callable[..., Any],
+) -> Optional[Union[str, Iterable[str]]]:
+    """The URIs when ``get_dataset_objects`` is ``from_objects``'s source, else ``None``."""
+    f = get_dataset_objects
+    if (
+        isinstance(f, functools.partial)
+        and f.func is get_objects_from_uris
+        and len(f.args) == 1
+        and not f.keywords
+    ):
+        uris: Union[str, Iterable[str]] = f.args[0]
+        return uris
+    return None

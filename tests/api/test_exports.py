@@ -12,6 +12,8 @@ import pytest
 import s3torch_async
 
 REFERENCE_TOP_LEVEL = [
+    "S3IterableDataset",
+    "S3MapDataset",
     "S3Checkpoint",
     "S3Reader",
     "S3ReaderConstructor",
@@ -25,9 +27,13 @@ PUBLIC_MODULES = [
     "s3torch_async",
     "s3torch_async.s3reader",
     "s3torch_async.s3writer",
+    "s3torch_async.s3iterable_dataset",
+    "s3torch_async.s3map_dataset",
     "s3torch_async.s3checkpoint",
     "s3torch_async.dcp",
     "s3torch_async._s3client",
+    "s3torch_async._s3dataset_common",
+    "s3torch_async.async_dataset",
 ]
 
 # Semi-private names that users' code and the reference's own docs import.
@@ -36,6 +42,10 @@ REFERENCE_PATHS = [
     ("s3torch_async._s3client", "S3ClientConfig"),
     ("s3torch_async._user_agent", "UserAgent"),
     ("s3torch_async._s3dataset_common", "parse_s3_uri"),
+    ("s3torch_async._s3dataset_common", "get_objects_from_prefix"),
+    ("s3torch_async._s3dataset_common", "get_objects_from_uris"),
+    ("s3torch_async._s3dataset_common", "identity"),
+    ("s3torch_async._s3bucket_key_data", "S3BucketKeyData"),
     ("s3torch_async.s3reader", "SequentialS3Reader"),
     ("s3torch_async.s3reader", "RangedS3Reader"),
     ("s3torch_async.s3reader", "DCPOptimizedS3Reader"),

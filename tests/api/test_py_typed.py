@@ -20,8 +20,8 @@ def test_py_typed_marker_ships():
 def test_consumer_code_is_type_checked(tmp_path):
     snippet = tmp_path / "consumer.py"
     snippet.write_text(
-        "from s3torch_async import S3Checkpoint, S3ClientConfig\n"
-        "S3Checkpoint(1)\n"
+        "from s3torch_async import S3MapDataset, S3ClientConfig\n"
+        "S3MapDataset.from_prefix(1, region='us-east-1')\n"
         "cfg: S3ClientConfig = S3ClientConfig(part_size=16 * 1024 * 1024)\n"
     )
     out = subprocess.run(
@@ -38,7 +38,7 @@ def test_consumer_code_is_type_checked(tmp_path):
         timeout=300,
     )
     assert (
-        'Argument 1 to "S3Checkpoint" has incompatible type "int"; expected "str"'
+        'Argument 1 to "from_prefix" of "S3MapDataset" has incompatible type "int"; expected "str"'
         in out.stdout
     ), out.stdout + out.stderr
     assert "Found 1 error" in out.stdout, out.stdout

@@ -1,0 +1,606 @@
+"""Dataset pipelines on the async core: listing ahead, selection, and the prefetch window.
+
+This module owns what happens between "these objects make up the dataset" and "here is the next
+object, possibly already downloaded":
+
+* :func:`list_ahead` pages through a listing and requests page *k + 1* while page *k* is consumed;
+* :class:`Selection` decides which items one consumer gets and in what order: a seeded, bounded
+  shuffle of the global order (identical on every rank and worker), then a round-robin shard,
+  then skipping the items a resumed iteration has already delivered. It has a sync and an async
+  form that give the same order;
+* :class:`Prefetcher` downloads the next objects concurrently, bounded by a byte budget and an
+  item count (``_planning.PrefetchWindow``), and delivers them, or the error each one raised,
+  in source order;
+* :func:`open_object_pipeline` wires the three together for ``S3BucketKeyData`` items.
+
+No torch, no threads: the sync datasets drive a pipeline through the runner, the async dataset
+awaits it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Iterable,
+    Iterator,
+)
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
+
+from .._errors import S3Exception
+from .._s3bucket_key_data import S3BucketKeyData
+from .._types import ListObjectResult, ObjectInfo
+from ._planning import PrefetchWindow
+from .client import AsyncS3Client
+
+__all__ = [
+    "FeedSource",
+    "ObjectFetcher",
+    "Prefetched",
+    "Prefetcher",
+    "Selection",
+    "ShuffleBuffer",
+    "StalePipelineError",
+    "iterate_items",
+    "list_ahead",
+    "list_all",
+    "open_object_pipeline",
+    "prefix_items",
+    "shard_slot",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+# -- selection: shuffle, shard, skip (pure) ---------------------------------------------------
+
+
+def shuffle_rng(seed: int, epoch: int) -> random.Random:
+    """The generator behind one epoch's shuffle; the same in every process for the same input."""
+    # A str seed is hashed with SHA-512, so this is stable across processes and Python runs.
+    return random.Random(f"s3torch-async:{seed}:{epoch}")
+
+
+class ShuffleBuffer(Generic[T]):
+    """A bounded shuffle buffer: holds up to ``size`` items and releases a random one per push.
+
+    The order it produces depends only on the input order and ``rng``.
+    """
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        if size < 1:
+            raise ValueError(f"shuffle buffer size must be >= 1, got {size}")
+        self._size = size
+        self._rng = rng
+        self._buf: List[T] = []
+
+    def push(self, item: T) -> Tuple[T, ...]:
+        """Add ``item``; return the item released (none while the buffer is filling)."""
+        if len(self._buf) < self._size:
+            self._buf.append(item)
+            return ()
+        j = self._rng.randrange(self._size)
+        out, self._buf[j] = self._buf[j], item
+        return (out,)
+
+    def drain(self) -> List[T]:
+        """Return the remaining items in random order and empty the buffer."""
+        out, self._buf = self._buf, []
+        self._rng.shuffle(out)
+        return out
+
+
+def shard_slot(
+    rank: int, world_size: int, worker_id: int, num_workers: int
+) -> Tuple[int, int]:
+    """``(offset, stride)`` of one consumer in the two-level round robin (rank, then worker).
+
+    Item ``i`` of the global order goes to rank ``i % world_size``; within that rank's stream,
+    item ``j`` goes to worker ``j % num_workers``. Together that is ``i % stride == offset``.
+
+    Raises:
+        ValueError: A count is below 1 or an index is outside its count.
+    """
+    if world_size < 1 or num_workers < 1:
+        raise ValueError(
+            f"world_size and num_workers must be >= 1, got {world_size} and {num_workers}"
+        )
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if not 0 <= worker_id < num_workers:
+        raise ValueError(f"worker_id must be in [0, {num_workers}), got {worker_id}")
+    return rank + world_size * worker_id, world_size * num_workers
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which items of the global order one consumer gets, and in which order.
+
+    Attributes:
+        shuffle_buffer_size: 0 keeps the source order; otherwise the size of the shuffle buffer.
+        seed: Shuffle seed (with ``epoch``, it fixes the order).
+        epoch: Shuffle epoch.
+        offset: First global index (after shuffling) this consumer gets.
+        stride: Distance between this consumer's global indices.
+        skip: Items of this consumer's stream to drop (already delivered before a resume).
+    """
+
+    shuffle_buffer_size: int = 0
+    seed: int = 0
+    epoch: int = 0
+    offset: int = 0
+    stride: int = 1
+    skip: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shuffle_buffer_size < 0:
+            raise ValueError(
+                f"shuffle_buffer_size must be >= 0, got {self.shuffle_buffer_size}"
+            )
+        if self.stride < 1 or not 0 <= self.offset < self.stride:
+            raise ValueError(
+                f"bad shard slot offset={self.offset} stride={self.stride}"
+            )
+        if self.skip < 0:
+            raise ValueError(f"skip must be >= 0, got {self.skip}")
+
+    def _shuffled(self, items: Iterable[T]) -> Iterator[T]:
+        if not self.shuffle_buffer_size:
+            yield from items
+            return
+        buf: ShuffleBuffer[T] = ShuffleBuffer(
+            self.shuffle_buffer_size, shuffle_rng(self.seed, self.epoch)
+        )
+        for item in items:
+            yield from buf.push(item)
+        yield from buf.drain()
+
+    async def _ashuffled(self, items: AsyncIterable[T]) -> AsyncGenerator[T, None]:
+        if not self.shuffle_buffer_size:
+            async for item in items:
+                yield item
+            return
+        buf: ShuffleBuffer[T] = ShuffleBuffer(
+            self.shuffle_buffer_size, shuffle_rng(self.seed, self.epoch)
+        )
+        async for item in items:
+            for out in buf.push(item):
+                yield out
+        for out in buf.drain():
+            yield out
+
+    def apply(self, items: Iterable[T]) -> Iterator[T]:
+        """Select from a sync iterable."""
+        mine = islice(self._shuffled(items), self.offset, None, self.stride)
+        return islice(mine, self.skip, None)
+
+    async def aapply(self, items: AsyncIterable[T]) -> AsyncIterator[T]:
+        """Select from an async iterable (same order as :meth:`apply`)."""
+        source = self._ashuffled(items)
+        index = -1
+        try:
+            async for item in source:
+                index += 1
+                # index // stride is the item's position in this consumer's own stream.
+                if (
+                    index % self.stride == self.offset
+                    and index // self.stride >= self.skip
+                ):
+                    yield item
+        finally:
+            await source.aclose()
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+
+async def _next_page(pager: Any) -> ListObjectResult:
+    # A coroutine (not __anext__ itself) so the task never has to carry StopAsyncIteration.
+    page: ListObjectResult = await pager.__anext__()
+    return page
+
+
+async def list_ahead(
+    client: AsyncS3Client,
+    bucket: str,
+    prefix: str = "",
+    *,
+    max_keys: int = 1000,
+    on_page: Optional[Callable[[int, int], None]] = None,
+) -> AsyncGenerator[ObjectInfo, None]:
+    """Every object under ``prefix`` (recursive), requesting the next page while one is consumed.
+
+    Args:
+        client: The client to list with.
+        bucket: Bucket name.
+        prefix: Key prefix, sent verbatim.
+        max_keys: Page size.
+        on_page: Called as ``on_page(pages, objects)`` after each page arrives.
+
+    Raises:
+        S3Exception: A listing request failed (``Service error: The bucket does not exist``...).
+    """
+    pager = client.list_objects(bucket, prefix, "", max_keys)
+    pending: Optional[asyncio.Task[ListObjectResult]] = asyncio.ensure_future(
+        _next_page(pager)
+    )
+    pages = objects = 0
+    try:
+        while pending is not None:
+            page = await pending
+            pending = None
+            if not pager.complete:
+                pending = asyncio.ensure_future(_next_page(pager))
+            pages += 1
+            objects += len(page.object_info)
+            if on_page is not None:
+                on_page(pages, objects)
+            for info in page.object_info:
+                yield info
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+
+
+async def list_all(
+    client: AsyncS3Client,
+    bucket: str,
+    prefix: str = "",
+    *,
+    max_keys: int = 1000,
+    on_page: Optional[Callable[[int, int], None]] = None,
+) -> List[S3BucketKeyData]:
+    """The whole listing as ``S3BucketKeyData`` (with listing ahead); see :func:`list_ahead`."""
+    listing = list_ahead(client, bucket, prefix, max_keys=max_keys, on_page=on_page)
+    return [S3BucketKeyData(bucket, info.key, info) async for info in listing]
+
+
+async def prefix_items(
+    client: AsyncS3Client, bucket: str, prefix: str
+) -> AsyncIterator[S3BucketKeyData]:
+    """The objects under ``prefix`` as ``S3BucketKeyData`` with their listing info."""
+    listing = list_ahead(client, bucket, prefix)
+    try:
+        async for info in listing:
+            yield S3BucketKeyData(bucket, info.key, info)
+    finally:
+        await listing.aclose()
+
+
+async def iterate_items(items: Iterable[T]) -> AsyncIterator[T]:
+    """An async iterator over an in-memory iterable."""
+    for item in items:
+        yield item
+
+
+class FeedSource(Generic[T]):
+    """An async iterator whose items are pushed by its owner (:meth:`feed`).
+
+    It lets a sync caller run its own item source (for instance a user's generator that lists
+    through the blocking client) on its own thread and push the items through the prefetch window.
+    """
+
+    def __init__(self) -> None:
+        self._items: Deque[T] = deque()
+        self._ended = False
+        self._arrived = asyncio.Event()
+
+    def feed(self, items: Iterable[T], *, end: bool = False) -> None:
+        """Append ``items``; ``end=True`` says no more will come."""
+        self._items.extend(items)
+        self._ended = self._ended or end
+        self._arrived.set()
+
+    def __aiter__(self) -> FeedSource[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._items:
+            if self._ended:
+                raise StopAsyncIteration
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._items.popleft()
+
+
+# -- the prefetch window ----------------------------------------------------------------------
+
+
+class StalePipelineError(RuntimeError):
+    """The pipeline belongs to an event loop that is gone (after a fork or a runner restart)."""
+
+
+@dataclass(frozen=True)
+class Prefetched(Generic[T]):
+    """One delivered item.
+
+    Attributes:
+        item: The source item.
+        data: The whole object, or ``None`` when it was not prefetched.
+        etag: The ETag of ``data`` (``None`` when not prefetched).
+    """
+
+    item: T
+    data: Optional[bytes] = None
+    etag: Optional[str] = None
+
+
+FetchFn = Callable[[T], Awaitable[Optional[Tuple[bytes, str]]]]
+CostFn = Callable[[T], Optional[int]]
+
+
+@dataclass
+class _Entry(Generic[T]):
+    item: T
+    cost: int
+    task: Optional[asyncio.Task[Optional[Tuple[bytes, str]]]]
+
+    def ready(self) -> bool:
+        return self.task is None or self.task.done()
+
+
+class Prefetcher(Generic[T]):
+    """Fetches the next items concurrently and delivers them in source order.
+
+    ``cost(item)`` says how many bytes an item reserves in the window, or ``None`` when it must
+    not be prefetched (it is then delivered without data, still in order). An item is started
+    when it fits in ``budget_bytes`` and ``max_items`` together with everything fetched and not
+    yet delivered; with nothing in flight any item starts, so one oversized item still
+    progresses. ``fetch(item)`` returns ``(data, etag)`` or ``None`` (deliver without data); an
+    exception it raises is raised when that item's turn comes, and so is an exception from the
+    source, after every item before it.
+
+    Create it on the event loop that will drive it. Nothing starts before the first
+    ``__anext__``/:meth:`next_batch`; :meth:`aclose` cancels everything in flight.
+    """
+
+    def __init__(
+        self,
+        source: AsyncIterable[T],
+        fetch: FetchFn[T],
+        cost: CostFn[T],
+        *,
+        budget_bytes: int,
+        max_items: int,
+    ) -> None:
+        self._source = source
+        self._fetch = fetch
+        self._cost = cost
+        self._window = PrefetchWindow(budget_bytes, max_items)
+        self._entries: Deque[_Entry[T]] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._space = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._scheduler: Optional[asyncio.Task[None]] = None
+        self._source_done = False
+        self._error: Optional[BaseException] = None
+        self._closed = False
+
+    @property
+    def in_flight_bytes(self) -> int:
+        """Bytes reserved by items started and not yet delivered."""
+        return self._window.in_flight_bytes
+
+    @property
+    def in_flight_items(self) -> int:
+        """Items started (or queued without data) and not yet delivered."""
+        return self._window.in_flight_items
+
+    async def _schedule(self) -> None:
+        try:
+            async for item in self._source:
+                cost = self._cost(item)
+                nbytes = cost or 0
+                while not self._window.can_admit(nbytes):
+                    self._space.clear()
+                    await self._space.wait()
+                self._window.admit(nbytes)
+                task = None
+                if cost is not None:
+                    task = asyncio.ensure_future(self._fetch(item))
+                self._entries.append(_Entry(item, nbytes, task))
+                self._arrived.set()
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._source_done = True
+            self._arrived.set()
+
+    def belongs_to_running_loop(self) -> bool:
+        """Whether the running event loop is the (still open) one this pipeline was made on."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return loop is self._loop and not loop.is_closed()
+
+    def _check(self) -> None:
+        if self._closed:
+            raise RuntimeError("the prefetch pipeline is closed")
+        if not self.belongs_to_running_loop():
+            raise StalePipelineError(
+                "this prefetch pipeline was created on another event loop"
+            )
+        if self._scheduler is None:
+            self._scheduler = asyncio.ensure_future(self._schedule())
+
+    def _pop(self) -> Prefetched[T]:
+        entry = self._entries.popleft()
+        self._window.release(entry.cost)
+        self._space.set()
+        if entry.task is None:
+            return Prefetched(entry.item)
+        fetched = entry.task.result()  # raises the fetch error, in order
+        if fetched is None:
+            return Prefetched(entry.item)
+        return Prefetched(entry.item, fetched[0], fetched[1])
+
+    def __aiter__(self) -> Prefetcher[T]:
+        return self
+
+    async def __anext__(self) -> Prefetched[T]:
+        self._check()
+        while not self._entries:
+            if self._source_done:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                raise StopAsyncIteration
+            self._arrived.clear()
+            await self._arrived.wait()
+        head = self._entries[0]
+        if head.task is not None and not head.task.done():
+            # asyncio.wait, not await: cancelling the consumer must not cancel the fetch.
+            await asyncio.wait([head.task])
+        return self._pop()
+
+    async def next_batch(self, max_items: int) -> List[Prefetched[T]]:
+        """The next item (waiting for it) plus every following one already done, up to ``max_items``.
+
+        Returns an empty list at the end. A failed item ends the batch before it and is raised
+        by the next call.
+
+        Raises:
+            StalePipelineError: Called from another event loop than the one it was created on.
+        """
+        try:
+            batch = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
+        while len(batch) < max_items and self._entries:
+            head = self._entries[0]
+            if not head.ready():
+                break
+            task = head.task
+            if task is not None and (task.cancelled() or task.exception() is not None):
+                break
+            batch.append(self._pop())
+        return batch
+
+    async def aclose(self) -> None:
+        """Cancel the scheduler and every fetch in flight, and close the source."""
+        if self._closed:
+            return
+        self._closed = True
+        if asyncio.get_running_loop() is not self._loop:
+            return  # the loop that owned the tasks is gone; nothing left to cancel
+        tasks: List[asyncio.Future[Any]] = [
+            e.task for e in self._entries if e.task is not None
+        ]
+        if self._scheduler is not None:
+            tasks.append(self._scheduler)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._entries.clear()
+        aclose = getattr(self._source, "aclose", None)
+        if aclose is not None:
+            # The source's own cleanup failing is not the consumer's error.
+            try:
+                await aclose()
+            except Exception as exc:
+                logger.debug("closing a prefetch source failed: %r", exc)
+
+
+# -- whole-object fetches for S3 items --------------------------------------------------------
+
+
+class ObjectFetcher:
+    """Cost and fetch functions that prefetch whole objects of at most ``max_object_size`` bytes.
+
+    Objects with listing info are fetched with one GET when small enough and not at all
+    otherwise. Objects without it (built from URIs) reserve ``max_object_size`` and are fetched
+    with one ranged GET of that many bytes; when the object turns out to be larger (or empty, where
+    S3 answers a ranged GET with 416) the bytes are dropped and the item is delivered without data.
+
+    Args:
+        client: Client to fetch with.
+        max_object_size: Largest object prefetched; 0 disables prefetching.
+        deliver_errors: ``True`` raises a failed GET at the item's turn; ``False`` delivers the
+            item without data, so the reader repeats the request and raises where the reference
+            raises (on read).
+    """
+
+    def __init__(
+        self, client: AsyncS3Client, max_object_size: int, *, deliver_errors: bool
+    ) -> None:
+        self._client = client
+        self._max = max_object_size
+        self._deliver_errors = deliver_errors
+
+    def cost(self, item: S3BucketKeyData) -> Optional[int]:
+        """Bytes ``item`` reserves in the window, ``None`` when it is not prefetched."""
+        if self._max <= 0:
+            return None
+        info = item.object_info
+        if info is None:
+            return self._max
+        return info.size if info.size <= self._max else None
+
+    async def fetch(self, item: S3BucketKeyData) -> Optional[Tuple[bytes, str]]:
+        """Download ``item`` whole; ``None`` when it is too large to keep."""
+        try:
+            if item.object_info is not None:
+                whole = await self._client.get_range(item.bucket, item.key)
+                return whole.data, whole.etag
+            head = await self._client.get_range(item.bucket, item.key, 0, self._max)
+        except S3Exception as exc:
+            if item.object_info is None and exc.status == 416:
+                return None  # empty object: the reader handles it
+            if self._deliver_errors:
+                raise
+            logger.debug(
+                "prefetch of s3://%s/%s failed (%s); leaving it to the reader",
+                item.bucket,
+                item.key,
+                exc,
+            )
+            return None
+        if head.object_size > len(head.data):
+            return None
+        return head.data, head.etag
+
+
+def open_object_pipeline(
+    client: AsyncS3Client,
+    source: AsyncIterable[S3BucketKeyData],
+    *,
+    selection: Selection,
+    prefetch_bytes: int,
+    prefetch_count: int,
+    max_object_size: int,
+    deliver_errors: bool,
+) -> Prefetcher[S3BucketKeyData]:
+    """Select from ``source`` and prefetch the selected objects (call on the event loop).
+
+    Args:
+        client: Client to fetch with.
+        source: Every item of the dataset, in listing order.
+        selection: Shuffle, shard and skip to apply before anything is fetched.
+        prefetch_bytes: Byte budget of the window; 0 disables prefetching.
+        prefetch_count: Most items in the window (at least 1 is used).
+        max_object_size: Largest object prefetched.
+        deliver_errors: See :class:`ObjectFetcher`.
+    """
+    enabled = prefetch_bytes > 0 and prefetch_count > 0
+    fetcher = ObjectFetcher(
+        client, max_object_size if enabled else 0, deliver_errors=deliver_errors
+    )
+    return Prefetcher(
+        selection.aapply(source),
+        fetcher.fetch,
+        fetcher.cost,
+        budget_bytes=max(1, prefetch_bytes),
+        max_items=max(1, prefetch_count),
+    )

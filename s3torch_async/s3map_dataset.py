@@ -1,0 +1,310 @@
+"""``S3MapDataset``: index the objects of a prefix or a URI list as a torch map-style Dataset."""
+
+from __future__ import annotations
+
+import array
+import functools
+import logging
+import operator
+from collections.abc import Iterable
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import torch.utils.data
+
+from ._config import S3ClientConfig
+from ._core.client import AsyncS3Client
+from ._core.prefetch import list_all, shuffle_rng
+from ._s3bucket_key_data import S3BucketKeyData
+from ._s3client import S3Client
+from ._s3dataset_common import (
+    get_objects_from_prefix,
+    get_objects_from_uris,
+    identity,
+    parse_s3_uri,
+    prefix_source,
+)
+from ._user_agent import UserAgent
+from .s3reader import S3Reader, S3ReaderConstructor
+from .s3reader.protocol import S3ReaderConstructorProtocol
+
+__all__ = ["S3MapDataset"]
+
+logger = logging.getLogger(__name__)
+
+#: A progress line is logged every this many listing pages (1000 keys each).
+LISTING_PROGRESS_PAGES = 10
+_LIST_PAGE_SIZE = 1000
+_LISTING_PROGRESS_ITEMS = 10_000
+
+
+class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """A map-style dataset over S3 objects; ``dataset[i]`` is ``transform(S3Reader)``.
+
+    Build it with :meth:`from_prefix` or :meth:`from_objects`. The first ``len()`` or index
+    lists everything once and caches the list (a progress line is logged every 10 listing pages,
+    so a large prefix does not look hung); the list is pickled to DataLoader workers with the
+    dataset. Each access builds a new reader; nothing is cached. Indexing works like a list's:
+    negative indices count from the end and an out-of-range index raises ``IndexError``.
+
+    ``shuffle=True`` (beyond the reference) maps index ``i`` to a seeded permutation of the
+    objects that changes with :meth:`set_epoch`, so a plain sequential sampler, or a
+    ``DistributedSampler(shuffle=False)``, sees a shuffled order that is identical on every rank.
+
+    Args:
+        region: AWS region of the bucket.
+        get_dataset_objects: ``get_dataset_objects(client)`` returns the ``S3BucketKeyData`` items.
+        endpoint: Endpoint URL (S3-compatible stores).
+        transform: Applied to each ``S3Reader``; must be a module-level function for
+            spawn/forkserver DataLoader workers.
+        s3client_config: Client configuration.
+        reader_constructor: From ``S3ReaderConstructor``; sequential by default.
+        shuffle: Permute the index mapping per epoch.
+        seed: Permutation seed.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        get_dataset_objects: Callable[[S3Client], Iterable[S3BucketKeyData]],
+        endpoint: Optional[str] = None,
+        transform: Callable[[S3Reader], Any] = identity,
+        s3client_config: Optional[S3ClientConfig] = None,
+        reader_constructor: Optional[S3ReaderConstructorProtocol] = None,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self._region = region
+        self._endpoint = endpoint
+        self._get_dataset_objects = get_dataset_objects
+        self._transform = transform
+        self._s3client_config = s3client_config
+        self._reader_constructor = reader_constructor or S3ReaderConstructor.default()
+        self._shuffle = shuffle
+        self._seed = seed
+        self._epoch = 0
+        self._client: Optional[S3Client] = None
+        self._bucket_key_pairs: Optional[List[S3BucketKeyData]] = None
+        self._permutation: Optional[array.array[int]] = None
+
+    @classmethod
+    def from_objects(
+        cls,
+        object_uris: Union[str, Iterable[str]],
+        *,
+        region: str,
+        endpoint: Optional[str] = None,
+        transform: Callable[[S3Reader], Any] = identity,
+        s3client_config: Optional[S3ClientConfig] = None,
+        reader_constructor: Optional[S3ReaderConstructorProtocol] = None,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> S3MapDataset:
+        """A dataset over the given object URIs, in that order.
+
+        The URIs are parsed at the first ``len()`` or index.
+
+        Args:
+            object_uris: ``s3://bucket/key`` URIs (a single string counts as one).
+            region: AWS region of the bucket.
+            endpoint: Endpoint URL.
+            transform: Applied to each ``S3Reader``.
+            s3client_config: Client configuration.
+            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
+            shuffle: Permute the index mapping per epoch.
+            seed: Permutation seed.
+
+        Returns:
+            The dataset.
+        """
+        logger.info("Building S3MapDataset from_objects")
+        return cls(
+            region,
+            functools.partial(get_objects_from_uris, object_uris),
+            endpoint,
+            transform=transform,
+            s3client_config=s3client_config,
+            reader_constructor=reader_constructor,
+            shuffle=shuffle,
+            seed=seed,
+        )
+
+    @classmethod
+    def from_prefix(
+        cls,
+        s3_uri: str,
+        *,
+        region: str,
+        endpoint: Optional[str] = None,
+        transform: Callable[[S3Reader], Any] = identity,
+        s3client_config: Optional[S3ClientConfig] = None,
+        reader_constructor: Optional[S3ReaderConstructorProtocol] = None,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> S3MapDataset:
+        """A dataset over every object under ``s3_uri`` (recursive), in listing order.
+
+        Listing happens at the first ``len()`` or index: an invalid URI raises ``ValueError``
+        and a missing bucket ``S3Exception`` there; an empty prefix gives an empty dataset.
+
+        Args:
+            s3_uri: ``s3://bucket/prefix``.
+            region: AWS region of the bucket.
+            endpoint: Endpoint URL.
+            transform: Applied to each ``S3Reader``.
+            s3client_config: Client configuration.
+            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
+            shuffle: Permute the index mapping per epoch.
+            seed: Permutation seed.
+
+        Returns:
+            The dataset.
+        """
+        logger.info("Building S3MapDataset from_prefix s3_uri=%r", s3_uri)
+        return cls(
+            region,
+            functools.partial(get_objects_from_prefix, s3_uri),
+            endpoint,
+            transform=transform,
+            s3client_config=s3client_config,
+            reader_constructor=reader_constructor,
+            shuffle=shuffle,
+            seed=seed,
+        )
+
+    @property
+    def region(self) -> str:
+        """The dataset's region."""
+        return self._region
+
+    @property
+    def endpoint(self) -> Optional[str]:
+        """The endpoint argument the dataset was built with."""
+        return self._endpoint
+
+    @property
+    def epoch(self) -> int:
+        """The epoch that seeds the permutation (see :meth:`set_epoch`)."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the permutation for ``shuffle=True`` (no effect otherwise).
+
+        DataLoader workers receive a copy of the dataset at each epoch unless
+        ``persistent_workers=True``; in that case set the epoch before the workers start.
+
+        Args:
+            epoch: Epoch number.
+        """
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._permutation = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # Configuration and the listing (as the reference) only; no client.
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_permutation"] = None
+        return state
+
+    def _get_client(self) -> S3Client:
+        if self._client is None:
+            reader_type = S3ReaderConstructor.get_reader_type_string(
+                self._reader_constructor
+            )
+            self._client = S3Client(
+                self._region,
+                endpoint=self._endpoint,
+                user_agent=UserAgent([f"md/dataset#map md/reader_type#{reader_type}"]),
+                s3client_config=self._s3client_config,
+            )
+        return self._client
+
+    @property
+    def _dataset_bucket_key_pairs(self) -> List[S3BucketKeyData]:
+        if self._bucket_key_pairs is None:
+            self._bucket_key_pairs = self._list()
+        return self._bucket_key_pairs
+
+    def _list(self) -> List[S3BucketKeyData]:
+        client = self._get_client()
+        uri = prefix_source(self._get_dataset_objects)
+        if uri is not None:
+            bucket, prefix = parse_s3_uri(uri)
+            progress = _ListingProgress(f"s3://{bucket}/{prefix}")
+            items: List[S3BucketKeyData] = client._run(
+                _list_prefix, bucket, prefix, progress
+            )
+            progress.done(len(items))
+            return items
+        items = []
+        source = f"{type(self).__name__}"
+        for item in self._get_dataset_objects(client):
+            items.append(item)
+            if len(items) % _LISTING_PROGRESS_ITEMS == 0:
+                logger.info("%s: %d objects listed so far", source, len(items))
+        return items
+
+    def _index(self, i: int) -> int:
+        pairs = self._dataset_bucket_key_pairs
+        n = len(pairs)
+        i = operator.index(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("list index out of range")
+        if not self._shuffle:
+            return i
+        if self._permutation is None or len(self._permutation) != n:
+            perm = array.array("q", range(n))
+            shuffle_rng(self._seed, self._epoch).shuffle(perm)  # type: ignore[arg-type]
+            self._permutation = perm
+        return self._permutation[i]
+
+    def __getitem__(self, i: int) -> Any:
+        item = self._dataset_bucket_key_pairs[self._index(i)]
+        reader = self._get_client().get_object(
+            item.bucket,
+            item.key,
+            object_info=item.object_info,
+            reader_constructor=self._reader_constructor,
+        )
+        return self._transform(reader)
+
+    def __len__(self) -> int:
+        return len(self._dataset_bucket_key_pairs)
+
+
+class _ListingProgress:
+    """Logs a progress line every ``LISTING_PROGRESS_PAGES`` pages (called on the loop thread)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.pages = 0
+
+    def __call__(self, pages: int, objects: int) -> None:
+        self.pages = pages
+        if pages % LISTING_PROGRESS_PAGES == 0 and pages:
+            logger.info(
+                "S3MapDataset listing %s: %d objects in %d pages so far",
+                self.where,
+                objects,
+                pages,
+            )
+
+    def done(self, objects: int) -> None:
+        if self.pages >= LISTING_PROGRESS_PAGES:
+            logger.info(
+                "S3MapDataset listed %s: %d objects in %d pages",
+                self.where,
+                objects,
+                self.pages,
+            )
+
+
+async def _list_prefix(
+    client: AsyncS3Client, bucket: str, prefix: str, on_page: _ListingProgress
+) -> List[S3BucketKeyData]:
+    return await list_all(
+        client, bucket, prefix, max_keys=_LIST_PAGE_SIZE, on_page=on_page
+    )

@@ -1,0 +1,562 @@
+"""The dataset pipeline core: selection (pure), the prefetch window (fake fetches), and the
+listing/fetch sources against moto."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Optional
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
+from s3torch_async._core.prefetch import (
+    FeedSource,
+    ObjectFetcher,
+    Prefetcher,
+    Selection,
+    ShuffleBuffer,
+    StalePipelineError,
+    iterate_items,
+    list_ahead,
+    list_all,
+    open_object_pipeline,
+    prefix_items,
+    shard_slot,
+    shuffle_rng,
+)
+from s3torch_async._s3bucket_key_data import S3BucketKeyData
+from s3torch_async._types import ListObjectResult, ObjectInfo
+
+REGION = "us-east-1"
+
+
+async def _collect(aiter: Any) -> list[Any]:
+    return [x async for x in aiter]
+
+
+# -- selection --------------------------------------------------------------------------------
+
+
+@given(
+    n=st.integers(0, 60),
+    world=st.integers(1, 4),
+    workers=st.integers(1, 4),
+    buffer=st.sampled_from([0, 1, 7, 1000]),
+    seed=st.integers(0, 3),
+    epoch=st.integers(0, 3),
+)
+def test_shards_partition_the_shuffled_global_order(
+    n, world, workers, buffer, seed, epoch
+):
+    items = list(range(n))
+    global_order = list(
+        Selection(shuffle_buffer_size=buffer, seed=seed, epoch=epoch).apply(items)
+    )
+    assert sorted(global_order) == items
+    seen: list[int] = []
+    for rank in range(world):
+        for worker in range(workers):
+            offset, stride = shard_slot(rank, world, worker, workers)
+            sel = Selection(
+                shuffle_buffer_size=buffer,
+                seed=seed,
+                epoch=epoch,
+                offset=offset,
+                stride=stride,
+            )
+            mine = list(sel.apply(items))
+            # two-level round robin: rank first, then worker within the rank's stream
+            rank_stream = global_order[rank::world]
+            assert mine == rank_stream[worker::workers]
+            assert mine == asyncio.run(_collect(sel.aapply(iterate_items(items))))
+            seen.extend(mine)
+    assert sorted(seen) == items
+
+
+@given(n=st.integers(0, 40), skip=st.integers(0, 45), buffer=st.sampled_from([0, 5]))
+def test_skip_drops_exactly_the_first_items_of_the_consumer_stream(n, skip, buffer):
+    offset, stride = shard_slot(1, 2, 0, 2)
+    base = Selection(shuffle_buffer_size=buffer, seed=3, offset=offset, stride=stride)
+    full = list(base.apply(range(n)))
+    resumed = Selection(
+        shuffle_buffer_size=buffer, seed=3, offset=offset, stride=stride, skip=skip
+    )
+    assert list(resumed.apply(range(n))) == full[skip:]
+    assert asyncio.run(_collect(resumed.aapply(iterate_items(range(n))))) == full[skip:]
+
+
+def test_shuffle_is_deterministic_per_seed_and_epoch_and_changes_between_epochs():
+    items = list(range(200))
+
+    def order(seed: int, epoch: int) -> list[int]:
+        return list(
+            Selection(shuffle_buffer_size=50, seed=seed, epoch=epoch).apply(items)
+        )
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != items
+    assert order(0, 0) != order(0, 1)
+    assert order(0, 0) != order(1, 0)
+
+
+def test_shuffle_buffer_of_one_keeps_source_order():
+    buf: ShuffleBuffer[int] = ShuffleBuffer(1, shuffle_rng(0, 0))
+    out = [x for i in range(10) for x in buf.push(i)] + buf.drain()
+    assert out == list(range(10))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, 0, 0, 0), "world_size and num_workers"),
+        ((2, 2, 0, 1), "rank must be in"),
+        ((0, 1, 3, 3), "worker_id must be in"),
+    ],
+)
+def test_shard_slot_rejects_bad_indices(args, message):
+    with pytest.raises(ValueError, match=message):
+        shard_slot(*args)
+
+
+# -- the prefetch window with fake fetches ----------------------------------------------------
+
+
+class FakeFetch:
+    """Records every fetch and the window occupancy each fetch saw when it started."""
+
+    def __init__(self, sizes: dict[int, Optional[int]], seed: int = 0) -> None:
+        self.sizes = sizes
+        self.fetched: list[int] = []
+        self.prefetcher: Optional[Prefetcher[int]] = None
+        self.max_bytes_seen = 0
+        self.violations: list[tuple[int, int]] = []
+        self.rng = random.Random(seed)
+        self.fail: set[int] = set()
+
+    def cost(self, item: int) -> Optional[int]:
+        return self.sizes[item]
+
+    async def fetch(self, item: int) -> Optional[tuple[bytes, str]]:
+        assert self.prefetcher is not None
+        self.fetched.append(item)
+        self.observe()
+        for _ in range(self.rng.randrange(4)):
+            await asyncio.sleep(0)
+        self.observe()
+        if item in self.fail:
+            raise S3Exception(f"fetch {item} failed")
+        return bytes([item % 256]) * (self.sizes[item] or 0), f'"{item}"'
+
+    def observe(self) -> None:
+        assert self.prefetcher is not None
+        nbytes = self.prefetcher.in_flight_bytes
+        items = self.prefetcher.in_flight_items
+        self.max_bytes_seen = max(self.max_bytes_seen, nbytes)
+        if nbytes > self.budget and items > 1:
+            self.violations.append((nbytes, items))
+
+    budget = 0
+
+
+async def _run_window(
+    sizes: list[Optional[int]],
+    budget: int,
+    max_items: int,
+    consume_delay: int,
+    seed: int,
+    batch: int = 1,
+) -> tuple[list[Any], FakeFetch]:
+    fake = FakeFetch(dict(enumerate(sizes)), seed)
+    fake.budget = budget
+    pf = Prefetcher(
+        iterate_items(range(len(sizes))),
+        fake.fetch,
+        fake.cost,
+        budget_bytes=budget,
+        max_items=max_items,
+    )
+    fake.prefetcher = pf
+    out: list[Any] = []
+    while True:
+        got = await pf.next_batch(batch)
+        if not got:
+            break
+        assert len(got) <= batch
+        for p in got:
+            fake.observe()
+            out.append(p)
+            for _ in range(consume_delay):
+                await asyncio.sleep(0)
+    await pf.aclose()
+    return out, fake
+
+
+@given(
+    sizes=st.lists(st.one_of(st.none(), st.integers(0, 100)), max_size=30),
+    budget=st.integers(1, 150),
+    max_items=st.integers(1, 6),
+    consume_delay=st.integers(0, 3),
+    batch=st.integers(1, 4),
+    seed=st.integers(0, 1000),
+)
+def test_window_keeps_order_fetches_once_and_respects_budget(
+    sizes, budget, max_items, consume_delay, batch, seed
+):
+    out, fake = asyncio.run(
+        _run_window(sizes, budget, max_items, consume_delay, seed, batch)
+    )
+    assert [p.item for p in out] == list(range(len(sizes)))
+    # every prefetchable item fetched exactly once, the others never
+    assert sorted(fake.fetched) == [i for i, s in enumerate(sizes) if s is not None]
+    for p in out:
+        if sizes[p.item] is None:
+            assert p.data is None
+            assert p.etag is None
+        else:
+            assert p.data == bytes([p.item % 256]) * sizes[p.item]
+            assert p.etag == f'"{p.item}"'
+    # never over budget, except a single (oversized) item alone in the window
+    assert fake.violations == []
+
+
+def test_window_bounds_items_in_flight():
+    async def main() -> int:
+        started: list[int] = []
+        release = asyncio.Event()
+
+        async def fetch(item: int) -> tuple[bytes, str]:
+            started.append(item)
+            await release.wait()
+            return b"x", "e"
+
+        pf = Prefetcher(
+            iterate_items(range(10)),
+            fetch,
+            lambda _i: 1,
+            budget_bytes=1000,
+            max_items=3,
+        )
+        consumer = asyncio.ensure_future(pf.__anext__())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        count = len(started)
+        release.set()
+        await consumer
+        await pf.aclose()
+        return count
+
+    assert asyncio.run(main()) == 3
+
+
+def test_oversized_item_waits_for_an_empty_window_then_runs_alone():
+    async def main() -> list[tuple[int, int]]:
+        occupancy: list[tuple[int, int]] = []
+        pf: Prefetcher[int]
+
+        async def fetch(item: int) -> tuple[bytes, str]:
+            occupancy.append((item, pf.in_flight_items))
+            await asyncio.sleep(0)
+            return b"", ""
+
+        sizes = [10, 10, 500, 10]
+        pf = Prefetcher(
+            iterate_items(range(4)),
+            fetch,
+            lambda i: sizes[i],
+            budget_bytes=100,
+            max_items=8,
+        )
+        assert [p.item for p in await _collect(pf)] == [0, 1, 2, 3]
+        return occupancy
+
+    occupancy = dict(asyncio.run(main()))
+    assert occupancy[2] == 1  # started alone
+
+
+def test_fetch_error_is_raised_at_its_turn_after_earlier_items():
+    async def main() -> tuple[list[int], BaseException]:
+        fake = FakeFetch(dict.fromkeys(range(6), 5))
+        fake.budget = 100
+        fake.fail = {3}
+        pf = Prefetcher(
+            iterate_items(range(6)),
+            fake.fetch,
+            fake.cost,
+            budget_bytes=100,
+            max_items=6,
+        )
+        fake.prefetcher = pf
+        got: list[int] = []
+        error: Optional[BaseException] = None
+        try:
+            while True:
+                batch = await pf.next_batch(10)
+                got.extend(p.item for p in batch)
+        except S3Exception as exc:
+            error = exc
+        await pf.aclose()
+        assert error is not None
+        return got, error
+
+    got, error = asyncio.run(main())
+    assert got == [0, 1, 2]
+    assert str(error) == "fetch 3 failed"
+
+
+def test_source_error_is_raised_after_every_item_before_it():
+    async def source() -> Any:
+        for i in range(4):
+            yield i
+        raise S3Exception("Service error: The bucket does not exist")
+
+    async def main() -> tuple[list[int], str]:
+        async def fetch(item: int) -> tuple[bytes, str]:
+            return b"", ""
+
+        pf = Prefetcher(source(), fetch, lambda _i: 1, budget_bytes=100, max_items=2)
+        got: list[int] = []
+        error = ""
+        try:
+            async for p in pf:
+                got.append(p.item)  # noqa: PERF401 - keep what arrived before the error
+        except S3Exception as exc:
+            error = str(exc)
+        await pf.aclose()
+        return got, error
+
+    assert asyncio.run(main()) == (
+        [0, 1, 2, 3],
+        "Service error: The bucket does not exist",
+    )
+
+
+def test_next_batch_returns_every_ready_item_in_one_call():
+    async def main() -> list[int]:
+        async def fetch(item: int) -> tuple[bytes, str]:
+            return b"d", ""
+
+        pf = Prefetcher(
+            iterate_items(range(5)), fetch, lambda _i: 1, budget_bytes=100, max_items=5
+        )
+        first = await pf.next_batch(1)
+        for _ in range(10):
+            await asyncio.sleep(0)  # the rest completes meanwhile
+        rest = await pf.next_batch(10)
+        end = await pf.next_batch(10)
+        await pf.aclose()
+        return [len(first), len(rest), len(end)]
+
+    assert asyncio.run(main()) == [1, 4, 0]
+
+
+def test_aclose_cancels_fetches_in_flight_and_closes_the_source():
+    async def main() -> tuple[int, bool]:
+        cancelled = 0
+        closed = False
+
+        async def source() -> Any:
+            nonlocal closed
+            try:
+                for i in range(100):
+                    yield i
+            finally:
+                closed = True
+
+        async def fetch(item: int) -> tuple[bytes, str]:
+            nonlocal cancelled
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled += 1
+                raise
+            return b"", ""
+
+        pf = Prefetcher(source(), fetch, lambda _i: 1, budget_bytes=10, max_items=4)
+        waiter = asyncio.ensure_future(pf.__anext__())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        await pf.aclose()
+        return cancelled, closed
+
+    assert asyncio.run(main()) == (4, True)
+
+
+def test_pipeline_used_from_another_loop_raises_stale_error():
+    async def make() -> Prefetcher[int]:
+        async def fetch(item: int) -> tuple[bytes, str]:
+            return b"", ""
+
+        return Prefetcher(
+            iterate_items([1]), fetch, lambda _i: 1, budget_bytes=1, max_items=1
+        )
+
+    pf = asyncio.run(make())
+    with pytest.raises(StalePipelineError):
+        asyncio.run(pf.next_batch(1))
+
+
+def test_feed_source_waits_for_items_until_ended():
+    async def main() -> list[int]:
+        feed: FeedSource[int] = FeedSource()
+        out: list[int] = []
+
+        async def consume() -> None:
+            out.extend([x async for x in feed])
+
+        task = asyncio.ensure_future(consume())
+        feed.feed([1, 2])
+        await asyncio.sleep(0)
+        feed.feed([3], end=True)
+        await task
+        return out
+
+    assert asyncio.run(main()) == [1, 2, 3]
+
+
+# -- listing ahead ----------------------------------------------------------------------------
+
+
+class FakePager:
+    def __init__(self, pages: list[list[str]], log: list[str]) -> None:
+        self.pages = pages
+        self.log = log
+        self.complete = False
+        self.index = 0
+
+    async def __anext__(self) -> ListObjectResult:
+        i = self.index
+        self.index += 1
+        self.log.append(f"request page {i}")
+        await asyncio.sleep(0)
+        self.complete = self.index == len(self.pages)
+        infos = [
+            ObjectInfo(key=k, etag="", size=1, last_modified=0) for k in self.pages[i]
+        ]
+        return ListObjectResult(infos)
+
+
+class FakeListingClient:
+    def __init__(self, pages: list[list[str]]) -> None:
+        self.pages = pages
+        self.log: list[str] = []
+
+    def list_objects(
+        self, bucket: str, prefix: str, delimiter: str, max_keys: int
+    ) -> Any:
+        return FakePager(self.pages, self.log)
+
+
+def test_next_listing_page_is_requested_while_the_current_one_is_consumed():
+    async def main() -> list[str]:
+        client = FakeListingClient([["a", "b"], ["c"], ["d"]])
+        async for info in list_ahead(client, "b"):  # type: ignore[arg-type]
+            await asyncio.sleep(0)
+            client.log.append(f"consume {info.key}")
+        return client.log
+
+    log = asyncio.run(main())
+    assert log.index("request page 1") < log.index("consume a")
+    assert log.index("request page 2") < log.index("consume c")
+    assert log.count("request page 2") == 1
+    assert len([x for x in log if x.startswith("request")]) == 3
+
+
+def test_abandoned_listing_cancels_the_page_requested_ahead():
+    async def main() -> bool:
+        client = FakeListingClient([["a", "b"], ["c"]])
+        gen = list_ahead(client, "b")  # type: ignore[arg-type]
+        assert (await gen.__anext__()).key == "a"
+        await gen.aclose()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return not pending
+
+    assert asyncio.run(main())
+
+
+# -- against moto -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(endpoint):
+    async with AsyncS3Client(
+        REGION, endpoint=endpoint, s3client_config=S3ClientConfig(max_attempts=1)
+    ) as c:
+        yield c
+
+
+async def test_list_ahead_returns_every_page_in_order(client, bucket, put):
+    keys = [f"p/{i:02d}" for i in range(25)]
+    for k in keys:
+        put(k, b"x")
+    put("other", b"y")
+    pages: list[tuple[int, int]] = []
+    got = [
+        i.key
+        async for i in list_ahead(
+            client, bucket, "p/", max_keys=10, on_page=lambda p, o: pages.append((p, o))
+        )
+    ]
+    assert got == keys
+    assert pages == [(1, 10), (2, 20), (3, 25)]
+    items = await list_all(client, bucket, "p/")
+    assert [(i.bucket, i.key, i.object_info.size) for i in items] == [
+        (bucket, k, 1) for k in keys
+    ]
+
+
+async def test_list_ahead_of_missing_bucket_raises_bucket_error(client):
+    with pytest.raises(
+        S3Exception, match=r"^Service error: The bucket does not exist$"
+    ):
+        await _collect(list_ahead(client, "no-such-bucket-s3torch-async"))
+
+
+async def test_object_fetcher_prefetches_only_small_objects(client, bucket, put):
+    put("small", b"s" * 100)
+    put("big", b"b" * 300)
+    put("empty", b"")
+    listed = {i.key: i for i in await list_all(client, bucket)}
+    fetcher = ObjectFetcher(client, 200, deliver_errors=True)
+    assert fetcher.cost(listed["small"]) == 100
+    assert fetcher.cost(listed["big"]) is None
+    assert fetcher.cost(S3BucketKeyData(bucket, "big")) == 200
+    data, etag = await fetcher.fetch(listed["small"])  # type: ignore[misc]
+    assert data == b"s" * 100
+    assert etag == listed["small"].object_info.etag
+    # without listing info: one ranged GET; too large or empty -> no data
+    assert (await fetcher.fetch(S3BucketKeyData(bucket, "small")))[0] == b"s" * 100  # type: ignore[index]
+    assert await fetcher.fetch(S3BucketKeyData(bucket, "big")) is None
+    assert await fetcher.fetch(S3BucketKeyData(bucket, "empty")) is None
+    assert ObjectFetcher(client, 0, deliver_errors=True).cost(listed["small"]) is None
+
+
+async def test_object_fetcher_error_policy(client, bucket):
+    missing = S3BucketKeyData(bucket, "missing")
+    assert await ObjectFetcher(client, 10, deliver_errors=False).fetch(missing) is None
+    with pytest.raises(S3Exception, match=r"^Service error: The key does not exist$"):
+        await ObjectFetcher(client, 10, deliver_errors=True).fetch(missing)
+
+
+async def test_object_pipeline_selects_before_fetching(client, bucket, put):
+    for i in range(8):
+        put(f"k{i}", bytes([i]) * 10)
+    offset, stride = shard_slot(1, 2, 0, 1)
+    pf = open_object_pipeline(
+        client,
+        prefix_items(client, bucket, "k"),
+        selection=Selection(offset=offset, stride=stride, skip=1),
+        prefetch_bytes=1000,
+        prefetch_count=4,
+        max_object_size=100,
+        deliver_errors=True,
+    )
+    got = await _collect(pf)
+    await pf.aclose()
+    assert [(p.item.key, p.data) for p in got] == [
+        (f"k{i}", bytes([i]) * 10) for i in (3, 5, 7)
+    ]
