@@ -624,12 +624,22 @@ class AsyncS3Client:
             S3Exception: The upload failed (with ``if_none_match``: the key already exists).
         """
         _check_names(bucket, key)
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": _as_body(data)}
-        if storage_class:
-            params["StorageClass"] = storage_class
-        if if_none_match:
-            params["IfNoneMatch"] = "*"
+        body = _as_body(data)
         async with translating_errors("PutObject", bucket, key):
+            base = await self._lean_base(bucket)
+            if base is not None:
+                assert self._lean is not None
+                headers: dict[str, str] = {}
+                if storage_class:
+                    headers["x-amz-storage-class"] = storage_class
+                if if_none_match:
+                    headers["If-None-Match"] = "*"
+                return await self._lean.put(base, key, body, headers=headers)
+            params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
+            if storage_class:
+                params["StorageClass"] = storage_class
+            if if_none_match:
+                params["IfNoneMatch"] = "*"
             s3 = await self._client()
             resp = await s3.put_object(**params)
         return str(resp.get("ETag", ""))
@@ -652,6 +662,13 @@ class AsyncS3Client:
     ) -> str:
         """Upload one part and return its ETag."""
         async with translating_errors("UploadPart", bucket, key):
+            base = await self._lean_base(bucket)
+            if base is not None:
+                assert self._lean is not None
+                query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+                return await self._lean.put(
+                    base, key, _as_body(data), query=query, operation="UploadPart"
+                )
             s3 = await self._client()
             resp = await s3.upload_part(
                 Bucket=bucket,

@@ -1,0 +1,203 @@
+"""The store a run measures against: the local in-memory server, moto, or a given endpoint.
+
+Local servers run in their own process, so their CPU time is theirs alone and is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from types import TracebackType
+from typing import Optional, Type
+
+from ._measure import process_cpu_seconds
+
+
+class Store:
+    """A running store: ``url`` (``None`` means AWS's default endpoint), ``pid`` if local."""
+
+    kind = "endpoint"
+
+    def __init__(self, url: Optional[str]) -> None:
+        self._url = url
+
+    @property
+    def url(self) -> Optional[str]:
+        """The endpoint URL."""
+        return self._url
+
+    @property
+    def pid(self) -> Optional[int]:
+        """PID of the server process, when it is ours."""
+        return None
+
+    @property
+    def local(self) -> bool:
+        """The harness started it (and may create buckets in it)."""
+        return self.pid is not None
+
+    def cpu_seconds(self) -> Optional[float]:
+        """The server's CPU seconds so far (``None`` when unknown)."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            return process_cpu_seconds(pid)
+        except OSError:
+            return None
+
+    def start(self) -> Store:
+        """Start the server (nothing to do for an endpoint)."""
+        return self
+
+    def stop(self) -> Optional[float]:
+        """Stop the server; return its lifetime CPU seconds when known."""
+        return None
+
+    def __enter__(self) -> Store:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+
+class LocalStore(Store):
+    """``benchmarks.s3server`` in a child process, with counter ETags.
+
+    md5 ETags would cost the server ~2 CPU-s per GiB written, and no client measured here
+    checks an ETag against the md5 of the body.
+    """
+
+    kind = "local"
+
+    def __init__(self, etag_mode: str = "fast") -> None:
+        super().__init__(None)
+        from .s3server import ServerProcess
+
+        self.etag_mode = etag_mode
+        self._server = ServerProcess(etag_mode=etag_mode)
+
+    @property
+    def url(self) -> Optional[str]:
+        """The endpoint URL."""
+        return self._server.url
+
+    @property
+    def pid(self) -> Optional[int]:
+        """PID of the server process."""
+        try:
+            return self._server.pid
+        except RuntimeError:
+            return None
+
+    def start(self) -> LocalStore:
+        """Start the server process and wait until it listens."""
+        self._server.start()
+        return self
+
+    def stop(self) -> Optional[float]:
+        """Stop it; return its lifetime CPU seconds."""
+        return self._server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MotoStore(Store):
+    """moto's server in a child process (a correctness fixture: slow, but an independent peer)."""
+
+    kind = "moto"
+
+    def __init__(self, startup_timeout: float = 60.0) -> None:
+        super().__init__(None)
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._final: Optional[float] = None
+        self.startup_timeout = startup_timeout
+
+    @property
+    def pid(self) -> Optional[int]:
+        """PID of the moto process."""
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> MotoStore:
+        """Start ``moto.server`` on a free loopback port and wait until it answers."""
+        port = _free_port()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"moto exited with code {self._proc.returncode}")
+            try:
+                with urllib.request.urlopen(self._url + "/moto-api/", timeout=1):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError("moto did not answer in time") from None
+                time.sleep(0.1)
+
+    def stop(self) -> Optional[float]:
+        """Stop moto; return its lifetime CPU seconds."""
+        proc = self._proc
+        if proc is None:
+            return self._final
+        with contextlib.suppress(OSError):
+            self._final = process_cpu_seconds(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+        return self._final
+
+
+def open_store(kind: str, endpoint: Optional[str]) -> Store:
+    """The store for ``--server`` / ``--endpoint`` (an endpoint wins)."""
+    if endpoint is not None:
+        return Store(endpoint)
+    if kind == "moto":
+        return MotoStore()
+    if kind == "local":
+        return LocalStore()
+    raise ValueError(f"unknown server kind {kind!r} (local or moto)")
+
+
+def hermetic_env(for_local_store: bool) -> dict[str, str]:
+    """Environment for workers: dummy credentials when the store is ours, else the caller's."""
+    env = dict(os.environ)
+    if for_local_store:
+        for name in [n for n in env if n.startswith("AWS_")]:
+            del env[name]
+        env.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_REGION="us-east-1",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        )
+    return env
