@@ -251,6 +251,17 @@ class RangedS3Reader(S3Reader):
             end = start + size if total is None else min(start + size, total)
         if start >= end:
             return b""
+        prefetched = getattr(self._get_stream, "prefetched", None)
+        if (
+            start == 0
+            and prefetched is not None
+            and type(prefetched.data) is bytes
+            and len(prefetched.data) == end
+        ):
+            # The whole object is already in memory as immutable bytes: no copy needed.
+            self._get_backend()
+            self._position = end
+            return prefetched.data
         bio, view = alloc_bytes(end - start)
         try:
             nbytes = self._read_range(view, start, end)

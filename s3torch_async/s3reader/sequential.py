@@ -244,7 +244,10 @@ class SequentialS3Reader(S3Reader):
     def _read_rest(self) -> bytes:
         pos = self._position
         if self._local(pos) < 0 and (
-            self._known_size() is None or (self._random_access and not self._whole)
+            self._known_size() is None
+            or (self._random_access and not self._whole)
+            # Prefetched: the local part is the whole object, so read() needs no copy.
+            or getattr(self._get_stream, "prefetched", None) is not None
         ):
             self._fetch_local(pos)
         total = self._known_size()
