@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from functools import cached_property
 from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 
 from .._core.reader import AsyncS3Reader, RangeStream, writable_view
 from .._runner import get_runner
+from .._types import HeadObjectResult, ObjectInfo
 
 logger = logging.getLogger(__name__)
 
@@ -414,3 +416,46 @@ class PrefetchedBackend:
 
     def close(self) -> None:
         return None
+
+
+class ObjectSize:
+    """Size bookkeeping shared by the sequential and range-based readers.
+
+    A reader using it sets ``_size``, ``_backend``, ``_get_object_info`` and ``_get_stream``
+    and implements ``_get_backend()``. The size comes, cheapest first, from a response already
+    received, listing info, prefetched data, and only then from ``get_object_info()`` (a HEAD).
+    """
+
+    _size: Optional[int]
+    _backend: Optional[Backend]
+    _get_object_info: Callable[[], Union[ObjectInfo, HeadObjectResult]]
+    _get_stream: Any
+
+    def _get_backend(self) -> Backend:
+        raise NotImplementedError
+
+    @cached_property
+    def _object_info(self) -> Union[ObjectInfo, HeadObjectResult]:
+        return self._get_object_info()
+
+    def _known_size(self) -> Optional[int]:
+        """The size if known without a request."""
+        if self._size is None:
+            backend = self._backend
+            if backend is not None and backend.size is not None:
+                self._size = backend.size
+            else:
+                info = getattr(self._get_object_info, "object_info", None)
+                if info is not None:
+                    self._size = int(info.size)
+                elif getattr(self._get_stream, "prefetched", None) is not None:
+                    self._size = self._get_backend().size
+        return self._size
+
+    def _get_size(self) -> int:
+        size = self._known_size()
+        if size is None:
+            size = self._size = int(self._object_info.size)
+            if self._backend is not None and self._backend.size is None:
+                self._backend.size = size
+        return size

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from io import SEEK_SET
 from typing import Any, Callable, Optional, Union
 
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
-from ._backend import Backend, make_backend
+from ._backend import Backend, ObjectSize, make_backend
 from .s3reader import (
     S3Reader,
     check_open,
@@ -25,7 +24,7 @@ DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 _MAX_UNSIZED_READ = 64 * 1024 * 1024
 
 
-class RangedS3Reader(S3Reader):
+class RangedS3Reader(ObjectSize, S3Reader):
     """Range-based S3 reader with an adaptive buffer, for sparse partial reads of large objects.
 
     Each read requests only the bytes asked for:
@@ -108,10 +107,6 @@ class RangedS3Reader(S3Reader):
         """The object's key."""
         return self._key
 
-    @cached_property
-    def _object_info(self) -> Union[ObjectInfo, HeadObjectResult]:
-        return self._get_object_info()
-
     # -- size and backend -------------------------------------------------------------------
 
     def _get_backend(self) -> Backend:
@@ -124,27 +119,6 @@ class RangedS3Reader(S3Reader):
                 # Already in memory: copy straight from it, never through the buffer.
                 self._enable_buffering = False
         return backend
-
-    def _known_size(self) -> Optional[int]:
-        if self._size is None:
-            backend = self._backend
-            if backend is not None and backend.size is not None:
-                self._size = backend.size
-            else:
-                info = getattr(self._get_object_info, "object_info", None)
-                if info is not None:
-                    self._size = int(info.size)
-                elif getattr(self._get_stream, "prefetched", None) is not None:
-                    self._size = self._get_backend().size
-        return self._size
-
-    def _get_size(self) -> int:
-        size = self._known_size()
-        if size is None:
-            size = self._size = int(self._object_info.size)
-            if self._backend is not None and self._backend.size is None:
-                self._backend.size = size
-        return size
 
     def _size_for_read(self, length: Optional[int]) -> Optional[int]:
         """The size, fetched first if this read cannot learn it from its own response."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from io import SEEK_END, SEEK_SET
 from typing import Any, Callable, Optional, Union
 
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
-from ._backend import Backend, Chunk, Data, make_backend
+from ._backend import Backend, Chunk, Data, ObjectSize, make_backend
 from .s3reader import (
     S3Reader,
     check_open,
@@ -20,7 +19,7 @@ from .s3reader import (
 __all__ = ["SequentialS3Reader"]
 
 
-class SequentialS3Reader(S3Reader):
+class SequentialS3Reader(ObjectSize, S3Reader):
     """Sequential S3 reader: supports every access pattern, tuned for front-to-back reads.
 
     How bytes are fetched:
@@ -100,33 +99,7 @@ class SequentialS3Reader(S3Reader):
         """The object's key."""
         return self._key
 
-    @cached_property
-    def _object_info(self) -> Union[ObjectInfo, HeadObjectResult]:
-        return self._get_object_info()
-
     # -- size -------------------------------------------------------------------------------
-
-    def _known_size(self) -> Optional[int]:
-        """The size if known without a request."""
-        if self._size is None:
-            backend = self._backend
-            if backend is not None and backend.size is not None:
-                self._size = backend.size
-            else:
-                info = getattr(self._get_object_info, "object_info", None)
-                if info is not None:
-                    self._size = int(info.size)
-                elif getattr(self._get_stream, "prefetched", None) is not None:
-                    self._size = self._get_backend().size
-        return self._size
-
-    def _get_size(self) -> int:
-        size = self._known_size()
-        if size is None:
-            size = self._size = int(self._object_info.size)
-            if self._backend is not None and self._backend.size is None:
-                self._backend.size = size
-        return size
 
     def _get_backend(self) -> Backend:
         backend = self._backend
