@@ -152,7 +152,26 @@ class NumericPrefixStrategy(S3PrefixStrategyBase):
         """``number`` in this strategy's base, zero-padded to ``length`` digits."""
 
 
-class BinaryPrefixStrategy(NumericPrefixStrategy):
+class _FixedBasePrefixStrategy(NumericPrefixStrategy):
+    """A numeric strategy whose base is fixed by the subclass (``_BASE``)."""
+
+    _BASE: int
+
+    def __init__(
+        self,
+        epoch_num: Optional[int] = None,
+        min_prefix_length: int = 10,
+        prefix_count: Optional[int] = None,
+    ) -> None:
+        super().__init__(
+            base=self._BASE,
+            epoch_num=epoch_num,
+            min_prefix_length=min_prefix_length,
+            prefix_count=prefix_count,
+        )
+
+
+class BinaryPrefixStrategy(_FixedBasePrefixStrategy):
     """Reversed binary prefixes (``0000000000``, ``1000000000``, ``0100000000``, ...).
 
     Args:
@@ -164,24 +183,13 @@ class BinaryPrefixStrategy(NumericPrefixStrategy):
         ValueError: An argument is invalid (see :class:`NumericPrefixStrategy`).
     """
 
-    def __init__(
-        self,
-        epoch_num: Optional[int] = None,
-        min_prefix_length: int = 10,
-        prefix_count: Optional[int] = None,
-    ) -> None:
-        super().__init__(
-            base=2,
-            epoch_num=epoch_num,
-            min_prefix_length=min_prefix_length,
-            prefix_count=prefix_count,
-        )
+    _BASE = 2
 
     def _format_number(self, number: int, length: int) -> str:
         return format(number, f"0{length}b")
 
 
-class HexPrefixStrategy(NumericPrefixStrategy):
+class HexPrefixStrategy(_FixedBasePrefixStrategy):
     """Reversed hexadecimal prefixes (``0000000000``, ``1000000000``, ... ``a000000000``, ...).
 
     Args:
@@ -193,18 +201,7 @@ class HexPrefixStrategy(NumericPrefixStrategy):
         ValueError: An argument is invalid (see :class:`NumericPrefixStrategy`).
     """
 
-    def __init__(
-        self,
-        epoch_num: Optional[int] = None,
-        min_prefix_length: int = 10,
-        prefix_count: Optional[int] = None,
-    ) -> None:
-        super().__init__(
-            base=16,
-            epoch_num=epoch_num,
-            min_prefix_length=min_prefix_length,
-            prefix_count=prefix_count,
-        )
+    _BASE = 16
 
     def _format_number(self, number: int, length: int) -> str:
         return format(number, f"0{length}x")
