@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Optional, Protocol
 
 from ._config import validate_for_use
-from ._core.writer import AsyncS3Writer, as_byte_view, part_capacity
+from ._core.writer import AsyncS3Writer, PartAssembler, as_byte_view
 from ._runner import get_runner
 
 __all__ = ["S3Writer"]
@@ -60,14 +60,7 @@ class _PutObjectStream:
         self.key = key
         self.storage_class = storage_class
         self._writer: Optional[AsyncS3Writer] = None
-        self._fill: Optional[io.BytesIO] = None
-        self._fill_len = 0
-        self._fill_cap = 0
-        # A full part held back until more data arrives: an object of exactly one part is a
-        # single PutObject, decided at close.
-        self._full: Optional[bytes] = None
-        self._parts = 0
-        self._base_part_size: Optional[int] = None
+        self._assembler: Optional[PartAssembler] = None
         self._done = False
 
     def write(self, data: Any) -> int:
@@ -83,32 +76,24 @@ class _PutObjectStream:
         view = as_byte_view(data)
         if self._done:
             raise ValueError(_CLOSED_FILE)
+        parts = self._parts()
         size = len(view)
         pos = 0
         while pos < size:
-            if self._full is not None:
-                full, self._full = self._full, None
-                self._client._run(_put_part, self, full)
-            if self._fill is None:
-                self._fill_cap = part_capacity(self._parts + 1, self._part_size())
-                self._fill, self._fill_len = io.BytesIO(), 0
-            take = min(size - pos, self._fill_cap - self._fill_len)
-            self._fill.write(view[pos : pos + take])
-            self._fill_len += take
-            pos += take
-            if self._fill_len == self._fill_cap:
-                # getvalue() hands over the buffer without copying it.
-                self._full = self._fill.getvalue()
-                self._fill = None
-                self._parts += 1
+            if parts.held is not None:
+                self._client._run(_put_part, self, parts.take_held())
+            pos = parts.feed(view, pos)
         return size
 
-    def _part_size(self) -> int:
-        if self._base_part_size is None:
+    def _parts(self) -> PartAssembler:
+        if self._assembler is None:
             config = self._client.s3client_config
             validate_for_use(config)  # raises S3Exception naming a bad part_size
-            self._base_part_size = int(config.part_size)
-        return self._base_part_size
+            self._assembler = PartAssembler(int(config.part_size))
+        return self._assembler
+
+    def _drain(self) -> list[memoryview]:
+        return [] if self._assembler is None else self._assembler.drain()
 
     def close(self) -> None:
         """Upload the buffered data and commit the object.
@@ -120,20 +105,14 @@ class _PutObjectStream:
         if self._done:
             raise ValueError(_CLOSED_FILE)
         self._done = True
-        pieces = [p for p in (self._full, self._take_fill()) if p]
-        self._full = None
-        self._client._run(_close_with, self, pieces)
+        self._client._run(_close_with, self, self._drain())
 
     def abort(self) -> None:
         """Discard the buffered data and abort the upload; no object is written."""
         self._done = True
-        self._full, self._fill = None, None
+        self._drain()
         if self._writer is not None:
             get_runner().run(self._writer.abort)
-
-    def _take_fill(self) -> Optional[bytes]:
-        fill, self._fill = self._fill, None
-        return fill.getvalue() if fill is not None and self._fill_len else None
 
     def _commit_in_background(self) -> None:
         """Commit what was written without blocking the caller (from a finalizer).
@@ -144,11 +123,9 @@ class _PutObjectStream:
         if self._done:
             return
         self._done = True
-        pieces = [p for p in (self._full, self._take_fill()) if p]
-        self._full = None
         thread = threading.Thread(
             target=_commit_now,
-            args=(self, pieces),
+            args=(self, self._drain()),
             name="s3torch-async-commit",
             daemon=True,
         )
@@ -158,10 +135,13 @@ class _PutObjectStream:
 
     def _async_writer(self, async_client: Any) -> AsyncS3Writer:
         if self._writer is None:
-            self._writer = async_client.put_object(
+            writer: AsyncS3Writer = async_client.put_object(
                 self.bucket, self.key, self.storage_class
             )
-        assert self._writer is not None
+            writer._assembler = (
+                self._assembler
+            )  # uploaded parts come back to our buffers
+            self._writer = writer
         return self._writer
 
 
@@ -169,7 +149,7 @@ _commits_lock = threading.Lock()
 _pending_commits: set[threading.Thread] = set()
 
 
-def _commit_now(stream: _PutObjectStream, pieces: list[bytes]) -> None:
+def _commit_now(stream: _PutObjectStream, pieces: list[memoryview]) -> None:
     try:
         stream._client._run(_close_with, stream, pieces)
     except BaseException:
@@ -202,12 +182,14 @@ else:  # pragma: no cover - every supported CPython has it
     atexit.register(_join_pending_commits)
 
 
-async def _put_part(async_client: Any, stream: _PutObjectStream, data: bytes) -> None:
+async def _put_part(
+    async_client: Any, stream: _PutObjectStream, data: memoryview
+) -> None:
     await stream._async_writer(async_client)._put_owned(data)
 
 
 async def _close_with(
-    async_client: Any, stream: _PutObjectStream, pieces: list[bytes]
+    async_client: Any, stream: _PutObjectStream, pieces: list[memoryview]
 ) -> None:
     await stream._async_writer(async_client)._close_with(pieces)
 

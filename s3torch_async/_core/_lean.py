@@ -21,7 +21,6 @@ import asyncio
 import calendar
 import hashlib
 import hmac
-import io
 import random
 import time
 import xml.etree.ElementTree as ET
@@ -218,6 +217,35 @@ def _client_error(
     return ClientError(response, operation)  # type: ignore[arg-type]
 
 
+class _ViewPayload(aiohttp.payload.Payload):
+    """A request body sent straight from a buffer, in slices, without copying it first.
+
+    aiohttp's own choices copy: a ``BytesIO`` payload copies the whole body when it measures
+    it (``getbuffer()`` unshares) and again in 64 KiB reads; a raw ``bytes`` payload over
+    1 MiB raises a ``ResourceWarning``.
+    """
+
+    _SLICE = 1 << 20
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__(view)
+        self._size = len(view)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: Any, content_length: Optional[int]
+    ) -> None:
+        view: memoryview = self._value
+        end = len(view) if content_length is None else min(len(view), content_length)
+        for start in range(0, end, self._SLICE):
+            await writer.write(view[start : min(end, start + self._SLICE)])
+
+
 class LeanTransport:
     """GET / HEAD / ListObjectsV2 on a plain aiohttp session, signed and retried like botocore.
 
@@ -306,7 +334,7 @@ class LeanTransport:
         key: str,
         query: list[tuple[str, str]],
         headers: dict[str, str],
-        body: Optional[bytes] = None,
+        body: Optional[memoryview] = None,
     ) -> aiohttp.ClientResponse:
         origin, host, prefix = base
         path = prefix + quote(key, safe="/~")
@@ -335,8 +363,7 @@ class LeanTransport:
             method,
             URL(url, encoded=True),
             headers=all_headers,
-            # A fresh BytesIO per attempt: aiohttp streams it (and warns about raw bytes).
-            data=None if body is None else io.BytesIO(body),
+            data=None if body is None else _ViewPayload(body),
         )
 
     async def with_retries(self, operation: Callable[[], Awaitable[T]]) -> T:
@@ -377,7 +404,7 @@ class LeanTransport:
         self,
         base: tuple[str, str, str],
         key: str,
-        body: bytes,
+        body: memoryview,
         *,
         query: Optional[list[tuple[str, str]]] = None,
         headers: Optional[dict[str, str]] = None,

@@ -624,7 +624,6 @@ class AsyncS3Client:
             S3Exception: The upload failed (with ``if_none_match``: the key already exists).
         """
         _check_names(bucket, key)
-        body = _as_body(data)
         async with translating_errors("PutObject", bucket, key):
             base = await self._lean_base(bucket)
             if base is not None:
@@ -634,8 +633,12 @@ class AsyncS3Client:
                     headers["x-amz-storage-class"] = storage_class
                 if if_none_match:
                     headers["If-None-Match"] = "*"
-                return await self._lean.put(base, key, body, headers=headers)
-            params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body}
+                return await self._lean.put(base, key, _as_view(data), headers=headers)
+            params: dict[str, Any] = {
+                "Bucket": bucket,
+                "Key": key,
+                "Body": _as_body(data),
+            }
             if storage_class:
                 params["StorageClass"] = storage_class
             if if_none_match:
@@ -667,7 +670,7 @@ class AsyncS3Client:
                 assert self._lean is not None
                 query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
                 return await self._lean.put(
-                    base, key, _as_body(data), query=query, operation="UploadPart"
+                    base, key, _as_view(data), query=query, operation="UploadPart"
                 )
             s3 = await self._client()
             resp = await s3.upload_part(
@@ -813,6 +816,13 @@ def _as_body(data: Buffer) -> bytes:
     if isinstance(data, memoryview):
         return data.tobytes()
     raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
+
+
+def _as_view(data: Buffer) -> memoryview:
+    # The lean transport sends straight from the caller's buffer: no copy.
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
+    return memoryview(data).cast("B")
 
 
 async def _read_into(stream: Any, view: memoryview) -> int:

@@ -11,21 +11,21 @@ Nothing becomes visible before the commit. An error from any request, an excepti
 ``async with``, or cancellation cancels the in-flight parts and aborts the multipart upload;
 that cleanup runs shielded from cancellation, so no multipart upload is left pending.
 
-Buffers: each part is filled in an ``io.BytesIO``; ``getvalue()`` hands its storage over as
-``bytes`` without a copy, and botocore wraps ``bytes`` bodies in a ``BytesIO`` (again without a
-copy) that aiohttp streams in chunks. A ``bytearray`` body would avoid nothing: botocore passes
-it straight to aiohttp, which warns (``ResourceWarning``) for raw bodies over 1 MiB.
+Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
+zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
+faults either); the part is then sent from that buffer without another copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import io
 import logging
+import mmap
+from collections import deque
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
@@ -34,7 +34,7 @@ from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
 if TYPE_CHECKING:
     from .client import AsyncS3Client
 
-__all__ = ["AsyncS3Writer", "as_byte_view", "part_capacity"]
+__all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,75 @@ def part_capacity(part_number: int, part_size: int) -> int:
             f"object too large: a multipart upload has at most {MAX_PARTS} parts"
         )
     return part_size_for_part_number(part_number, part_size)
+
+
+class PartAssembler:
+    """Cuts a stream of writes into upload parts of the planned sizes, in reusable buffers.
+
+    Shared by ``AsyncS3Writer`` and the sync ``S3Writer`` stream (which fills parts on the
+    caller's thread). A full part is *held* until more data arrives: an object of exactly one
+    part is a single PutObject, decided at close. Buffers come back through :meth:`recycle`
+    once their part is uploaded; the pool never holds more buffers than were in use at once.
+    Only :meth:`recycle` may be called from another thread.
+    """
+
+    def __init__(self, base_part_size: int) -> None:
+        self._base = base_part_size
+        self._free: deque[mmap.mmap] = deque()
+        self._fill: Optional[mmap.mmap] = None
+        self._fill_len = 0
+        self.held: Optional[memoryview] = None
+        self.parts = 0  #: full parts cut so far
+
+    def feed(self, view: memoryview, pos: int) -> int:
+        """Copy ``view[pos:]`` into the current part until it is full; return the new ``pos``.
+
+        Raises:
+            S3Exception: The object would need more than 10,000 parts.
+        """
+        if self.held is not None:
+            raise RuntimeError("hand over the held part before feeding more data")
+        fill = self._fill
+        if fill is None:
+            fill = self._fill = self._take(part_capacity(self.parts + 1, self._base))
+            self._fill_len = 0
+        take = min(len(view) - pos, len(fill) - self._fill_len)
+        fill[self._fill_len : self._fill_len + take] = view[pos : pos + take]
+        self._fill_len += take
+        if self._fill_len == len(fill):
+            self.held = memoryview(fill)
+            self._fill = None
+            self.parts += 1
+        return pos + take
+
+    def take_held(self) -> memoryview:
+        """The held full part; the caller now owns it (and recycles it once uploaded)."""
+        held, self.held = self.held, None
+        assert held is not None
+        return held
+
+    def drain(self) -> list[memoryview]:
+        """Everything not handed over yet, in order (all but the last are full parts)."""
+        pieces = [] if self.held is None else [self.held]
+        if self._fill is not None and self._fill_len:
+            pieces.append(memoryview(self._fill)[: self._fill_len])
+        self.held, self._fill = None, None
+        return pieces
+
+    def recycle(self, part: memoryview) -> None:
+        """Return the buffer behind an uploaded ``part`` for reuse (thread-safe)."""
+        buf = part.obj
+        if isinstance(buf, mmap.mmap):
+            self._free.append(buf)
+
+    def _take(self, size: int) -> mmap.mmap:
+        while True:
+            try:
+                buf = self._free.pop()
+            except IndexError:
+                return mmap.mmap(-1, size)
+            if len(buf) == size:
+                return buf
 
 
 async def _settle(task: asyncio.Future[Any]) -> bool:
@@ -160,13 +229,7 @@ class AsyncS3Writer:
         self.if_none_match = if_none_match
         self._state = _State.OPEN
         self._position = 0
-        self._part_size: Optional[int] = None
-        # The part being filled, and a full part held back until more data shows that the
-        # object needs a multipart upload (a total of exactly part_size is one PutObject).
-        self._fill: Optional[io.BytesIO] = None
-        self._fill_len = 0
-        self._fill_cap = 0
-        self._pending: Optional[bytes] = None
+        self._assembler: Optional[PartAssembler] = None
         self._parts_sent = 0
         self._create_task: Optional[asyncio.Task[str]] = None
         self._upload_id: Optional[str] = None
@@ -198,20 +261,12 @@ class AsyncS3Writer:
         """Bytes accepted so far."""
         return self._position
 
-    def _base_part_size(self) -> int:
-        if self._part_size is None:
+    def _parts(self) -> PartAssembler:
+        if self._assembler is None:
             config = self._client.s3client_config
-            validate_for_use(config)
-            self._part_size = config.part_size
-        return self._part_size
-
-    def next_part_capacity(self) -> int:
-        """Size of the next full part a caller hands over with ``_put_part``.
-
-        Raises:
-            S3Exception: The configuration is invalid, or the upload needs too many parts.
-        """
-        return part_capacity(self._parts_sent + 1, self._base_part_size())
+            validate_for_use(config)  # raises S3Exception naming a bad part_size
+            self._assembler = PartAssembler(int(config.part_size))
+        return self._assembler
 
     def _check_open(self) -> None:
         """Raise if the writer cannot take data: closed, failed, or a part failed meanwhile."""
@@ -247,28 +302,19 @@ class AsyncS3Writer:
         await self._check_usable()
         size = len(view)
         try:
+            parts = self._parts()
             pos = 0
             while pos < size:
-                if self._pending is not None:
-                    part, self._pending = self._pending, None
-                    await self._put_part(part)
-                if self._fill is None:
-                    self._fill_cap = self.next_part_capacity()
-                    self._fill, self._fill_len = io.BytesIO(), 0
-                take = min(size - pos, self._fill_cap - self._fill_len)
-                self._fill.write(view[pos : pos + take])
-                self._fill_len += take
-                pos += take
-                if self._fill_len == self._fill_cap:
-                    self._pending = self._fill.getvalue()
-                    self._fill = None
+                if parts.held is not None:
+                    await self._put_part(parts.take_held())
+                pos = parts.feed(view, pos)
         except BaseException as exc:
             await self._fail(exc)
             raise
         self._position += size
         return size
 
-    async def _put_part(self, data: bytes, *, last: bool = False) -> None:
+    async def _put_part(self, data: memoryview, *, last: bool = False) -> None:
         """Upload ``data`` as the next part (``last``: the final one). Waits for a window slot.
 
         Callers hand over ownership of ``data`` (it is not copied).
@@ -299,7 +345,7 @@ class AsyncS3Writer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _upload_part(self, part_number: int, data: bytes) -> None:
+    async def _upload_part(self, part_number: int, data: memoryview) -> None:
         assert self._upload_id is not None
         assert self._window is not None
         try:
@@ -307,6 +353,10 @@ class AsyncS3Writer:
                 self.bucket, self.key, self._upload_id, part_number, data
             )
             self._etags[part_number] = etag
+            if self._assembler is not None:
+                # Only after success: a failed attempt's bytes may still sit in a closing
+                # socket's buffer, so that buffer is never reused.
+                self._assembler.recycle(data)
         except Exception as exc:
             # Surfaced by the next write() or aclose(), which then aborts the upload.
             if self._error is None:
@@ -332,7 +382,7 @@ class AsyncS3Writer:
         """
         await self._close_with(None)
 
-    async def _close_with(self, pieces: Optional[Sequence[bytes]]) -> None:
+    async def _close_with(self, pieces: Optional[Sequence[memoryview]]) -> None:
         """Commit; ``pieces`` (owned, all but the last full parts) replace the own buffers."""
         if self._close_lock is None:
             self._close_lock = asyncio.Lock()
@@ -341,32 +391,24 @@ class AsyncS3Writer:
                 return
             await self._check_usable()
             if pieces is None:
-                own: list[bytes] = []
-                if self._pending is not None:
-                    own.append(self._pending)
-                if self._fill is not None and self._fill_len:
-                    own.append(self._fill.getvalue())
-                pieces = own
-            self._pending, self._fill = None, None
+                pieces = [] if self._assembler is None else self._assembler.drain()
             await self._commit(pieces)
 
-    async def _put_owned(self, data: bytes) -> None:
+    async def _put_owned(self, data: memoryview) -> None:
         """Upload ``data``, a full part owned by the caller, as the next part (sync writer)."""
         await self._check_usable()
-        if self._pending is not None or self._fill is not None:
-            raise RuntimeError("_put_owned cannot be mixed with write()")
         try:
             await self._put_part(data)
         except BaseException as exc:
             await self._fail(exc)
             raise
 
-    async def _commit(self, pieces: Sequence[bytes]) -> None:
+    async def _commit(self, pieces: Sequence[memoryview]) -> None:
         """Commit with ``pieces`` as the remaining data (all but the last are full parts)."""
         try:
             self._check_open()  # a part may have failed in the background
             if self._create_task is None and len(pieces) <= 1:
-                data = pieces[0] if pieces else b""
+                data: Union[bytes, memoryview] = pieces[0] if pieces else b""
                 await self._final(
                     self._client.put_object_bytes(
                         self.bucket,
@@ -439,7 +481,8 @@ class AsyncS3Writer:
     async def _cleanup(self) -> None:
         if self._state is _State.COMMITTED:
             return
-        self._pending, self._fill = None, None
+        if self._assembler is not None:
+            self._assembler.drain()  # drop buffered data
         if self._abort_task is None:
             self._abort_task = asyncio.ensure_future(self._abort_upload())
         if await _settle(self._abort_task):

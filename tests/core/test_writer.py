@@ -13,10 +13,17 @@ from typing import Any, Callable
 
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._core._planning import MiB
-from s3torch_async._core.writer import AsyncS3Writer, as_byte_view, part_capacity
+from s3torch_async._core.writer import (
+    AsyncS3Writer,
+    PartAssembler,
+    as_byte_view,
+    part_capacity,
+)
 from s3torch_async._errors import INVALID_PART_SIZE
 from tests._faultproxy import Fault, FaultProxy, FaultRule, RequestRecord
 
@@ -100,6 +107,62 @@ def test_part_capacity_grows_after_part_1000_and_stops_at_10000():
     assert part_capacity(10_000, PART) > part_capacity(5_000, PART)
     with pytest.raises(S3Exception, match="at most 10000 parts"):
         part_capacity(10_001, PART)
+
+
+SMALL = PART  # the smallest part S3 allows
+BLOB = random.Random(7).randbytes(3 * SMALL + 1000)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=SMALL + 10), max_size=4),
+    st.sampled_from([0, 1, SMALL // 3, SMALL - 1]),
+)
+def test_assembler_cuts_full_parts_and_keeps_every_byte(
+    sizes: list[int], extra: int
+) -> None:
+    sizes = [*sizes, extra]
+    data = memoryview(BLOB)[: sum(sizes)]
+    parts = PartAssembler(SMALL)
+    out: list[bytes] = []
+    pos = 0
+    for size in sizes:
+        view = data[pos : pos + size]
+        at = 0
+        while at < size:
+            if parts.held is not None:
+                full = parts.take_held()
+                assert len(full) == SMALL
+                out.append(bytes(full))
+                parts.recycle(full)
+            at = parts.feed(view, at)
+        pos += size
+    rest = parts.drain()
+    assert all(len(p) == SMALL for p in rest[:-1])
+    assert all(0 < len(p) <= SMALL for p in rest)
+    assert b"".join(out) + b"".join(bytes(p) for p in rest) == data
+    assert parts.parts == len(data) // SMALL
+
+
+def test_assembler_reuses_recycled_buffers_only() -> None:
+    parts = PartAssembler(SMALL)
+    parts.feed(memoryview(b"a" * SMALL), 0)  # exactly one part: held
+    first = parts.take_held()
+    parts.feed(memoryview(b"b" * SMALL), 0)
+    second = parts.take_held()
+    assert first.obj is not second.obj  # first is still owned by its upload
+    parts.recycle(first)
+    parts.feed(memoryview(b"c" * SMALL), 0)
+    third = parts.take_held()
+    assert third.obj is first.obj
+    assert bytes(third) == b"c" * SMALL
+
+
+def test_assembler_refuses_to_overwrite_a_held_part() -> None:
+    parts = PartAssembler(SMALL)
+    parts.feed(memoryview(b"x" * (SMALL + 1)), 0)
+    with pytest.raises(RuntimeError, match="held part"):
+        parts.feed(memoryview(b"y"), 0)
 
 
 # -- functional --------------------------------------------------------------------------------
