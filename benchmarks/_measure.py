@@ -80,7 +80,7 @@ def _cpu(who: int) -> float:
 
 
 class RequestCounter:
-    """Counts HTTP requests sent through aiohttp and urllib3 (botocore's transport).
+    """Counts HTTP requests sent through aiohttp, urllib3 (botocore's) and our own HTTP client.
 
     The CRT (s3torchconnector) and obstore's Rust stack cannot be hooked cheaply; their count
     stays ``None``.
@@ -108,6 +108,16 @@ class RequestCounter:
                 return await original(session, *args, **kwargs)
 
             self._patch(aiohttp.ClientSession, "_request", counted_request, "aiohttp")
+        if importlib.util.find_spec("s3torch_async") is not None:
+            from s3torch_async._core._http import HTTPPool
+
+            original_http = HTTPPool.request
+
+            async def counted_http(pool: Any, *args: Any, **kwargs: Any) -> Any:
+                self._tick()
+                return await original_http(pool, *args, **kwargs)
+
+            self._patch(HTTPPool, "request", counted_http, "s3torch_async")
         if importlib.util.find_spec("urllib3") is not None:
             from urllib3.connectionpool import HTTPConnectionPool
 

@@ -1,18 +1,21 @@
-"""The lean data plane: GET, HEAD and ListObjectsV2 signed here and sent on a plain aiohttp session.
+"""The lean data plane: hot S3 calls signed here and sent on our own small HTTP/1.1 client.
 
 botocore's generic request pipeline (endpoint rules, event hooks, response parsing) costs about
-1.2 ms of CPU per request, which caps small-object reads and listing far below what the
-network allows. For these hot calls only, this module:
+1.2 ms of CPU per request, and aiohttp's request machinery most of what is left, which caps
+small-object reads and listing far below what the network allows. For GetObject, HeadObject,
+ListObjectsV2, PutObject and UploadPart only, this module:
 
 * takes credentials, the region and each bucket's base URL from the aiobotocore client (so
   profiles, refreshable credentials, endpoint rules and addressing style stay botocore's);
+  endpoints that botocore would reach through a proxy stay on botocore's path;
 * signs requests with SigV4 itself (verified against botocore's signer in the unit tests);
+* sends them with ``_http.HTTPPool`` (bodies go straight into the caller's buffers);
 * applies botocore's *standard* retry policy (same retryable codes and statuses, same
   ``max_attempts``, exponential backoff with full jitter, capped at 20 s);
 * turns error responses into the same ``ClientError`` shape botocore produces, so
   ``_translate`` gives the same ``S3Exception`` messages on both paths.
 
-Everything else (writes, multipart, copy, delete) stays on the aiobotocore client.
+Everything else (multipart control, copy, delete) stays on the aiobotocore client.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import calendar
 import hashlib
 import hmac
 import random
+import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable
@@ -30,9 +34,10 @@ from http import HTTPStatus
 from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 
-import aiohttp
 from botocore.exceptions import ClientError
-from yarl import URL
+from botocore.utils import get_environ_proxies
+
+from ._http import HTTPPool, HTTPResponse
 
 __all__ = ["LeanTransport", "SigV4Signer", "is_retryable"]
 
@@ -67,10 +72,8 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
     asyncio.TimeoutError,
-    ConnectionError,
+    ConnectionError,  # _http's errors, resets, refused connections
 )
 
 
@@ -217,37 +220,8 @@ def _client_error(
     return ClientError(response, operation)  # type: ignore[arg-type]
 
 
-class _ViewPayload(aiohttp.payload.Payload):
-    """A request body sent straight from a buffer, in slices, without copying it first.
-
-    aiohttp's own choices copy: a ``BytesIO`` payload copies the whole body when it measures
-    it (``getbuffer()`` unshares) and again in 64 KiB reads; a raw ``bytes`` payload over
-    1 MiB raises a ``ResourceWarning``.
-    """
-
-    _SLICE = 1 << 20
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__(view)
-        self._size = len(view)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return bytes(self._value).decode(encoding, errors)
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(
-        self, writer: Any, content_length: Optional[int]
-    ) -> None:
-        view: memoryview = self._value
-        end = len(view) if content_length is None else min(len(view), content_length)
-        for start in range(0, end, self._SLICE):
-            await writer.write(view[start : min(end, start + self._SLICE)])
-
-
 class LeanTransport:
-    """GET / HEAD / ListObjectsV2 on a plain aiohttp session, signed and retried like botocore.
+    """The hot S3 calls on our own HTTP client, signed and retried like botocore.
 
     Args:
         s3: The opened aiobotocore S3 client (source of credentials and endpoint rules).
@@ -256,6 +230,7 @@ class LeanTransport:
         pool_size: Connection pool size.
         extra_headers: Headers sent with every request (user agent, request payer).
         unsigned: Send anonymous requests.
+        ca_file: CA bundle for HTTPS endpoints (``None``: the system's).
     """
 
     def __init__(
@@ -269,6 +244,7 @@ class LeanTransport:
         read_timeout: float,
         extra_headers: dict[str, str],
         unsigned: bool,
+        ca_file: Optional[str] = None,
     ) -> None:
         self._s3 = s3
         self._max_attempts = max_attempts
@@ -276,18 +252,19 @@ class LeanTransport:
         self._unsigned = unsigned
         self._extra_headers = extra_headers
         self._base_urls: dict[str, Optional[tuple[str, str, str]]] = {}
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=pool_size, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(
-                sock_connect=connect_timeout, sock_read=read_timeout
-            ),
-            auto_decompress=False,
-            skip_auto_headers=("Content-Type", "Accept-Encoding", "Accept"),
-            read_bufsize=2**20,
+        # TLS trusts what botocore trusts (AWS_CA_BUNDLE / ca_bundle, else its default bundle).
+        ssl_context: Optional[ssl.SSLContext] = None
+        if str(getattr(s3.meta, "endpoint_url", "")).startswith("https:"):
+            ssl_context = ssl.create_default_context(cafile=ca_file)
+        self._http = HTTPPool(
+            limit=pool_size,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            ssl_context=ssl_context,
         )
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._http.aclose()
 
     # -- addressing ---------------------------------------------------------------------------
 
@@ -309,9 +286,13 @@ class LeanTransport:
                 "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
             )
             parts = urlsplit(url)
-            if parts.path.endswith("/" + _PROBE_KEY):
+            origin = f"{parts.scheme}://{parts.netloc}"
+            # botocore sends through HTTP(S)_PROXY (unless NO_PROXY matches); this transport
+            # connects directly, so proxied endpoints stay on botocore's path.
+            proxied = parts.scheme in get_environ_proxies(origin)
+            if parts.path.endswith("/" + _PROBE_KEY) and not proxied:
                 prefix = parts.path[: -len(_PROBE_KEY)]
-                result = (f"{parts.scheme}://{parts.netloc}", parts.netloc, prefix)
+                result = (origin, parts.netloc, prefix)
         self._base_urls[bucket] = result
         return result
 
@@ -335,7 +316,7 @@ class LeanTransport:
         query: list[tuple[str, str]],
         headers: dict[str, str],
         body: Optional[memoryview] = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> HTTPResponse:
         origin, host, prefix = base
         path = prefix + quote(key, safe="/~")
         all_headers = {**self._extra_headers, **headers}
@@ -359,12 +340,7 @@ class LeanTransport:
             url += "?" + "&".join(
                 f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query
             )
-        return await self._session.request(
-            method,
-            URL(url, encoded=True),
-            headers=all_headers,
-            data=None if body is None else _ViewPayload(body),
-        )
+        return await self._http.request(method, url, all_headers, body)
 
     async def with_retries(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run ``operation`` under botocore's standard retry policy."""
@@ -386,7 +362,7 @@ class LeanTransport:
         key: str,
         range_header: Optional[str],
         if_match: Optional[str],
-    ) -> aiohttp.ClientResponse:
+    ) -> HTTPResponse:
         """Send a GET and return the response once its headers are in (raises on errors)."""
         headers: dict[str, str] = {}
         if range_header:

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import aiohttp
 from botocore.exceptions import ResponseStreamingError
+from botocore.httpsession import get_cert_path
 
 from .._config import S3ClientConfig, validate_for_use
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from .._user_agent import UserAgent
 from . import _session
+from ._http import HTTPResponse
 from ._lean import LeanTransport
 from ._translate import translate, translating_errors
 from .writer import AsyncS3Writer
@@ -298,6 +300,7 @@ class AsyncS3Client:
                 read_timeout=_session.READ_TIMEOUT,
                 extra_headers=extra,
                 unsigned=self._config.unsigned,
+                ca_file=get_cert_path(session.get_config_variable("ca_bundle") or True),
             )
             stack.push_async_callback(self._lean.aclose)
         self._stack, self._s3 = stack, s3
@@ -562,7 +565,7 @@ class AsyncS3Client:
                 etag=h.get("ETag", ""),
                 content_range=h.get("Content-Range"),
                 content_length=int(h.get("Content-Length", 0)),
-                stream=resp.content,
+                stream=resp,
                 release=resp.release,
             )
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -826,7 +829,18 @@ def _as_view(data: Buffer) -> memoryview:
 
 
 async def _read_into(stream: Any, view: memoryview) -> int:
-    """Copy a response body into ``view`` chunk by chunk; return the bytes copied."""
+    """Read a response body into ``view``; return the bytes stored.
+
+    Our HTTP client receives straight into ``view``; aiohttp's stream (botocore's path) is
+    copied chunk by chunk.
+    """
+    if isinstance(stream, HTTPResponse):
+        n = await stream.readinto(view)
+        if n == len(view) and await stream.readany():
+            raise S3Exception(
+                f"response body longer than the requested {len(view)} bytes"
+            )
+        return n
     pos = 0
     size = len(view)
     while pos < size:

@@ -11,6 +11,7 @@ from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._core._session import resolve_endpoint, wants_path_style
 from s3torch_async._core.client import ClientState
 from tests._faultproxy import FaultProxy
+from tests._forwardproxy import ForwardProxy
 
 REGION = "us-east-1"
 
@@ -365,3 +366,21 @@ async def test_listing_and_reading_keys_with_special_characters(client, bucket):
     for k in keys:
         assert (await client.get_range(bucket, k)).data == k.encode()
         assert (await client.head_object(bucket, k)).size == len(k.encode())
+
+
+async def test_requests_honour_http_proxy_environment(
+    monkeypatch, moto_endpoint, bucket
+):
+    """Both transports go through HTTP_PROXY, as botocore does (the lean path steps aside)."""
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with AsyncS3Client(REGION, endpoint=moto_endpoint) as c:
+            await c.put_object_bytes(bucket, "via-proxy", b"payload")
+            assert (await c.get_range(bucket, "via-proxy")).data == b"payload"
+            assert (await c.head_object(bucket, "via-proxy")).size == 7
+        methods = [method for method, _ in proxy.requests]
+    assert methods.count("PUT") == 1
+    assert methods.count("GET") >= 1
+    assert methods.count("HEAD") == 1

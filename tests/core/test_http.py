@@ -1,0 +1,1103 @@
+"""The lean HTTP/1.1 client against moto and against scripted raw servers (real sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import random
+import socket
+import struct
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+import pytest
+
+from s3torch_async._core import _http
+from s3torch_async._core._http import (
+    HTTPConnectionError,
+    HTTPPool,
+    HTTPProtocolError,
+    IncompleteBodyError,
+)
+from s3torch_async._core._lean import EMPTY_SHA256, SigV4Signer
+
+Handler = Callable[
+    ["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
+]
+
+
+class RawServer:
+    """asyncio.start_server on loopback running ``handler`` per connection, with counters."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self.bodies: list[bytes] = []
+        self.release = asyncio.Event()
+        self.requested = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def host(self) -> dict[str, str]:
+        return {"Host": f"127.0.0.1:{self.port}"}
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self.handler(self, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            self._tasks.discard(task)
+
+    async def read_request(self, reader: asyncio.StreamReader) -> Optional[bytes]:
+        """One request's head (also recorded with its body); None at EOF."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        self.heads.append(head)
+        self.requested.set()
+        self.bodies.append(await reader.readexactly(length))
+        return head
+
+    async def close(self) -> None:
+        self.server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.wait_closed()
+
+
+def reply(body: bytes = b"", status: str = "200 OK", extra: str = "") -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
+        + body
+    )
+
+
+async def keep_alive_server(
+    srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Answer every request with its path as the body, keeping the connection open."""
+    while (head := await srv.read_request(reader)) is not None:
+        writer.write(reply(head.split(b" ")[1]))
+        await writer.drain()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
+    servers: list[RawServer] = []
+
+    async def start(handler: Handler) -> RawServer:
+        srv = await RawServer(handler).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        await srv.close()
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[HTTPPool]:
+    p = HTTPPool(limit=4, connect_timeout=5, read_timeout=10)
+    yield p
+    await p.aclose()
+
+
+class _Creds:
+    access_key = secret_key = token = "testing"
+
+
+def moto_url(
+    endpoint: str, bucket: str, key: str, method: str = "GET", body: bool = False
+) -> tuple[str, dict[str, str]]:
+    """URL and signed headers (moto refuses anonymous GETs of private objects)."""
+    host = urlsplit(endpoint).netloc
+    headers: dict[str, str] = {}
+    SigV4Signer("us-east-1").sign(
+        method,
+        host,
+        f"/{bucket}/{key}",
+        [],
+        headers,
+        _Creds(),
+        payload_hash="UNSIGNED-PAYLOAD" if body else EMPTY_SHA256,
+    )
+    return f"{endpoint}/{bucket}/{key}", {"Host": host, **headers}
+
+
+# -- against moto (real S3 semantics) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 << 20])
+async def test_put_then_get_round_trips_the_bytes(
+    pool: HTTPPool, endpoint: str, bucket: str, size: int
+) -> None:
+    data = os.urandom(size)
+    url, host = moto_url(endpoint, bucket, f"obj-{size}", "PUT", body=True)
+    async with await pool.request("PUT", url, host, data) as resp:
+        assert resp.status == 200, await resp.read()
+        assert resp.headers["ETag"]
+        await resp.read()
+    url, host = moto_url(endpoint, bucket, f"obj-{size}")
+    async with await pool.request("GET", url, host) as resp:
+        assert resp.status == 200
+        assert resp.content_length == size
+        assert await resp.read() == data
+
+
+async def test_get_with_range_header_returns_that_slice(
+    pool: HTTPPool, endpoint: str, bucket: str, put: Callable[..., None]
+) -> None:
+    data = os.urandom(100_000)
+    put("ranged", data)
+    url, host = moto_url(endpoint, bucket, "ranged")
+    async with await pool.request(
+        "GET", url, {**host, "Range": "bytes=1000-50999"}
+    ) as resp:
+        assert resp.status == 206
+        assert resp.content_length == 50_000
+        assert await resp.read() == data[1000:51000]
+
+
+async def test_readinto_fills_a_preallocated_buffer_with_the_object(
+    pool: HTTPPool, endpoint: str, bucket: str, put: Callable[..., None]
+) -> None:
+    data = os.urandom(3 << 20)
+    put("big", data)
+    url, host = moto_url(endpoint, bucket, "big")
+    buf = bytearray(len(data) + 10)
+    view = memoryview(buf)
+    async with await pool.request("GET", url, host) as resp:
+        pos = 0
+        while n := await resp.readinto(view[pos:]):
+            pos += n
+    assert pos == len(data)
+    assert buf[:pos] == data
+    assert buf[pos:] == bytes(10)
+
+
+async def test_missing_key_error_body_is_readable(
+    pool: HTTPPool, endpoint: str, bucket: str
+) -> None:
+    url, host = moto_url(endpoint, bucket, "absent")
+    async with await pool.request("GET", url, host) as resp:
+        assert resp.status == 404
+        assert b"NoSuchKey" in await resp.read()
+
+
+async def test_cancelled_readinto_leaves_the_pool_usable(
+    endpoint: str, bucket: str, put: Callable[..., None]
+) -> None:
+    data = os.urandom(3 << 20)
+    put("c", data)
+    url, host = moto_url(endpoint, bucket, "c")
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=10)
+    try:
+        resp = await pool.request("GET", url, host)
+        buf = bytearray(len(data))
+        task = asyncio.ensure_future(resp.readinto(memoryview(buf)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        resp.release()
+        async with await pool.request("GET", url, host) as again:
+            assert await again.read() == data
+    finally:
+        await pool.aclose()
+
+
+# -- request bytes ----------------------------------------------------------------------------
+
+
+async def test_request_head_is_sent_as_given_with_only_content_length_added(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    srv = await serve(keep_alive_server)
+    path = "/b/a%2Fb%20c?x=1%20&y=%7E"
+    headers = {**srv.host, "X-Amz-Date": "20260101T000000Z"}
+    async with await pool.request("GET", srv.url(path), headers) as resp:
+        assert await resp.read() == path.encode()
+    async with await pool.request("PUT", srv.url("/p"), headers) as resp:
+        await resp.read()
+    async with await pool.request("PUT", srv.url("/q"), headers, b"abc") as resp:
+        await resp.read()
+    host = srv.host["Host"].encode()
+    assert srv.heads == [
+        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"X-Amz-Date: 20260101T000000Z\r\n\r\n",
+        b"PUT /p HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"X-Amz-Date: 20260101T000000Z\r\nContent-Length: 0\r\n\r\n",
+        b"PUT /q HTTP/1.1\r\nHost: " + host + b"\r\n"
+        b"X-Amz-Date: 20260101T000000Z\r\nContent-Length: 3\r\n\r\n",
+    ]
+    assert srv.bodies[2] == b"abc"
+    assert srv.connections == 1
+
+
+async def test_header_with_crlf_is_rejected(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    srv = await serve(keep_alive_server)
+    with pytest.raises(ValueError, match="CR or LF"):
+        await pool.request("GET", srv.url(), {**srv.host, "X": "a\r\nEvil: 1"})
+
+
+async def test_large_put_body_arrives_intact(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    srv = await serve(keep_alive_server)
+    data = os.urandom(5 << 20)
+    async with await pool.request(
+        "PUT", srv.url("/big"), srv.host, memoryview(data)
+    ) as resp:
+        assert resp.status == 200
+        await resp.read()
+    assert srv.bodies == [data]
+
+
+# -- pooling ----------------------------------------------------------------------------------
+
+
+async def test_sequential_requests_reuse_one_connection(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    srv = await serve(keep_alive_server)
+    for i in range(5):
+        async with await pool.request("GET", srv.url(f"/{i}"), srv.host) as resp:
+            assert await resp.read() == f"/{i}".encode()
+    assert srv.connections == 1
+
+
+async def test_requests_above_limit_wait_and_all_complete(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    active = 0
+    peak = 0
+
+    async def slow(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        try:
+            while (head := await srv.read_request(reader)) is not None:
+                await asyncio.sleep(0.01)
+                writer.write(reply(head.split(b" ")[1]))
+                await writer.drain()
+        finally:
+            active -= 1
+
+    srv = await serve(slow)
+    pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=10)
+    try:
+
+        async def one(i: int) -> bytes:
+            async with await pool.request("GET", srv.url(f"/{i}"), srv.host) as r:
+                return await r.read()
+
+        got = await asyncio.gather(*(one(i) for i in range(12)))
+    finally:
+        await pool.aclose()
+    assert got == [f"/{i}".encode() for i in range(12)]
+    assert srv.connections == 2
+    assert peak == 2
+
+
+async def test_cancelled_waiter_does_not_leak_the_slot(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    srv = await serve(keep_alive_server)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=10)
+    try:
+        first = await pool.request("GET", srv.url("/1"), srv.host)
+        waiting = asyncio.ensure_future(pool.request("GET", srv.url("/2"), srv.host))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await first.read() == b"/1"
+        first.release()
+        async with await pool.request("GET", srv.url("/3"), srv.host) as resp:
+            assert await resp.read() == b"/3"
+    finally:
+        await pool.aclose()
+    assert srv.connections == 1
+
+
+async def test_unread_response_closes_its_connection(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    srv = await serve(keep_alive_server)
+    resp = await pool.request("GET", srv.url("/unread-body"), srv.host)
+    resp.release()
+    resp.release()  # idempotent
+    async with await pool.request("GET", srv.url("/2"), srv.host) as resp:
+        assert await resp.read() == b"/2"
+    assert srv.connections == 2
+
+
+async def test_response_dropped_without_release_frees_its_connection(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    srv = await serve(keep_alive_server)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=10)
+    try:
+        resp = await pool.request("GET", srv.url("/dropped"), srv.host)
+        del resp
+        gc.collect()
+        async with await pool.request("GET", srv.url("/next"), srv.host) as resp2:
+            assert await resp2.read() == b"/next"
+    finally:
+        await pool.aclose()
+    assert srv.connections == 2
+
+
+async def test_bytes_beyond_the_body_or_while_idle_retire_the_connection(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def chatty(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while (head := await srv.read_request(reader)) is not None:
+            path = head.split(b" ")[1]
+            if path == b"/extra":
+                writer.write(reply(path) + b"junk")
+            else:
+                writer.write(reply(path))
+                if path == b"/later":
+                    await writer.drain()
+                    await asyncio.sleep(0.02)
+                    writer.write(b"unsolicited")
+
+    srv = await serve(chatty)
+    for path in ("/extra", "/a", "/later", "/b"):
+        async with await pool.request("GET", srv.url(path), srv.host) as resp:
+            assert await resp.read() == path.encode()
+        await asyncio.sleep(0.05)
+    # /extra's connection is closed, /a reuses nothing, /later's gets junk while idle.
+    assert srv.connections == 3
+
+
+async def test_closing_the_pool_wakes_requests_waiting_for_a_slot(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    srv = await serve(keep_alive_server)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=10)
+    held = await pool.request("GET", srv.url("/held"), srv.host)
+    waiting = asyncio.ensure_future(pool.request("GET", srv.url("/w"), srv.host))
+    await asyncio.sleep(0.01)
+    await pool.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await waiting
+    held.release()
+
+
+async def test_closed_pool_refuses_requests(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    srv = await serve(keep_alive_server)
+    pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=10)
+    async with await pool.request("GET", srv.url("/x"), srv.host) as resp:
+        await resp.read()
+    await pool.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await pool.request("GET", srv.url("/x"), srv.host)
+
+
+async def test_connect_failure_is_a_connection_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: refused
+        pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=10)
+        try:
+            with pytest.raises(HTTPConnectionError, match="cannot connect"):
+                await pool.request("GET", f"http://127.0.0.1:{port}/", {})
+        finally:
+            await pool.aclose()
+
+
+# -- keep-alive edge cases --------------------------------------------------------------------
+
+
+async def test_connection_close_header_is_honoured(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def closing(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(b"bye", extra="Connection: close\r\n"))
+        await reader.read()  # the client closes
+
+    srv = await serve(closing)
+    for _ in range(2):
+        async with await pool.request("GET", srv.url(), srv.host) as resp:
+            assert await resp.read() == b"bye"
+    assert srv.connections == 2
+
+
+@pytest.mark.parametrize("with_length", [True, False])
+async def test_http10_response_is_read_and_not_reused(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+    pool: HTTPPool,
+    with_length: bool,
+) -> None:
+    async def http10(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        length = "Content-Length: 5\r\n" if with_length else ""
+        writer.write(f"HTTP/1.0 200 OK\r\n{length}\r\nhello".encode())
+        if with_length:
+            await reader.read()
+        # else: end of body = our close
+
+    srv = await serve(http10)
+    for _ in range(2):
+        async with await pool.request("GET", srv.url(), srv.host) as resp:
+            assert resp.content_length == (5 if with_length else None)
+            assert await resp.read() == b"hello"
+    assert srv.connections == 2
+
+
+async def test_idle_connection_closed_by_server_does_not_fail_the_next_request(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def one_per_connection(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await srv.read_request(reader)
+        assert head is not None
+        writer.write(reply(head.split(b" ")[1]))
+        await writer.drain()
+        # then close while the client keeps the connection idle
+
+    srv = await serve(one_per_connection)
+    async with await pool.request("GET", srv.url("/1"), srv.host) as resp:
+        assert await resp.read() == b"/1"
+    await asyncio.sleep(0.05)
+    async with await pool.request("GET", srv.url("/2"), srv.host) as resp:
+        assert await resp.read() == b"/2"
+    assert srv.connections == 2
+
+
+async def test_reused_connection_dying_before_the_response_is_retried_once(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def dies_on_second_request(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await srv.read_request(reader)
+        assert head is not None
+        writer.write(reply(head.split(b" ")[1]))
+        await writer.drain()
+        if srv.connections == 1:
+            await srv.read_request(reader)  # the server "timed out" this idle socket
+            return
+        while (head := await srv.read_request(reader)) is not None:
+            writer.write(reply(head.split(b" ")[1]))
+
+    srv = await serve(dies_on_second_request)
+    async with await pool.request("GET", srv.url("/1"), srv.host) as resp:
+        assert await resp.read() == b"/1"
+    async with await pool.request("PUT", srv.url("/2"), srv.host, b"body") as resp:
+        assert await resp.read() == b"/2"
+    assert srv.connections == 2
+    assert srv.bodies[1:] == [b"body", b"body"]
+
+
+async def test_new_connection_dying_before_the_response_is_not_retried(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def hang_up(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+
+    srv = await serve(hang_up)
+    with pytest.raises(HTTPConnectionError, match="before the response started"):
+        await pool.request("GET", srv.url(), srv.host)
+    assert srv.connections == 1
+
+
+# -- framing ----------------------------------------------------------------------------------
+
+
+def chunked_server(
+    payload: bytes,
+) -> Handler:
+    async def handler(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                b"Trailer: x-amz-checksum-crc32\r\n\r\n"
+            )
+            for i in range(0, len(payload), 7000):
+                piece = payload[i : i + 7000]
+                writer.write(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\nx-amz-checksum-crc32: AAAAAA==\r\n\r\n")
+
+    return handler
+
+
+@pytest.mark.parametrize("how", ["read", "readany", "readinto"])
+async def test_chunked_body_with_trailers_is_decoded_and_reused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool, how: str
+) -> None:
+    payload = os.urandom(100_000)
+    srv = await serve(chunked_server(payload))
+    for _ in range(2):
+        async with await pool.request("GET", srv.url(), srv.host) as resp:
+            assert resp.content_length is None
+            if how == "read":
+                got = await resp.read()
+            elif how == "readany":
+                parts = []
+                while chunk := await resp.readany():
+                    parts.append(chunk)
+                got = b"".join(parts)
+            else:
+                buf = bytearray(150_000)
+                pos = 0
+                while n := await resp.readinto(memoryview(buf)[pos : pos + 30_000]):
+                    pos += n
+                got = bytes(buf[:pos])
+            assert got == payload
+    assert srv.connections == 1
+
+
+@pytest.mark.parametrize("how", ["readany", "readinto"])
+async def test_chunked_body_arriving_in_tiny_pieces_is_decoded(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool, how: str
+) -> None:
+    rng = random.Random(7)
+    payload = bytes(rng.randrange(256) for _ in range(3000))
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    pos = 0
+    while pos < len(payload):
+        n = rng.randrange(1, 400)
+        wire += b"%X\r\n%s\r\n" % (len(payload[pos : pos + n]), payload[pos : pos + n])
+        pos += n
+    wire += b"0\r\nx-trailer: 1\r\n\r\n"
+
+    async def dribble(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            i = 0
+            while i < len(wire):
+                step = rng.randrange(1, 60)
+                writer.write(wire[i : i + step])
+                i += step
+                await writer.drain()
+                await asyncio.sleep(0.001)
+
+    srv = await serve(dribble)
+    for _ in range(2):
+        async with await pool.request("GET", srv.url(), srv.host) as resp:
+            parts = []
+            if how == "readany":
+                while chunk := await resp.readany():
+                    parts.append(chunk)
+            else:
+                buf = memoryview(bytearray(97))
+                while n := await resp.readinto(buf):
+                    parts.append(bytes(buf[:n]))
+            assert b"".join(parts) == payload
+    assert srv.connections == 1
+
+
+async def test_bad_chunk_size_is_an_incomplete_body(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def bad(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"3\r\nabc\r\nzz\r\n")
+        await reader.read()
+
+    srv = await serve(bad)
+    async with await pool.request("GET", srv.url(), srv.host) as resp:
+        with pytest.raises(IncompleteBodyError, match="chunk size"):
+            await resp.read()
+
+
+@pytest.mark.parametrize("how", ["read", "readinto"])
+async def test_body_shorter_than_content_length_raises(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool, how: str
+) -> None:
+    async def truncated(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        writer.write(b"x" * 60_000)
+        await writer.drain()
+
+    srv = await serve(truncated)
+    buf = memoryview(bytearray(100_000))
+    async with await pool.request("GET", srv.url(), srv.host) as resp:
+        if how == "read":
+            with pytest.raises(IncompleteBodyError, match="60000 of 100000"):
+                await resp.read()
+        else:
+            # The bytes stored before the error come back first, then the error.
+            assert await resp.readinto(buf) == 60_000
+            with pytest.raises(IncompleteBodyError, match="60000 of 100000"):
+                await resp.readinto(buf[60_000:])
+
+
+async def test_reset_mid_body_raises_a_connection_error(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def reset(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        writer.write(b"x" * 1000)
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST
+
+    srv = await serve(reset)
+    async with await pool.request("GET", srv.url(), srv.host) as resp:
+        with pytest.raises(HTTPConnectionError):
+            await resp.read()
+    # The pool recovers.
+    srv.handler = keep_alive_server
+    async with await pool.request("GET", srv.url("/ok"), srv.host) as resp:
+        assert await resp.read() == b"/ok"
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1, 2", "٣"])
+async def test_invalid_content_length_is_a_protocol_error(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool, value: str
+) -> None:
+    async def bad(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {value}\r\n\r\n".encode())
+        await reader.read()
+
+    srv = await serve(bad)
+    with pytest.raises(HTTPProtocolError, match="Content-Length"):
+        await pool.request("GET", srv.url(), srv.host)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 << 10) + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 << 10),  # and no end in sight
+        b"SPDY/3 200 OK\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    ],
+)
+async def test_bad_response_head_is_a_protocol_error(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool, head: bytes
+) -> None:
+    async def bad(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(head)
+        await reader.read()
+
+    srv = await serve(bad)
+    with pytest.raises(HTTPProtocolError):
+        await pool.request("GET", srv.url(), srv.host)
+
+
+async def test_head_and_204_and_interim_responses_have_empty_bodies(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def bodiless(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while (head := await srv.read_request(reader)) is not None:
+            if head.startswith(b"HEAD"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+            elif b"/nc" in head:
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + reply(b"after 100"))
+
+    srv = await serve(bodiless)
+    async with await pool.request("HEAD", srv.url("/k"), srv.host) as resp:
+        assert resp.status == 200
+        assert resp.content_length == 1234  # the header; there is no body
+        assert await resp.read() == b""
+        assert await resp.readinto(memoryview(bytearray(10))) == 0
+    async with await pool.request("DELETE", srv.url("/nc"), srv.host) as resp:
+        assert (resp.status, resp.reason) == (204, "No Content")
+        assert await resp.readany() == b""
+    async with await pool.request("GET", srv.url("/g"), srv.host) as resp:
+        assert resp.status == 200
+        assert await resp.read() == b"after 100"
+    assert srv.connections == 1
+
+
+async def test_headers_are_case_insensitive_and_keep_repeats(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def handler(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(b"", extra='ETag: "abc"\r\nX-A:1\r\nx-a:  2 \r\n'))
+        await reader.read()
+
+    srv = await serve(handler)
+    async with await pool.request("GET", srv.url(), srv.host) as resp:
+        assert resp.headers["etag"] == '"abc"'
+        assert resp.headers.getall("X-A") == ["1", "2"]
+
+
+# -- early responses, flow control, timeouts, cancellation -------------------------------------
+
+
+async def test_early_error_response_to_a_large_put_is_readable(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def refuse(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"/big" in head:
+            writer.write(reply(b"<Error>AccessDenied</Error>", "403 Forbidden"))
+            await (
+                srv.release.wait()
+            )  # never read the body; the client must stop sending
+            return
+        writer.write(reply(head.split(b" ")[1]))
+        await keep_alive_server(srv, reader, writer)
+
+    srv = await serve(refuse)
+    body = bytes(64 << 20)
+    async with await pool.request("PUT", srv.url("/big"), srv.host, body) as resp:
+        assert resp.status == 403
+        assert await resp.read() == b"<Error>AccessDenied</Error>"
+    srv.release.set()
+    async with await pool.request("GET", srv.url("/next"), srv.host) as resp:
+        assert await resp.read() == b"/next"
+    assert srv.connections == 2  # the half-sent connection was not reused
+
+
+async def test_unread_large_body_pauses_reading_and_still_arrives(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    data = os.urandom(12 << 20)
+
+    async def big(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(data))
+        await writer.drain()
+        await reader.read()
+
+    srv = await serve(big)
+    async with await pool.request("GET", srv.url(), srv.host) as resp:
+        conn = resp._conn
+        assert conn is not None
+        for _ in range(500):
+            if conn._paused:
+                break
+            await asyncio.sleep(0.01)
+        assert conn._paused
+        assert conn._wpos - conn._rpos < 4 << 20  # bounded, not the whole body
+        assert await resp.read() == data
+
+
+async def test_readinto_receives_large_bodies_without_growing_the_buffer(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    data = os.urandom(8 << 20)
+
+    async def big(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(reply(data))
+        await reader.read()
+
+    srv = await serve(big)
+    buf = bytearray(len(data))
+    async with await pool.request("GET", srv.url(), srv.host) as resp:
+        conn = resp._conn
+        assert conn is not None
+        assert await resp.readinto(memoryview(buf)) == len(data)
+        assert len(conn._in) == _http._BUF_SIZE  # the kernel wrote into `buf`
+        assert await resp.readinto(memoryview(buf)) == 0
+    assert buf == data
+
+
+async def test_silent_server_hits_the_read_timeout(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def stall(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await srv.read_request(reader)
+        if head is not None and b"/body" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
+        await reader.read()
+
+    srv = await serve(stall)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=0.2)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await pool.request("GET", srv.url("/head"), srv.host)
+        resp = await pool.request("GET", srv.url("/body"), srv.host)
+        with pytest.raises(asyncio.TimeoutError):
+            await resp.read()
+        resp.release()
+    finally:
+        await pool.aclose()
+    assert srv.connections == 2
+
+
+async def test_slow_but_steady_body_is_not_a_timeout(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def trickle(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+        for i in range(10):
+            await asyncio.sleep(0.1)
+            writer.write(b"%d" % i)
+        await reader.read()
+
+    srv = await serve(trickle)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=0.5)
+    try:
+        async with await pool.request("GET", srv.url(), srv.host) as resp:
+            buf = bytearray(10)
+            assert await resp.readinto(memoryview(buf)) == 10  # 1 s in total
+            assert buf == b"0123456789"
+    finally:
+        await pool.aclose()
+
+
+async def test_cancelled_request_frees_its_slot(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def first_stalls(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if srv.connections == 1:
+            await srv.read_request(reader)
+            await reader.read()
+            return
+        await keep_alive_server(srv, reader, writer)
+
+    srv = await serve(first_stalls)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=10)
+    try:
+        task = asyncio.ensure_future(pool.request("GET", srv.url("/s"), srv.host))
+        await srv.requested.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with await pool.request("GET", srv.url("/ok"), srv.host) as resp:
+            assert await resp.read() == b"/ok"
+    finally:
+        await pool.aclose()
+    assert srv.connections == 2
+
+
+async def test_cancelled_direct_readinto_never_writes_the_buffer_afterwards(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def two_parts(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n")
+        await writer.drain()
+        await srv.release.wait()
+        writer.write(b"y" * 2000)
+        await reader.read()
+
+    srv = await serve(two_parts)
+    resp = await pool.request("GET", srv.url(), srv.host)
+    buf = bytearray(2000)
+    task = asyncio.ensure_future(resp.readinto(memoryview(buf)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    srv.release.set()
+    await asyncio.sleep(0.05)
+    assert buf == bytes(2000)
+    with pytest.raises(HTTPConnectionError):
+        await resp.read()
+    resp.release()
+
+
+async def test_unknown_scheme_is_rejected(pool: HTTPPool) -> None:
+    with pytest.raises(ValueError, match="scheme"):
+        await pool.request("GET", f"ftp://{uuid.uuid4().hex}/x", {})
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    """(server, client) SSL contexts around a throwaway self-signed cert for 127.0.0.1."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    d = tmp_path_factory.mktemp("tls")
+    cert_pem = d / "cert.pem"
+    key_pem = d / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_pem, key_pem)
+    client = ssl.create_default_context(cafile=str(cert_pem))
+    return server, client
+
+
+async def test_https_round_trip_reads_into_the_buffer_and_reuses(
+    tls_contexts: tuple[Any, Any],
+) -> None:
+    server_ctx, client_ctx = tls_contexts
+    data = os.urandom(3 << 20)
+    connections = 0
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(reply(data))
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=10, ssl_context=client_ctx)
+    try:
+        for _ in range(2):
+            buf = bytearray(len(data))
+            resp = await pool.request(
+                "GET", f"https://127.0.0.1:{port}/k", {"Host": f"127.0.0.1:{port}"}
+            )
+            async with resp:
+                assert await resp.readinto(memoryview(buf)) == len(data)
+                assert await resp.readinto(memoryview(buf)) == 0
+            assert buf == data
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+    assert connections == 1
+
+
+async def test_https_with_untrusted_certificate_is_a_connection_error(
+    tls_contexts: tuple[Any, Any], serve: Callable[[Handler], Awaitable[RawServer]]
+) -> None:
+    server_ctx, _ = tls_contexts
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=10)  # system CAs only
+    try:
+        with pytest.raises(HTTPConnectionError, match="certificate"):
+            await pool.request("GET", f"https://127.0.0.1:{port}/", {})
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
