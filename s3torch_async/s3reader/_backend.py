@@ -419,20 +419,39 @@ class PrefetchedBackend:
 
 
 class ObjectSize:
-    """Size bookkeeping shared by the sequential and range-based readers.
+    """Identity, backend and size bookkeeping shared by the sequential and range-based readers.
 
-    A reader using it sets ``_size``, ``_backend``, ``_get_object_info`` and ``_get_stream``
-    and implements ``_get_backend()``. The size comes, cheapest first, from a response already
-    received, listing info, prefetched data, and only then from ``get_object_info()`` (a HEAD).
+    A reader using it sets ``_bucket``, ``_key``, ``_size``, ``_etag``, ``_backend``,
+    ``_get_object_info`` and ``_get_stream``. The size comes, cheapest first, from a response
+    already received, listing info, prefetched data, and only then from ``get_object_info()``
+    (a HEAD).
     """
 
+    _bucket: str
+    _key: str
     _size: Optional[int]
+    _etag: Optional[str]
     _backend: Optional[Backend]
     _get_object_info: Callable[[], Union[ObjectInfo, HeadObjectResult]]
     _get_stream: Any
 
+    @property
+    def bucket(self) -> str:
+        """The object's bucket."""
+        return self._bucket
+
+    @property
+    def key(self) -> str:
+        """The object's key."""
+        return self._key
+
     def _get_backend(self) -> Backend:
-        raise NotImplementedError
+        backend = self._backend
+        if backend is None:
+            backend = self._backend = make_backend(
+                self._get_stream, self._size, self._etag
+            )
+        return backend
 
     @cached_property
     def _object_info(self) -> Union[ObjectInfo, HeadObjectResult]:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Union
 
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
-from ._backend import Backend, ObjectSize, make_backend
+from ._backend import Backend, ObjectSize
 from .s3reader import (
     S3Reader,
     check_open,
@@ -97,28 +97,16 @@ class RangedS3Reader(ObjectSize, S3Reader):
         self.__dict__.update(state)
         self._reset_buffers()
 
-    @property
-    def bucket(self) -> str:
-        """The object's bucket."""
-        return self._bucket
-
-    @property
-    def key(self) -> str:
-        """The object's key."""
-        return self._key
-
     # -- size and backend -------------------------------------------------------------------
 
     def _get_backend(self) -> Backend:
-        backend = self._backend
-        if backend is None:
-            backend = self._backend = make_backend(
-                self._get_stream, self._size, self._etag
-            )
-            if getattr(self._get_stream, "prefetched", None) is not None:
-                # Already in memory: copy straight from it, never through the buffer.
-                self._enable_buffering = False
-        return backend
+        if (
+            self._backend is None
+            and getattr(self._get_stream, "prefetched", None) is not None
+        ):
+            # Already in memory: copy straight from it, never through the buffer.
+            self._enable_buffering = False
+        return super()._get_backend()
 
     def _size_for_read(self, length: Optional[int]) -> Optional[int]:
         """The size, fetched first if this read cannot learn it from its own response."""

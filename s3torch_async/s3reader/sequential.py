@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Union
 
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
-from ._backend import Backend, Chunk, Data, ObjectSize, make_backend
+from ._backend import Backend, Chunk, Data, ObjectSize
 from .s3reader import (
     S3Reader,
     check_open,
@@ -89,25 +89,7 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         self.__dict__.update(state)
         self._reset_buffers()
 
-    @property
-    def bucket(self) -> str:
-        """The object's bucket."""
-        return self._bucket
-
-    @property
-    def key(self) -> str:
-        """The object's key."""
-        return self._key
-
     # -- size -------------------------------------------------------------------------------
-
-    def _get_backend(self) -> Backend:
-        backend = self._backend
-        if backend is None:
-            backend = self._backend = make_backend(
-                self._get_stream, self._size, self._etag
-            )
-        return backend
 
     # -- local part -------------------------------------------------------------------------
 
