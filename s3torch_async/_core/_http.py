@@ -16,11 +16,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import ssl as _ssl
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
+
+from . import _h1
+from ._h1 import (
+    HTTPConnectionError,
+    HTTPProtocolError,
+    IncompleteBodyError,
+    ResponseParser,
+)
 
 __all__ = [
     "HTTPConnectionError",
@@ -28,25 +37,24 @@ __all__ = [
     "HTTPProtocolError",
     "HTTPResponse",
     "IncompleteBodyError",
+    "InvalidRequestHeaderError",
+    "StaleConnectionError",
 ]
 
 Body = Union[bytes, bytearray, memoryview]
 
 
-class HTTPConnectionError(ConnectionError):
-    """Connect failure, reset, or EOF in the middle of a response."""
+class StaleConnectionError(HTTPConnectionError):
+    """A kept-alive connection was closed by the server before any response byte came.
+
+    Raised instead of the silent retry when ``request(..., retry_stale=False)``.
+    """
 
 
-class IncompleteBodyError(HTTPConnectionError):
-    """The body ended before its Content-Length, or its chunked framing is broken."""
+class InvalidRequestHeaderError(ValueError):
+    """A request header name or value (or the request line) holds CR, LF or NUL."""
 
 
-class HTTPProtocolError(HTTPConnectionError):
-    """Unparsable status line or headers."""
-
-
-_MAX_HEAD = 64 << 10  # status line + headers (also the trailer block)
-_MAX_CHUNK_LINE = 4 << 10
 _BUF_SIZE = 64 << 10  # receive buffer per connection while nobody reads into their own
 _MIN_FREE = 16 << 10  # grow or compact the receive buffer below this much tail space
 _HEAD_READ = 16 << 10  # socket read size while the headers are not in
@@ -54,39 +62,37 @@ _PAUSE_AT = 1 << 20  # buffered, unread body bytes that pause the socket
 _RESUME_AT = 256 << 10
 _SMALL_BODY = 256 << 10  # bodies up to this go out in one write with the headers
 _SLICE = 1 << 20  # larger bodies: slices of this size, with flow control
+_READ_CHUNK = (
+    64 << 10
+)  # read(): first buffer; later ones double, bounded by what is left
 
-# Parser states of a connection.
-_IDLE = 0  # no request in flight
-_HEAD = 1  # waiting for the status line and headers
-_DATA = 2  # in body data: _seg_left bytes left (-1: until EOF)
-_CHUNK_SIZE = 3
-_CHUNK_END = 4  # CRLF after chunk data
-_TRAILERS = 5
-_DONE = 6
-
-_NO_BODY_STATUS = frozenset((204, 304))
-_HEX = b"0123456789abcdefABCDEF"
+# Parser states (see _h1), as module globals for the hot paths.
+_IDLE = _h1.IDLE
+_HEAD = _h1.HEAD
+_DATA = _h1.DATA
+_CHUNK_SIZE = _h1.CHUNK_SIZE
+_CHUNK_END = _h1.CHUNK_END
+_TRAILERS = _h1.TRAILERS
+_DONE = _h1.DONE
 
 
-class _Conn(asyncio.BufferedProtocol):
-    """One connection and the parse state of its current response."""
+def _readable(fd: int) -> bool:
+    """Whether the socket ``fd`` has bytes (or EOF) waiting, without reading them."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Conn(asyncio.BufferedProtocol, ResponseParser):
+    """One connection: socket I/O around the sans-I/O parse state of its current response."""
 
     def __init__(self, host: _HostPool) -> None:
+        ResponseParser.__init__(self, _BUF_SIZE)
         self._host = host
         self._loop = host.loop
         self._timeout = host.pool.read_timeout
         self._transport: Any = None  # a selector or SSL transport
-        buf = bytearray(_BUF_SIZE)
-        self._in = buf
-        self._inmv = memoryview(buf)
-        self._rpos = 0
-        self._wpos = 0
-        self._scan = 0  # where the search for the end of the header block resumes
-        self._state = _IDLE
-        self._head_method = False  # current request is HEAD
-        self._seg_left = 0
-        self._chunked = False
-        self._keep_alive = False
+        self._fd = -1  # the socket's file descriptor, to check for unread bytes
         self._reusable = True  # false once the request body was cut short
         self._got = False  # any response byte received for the current request
         self._eof = False
@@ -101,19 +107,18 @@ class _Conn(asyncio.BufferedProtocol):
         self._dview: Optional[memoryview] = None  # caller's memory the socket fills
         self._dpos = 0
         self._dlen = 0
-        self._slot = False  # holds one of the host's `limit` slots
+        self._slot = False  # holds one of the pool's connection slots
         self._idle = False
+        self._idle_since = 0.0
         self.reused = False
-        # Parsed head of the current response.
-        self.status = 0
-        self.reason = ""
-        self.headers: Optional[CIMultiDictProxy[str]] = None
-        self.content_length: Optional[int] = None
 
     # -- protocol callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._fd = sock.fileno()
         self._host.pool._conns.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -146,7 +151,11 @@ class _Conn(asyncio.BufferedProtocol):
         self._wpos += nbytes
         state = self._state
         if state == _HEAD:
-            self._parse_head()
+            try:
+                self._parse_head()
+            except HTTPConnectionError as exc:
+                self._fail(exc)
+                return
         elif state == _IDLE:
             self._fail(HTTPProtocolError("unexpected data on an idle connection"))
             return
@@ -317,169 +326,40 @@ class _Conn(asyncio.BufferedProtocol):
 
     def start(self, data: bytes, head_method: bool) -> None:
         """Begin a request by writing ``data`` (all of it, or the head of a large one)."""
-        self._state = _HEAD
-        self._head_method = head_method
+        self._begin(head_method)
         self._got = False
         self._reusable = True
         self._exc = None
-        self.headers = None
         self._transport.write(data)
 
     async def send_body(self, body: memoryview) -> None:
-        """Write a large body in slices; stop (and never reuse) if the server answers first."""
+        """Write a large body in slices; stop (and never reuse) once a final response is in.
+
+        Interim responses (``100 Continue`` and other 1xx) are parsed and skipped as they come
+        (RFC 9110 15.2), so they do not stop the body.
+        """
         t = self._transport
         size = body.nbytes
         pos = 0
         while pos < size:
-            if self._got or self._eof:
+            if self._state != _HEAD or self._eof:
                 break
             t.write(body[pos : pos + _SLICE])
             pos += _SLICE
-            while self._write_paused and not (self._got or self._eof):
+            while self._write_paused and self._state == _HEAD and not self._eof:
                 await self._wait()
                 if self._exc is not None:
                     raise self._exc
         if pos < size:
             self._reusable = False
 
-    def _parse_head(self) -> None:
-        buf = self._in
-        while True:
-            rpos = self._rpos
-            end = buf.find(b"\r\n\r\n", max(self._scan, rpos), self._wpos)
-            if end < 0:
-                if self._wpos - rpos > _MAX_HEAD:
-                    self._fail(HTTPProtocolError("response header block over 64 KiB"))
-                else:
-                    self._scan = max(rpos, self._wpos - 3)
-                return
-            if end - rpos > _MAX_HEAD:
-                self._fail(HTTPProtocolError("response header block over 64 KiB"))
-                return
-            self._rpos = end + 4
-            self._scan = end + 4
-            try:
-                if self._apply_head(
-                    str(self._inmv[rpos:end], "utf-8", "surrogateescape")
-                ):
-                    return
-            except HTTPProtocolError as exc:
-                self._fail(exc)
-                return
-
-    def _apply_head(self, text: str) -> bool:
-        """Parse one header block; False for an interim (1xx) response."""
-        lines = text.split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if (
-            not version.startswith("HTTP/1.")
-            or len(code) != 3
-            or not (code.isascii() and code.isdigit())
-            or (len(rest) > 3 and rest[3] != " ")
-        ):
-            raise HTTPProtocolError(f"bad status line: {lines[0][:100]!r}")
-        status = int(code)
-        if status < 200:
+    def _step(self) -> bool:
+        """Consume chunk framing (see ``_advance``); a framing error fails the connection."""
+        try:
+            return self._advance()
+        except HTTPConnectionError as exc:
+            self._fail(exc)
             return False
-        pairs = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name[-1] in " \t" or name[0] in " \t":
-                raise HTTPProtocolError(f"bad header line: {line[:100]!r}")
-            pairs.append((name, value.strip(" \t")))
-        headers = CIMultiDictProxy(CIMultiDict(pairs))
-        self.status = status
-        self.reason = rest[4:]
-        self.headers = headers
-        keep_alive = version == "HTTP/1.1"
-        connection = headers.get("Connection")
-        if connection is not None and "close" in connection.lower():
-            keep_alive = keep_alive and "close" not in [
-                t.strip() for t in connection.lower().split(",")
-            ]
-        self._chunked = False
-        chunked = False
-        length: Optional[int] = None
-        if "Transfer-Encoding" in headers:
-            te = headers.getall("Transfer-Encoding")[-1].rsplit(",", 1)[-1]
-            chunked = te.strip().lower() == "chunked"
-            if "Content-Length" in headers:
-                keep_alive = False  # RFC 9112 6.3: a smuggling signal, do not reuse
-        elif "Content-Length" in headers:
-            values = headers.getall("Content-Length")
-            value = values[0].strip()
-            if not (value.isascii() and value.isdigit()) or any(
-                v.strip() != value for v in values[1:]
-            ):
-                raise HTTPProtocolError(f"bad Content-Length: {values!r}")
-            length = int(value)
-        if self._head_method or status in _NO_BODY_STATUS:
-            # No body whatever the headers say; content_length still reports the header.
-            self.content_length = 0 if length is None and not chunked else length
-            self._state = _DONE
-        elif chunked:
-            self.content_length = None
-            self._chunked = True
-            self._state = _CHUNK_SIZE
-        elif length is not None:
-            self.content_length = length
-            self._seg_left = length
-            self._state = _DATA if length else _DONE
-        else:  # read until the server closes
-            self.content_length = None
-            self._seg_left = -1
-            self._state = _DATA
-            keep_alive = False
-        self._keep_alive = keep_alive
-        return True
-
-    def _advance(self) -> bool:
-        """Consume chunk framing at the read position; False when more bytes are needed."""
-        state = self._state
-        buf = self._in
-        rpos = self._rpos
-        wpos = self._wpos
-        if state == _CHUNK_SIZE:
-            eol = buf.find(b"\r\n", rpos, wpos)
-            if eol < 0:
-                if wpos - rpos > _MAX_CHUNK_LINE:
-                    self._fail(HTTPProtocolError("chunk size line too long"))
-                return False
-            size = bytes(buf[rpos:eol]).split(b";", 1)[0].strip(b" \t")
-            if not size or size.lstrip(_HEX) or len(size) > 16:
-                self._fail(IncompleteBodyError(f"bad chunk size line: {size[:40]!r}"))
-                return False
-            n = int(size, 16)
-            self._rpos = eol + 2
-            if n:
-                self._seg_left = n
-                self._state = _DATA
-            else:
-                self._state = _TRAILERS
-            return True
-        if state == _CHUNK_END:
-            if wpos - rpos < 2:
-                return False
-            if buf[rpos : rpos + 2] != b"\r\n":
-                self._fail(IncompleteBodyError("missing CRLF after chunk data"))
-                return False
-            self._rpos = rpos + 2
-            self._state = _CHUNK_SIZE
-            return True
-        # _TRAILERS: header lines up to an empty line; trailers are dropped.
-        if buf.startswith(b"\r\n", rpos, wpos):
-            self._rpos = rpos + 2
-            self._state = _DONE
-            return True
-        end = buf.find(b"\r\n\r\n", rpos, wpos)
-        if end < 0:
-            if wpos - rpos > _MAX_HEAD:
-                self._fail(HTTPProtocolError("trailer block over 64 KiB"))
-            return False
-        self._rpos = end + 4
-        self._state = _DONE
-        return True
 
     def _consumed(self) -> None:
         if self._rpos == self._wpos:
@@ -490,8 +370,11 @@ class _Conn(asyncio.BufferedProtocol):
 
     def finish(self) -> bool:
         """End of a response: back to the pool if it was read fully, else close. Reused?"""
-        while self._state in (_CHUNK_SIZE, _CHUNK_END, _TRAILERS) and self._advance():
+        while self._state in (_CHUNK_SIZE, _CHUNK_END, _TRAILERS) and self._step():
             pass
+        # Reuse only a provably clean connection: framed end reached, nothing buffered past
+        # it, nothing more on the socket (readinto asks it for exactly the body bytes, so
+        # extra bytes can still wait there), and the server did not ask to close.
         if (
             self._state == _DONE
             and self._keep_alive
@@ -499,6 +382,8 @@ class _Conn(asyncio.BufferedProtocol):
             and self._rpos == self._wpos
             and self._exc is None
             and self.usable()
+            and self._fd >= 0
+            and not _readable(self._fd)
         ):
             self._state = _IDLE
             self._rpos = self._wpos = self._scan = 0
@@ -508,7 +393,7 @@ class _Conn(asyncio.BufferedProtocol):
             if len(self._in) > _BUF_SIZE:
                 self._in = bytearray(_BUF_SIZE)
                 self._inmv = memoryview(self._in)
-            self._host.put_idle(self)
+            self._host.pool._put_idle(self)
             return True
         if self._state == _DONE and self._exc is None:
             self._close()
@@ -518,7 +403,7 @@ class _Conn(asyncio.BufferedProtocol):
 
 
 class _HostPool:
-    """Connections to one (scheme, host, port)."""
+    """Connections to one (scheme, host, port); slots are counted here and by the pool."""
 
     def __init__(
         self, pool: HTTPPool, host: str, port: int, ssl: Optional[_ssl.SSLContext]
@@ -529,89 +414,39 @@ class _HostPool:
         self.host = host
         self.port = port
         self.ssl = ssl
-        self.limit = pool.limit
         self.open = 0
-        self.idle: list[_Conn] = []
-        # A waiter gets a connection handed over, or None: a slot to connect with.
-        self.waiters: collections.deque[asyncio.Future[Optional[_Conn]]] = (
-            collections.deque()
-        )
+        self.idle: list[_Conn] = []  # oldest first
 
     def take(self) -> Optional[_Conn]:
-        """An idle connection that is still open, or None."""
+        """The newest idle connection that is still open and not idle too long, or None."""
         idle = self.idle
+        if not idle:
+            return None
+        max_idle = self.pool.idle_timeout
+        now = self.loop.time()
         while idle:
             conn = idle.pop()
             conn._idle = False
+            if max_idle is not None and now - conn._idle_since >= max_idle:
+                # Expired before the server's idle limit could close it under a request;
+                # every older one has expired too.
+                conn._close()
+                while idle:
+                    old = idle.pop()
+                    old._idle = False
+                    old._close()
+                return None
             if conn.usable():
                 conn.reused = True
                 return conn
             conn.abort()
         return None
 
-    async def acquire(self, fresh: bool = False) -> _Conn:
-        """A connection; ``fresh``: a new one, closing the oldest idle one if at the limit."""
-        while True:
-            conn = None if fresh else self.take()
-            if conn is not None:
-                return conn
-            if self.pool._closed:
-                raise RuntimeError("HTTPPool is closed")
-            if self.open < self.limit:
-                self.open += 1
-                return await self._connect()
-            if self.idle:  # fresh: take over the slot of the oldest idle connection
-                victim = self.idle.pop(0)
-                victim._idle = False
-                victim._slot = False
-                victim.abort()
-                return await self._connect()
-            fut: asyncio.Future[Optional[_Conn]] = self.loop.create_future()
-            self.waiters.append(fut)
-            try:
-                got = await fut
-            except BaseException:
-                if fut.done() and not fut.cancelled():
-                    self._pass_on(fut.result())
-                else:
-                    with contextlib.suppress(ValueError):
-                        self.waiters.remove(fut)
-                raise
-            if self.pool._closed:
-                if got is not None:
-                    got.abort()
-                raise RuntimeError("HTTPPool is closed")
-            if got is None:
-                return await self._connect()
-            if got.usable():
-                got.reused = True
-                return got
-            got.abort()
-
-    def _pass_on(self, got: Optional[_Conn]) -> None:
-        if got is None:
-            self.release_slot()
-        else:
-            self.put_idle(got)
-
-    def put_idle(self, conn: _Conn) -> None:
-        waiters = self.waiters
-        while waiters:
-            w = waiters.popleft()
-            if not w.done():
-                w.set_result(conn)
-                return
-        conn._idle = True
-        self.idle.append(conn)
-
     def release_slot(self) -> None:
-        waiters = self.waiters
-        while waiters:
-            w = waiters.popleft()
-            if not w.done():
-                w.set_result(None)
-                return
+        pool = self.pool
         self.open -= 1
+        pool._open -= 1
+        pool._grant()
 
     async def _connect(self) -> _Conn:
         """Open a connection with a slot already reserved; the slot is freed on failure."""
@@ -732,7 +567,7 @@ class HTTPResponse:
             elif state == _DONE:
                 break
             elif state >= _CHUNK_SIZE:
-                if conn._advance():
+                if conn._step():
                     continue
                 if conn._eof or conn._exc is not None:
                     if pos:
@@ -774,7 +609,7 @@ class HTTPResponse:
             elif state == _DONE:
                 return b""
             elif state >= _CHUNK_SIZE:
-                if conn._advance():
+                if conn._step():
                     continue
                 if conn._eof or conn._exc is not None:
                     raise conn._end_error()
@@ -782,29 +617,53 @@ class HTTPResponse:
             else:
                 raise HTTPProtocolError("connection is not reading a response body")
 
-    async def read(self) -> bytes:
-        """The whole remaining body."""
+    async def read(self, limit: Optional[int] = None) -> bytes:
+        """The whole remaining body, in memory that grows with the bytes received.
+
+        A server's Content-Length is only a claim: nothing is allocated for bytes that did
+        not arrive.
+
+        Args:
+            limit: Max body bytes accepted (for bodies that get parsed: listings, errors);
+                None: no limit.
+
+        Raises:
+            HTTPProtocolError: The body is (or announces itself) over ``limit``; the
+                connection is then closed.
+        """
         conn = self._conn
-        if conn is not None and conn._state == _DATA and conn._seg_left > 0:
-            left = conn._seg_left
-            if conn._wpos - conn._rpos >= left:
-                return await self.readany()
-            buf = bytearray(left)
-            view = memoryview(buf)
-            pos = 0
-            while pos < left:
-                n = await self.readinto(view[pos:])
-                if not n:
-                    break
-                pos += n
-            tail = await self.readany()  # b"": and moves the state to its end
-            return bytes(view[:pos]) + tail
-        chunks: list[bytes] = []
-        while True:
-            chunk = await self.readany()
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        if conn is None:
+            self._gone()
+            return b""
+        if limit is not None and conn._state == _DATA and conn._seg_left > limit:
+            conn.abort()
+            raise HTTPProtocolError(
+                f"response body of {conn._seg_left} bytes is over the {limit}-byte limit"
+            )
+        chunks: list[Union[bytes, bytearray]] = []
+        total = 0
+        size = _READ_CHUNK
+        while conn._state != _DONE:
+            data: Union[bytes, bytearray]
+            if conn._state == _DATA and conn._wpos > conn._rpos:
+                data = await self.readany()  # already buffered: taken as it is
+            else:
+                left = conn._seg_left if conn._state == _DATA else -1
+                data = bytearray(size if left < 0 or left > size else left)
+                n = await self.readinto(memoryview(data))
+                if n < len(data):
+                    data = data[:n]  # the socket may still hold a view of the buffer
+                size = min(size * 2, 16 << 20)
+            if not data:
+                break
+            total += len(data)
+            if limit is not None and total > limit:
+                conn.abort()
+                raise HTTPProtocolError(f"response body is over the {limit}-byte limit")
+            chunks.append(data)
+        if len(chunks) == 1 and isinstance(chunks[0], bytes):
+            return chunks[0]
+        return b"".join(chunks)
 
     def release(self) -> None:
         """Give the connection back (body fully read, keep-alive) or close it. Idempotent."""
@@ -830,15 +689,35 @@ class HTTPResponse:
         return f"<HTTPResponse {self.status} {self.reason}>"
 
 
+def _bad_header(
+    method: str, target: str, headers: Mapping[str, str]
+) -> InvalidRequestHeaderError:
+    """The error for a request line or header holding CR, LF or NUL (values not shown)."""
+    for name, value in headers.items():
+        if any(c in str(name) + str(value) for c in "\r\n\0"):
+            return InvalidRequestHeaderError(
+                f"CR or LF (or NUL) in request header {name!r}"
+            )
+    return InvalidRequestHeaderError(
+        f"CR or LF (or NUL) in the request line of {method} {target[:200]!r}"
+    )
+
+
 class HTTPPool:
-    """Keep-alive HTTP/1.1 connections, at most ``limit`` per (scheme, host, port).
+    """Keep-alive HTTP/1.1 connections: at most ``limit`` open in total, across all hosts.
 
     Args:
-        limit: Max open connections per origin; requests beyond it wait.
+        limit: Max open connections in total (virtual-hosted buckets are separate hosts, so
+            a per-host bound alone would multiply them); requests beyond it wait, or close
+            the longest-idle connection of another host.
         connect_timeout: Seconds for TCP (+TLS) connect, or None.
         read_timeout: Max seconds without receiving bytes while waiting for headers or body;
             then ``asyncio.TimeoutError`` and the connection is closed. None: no limit.
         ssl_context: For https; default ``ssl.create_default_context()``.
+        limit_per_host: Max open connections per (scheme, host, port); default ``limit``.
+        idle_timeout: Seconds a connection may sit idle before it is closed instead of
+            reused: below the server's own idle limit (S3 closes after about 20 s), so a
+            request never goes out on a connection the server is closing. None: no limit.
     """
 
     def __init__(
@@ -848,22 +727,157 @@ class HTTPPool:
         connect_timeout: float | None,
         read_timeout: float | None,
         ssl_context: _ssl.SSLContext | None = None,
+        limit_per_host: int | None = None,
+        idle_timeout: float | None = 15.0,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if limit_per_host is not None and limit_per_host < 1:
+            raise ValueError("limit_per_host must be at least 1")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive or None")
         self.limit = limit
+        self.limit_per_host = limit if limit_per_host is None else limit_per_host
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
         self._ssl = ssl_context
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
         self._origins: dict[str, _HostPool] = {}
         self._hosts: dict[tuple[str, str, int], _HostPool] = {}
         self._conns: set[_Conn] = set()
+        self._open = 0  # slots held, all hosts
+        # A waiter gets a connection of its host handed over, or None: a slot reserved for it.
+        self._waiters: collections.deque[
+            tuple[_HostPool, asyncio.Future[Optional[_Conn]]]
+        ] = collections.deque()
         self._drained: Optional[asyncio.Future[None]] = None
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def _evict_for(self, host: _HostPool) -> bool:
+        """Close the longest-idle connection to free a slot ``host`` may use; False if none."""
+        if host.open >= self.limit_per_host:
+            victim = host.idle[0] if host.idle else None
+        else:
+            victim = None
+            for h in self._hosts.values():
+                if h.idle and (
+                    victim is None or h.idle[0]._idle_since < victim._idle_since
+                ):
+                    victim = h.idle[0]
+        if victim is None:
+            return False
+        # Take its slot over directly: closing normally would hand it to a waiter.
+        owner = victim._host
+        owner.idle.remove(victim)
+        victim._idle = False
+        victim._slot = False
+        owner.open -= 1
+        host.open += 1
+        victim._close()
+        return True
+
+    def _reserve(self, host: _HostPool, fresh: bool) -> bool:
+        """Reserve a slot to open a connection to ``host`` now, if the limits allow."""
+        if host.open < self.limit_per_host and self._open < self.limit:
+            host.open += 1
+            self._open += 1
+            return True
+        if host.open >= self.limit_per_host and not fresh:
+            return False  # take() found no idle connection of this host
+        return self._evict_for(host)
+
+    def _grant(self) -> None:
+        """A slot was freed: give it to the first waiter whose host may use it."""
+        waiters = self._waiters
+        if not waiters or self._open >= self.limit:
+            return
+        for item in list(waiters):
+            host, fut = item
+            if fut.done():
+                waiters.remove(item)
+            elif host.open < self.limit_per_host:
+                waiters.remove(item)
+                host.open += 1
+                self._open += 1
+                fut.set_result(None)
+                return
+
+    def _put_idle(self, conn: _Conn) -> None:
+        """A clean connection is free: to a waiter for its host, else to the idle list."""
+        host = conn._host
+        waiters = self._waiters
+        if waiters:
+            other = None
+            for item in list(waiters):
+                h, fut = item
+                if fut.done():
+                    waiters.remove(item)
+                elif h is host:
+                    waiters.remove(item)
+                    fut.set_result(conn)
+                    return
+                elif other is None and h.open < self.limit_per_host:
+                    other = item
+            if other is not None:
+                # Only another host waits, at the total limit: this slot serves it better.
+                waiters.remove(other)
+                h, fut = other
+                conn._slot = False
+                host.open -= 1
+                h.open += 1
+                conn._close()
+                fut.set_result(None)
+                return
+        conn._idle = True
+        conn._idle_since = self._loop.time() if self._loop is not None else 0.0
+        host.idle.append(conn)
+
+    def _pass_on(self, host: _HostPool, got: Optional[_Conn]) -> None:
+        if got is None:
+            host.release_slot()
+        else:
+            self._put_idle(got)
+
+    async def _acquire(self, host: _HostPool, fresh: bool = False) -> _Conn:
+        """A connection to ``host``; ``fresh``: a new one (an idle one may be closed for it)."""
+        while True:
+            conn = None if fresh else host.take()
+            if conn is not None:
+                return conn
+            if self._closed:
+                raise RuntimeError("HTTPPool is closed")
+            if self._reserve(host, fresh):
+                return await host._connect()
+            assert self._loop is not None
+            fut: asyncio.Future[Optional[_Conn]] = self._loop.create_future()
+            item = (host, fut)
+            self._waiters.append(item)
+            try:
+                got = await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    self._pass_on(host, fut.result())
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(item)
+                raise
+            if self._closed:
+                if got is not None:
+                    got.abort()
+                raise RuntimeError("HTTPPool is closed")
+            if got is None:
+                return await host._connect()
+            if got.usable():
+                got.reused = True
+                return got
+            got.abort()
 
     def _host_for(self, origin: str) -> _HostPool:
         scheme, _, authority = origin.partition("://")
+        scheme = scheme.lower()
         if scheme == "https":
             default_port = 443
         elif scheme == "http":
@@ -908,12 +922,24 @@ class HTTPPool:
         url: str,
         headers: Mapping[str, str],
         body: Body | None = None,
+        *,
+        retry_stale: bool = True,
     ) -> HTTPResponse:
         """Send a request and return once the status line and headers are in.
 
         ``url`` is absolute and already percent-encoded: its path and query are sent as given.
         ``headers`` are sent as given (include ``Host``); Content-Length is added for a body
-        and for PUT/POST.
+        and for PUT/POST. Interim (1xx) responses are skipped.
+
+        A reused keep-alive connection that fails before any response byte (the server
+        closed it while idle) is retried once on a new connection; with ``retry_stale=False``
+        it raises ``StaleConnectionError`` instead, for callers that count every attempt.
+
+        Raises:
+            InvalidRequestHeaderError: CR, LF or NUL in the request line or a header.
+            HTTPConnectionError: Connect failure, reset, malformed response
+                (``HTTPProtocolError``), stale connection (``StaleConnectionError``).
+            asyncio.TimeoutError: Connect or read timeout.
         """
         if self._closed:
             raise RuntimeError("HTTPPool is closed")
@@ -955,8 +981,12 @@ class HTTPPool:
             + "\r\n"
         )
         # Each line must end where we put CRLF: no CR/LF smuggled in through names or values.
-        if text.count("\n") != count + 2 or text.count("\r") != count + 2:
-            raise ValueError("CR or LF in the request line or a header")
+        if (
+            text.count("\n") != count + 2
+            or text.count("\r") != count + 2
+            or "\0" in text
+        ):
+            raise _bad_header(method, target, headers)
         head = text.encode("utf-8")
         large = view is not None and view.nbytes > _SMALL_BODY
         data = head if view is None or large else head + view
@@ -965,7 +995,7 @@ class HTTPPool:
         while True:
             conn = host.take() if not retried else None
             if conn is None:
-                conn = await host.acquire(retried)
+                conn = await self._acquire(host, retried)
             try:
                 conn.start(data, head_method)
                 if large:
@@ -975,7 +1005,7 @@ class HTTPPool:
                     if conn._eof or conn._exc is not None:
                         raise conn._end_error()
                     await conn._arm()
-            except HTTPConnectionError:
+            except HTTPConnectionError as exc:
                 stale = conn.reused and not conn._got
                 conn.abort()
                 if (
@@ -983,7 +1013,13 @@ class HTTPPool:
                     and not retried
                     and not isinstance(conn._exc, HTTPProtocolError)
                 ):
-                    retried = True  # a kept-alive connection the server had closed
+                    # A kept-alive connection the server had closed.
+                    if not retry_stale:
+                        raise StaleConnectionError(
+                            f"reused connection to {host.host}:{host.port} was closed "
+                            f"before the response started: {exc}"
+                        ) from exc
+                    retried = True
                     continue
                 raise
             except BaseException:
@@ -994,11 +1030,10 @@ class HTTPPool:
     async def aclose(self) -> None:
         """Close every connection; later requests raise RuntimeError."""
         self._closed = True
-        for host in self._hosts.values():
-            while host.waiters:
-                w = host.waiters.popleft()
-                if not w.done():
-                    w.set_result(None)
+        while self._waiters:
+            _, w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(None)
         for conn in list(self._conns):
             conn.abort()
         if self._conns:

@@ -11,7 +11,7 @@ import socket
 import struct
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,105 +24,15 @@ from s3torch_async._core._http import (
     IncompleteBodyError,
 )
 from s3torch_async._core._lean import EMPTY_SHA256, SigV4Signer
+from tests.core._rawserver import (
+    Handler,
+    RawServer,
+    keep_alive_server,
+    reply,
+    start_servers,
+)
 
-Handler = Callable[
-    ["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
-]
-
-
-class RawServer:
-    """asyncio.start_server on loopback running ``handler`` per connection, with counters."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.heads: list[bytes] = []
-        self.bodies: list[bytes] = []
-        self.release = asyncio.Event()
-        self.requested = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    async def start(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    @property
-    def host(self) -> dict[str, str]:
-        return {"Host": f"127.0.0.1:{self.port}"}
-
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self.handler(self, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            self._tasks.discard(task)
-
-    async def read_request(self, reader: asyncio.StreamReader) -> Optional[bytes]:
-        """One request's head (also recorded with its body); None at EOF."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        self.heads.append(head)
-        self.requested.set()
-        self.bodies.append(await reader.readexactly(length))
-        return head
-
-    async def close(self) -> None:
-        self.server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.server.wait_closed()
-
-
-def reply(body: bytes = b"", status: str = "200 OK", extra: str = "") -> bytes:
-    return (
-        f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
-        + body
-    )
-
-
-async def keep_alive_server(
-    srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """Answer every request with its path as the body, keeping the connection open."""
-    while (head := await srv.read_request(reader)) is not None:
-        writer.write(reply(head.split(b" ")[1]))
-        await writer.drain()
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
-    servers: list[RawServer] = []
-
-    async def start(handler: Handler) -> RawServer:
-        srv = await RawServer(handler).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        await srv.close()
+serve = pytest.fixture(start_servers)
 
 
 @pytest.fixture
