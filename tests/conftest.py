@@ -51,8 +51,48 @@ os.environ.update(
 )
 
 
+# -- both transports --------------------------------------------------------------------------
+#
+# Every test that talks to S3 runs once per transport: ``moto_endpoint`` depends on the
+# session-scoped, parametrised ``s3_transport`` fixture, so every test whose fixtures reach the
+# server (``bucket``, ``put``, ``boto_s3``, ``endpoint``...) is collected as ``[lean]`` and
+# ``[botocore]``, and every fixture built on the server (module-scoped clients included) is
+# rebuilt when the transport changes. Tests that never reach a server are not doubled; a test
+# of a scripted server asks for ``s3_transport`` itself. ``--transport lean|botocore`` (or
+# ``S3TORCH_ASYNC_TEST_TRANSPORT``) runs one of them only.
+TRANSPORTS = ("lean", "botocore")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--transport",
+        choices=[*TRANSPORTS, "both"],
+        default=os.environ.get("S3TORCH_ASYNC_TEST_TRANSPORT", "both"),
+        help="transport(s) to run the S3 tests on (default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "s3_transport" not in metafunc.fixturenames:
+        return
+    chosen = metafunc.config.getoption("--transport")
+    names = list(TRANSPORTS) if chosen == "both" else [chosen]
+    if "transport" in metafunc.fixturenames:
+        names = names[:1]  # the test picks its transport itself
+    metafunc.parametrize("s3_transport", names, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+def s3_transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The transport under test (``lean`` or ``botocore``), selected for the session part."""
+    name = getattr(request, "param", "lean")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("S3TORCH_ASYNC_FAST_PATH", "0" if name == "botocore" else "1")
+        yield name
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(s3_transport: str) -> Iterator[str]:
     """URL of a moto S3 server on a free loopback port, shared by the session."""
     from moto.server import ThreadedMotoServer
 

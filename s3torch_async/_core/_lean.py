@@ -1,89 +1,77 @@
-"""The lean data plane: hot S3 calls signed here and sent on our own small HTTP/1.1 client.
+"""``LeanTransport``: the hot S3 calls signed here and sent on our own small HTTP/1.1 client.
 
 botocore's generic request pipeline (endpoint rules, event hooks, response parsing) costs about
 1.2 ms of CPU per request, and aiohttp's request machinery most of what is left, which caps
 small-object reads and listing far below what the network allows. For GetObject, HeadObject,
-ListObjectsV2, PutObject and UploadPart only, this module:
+ListObjectsV2, PutObject and UploadPart, this transport:
 
-* takes credentials, the region and each bucket's base URL from the aiobotocore client (so
-  profiles, refreshable credentials, endpoint rules and addressing style stay botocore's);
-  endpoints that botocore would reach through a proxy stay on botocore's path;
+* takes credentials from the session's public API (``AioSession.get_credentials()``, then
+  ``get_frozen_credentials()`` per request, so refreshable credentials refresh) and each
+  bucket's base URL from the aiobotocore client's endpoint rules (a presigned probe URL), so
+  profiles, addressing style and FIPS/dual-stack stay botocore's;
 * signs requests with SigV4 itself (verified against botocore's signer in the unit tests);
 * sends them with ``_http.HTTPPool`` (bodies go straight into the caller's buffers);
-* applies botocore's *standard* retry policy (same retryable codes and statuses, same
-  ``max_attempts``, exponential backoff with full jitter, capped at 20 s);
 * turns error responses into the same ``ClientError`` shape botocore produces, so
-  ``_translate`` gives the same ``S3Exception`` messages on both paths.
+  ``_translate`` gives the same ``S3Exception`` messages on both transports;
+* follows a region redirect S3 names (301 ``PermanentRedirect`` / 400
+  ``AuthorizationHeaderMalformed`` with ``x-amz-bucket-region``) once, re-signed for that
+  region, within S3 (the same custom endpoint, or the region's AWS endpoint), as botocore does.
 
-Everything else (multipart control, copy, delete) stays on the aiobotocore client.
+The multipart control calls, copy and delete, and every call for a bucket this transport
+cannot serve (endpoints botocore reaches through an HTTP(S) proxy, S3 Express directory
+buckets) go to the :class:`~._botocore.BotocoreTransport` it wraps.
 """
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import hashlib
 import hmac
-import random
+import inspect
+import re
 import ssl
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable
+from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional
 from urllib.parse import quote, unquote_plus, urlsplit
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError
 from botocore.utils import get_environ_proxies
 
+from .._errors import S3Exception
+from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
+from . import _http
+from ._botocore import BotocoreTransport, check_key_count, restore_status
 from ._http import HTTPPool, HTTPResponse
+from ._transport import Headers, ObjectBody, Transport
 
-__all__ = ["LeanTransport", "SigV4Signer", "is_retryable"]
-
-T = TypeVar("T")
+__all__ = ["LeanTransport", "SigV4Signer"]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _PROBE_KEY = "s3torch-async-probe"
-MAX_BACKOFF = 20.0
-
-# botocore.retries.standard's classification, kept identical.
-_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-_RETRYABLE_CODES = frozenset(
+# Caps on bodies we parse (listings, errors): a server's Content-Length is only a claim.
+_MAX_LISTING = 64 << 20
+_REDIRECT_CODES = frozenset(
     {
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "EC2ThrottledException",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+        "IllegalLocationConstraintException",
     }
 )
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    asyncio.TimeoutError,
-    ConnectionError,  # _http's errors, resets, refused connections
+# AWS S3 hosts with the region in them (or us-east-1's global name), for region redirects.
+_AWS_HOST = re.compile(
+    r"^(?P<pre>(?:.+\.)?s3(?:-fips)?(?:\.dualstack)?)(?:\.[a-z0-9-]+)?\.amazonaws\.com$"
 )
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether botocore's standard retry mode would retry this failure."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = exc.response.get("Error", {}).get("Code")
-        return status in _TRANSIENT_STATUS or code in _RETRYABLE_CODES
-    return isinstance(exc, _CONNECTION_ERRORS)
+# H1's HTTPPool.request(..., retry_stale=False) raises StaleConnectionError instead of
+# retrying on its own; with it, that request counts against the operation's budget.
+_RETRY_STALE_KW = "retry_stale" in inspect.signature(HTTPPool.request).parameters
+StaleConnectionError: Optional[type[BaseException]] = getattr(
+    _http, "StaleConnectionError", None
+)
 
 
 class SigV4Signer:
@@ -205,9 +193,9 @@ def _client_error(
         except ET.ParseError:
             root = None
         if root is not None:
-            code = root.findtext("Code") or code
-            message = root.findtext("Message") or ""
-            request_id = root.findtext("RequestId") or request_id
+            code = _text(root, "Code") or code
+            message = _text(root, "Message") or ""
+            request_id = _text(root, "RequestId") or request_id
     if not message:  # as botocore: the reason phrase stands in for a missing error body
         try:
             message = HTTPStatus(status).phrase
@@ -220,25 +208,59 @@ def _client_error(
     return ClientError(response, operation)  # type: ignore[arg-type]
 
 
-class LeanTransport:
-    """The hot S3 calls on our own HTTP client, signed and retried like botocore.
+class _LeanBody(ObjectBody):
+    def __init__(self, resp: HTTPResponse) -> None:
+        h = resp.headers
+        self.etag = h.get("ETag", "")
+        self.content_range = h.get("Content-Range")
+        self.content_length = int(h.get("Content-Length", 0))
+        self._resp = resp
+
+    async def readinto(self, view: memoryview) -> int:
+        n = await self._resp.readinto(view)
+        if n == len(view) and await self._resp.readany():
+            raise S3Exception(
+                f"response body longer than the requested {len(view)} bytes"
+            )
+        return n
+
+    async def readany(self) -> bytes:
+        return await self._resp.readany()
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+_Base = tuple[str, str, str]  # (scheme://host, host, path prefix)
+
+
+class LeanTransport(Transport):
+    """The hot S3 calls on our own HTTP client; the rest on ``fallback``.
 
     Args:
-        s3: The opened aiobotocore S3 client (source of credentials and endpoint rules).
+        s3: The opened aiobotocore S3 client (endpoint rules, through presigned URLs).
+        fallback: The botocore transport over ``s3``.
+        credentials: ``await session.get_credentials()`` (``None``: none found).
         region: Signing region.
-        max_attempts: Total attempts per request.
+        endpoint: The custom endpoint URL, or ``None`` for AWS.
         pool_size: Connection pool size.
+        connect_timeout: Seconds to connect.
+        read_timeout: Seconds without a byte while waiting for a response.
         extra_headers: Headers sent with every request (user agent, request payer).
         unsigned: Send anonymous requests.
         ca_file: CA bundle for HTTPS endpoints (``None``: the system's).
     """
 
+    name = "lean"
+
     def __init__(
         self,
         s3: Any,
+        fallback: BotocoreTransport,
         *,
+        credentials: Any,
         region: str,
-        max_attempts: int,
+        endpoint: Optional[str],
         pool_size: int,
         connect_timeout: float,
         read_timeout: float,
@@ -247,14 +269,20 @@ class LeanTransport:
         ca_file: Optional[str] = None,
     ) -> None:
         self._s3 = s3
-        self._max_attempts = max_attempts
-        self._signer = SigV4Signer(region)
+        self._fallback = fallback
+        self._credentials = credentials
+        self._region = region
+        self._custom_endpoint = endpoint is not None
+        self.endpoint = endpoint or "AWS"
+        self._signers: dict[str, SigV4Signer] = {region: SigV4Signer(region)}
+        self._bucket_regions: dict[str, str] = {}
         self._unsigned = unsigned
         self._extra_headers = extra_headers
-        self._base_urls: dict[str, Optional[tuple[str, str, str]]] = {}
+        self._base_urls: dict[str, Optional[_Base]] = {}
         # TLS trusts what botocore trusts (AWS_CA_BUNDLE / ca_bundle, else its default bundle).
+        endpoint_url = str(getattr(s3.meta, "endpoint_url", "") or "")
         ssl_context: Optional[ssl.SSLContext] = None
-        if str(getattr(s3.meta, "endpoint_url", "")).startswith("https:"):
+        if endpoint_url.lower().startswith("https:"):
             ssl_context = ssl.create_default_context(cafile=ca_file)
         self._http = HTTPPool(
             limit=pool_size,
@@ -263,13 +291,17 @@ class LeanTransport:
             ssl_context=ssl_context,
         )
 
+    def __repr__(self) -> str:
+        return f"LeanTransport(endpoint={self.endpoint!r}, region={self._region!r})"
+
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._fallback.aclose()
 
     # -- addressing ---------------------------------------------------------------------------
 
-    async def base(self, bucket: str) -> Optional[tuple[str, str, str]]:
-        """``(scheme://host, host, path prefix)`` for ``bucket``, or ``None`` to use botocore.
+    async def _base(self, bucket: str) -> Optional[_Base]:
+        """``(scheme://host, host, path prefix)`` for ``bucket``, or ``None`` for botocore.
 
         botocore's endpoint rules decide (virtual-host vs path style, FIPS, custom endpoints);
         we ask them once per bucket through a presigned URL for a probe key.
@@ -278,58 +310,108 @@ class LeanTransport:
             return self._base_urls[bucket]
         except KeyError:
             pass
-        result: Optional[tuple[str, str, str]] = None
-        if not bucket.endswith(
-            "--x-s3"
-        ):  # S3 Express needs session auth: leave to botocore
+        result: Optional[_Base] = None
+        # S3 Express needs session auth: leave it to botocore.
+        if not bucket.endswith("--x-s3"):
             url = await self._s3.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
             )
             parts = urlsplit(url)
-            origin = f"{parts.scheme}://{parts.netloc}"
+            scheme = parts.scheme.lower()
+            origin = f"{scheme}://{parts.netloc}"
             # botocore sends through HTTP(S)_PROXY (unless NO_PROXY matches); this transport
             # connects directly, so proxied endpoints stay on botocore's path.
-            proxied = parts.scheme in get_environ_proxies(origin)
+            proxied = scheme in get_environ_proxies(origin)
             if parts.path.endswith("/" + _PROBE_KEY) and not proxied:
                 prefix = parts.path[: -len(_PROBE_KEY)]
                 result = (origin, parts.netloc, prefix)
         self._base_urls[bucket] = result
         return result
 
+    def _signer(self, region: str) -> SigV4Signer:
+        signer = self._signers.get(region)
+        if signer is None:
+            signer = self._signers[region] = SigV4Signer(region)
+        return signer
+
     # -- requests -----------------------------------------------------------------------------
 
-    async def _credentials(self) -> Any:
+    async def _frozen_credentials(self) -> Any:
         if self._unsigned:
             return None
-        creds = self._s3._request_signer._credentials
-        if creds is None:
-            from botocore.exceptions import NoCredentialsError
-
+        if self._credentials is None:
             raise NoCredentialsError()
-        return await creds.get_frozen_credentials()
+        return await self._credentials.get_frozen_credentials()
 
-    async def _request(
+    async def _send(
         self,
         method: str,
-        base: tuple[str, str, str],
+        base: _Base,
+        bucket: str,
         key: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: Optional[memoryview] = None,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: Optional[memoryview],
+        operation: str,
+    ) -> HTTPResponse:
+        """One request; a region redirect S3 names is followed once, re-signed."""
+        region = self._bucket_regions.get(bucket, self._region)
+        resp = await self._send_once(method, base, key, query, headers, body, region)
+        if resp.status not in (301, 307, 400):
+            return resp
+        new_region = resp.headers.get("x-amz-bucket-region")
+        if not new_region or new_region == region:
+            return resp
+        error = await _read_capped(resp)
+        resp.release()
+        code = _error_code(error)
+        if not (resp.status == 301 or code in _REDIRECT_CODES):
+            raise _client_error(resp.status, error, resp.headers, operation)
+        new_base = self._region_base(base, new_region)
+        if new_base is None:
+            raise _client_error(resp.status, error, resp.headers, operation)
+        self._bucket_regions[bucket] = new_region
+        self._base_urls[bucket] = new_base
+        return await self._send_once(
+            method, new_base, key, query, headers, body, new_region
+        )
+
+    def _region_base(self, base: _Base, region: str) -> Optional[_Base]:
+        """The base URL of ``region`` within S3: a custom endpoint stays where it is."""
+        if self._custom_endpoint:
+            return base
+        origin, host, prefix = base
+        name, colon, port = host.partition(":")
+        m = _AWS_HOST.match(name.lower())
+        if m is None:
+            return None
+        new_host = f"{m.group('pre')}.{region}.amazonaws.com{colon}{port}"
+        scheme = origin.split("://", 1)[0]
+        return (f"{scheme}://{new_host}", new_host, prefix)
+
+    async def _send_once(
+        self,
+        method: str,
+        base: _Base,
+        key: str,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: Optional[memoryview],
+        region: str,
     ) -> HTTPResponse:
         origin, host, prefix = base
         path = prefix + quote(key, safe="/~")
         all_headers = {**self._extra_headers, **headers}
-        credentials = await self._credentials()
+        credentials = await self._frozen_credentials()
         if credentials is not None:
             # Bodies are not hashed into the signature (as botocore does over HTTPS): hashing
             # costs ~2 CPU-s per GB. Integrity rests on TCP/TLS, as for botocore over HTTPS.
             payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
-            self._signer.sign(
+            self._signer(region).sign(
                 method,
                 host,
                 path,
-                query,
+                list(query),
                 all_headers,
                 credentials,
                 payload_hash=payload_hash,
@@ -340,148 +422,300 @@ class LeanTransport:
             url += "?" + "&".join(
                 f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query
             )
+        if _RETRY_STALE_KW:
+            return await self._http.request(  # type: ignore[call-arg,unused-ignore]
+                method, url, all_headers, body, retry_stale=False
+            )
         return await self._http.request(method, url, all_headers, body)
 
-    async def with_retries(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run ``operation`` under botocore's standard retry policy."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await operation()
-            except Exception as exc:
-                if attempt >= self._max_attempts or not is_retryable(exc):
-                    raise
-                await asyncio.sleep(
-                    random.random() * min(MAX_BACKOFF, 2.0 ** (attempt - 1))
-                )
+    # -- the interface ------------------------------------------------------------------------
 
     async def open_get(
         self,
-        base: tuple[str, str, str],
+        bucket: str,
         key: str,
-        range_header: Optional[str],
-        if_match: Optional[str],
-    ) -> HTTPResponse:
-        """Send a GET and return the response once its headers are in (raises on errors)."""
-        headers: dict[str, str] = {}
+        *,
+        range_header: Optional[str] = None,
+        if_match: Optional[str] = None,
+        extra_headers: Headers = None,
+    ) -> ObjectBody:
+        base = await self._base(bucket)
+        if base is None:
+            return await self._fallback.open_get(
+                bucket,
+                key,
+                range_header=range_header,
+                if_match=if_match,
+                extra_headers=extra_headers,
+            )
+        headers: dict[str, str] = dict(extra_headers or {})
         if range_header:
             headers["Range"] = range_header
         if if_match:
             headers["If-Match"] = if_match
-        resp = await self._request("GET", base, key, [], headers)
+        resp = await self._send(
+            "GET", base, bucket, key, (), headers, None, "GetObject"
+        )
         if resp.status >= 300:
-            body = await resp.read()
-            resp.release()
-            raise _client_error(resp.status, body, resp.headers, "GetObject")
-        return resp
+            try:
+                error = await _read_capped(resp)
+            finally:
+                resp.release()
+            raise _client_error(resp.status, error, resp.headers, "GetObject")
+        return _LeanBody(resp)
 
-    async def put(
-        self,
-        base: tuple[str, str, str],
-        key: str,
-        body: memoryview,
-        *,
-        query: Optional[list[tuple[str, str]]] = None,
-        headers: Optional[dict[str, str]] = None,
-        operation: str = "PutObject",
-    ) -> str:
-        """PUT ``body`` (PutObject, or UploadPart with its query); return the ETag."""
-
-        async def once() -> str:
-            resp = await self._request(
-                "PUT", base, key, query or [], dict(headers or {}), body
+    async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        base = await self._base(bucket)
+        if base is None:
+            return await self._fallback.head_object(bucket, key)
+        resp = await self._send("HEAD", base, bucket, key, (), {}, None, "HeadObject")
+        async with resp:
+            if resp.status >= 300:
+                raise _client_error(resp.status, b"", resp.headers, "HeadObject")
+            h = resp.headers
+            return HeadObjectResult(
+                etag=h.get("ETag", ""),
+                size=int(h.get("Content-Length", 0)),
+                last_modified=_epoch_http(h.get("Last-Modified")),
+                storage_class=h.get("x-amz-storage-class"),
+                restore_status=restore_status(h.get("x-amz-restore")),
             )
-            async with resp:
-                if resp.status >= 300:
-                    raise _client_error(
-                        resp.status, await resp.read(), resp.headers, operation
-                    )
-                await resp.read()
-                return str(resp.headers.get("ETag", ""))
-
-        return await self.with_retries(once)
-
-    async def head(self, base: tuple[str, str, str], key: str) -> dict[str, Any]:
-        async def once() -> dict[str, Any]:
-            resp = await self._request("HEAD", base, key, [], {})
-            async with resp:
-                if resp.status >= 300:
-                    raise _client_error(resp.status, b"", resp.headers, "HeadObject")
-                h = resp.headers
-                return {
-                    "ETag": h.get("ETag", ""),
-                    "ContentLength": int(h.get("Content-Length", 0)),
-                    "LastModified": _epoch_http(h.get("Last-Modified")),
-                    "StorageClass": h.get("x-amz-storage-class"),
-                    "Restore": h.get("x-amz-restore"),
-                }
-
-        return await self.with_retries(once)
 
     async def list_page(
         self,
-        base: tuple[str, str, str],
+        bucket: str,
         prefix: str,
         delimiter: str,
         max_keys: int,
         token: Optional[str],
-    ) -> tuple[
-        list[tuple[str, str, int, int, Optional[str]]], list[str], Optional[str]
-    ]:
-        """One ListObjectsV2 page: ``(objects, common_prefixes, next_token)``.
-
-        Objects are ``(key, etag, size, last_modified, storage_class)``.
-        """
+    ) -> tuple[ListObjectResult, Optional[str]]:
+        base = await self._base(bucket)
+        if base is None:
+            return await self._fallback.list_page(
+                bucket, prefix, delimiter, max_keys, token
+            )
         query = [
             ("list-type", "2"),
             ("encoding-type", "url"),
             ("max-keys", str(max_keys)),
+            ("prefix", prefix),
         ]
-        query.append(("prefix", prefix))
         if delimiter:
             query.append(("delimiter", delimiter))
         if token:
             query.append(("continuation-token", token))
+        resp = await self._send(
+            "GET", base, bucket, "", query, {}, None, "ListObjectsV2"
+        )
+        async with resp:
+            body = await _read_capped(resp)
+            if resp.status >= 300:
+                raise _client_error(resp.status, body, resp.headers, "ListObjectsV2")
+        return parse_listing(body)
 
-        async def once() -> bytes:
-            resp = await self._request("GET", base, "", query, {})
-            async with resp:
-                body = await resp.read()
-                if resp.status >= 300:
-                    raise _client_error(
-                        resp.status, body, resp.headers, "ListObjectsV2"
-                    )
-                return body
+    async def _put(
+        self,
+        bucket: str,
+        key: str,
+        body: memoryview,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        operation: str,
+    ) -> Optional[str]:
+        base = await self._base(bucket)
+        if base is None:
+            return None
+        resp = await self._send(
+            "PUT", base, bucket, key, query, headers, body, operation
+        )
+        async with resp:
+            data = await _read_capped(resp)
+            if resp.status >= 300:
+                raise _client_error(resp.status, data, resp.headers, operation)
+            return str(resp.headers.get("ETag", ""))
 
-        body = await self.with_retries(once)
-        return _parse_listing(body)
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: memoryview,
+        *,
+        storage_class: Optional[str] = None,
+        if_none_match: bool = False,
+        extra_headers: Headers = None,
+    ) -> str:
+        headers: dict[str, str] = dict(extra_headers or {})
+        if storage_class:
+            headers["x-amz-storage-class"] = storage_class
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        etag = await self._put(bucket, key, body, (), headers, "PutObject")
+        if etag is not None:
+            return etag
+        return await self._fallback.put_object(
+            bucket,
+            key,
+            body,
+            storage_class=storage_class,
+            if_none_match=if_none_match,
+            extra_headers=extra_headers,
+        )
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: memoryview,
+        *,
+        extra_headers: Headers = None,
+    ) -> str:
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        etag = await self._put(
+            bucket, key, body, query, dict(extra_headers or {}), "UploadPart"
+        )
+        if etag is not None:
+            return etag
+        return await self._fallback.upload_part(
+            bucket, key, upload_id, part_number, body, extra_headers=extra_headers
+        )
+
+    # The control calls are rare: botocore's.
+    async def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        storage_class: Optional[str] = None,
+        extra_headers: Headers = None,
+    ) -> str:
+        return await self._fallback.create_multipart_upload(
+            bucket, key, storage_class=storage_class, extra_headers=extra_headers
+        )
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+        extra_headers: Headers = None,
+    ) -> str:
+        return await self._fallback.complete_multipart_upload(
+            bucket,
+            key,
+            upload_id,
+            parts,
+            if_none_match=if_none_match,
+            extra_headers=extra_headers,
+        )
+
+    async def abort_multipart_upload(
+        self, bucket: str, key: str, upload_id: str
+    ) -> None:
+        await self._fallback.abort_multipart_upload(bucket, key, upload_id)
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str
+    ) -> list[tuple[str, str]]:
+        return await self._fallback.list_multipart_uploads(bucket, prefix)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        await self._fallback.delete_object(bucket, key)
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> None:
+        await self._fallback.copy_object(src_bucket, src_key, dst_bucket, dst_key)
 
 
-def _parse_listing(
-    body: bytes,
-) -> tuple[list[tuple[str, str, int, int, Optional[str]]], list[str], Optional[str]]:
-    root = ET.fromstring(body)
-    url_encoded = root.findtext(f"{_NS}EncodingType") == "url"
-    decode: Callable[[str], str] = unquote_plus if url_encoded else (lambda s: s)
-    objects = []
-    key_tag, etag_tag, size_tag = f"{_NS}Key", f"{_NS}ETag", f"{_NS}Size"
-    lm_tag, sc_tag = f"{_NS}LastModified", f"{_NS}StorageClass"
-    for item in root.iterfind(f"{_NS}Contents"):
-        last_modified = item.findtext(lm_tag)
-        objects.append(
-            (
-                decode(item.findtext(key_tag) or ""),
-                item.findtext(etag_tag) or "",
-                int(item.findtext(size_tag) or 0),
+async def _read_capped(resp: HTTPResponse, cap: int = _MAX_LISTING) -> bytes:
+    """A body we parse, read as it arrives and refused beyond ``cap`` bytes."""
+    out = bytearray()
+    while True:
+        chunk = await resp.readany()
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if len(out) > cap:
+            raise S3Exception(
+                f"Client error: response body larger than {cap} bytes was refused"
+            )
+
+
+def _error_code(body: bytes) -> Optional[str]:
+    if not body:
+        return None
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    return _text(root, "Code")
+
+
+def _local(tag: Any) -> str:
+    # "{namespace}Name" -> "Name": S3-compatible servers answer under other namespaces or none.
+    return str(tag).rpartition("}")[2]
+
+
+def _text(elem: ET.Element, name: str) -> Optional[str]:
+    for child in elem:
+        if _local(child.tag) == name:
+            return child.text or ""
+    return None
+
+
+def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
+    """One ListObjectsV2 page, whatever XML namespace the server answers under.
+
+    Raises:
+        S3Exception: The body is not a ListBucketResult, or its ``KeyCount`` disagrees with
+            the keys and prefixes in it.
+    """
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise S3Exception(
+            f"Client error: the ListObjectsV2 response is not XML ({exc}): "
+            f"{body[:80]!r}"
+        ) from None
+    if _local(root.tag) != "ListBucketResult":
+        raise S3Exception(
+            "Client error: the ListObjectsV2 response is not a ListBucketResult "
+            f"(root element {_local(root.tag)!r})"
+        )
+    fields: dict[str, Optional[str]] = {}
+    contents: list[ET.Element] = []
+    common: list[ET.Element] = []
+    for child in root:
+        name = _local(child.tag)
+        if name == "Contents":
+            contents.append(child)
+        elif name == "CommonPrefixes":
+            common.append(child)
+        else:
+            fields[name] = child.text
+    decode: Callable[[str], str] = (
+        unquote_plus if fields.get("EncodingType") == "url" else (lambda s: s)
+    )
+    infos = []
+    for item in contents:
+        values = {_local(c.tag): c.text or "" for c in item}
+        last_modified = values.get("LastModified")
+        infos.append(
+            ObjectInfo(
+                decode(values.get("Key", "")),
+                values.get("ETag", ""),
+                int(values.get("Size") or 0),
                 _epoch_iso(last_modified) if last_modified else 0,
-                item.findtext(sc_tag),
+                values.get("StorageClass"),
             )
         )
-    prefixes = [
-        decode(p.findtext(f"{_NS}Prefix") or "")
-        for p in root.iterfind(f"{_NS}CommonPrefixes")
-    ]
-    truncated = root.findtext(f"{_NS}IsTruncated") == "true"
-    token = root.findtext(f"{_NS}NextContinuationToken") if truncated else None
-    return objects, prefixes, token
+    prefixes = [decode(_text(p, "Prefix") or "") for p in common]
+    check_key_count(fields.get("KeyCount"), len(infos) + len(prefixes))
+    truncated = (fields.get("IsTruncated") or "").lower() == "true"
+    token = fields.get("NextContinuationToken") if truncated else None
+    return ListObjectResult(infos, prefixes), token

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -30,11 +31,16 @@ __all__ = [
     "make_session",
     "resolve",
     "resolve_endpoint",
+    "timeouts",
     "warm_models",
 ]
 
+#: Seconds to open a connection (TCP + TLS); ``S3TORCH_ASYNC_CONNECT_TIMEOUT`` overrides it.
 CONNECT_TIMEOUT = 10.0
+#: Seconds without a byte from the server before a request fails (``S3TORCH_ASYNC_READ_TIMEOUT``).
 READ_TIMEOUT = 60.0
+CONNECT_TIMEOUT_ENV = "S3TORCH_ASYNC_CONNECT_TIMEOUT"
+READ_TIMEOUT_ENV = "S3TORCH_ASYNC_READ_TIMEOUT"
 # Listing, HEADs and control calls share the pool with data transfers: leave them room.
 _POOL_HEADROOM = 8
 
@@ -217,16 +223,49 @@ def warm_models() -> None:
     loader.load_data("partitions")
 
 
-def build_aio_config(settings: ResolvedSettings) -> AioConfig:
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"{name} must be a positive number of seconds, got {environ[name]!r}"
+        )
+    return value
+
+
+def timeouts(environ: Optional[Mapping[str, str]] = None) -> tuple[float, float]:
+    """``(connect, read)`` timeouts in seconds, from the environment or the defaults.
+
+    Raises:
+        ValueError: ``S3TORCH_ASYNC_CONNECT_TIMEOUT`` or ``S3TORCH_ASYNC_READ_TIMEOUT`` is
+            set to something other than a positive number.
+    """
+    env = os.environ if environ is None else environ
+    return (
+        _seconds(env, CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT),
+        _seconds(env, READ_TIMEOUT_ENV, READ_TIMEOUT),
+    )
+
+
+def build_aio_config(
+    settings: ResolvedSettings,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+    http_session_cls: Optional[type] = None,
+) -> AioConfig:
     kwargs: dict[str, Any] = {
         "region_name": settings.region,
-        "retries": {
-            "mode": "standard",
-            "total_max_attempts": settings.config.max_attempts,
-        },
+        # One attempt per call: retries are _retry.Attempts' (one budget on both transports).
+        "retries": {"mode": "standard", "total_max_attempts": 1},
         "max_pool_connections": settings.pool_size,
-        "connect_timeout": CONNECT_TIMEOUT,
-        "read_timeout": READ_TIMEOUT,
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
         "user_agent_extra": settings.user_agent,
         # Flexible checksums cost ~16% of upload CPU here and break several S3-compatible
         # stores; send them only where S3 requires them (documented in docs/configuration.md).
@@ -234,6 +273,8 @@ def build_aio_config(settings: ResolvedSettings) -> AioConfig:
         "response_checksum_validation": "when_required",
         "s3": {"addressing_style": "path" if settings.path_style else "auto"},
     }
+    if http_session_cls is not None:
+        kwargs["http_session_cls"] = http_session_cls
     if settings.config.unsigned:
         kwargs["signature_version"] = botocore.UNSIGNED
     return AioConfig(**kwargs)

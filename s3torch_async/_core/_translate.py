@@ -22,6 +22,7 @@ from .._errors import (
     OBJECT_NOT_FOUND,
     S3Exception,
 )
+from ._retry import describe
 
 __all__ = ["translate", "translating_errors"]
 
@@ -41,6 +42,8 @@ def translate(
     """Return the exception to raise in place of ``exc`` (may be ``exc`` itself)."""
     attrs: dict[str, Any] = {"bucket": bucket, "key": key, "operation": operation}
     if isinstance(exc, S3Exception):
+        if exc.operation is None:  # raised below the client: say where
+            exc.bucket, exc.key, exc.operation = bucket, key, operation
         return exc
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {}) or {}
@@ -74,7 +77,7 @@ def translate(
         exc, (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
     ):
         return S3Exception(
-            f"Client error: {operation}{_where(bucket, key)} failed: {type(exc).__name__}: {exc}",
+            f"Client error: {operation}{_where(bucket, key)} failed: {describe(exc)}",
             **attrs,
         )
     return exc

@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 import os
-import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
-import aiohttp
-from botocore.exceptions import ResponseStreamingError
 from botocore.httpsession import get_cert_path
 
 from .._config import S3ClientConfig, validate_for_use
-from .._errors import S3Exception
-from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
+from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from .._user_agent import UserAgent
 from . import _session
-from ._http import HTTPResponse
+from ._botocore import BotocoreTransport, NoRedirectSession, register_handlers
 from ._lean import LeanTransport
-from ._translate import translate, translating_errors
+from ._retry import Attempts
+from ._translate import translate
+from ._transport import Transport
 from .writer import AsyncS3Writer
 
 if TYPE_CHECKING:
@@ -37,18 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncS3Client", "ClientState", "GetResult", "ListObjectsPager", "RangeMeta"]
 
-logger = logging.getLogger(__name__)
-
+T = TypeVar("T")
 Buffer = Union[bytes, bytearray, memoryview]
 
-# Failures of a response body after the headers arrived: resumed from the last byte received.
-_BODY_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientConnectionError,
-    ResponseStreamingError,
-    asyncio.TimeoutError,
-    ConnectionError,
-)
+#: Set to ``0`` to send every request through aiobotocore instead of the lean transport.
+FAST_PATH_ENV = "S3TORCH_ASYNC_FAST_PATH"
 
 
 class ClientState(enum.Enum):
@@ -75,45 +64,6 @@ class GetResult:
     object_size: int
 
 
-def _epoch(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    return int(value or 0)
-
-
-def _restore_status(value: Any) -> Optional[RestoreStatus]:
-    if not value:
-        return None
-    if isinstance(value, dict):
-        expiry = value.get("RestoreExpiryDate")
-        return RestoreStatus(
-            bool(value.get("IsRestoreInProgress")), _epoch(expiry) if expiry else None
-        )
-    text = str(
-        value
-    )  # HEAD's x-amz-restore header: ongoing-request="false", expiry-date="..."
-    return RestoreStatus('ongoing-request="true"' in text, None)
-
-
-@dataclass
-class _Body:
-    """A GET response whose headers arrived, from either transport."""
-
-    etag: str
-    content_range: Optional[str]
-    content_length: int
-    stream: Any  # aiohttp.StreamReader
-    release: Callable[[], Any]
-
-    @property
-    def object_size(self) -> int:
-        if self.content_range and "/" in self.content_range:
-            total = self.content_range.rsplit("/", 1)[1]
-            if total != "*":
-                return int(total)
-        return self.content_length
-
-
 def _range_header(start: int, end: Optional[int]) -> str:
     return f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
 
@@ -127,11 +77,6 @@ def _check_names(bucket: Any, key: Any = "", *, key_required: bool = True) -> No
         raise TypeError(f"key must be a str, got {type(key).__name__}")
     if key_required and not key:
         raise ValueError(f"key must be a non-empty string (bucket {bucket!r})")
-
-
-async def _backoff(attempt: int) -> None:
-    # Full jitter, as botocore's standard mode: base 50 ms, capped at 2 s.
-    await asyncio.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
 
 
 class AsyncS3Client:
@@ -183,10 +128,9 @@ class AsyncS3Client:
         self._state = ClientState.UNOPENED
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stack: Optional[AsyncExitStack] = None
-        self._s3: Any = None
+        self._transport: Optional[Transport] = None
         self._open_lock: Optional[asyncio.Lock] = None
         self._settings: Optional[_session.ResolvedSettings] = None
-        self._lean: Optional[LeanTransport] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -242,7 +186,7 @@ class AsyncS3Client:
         if self._state is ClientState.OPENED:
             self._check_loop()
         self._state = ClientState.CLOSED
-        stack, self._stack, self._s3, self._lean = self._stack, None, None, None
+        stack, self._stack, self._transport = self._stack, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -254,10 +198,12 @@ class AsyncS3Client:
                 "different event loop; create one AsyncS3Client per event loop"
             )
 
-    async def _client(self) -> Any:
+    async def _client(self) -> Transport:
+        """The transport, opened on first use and bound to this event loop."""
         if self._state is ClientState.OPENED:
             self._check_loop()
-            return self._s3
+            assert self._transport is not None
+            return self._transport
         if self._state is ClientState.CLOSED:
             raise RuntimeError("AsyncS3Client is closed; create a new client")
         if self._open_lock is None:
@@ -269,6 +215,7 @@ class AsyncS3Client:
 
     async def _open(self) -> None:
         validate_for_use(self._config)
+        connect_timeout, read_timeout = _session.timeouts()
         settings = self._resolved()
         session = _session.make_session(settings)
         stack = AsyncExitStack()
@@ -277,42 +224,73 @@ class AsyncS3Client:
                 session.create_client(
                     "s3",
                     endpoint_url=settings.endpoint,
-                    config=_session.build_aio_config(settings),
+                    config=_session.build_aio_config(
+                        settings,
+                        connect_timeout=connect_timeout,
+                        read_timeout=read_timeout,
+                        http_session_cls=NoRedirectSession,
+                    ),
                 )
             )
+            register_handlers(s3, requester_pays=self._config.requester_pays)
+            botocore_transport = BotocoreTransport(s3, settings.endpoint)
+            transport: Transport = botocore_transport
+            # The transport is chosen once, here (documented in docs/configuration.md).
+            if os.environ.get(FAST_PATH_ENV, "1") != "0":
+                extra = {"User-Agent": settings.user_agent}
+                if self._config.requester_pays:
+                    extra["x-amz-request-payer"] = "requester"
+                credentials = (
+                    None if self._config.unsigned else await session.get_credentials()
+                )
+                transport = LeanTransport(
+                    s3,
+                    botocore_transport,
+                    credentials=credentials,
+                    region=settings.region,
+                    endpoint=settings.endpoint,
+                    pool_size=settings.pool_size,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    extra_headers=extra,
+                    unsigned=self._config.unsigned,
+                    ca_file=get_cert_path(
+                        session.get_config_variable("ca_bundle") or True
+                    ),
+                )
+            stack.push_async_callback(transport.aclose)
         except Exception as exc:
             await stack.aclose()
             new = translate(exc, operation="CreateClient", bucket=None, key=None)
+            if new is exc:
+                raise
             raise new from exc
-        if self._config.requester_pays:
-            s3.meta.events.register("before-sign.s3", _add_requester_pays)
-        self._lean = None
-        if os.environ.get("S3TORCH_ASYNC_FAST_PATH", "1") != "0":
-            extra = {"User-Agent": settings.user_agent}
-            if self._config.requester_pays:
-                extra["x-amz-request-payer"] = "requester"
-            self._lean = LeanTransport(
-                s3,
-                region=settings.region,
-                max_attempts=self._config.max_attempts,
-                pool_size=settings.pool_size,
-                connect_timeout=_session.CONNECT_TIMEOUT,
-                read_timeout=_session.READ_TIMEOUT,
-                extra_headers=extra,
-                unsigned=self._config.unsigned,
-                ca_file=get_cert_path(session.get_config_variable("ca_bundle") or True),
-            )
-            stack.push_async_callback(self._lean.aclose)
-        self._stack, self._s3 = stack, s3
+        self._stack, self._transport = stack, transport
         self._loop = asyncio.get_running_loop()
         self._state = ClientState.OPENED
 
-    async def _lean_base(self, bucket: str) -> Optional[tuple[str, str, str]]:
-        """The lean transport's base URL for ``bucket``, or ``None`` to use botocore."""
-        await self._client()
-        if self._lean is None:
-            return None
-        return await self._lean.base(bucket)
+    def _attempts(self, operation: str, bucket: str, key: str = "") -> Attempts:
+        where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+        endpoint = self._transport.endpoint if self._transport else "AWS"
+        return Attempts(self._config.max_attempts, operation, where, endpoint)
+
+    async def _call(
+        self,
+        operation: str,
+        bucket: str,
+        key: str,
+        attempt: Callable[[Transport], Awaitable[T]],
+    ) -> T:
+        """Run one attempt function under the operation's retry budget; translate errors."""
+        try:
+            transport = await self._client()
+            budget = self._attempts(operation, bucket, key)
+            return await budget.run(lambda: attempt(transport))
+        except Exception as exc:
+            new = translate(exc, operation=operation, bucket=bucket, key=key)
+            if new is exc:
+                raise
+            raise new from exc
 
     # -- listing ----------------------------------------------------------------------------
 
@@ -351,42 +329,12 @@ class AsyncS3Client:
         max_keys: int,
         token: Optional[str],
     ) -> tuple[ListObjectResult, Optional[str]]:
-        params: dict[str, Any] = {
-            "Bucket": bucket,
-            "Prefix": prefix,
-            "MaxKeys": max_keys,
-        }
-        if delimiter:
-            params["Delimiter"] = delimiter
-        if token:
-            params["ContinuationToken"] = token
-        async with translating_errors("ListObjectsV2", bucket, prefix):
-            base = await self._lean_base(bucket)
-            if base is not None:
-                assert self._lean is not None
-                objects, prefixes, next_token = await self._lean.list_page(
-                    base, prefix, delimiter, max_keys, token
-                )
-                infos = [ObjectInfo(k, e, sz, lm, sc) for k, e, sz, lm, sc in objects]
-                return ListObjectResult(infos, prefixes), next_token
-            s3 = await self._client()
-            resp = await s3.list_objects_v2(**params)
-        infos = [
-            ObjectInfo(
-                key=item["Key"],
-                etag=item.get("ETag", ""),
-                size=int(item.get("Size", 0)),
-                last_modified=_epoch(item.get("LastModified")),
-                storage_class=item.get("StorageClass"),
-                restore_status=_restore_status(item.get("RestoreStatus")),
-            )
-            for item in resp.get("Contents", ())
-        ]
-        prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", ())]
-        next_token = (
-            resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
+        return await self._call(
+            "ListObjectsV2",
+            bucket,
+            prefix,
+            lambda t: t.list_page(bucket, prefix, delimiter, max_keys, token),
         )
-        return ListObjectResult(infos, prefixes), next_token
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -397,20 +345,8 @@ class AsyncS3Client:
             S3Exception: ``Service error: The object was not found`` for a missing object.
         """
         _check_names(bucket, key)
-        async with translating_errors("HeadObject", bucket, key):
-            base = await self._lean_base(bucket)
-            if base is not None:
-                assert self._lean is not None
-                resp = await self._lean.head(base, key)
-            else:
-                s3 = await self._client()
-                resp = await s3.head_object(Bucket=bucket, Key=key)
-        return HeadObjectResult(
-            etag=resp.get("ETag", ""),
-            size=int(resp.get("ContentLength", 0)),
-            last_modified=_epoch(resp.get("LastModified")),
-            storage_class=resp.get("StorageClass"),
-            restore_status=_restore_status(resp.get("Restore")),
+        return await self._call(
+            "HeadObject", bucket, key, lambda t: t.head_object(bucket, key)
         )
 
     def get_object(
@@ -492,96 +428,59 @@ class AsyncS3Client:
     ) -> Union[RangeMeta, GetResult]:
         """One GET, resumed from the last byte received when the body breaks.
 
-        Resumes draw on the same attempt budget as request retries (``max_attempts``) and pin
-        the version seen first with ``If-Match``.
+        Request retries and resumes draw on one budget (``max_attempts`` requests in all);
+        resumes pin the version seen first with ``If-Match``.
         """
-        attempts_left = self._config.max_attempts
-        received = 0
-        etag = if_match
-        object_size = -1
-        expected: Optional[int] = None
-        chunks: list[bytes] = []
-        attempt = 0
-        while True:
-            offset = (start or 0) + received
-            params: dict[str, Any] = {}
-            if start is not None or received:
-                params["Range"] = _range_header(offset, end)
-            try:
-                async with translating_errors("GetObject", bucket, key):
-                    body = await self._open_get(bucket, key, params.get("Range"), etag)
+        try:
+            transport = await self._client()
+            budget = self._attempts("GetObject", bucket, key)
+            received = 0
+            etag = if_match
+            object_size = -1
+            expected: Optional[int] = None
+            chunks: list[bytes] = []
+            while True:
+                offset = (start or 0) + received
+                range_header = None
+                if start is not None or received:
+                    range_header = _range_header(offset, end)
+                budget.take()
+                try:
+                    body = await transport.open_get(
+                        bucket, key, range_header=range_header, if_match=etag
+                    )
+                except Exception as exc:
+                    if await budget.retry_after(exc):
+                        continue
+                    raise
                 try:
                     etag = etag or body.etag
                     object_size = body.object_size
                     if expected is None:
                         expected = body.content_length
                     if view is not None:
-                        received += await _read_into(
-                            body.stream, view[received:expected]
-                        )
+                        received += await body.readinto(view[received:expected])
                     else:
-                        received += await _read_chunks(body.stream, chunks)
+                        received += await body.read_chunks(chunks)
+                    if received < expected:
+                        raise IncompleteBody(
+                            f"response ended after {received} of {expected} bytes"
+                        )
+                    break
+                except Exception as exc:
+                    if await budget.retry_after(exc, in_body=True):
+                        continue
+                    raise
                 finally:
                     body.release()
-                if received < expected:
-                    raise aiohttp.ClientPayloadError(
-                        f"response ended after {received} of {expected} bytes"
-                    )
-                break
-            except _BODY_ERRORS as exc:
-                attempt += 1
-                attempts_left -= 1
-                if attempts_left <= 0 or expected is None:
-                    new = translate(exc, operation="GetObject", bucket=bucket, key=key)
-                    raise new from exc
-                logger.debug(
-                    "GetObject s3://%s/%s: body broke after %d bytes (%s); resuming",
-                    bucket,
-                    key,
-                    received,
-                    exc,
-                )
-                await _backoff(attempt)
+        except Exception as exc:
+            new = translate(exc, operation="GetObject", bucket=bucket, key=key)
+            if new is exc:
+                raise
+            raise new from exc
         if view is not None:
             return RangeMeta(etag or "", object_size, received)
         return GetResult(b"".join(chunks), etag or "", object_size)
-
-    async def _open_get(
-        self,
-        bucket: str,
-        key: str,
-        range_header: Optional[str],
-        if_match: Optional[str],
-    ) -> _Body:
-        base = await self._lean_base(bucket)
-        if base is not None:
-            lean = self._lean
-            assert lean is not None
-            resp = await lean.with_retries(
-                lambda: lean.open_get(base, key, range_header, if_match)
-            )
-            h = resp.headers
-            return _Body(
-                etag=h.get("ETag", ""),
-                content_range=h.get("Content-Range"),
-                content_length=int(h.get("Content-Length", 0)),
-                stream=resp,
-                release=resp.release,
-            )
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if range_header:
-            params["Range"] = range_header
-        if if_match:
-            params["IfMatch"] = if_match
-        s3 = await self._client()
-        raw = await s3.get_object(**params)
-        return _Body(
-            etag=raw.get("ETag", ""),
-            content_range=raw.get("ContentRange"),
-            content_length=int(raw.get("ContentLength", 0)),
-            stream=raw["Body"].raw_stream.content,
-            release=raw["Body"].close,
-        )
 
     def put_object(
         self,
@@ -627,63 +526,45 @@ class AsyncS3Client:
             S3Exception: The upload failed (with ``if_none_match``: the key already exists).
         """
         _check_names(bucket, key)
-        async with translating_errors("PutObject", bucket, key):
-            base = await self._lean_base(bucket)
-            if base is not None:
-                assert self._lean is not None
-                headers: dict[str, str] = {}
-                if storage_class:
-                    headers["x-amz-storage-class"] = storage_class
-                if if_none_match:
-                    headers["If-None-Match"] = "*"
-                return await self._lean.put(base, key, _as_view(data), headers=headers)
-            params: dict[str, Any] = {
-                "Bucket": bucket,
-                "Key": key,
-                "Body": _as_body(data),
-            }
-            if storage_class:
-                params["StorageClass"] = storage_class
-            if if_none_match:
-                params["IfNoneMatch"] = "*"
-            s3 = await self._client()
-            resp = await s3.put_object(**params)
-        return str(resp.get("ETag", ""))
+        body = _as_view(data)
+        return await self._call(
+            "PutObject",
+            bucket,
+            key,
+            lambda t: t.put_object(
+                bucket,
+                key,
+                body,
+                storage_class=storage_class,
+                if_none_match=if_none_match,
+            ),
+        )
 
     async def create_multipart_upload(
         self, bucket: str, key: str, *, storage_class: Optional[str] = None
     ) -> str:
         """Start a multipart upload and return its upload id."""
         _check_names(bucket, key)
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if storage_class:
-            params["StorageClass"] = storage_class
-        async with translating_errors("CreateMultipartUpload", bucket, key):
-            s3 = await self._client()
-            resp = await s3.create_multipart_upload(**params)
-        return str(resp["UploadId"])
+        return await self._call(
+            "CreateMultipartUpload",
+            bucket,
+            key,
+            lambda t: t.create_multipart_upload(
+                bucket, key, storage_class=storage_class
+            ),
+        )
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, data: Buffer
     ) -> str:
         """Upload one part and return its ETag."""
-        async with translating_errors("UploadPart", bucket, key):
-            base = await self._lean_base(bucket)
-            if base is not None:
-                assert self._lean is not None
-                query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
-                return await self._lean.put(
-                    base, key, _as_view(data), query=query, operation="UploadPart"
-                )
-            s3 = await self._client()
-            resp = await s3.upload_part(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=part_number,
-                Body=_as_body(data),
-            )
-        return str(resp["ETag"])
+        body = _as_view(data)
+        return await self._call(
+            "UploadPart",
+            bucket,
+            key,
+            lambda t: t.upload_part(bucket, key, upload_id, part_number, body),
+        )
 
     async def complete_multipart_upload(
         self,
@@ -695,45 +576,44 @@ class AsyncS3Client:
         if_none_match: bool = False,
     ) -> str:
         """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag."""
-        params: dict[str, Any] = {
-            "Bucket": bucket,
-            "Key": key,
-            "UploadId": upload_id,
-            "MultipartUpload": {
-                "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]
-            },
-        }
-        if if_none_match:
-            params["IfNoneMatch"] = "*"
-        async with translating_errors("CompleteMultipartUpload", bucket, key):
-            s3 = await self._client()
-            resp = await s3.complete_multipart_upload(**params)
-        return str(resp.get("ETag", ""))
+        return await self._call(
+            "CompleteMultipartUpload",
+            bucket,
+            key,
+            lambda t: t.complete_multipart_upload(
+                bucket, key, upload_id, parts, if_none_match=if_none_match
+            ),
+        )
 
     async def abort_multipart_upload(
         self, bucket: str, key: str, upload_id: str
     ) -> None:
         """Abort a multipart upload, discarding its parts."""
-        async with translating_errors("AbortMultipartUpload", bucket, key):
-            s3 = await self._client()
-            await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        await self._call(
+            "AbortMultipartUpload",
+            bucket,
+            key,
+            lambda t: t.abort_multipart_upload(bucket, key, upload_id),
+        )
 
     async def list_multipart_uploads(
         self, bucket: str, prefix: str = ""
     ) -> list[tuple[str, str]]:
         """Return ``(key, upload_id)`` of the pending multipart uploads under ``prefix``."""
         _check_names(bucket, key_required=False)
-        async with translating_errors("ListMultipartUploads", bucket, prefix):
-            s3 = await self._client()
-            resp = await s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", ())]
+        return await self._call(
+            "ListMultipartUploads",
+            bucket,
+            prefix,
+            lambda t: t.list_multipart_uploads(bucket, prefix),
+        )
 
     async def delete_object(self, bucket: str, key: str) -> None:
         """Delete an object; a missing key is not an error, a missing bucket is."""
         _check_names(bucket, key)
-        async with translating_errors("DeleteObject", bucket, key):
-            s3 = await self._client()
-            await s3.delete_object(Bucket=bucket, Key=key)
+        await self._call(
+            "DeleteObject", bucket, key, lambda t: t.delete_object(bucket, key)
+        )
 
     async def copy_object(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
@@ -745,13 +625,12 @@ class AsyncS3Client:
         """
         _check_names(src_bucket, src_key)
         _check_names(dst_bucket, dst_key)
-        async with translating_errors("CopyObject", src_bucket, src_key):
-            s3 = await self._client()
-            await s3.copy_object(
-                Bucket=dst_bucket,
-                Key=dst_key,
-                CopySource={"Bucket": src_bucket, "Key": src_key},
-            )
+        await self._call(
+            "CopyObject",
+            src_bucket,
+            src_key,
+            lambda t: t.copy_object(src_bucket, src_key, dst_bucket, dst_key),
+        )
 
 
 class ListObjectsPager:
@@ -805,20 +684,8 @@ class ListObjectsPager:
                 yield info
 
 
-def _add_requester_pays(request: Any, **_: Any) -> None:
-    request.headers["x-amz-request-payer"] = "requester"
-
-
-def _as_body(data: Buffer) -> bytes:
-    # botocore hands a bytearray straight to aiohttp, which warns (ResourceWarning) about raw
-    # bodies over 1 MiB; immutable bytes are sent as-is.
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, bytearray):
-        return bytes(data)
-    if isinstance(data, memoryview):
-        return data.tobytes()
-    raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
+class IncompleteBody(ConnectionError):
+    """A response body ended before its Content-Length (resumed from the last byte)."""
 
 
 def _as_view(data: Buffer) -> memoryview:
@@ -826,40 +693,3 @@ def _as_view(data: Buffer) -> memoryview:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be a bytes-like object, got {type(data).__name__}")
     return memoryview(data).cast("B")
-
-
-async def _read_into(stream: Any, view: memoryview) -> int:
-    """Read a response body into ``view``; return the bytes stored.
-
-    Our HTTP client receives straight into ``view``; aiohttp's stream (botocore's path) is
-    copied chunk by chunk.
-    """
-    if isinstance(stream, HTTPResponse):
-        n = await stream.readinto(view)
-        if n == len(view) and await stream.readany():
-            raise S3Exception(
-                f"response body longer than the requested {len(view)} bytes"
-            )
-        return n
-    pos = 0
-    size = len(view)
-    while pos < size:
-        chunk = await stream.readany()
-        if not chunk:
-            break
-        n = len(chunk)
-        if pos + n > size:
-            raise S3Exception(f"response body longer than the requested {size} bytes")
-        view[pos : pos + n] = chunk
-        pos += n
-    return pos
-
-
-async def _read_chunks(stream: Any, chunks: list[bytes]) -> int:
-    total = 0
-    while True:
-        chunk = await stream.readany()
-        if not chunk:
-            return total
-        chunks.append(chunk)
-        total += len(chunk)

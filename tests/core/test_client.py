@@ -16,15 +16,6 @@ from tests._forwardproxy import ForwardProxy
 REGION = "us-east-1"
 
 
-@pytest.fixture(autouse=True, params=["fast-path", "botocore-path"])
-def transport(request, monkeypatch):
-    """Every test runs on both transports: they must behave identically."""
-    monkeypatch.setenv(
-        "S3TORCH_ASYNC_FAST_PATH", "1" if request.param == "fast-path" else "0"
-    )
-    return request.param
-
-
 @pytest.fixture
 async def client(endpoint):
     async with AsyncS3Client(
@@ -308,7 +299,11 @@ async def test_connection_pool_is_sized_from_config(endpoint):
         s3client_config=S3ClientConfig(throughput_target_gbps=100),
     ) as c:
         assert c.max_concurrency > 10
-        assert c._s3.meta.config.max_pool_connections >= c.max_concurrency
+        transport = c._transport
+        if transport.name == "lean":
+            assert transport._http.limit >= c.max_concurrency
+            transport = transport._fallback
+        assert transport._s3.meta.config.max_pool_connections >= c.max_concurrency
 
 
 def _put_headers(proxy):
@@ -344,14 +339,14 @@ async def test_unsigned_requests_carry_no_signature(moto_endpoint, bucket):
 
 
 async def test_put_payload_is_not_hashed_on_the_fast_path(
-    transport, moto_endpoint, bucket
+    s3_transport, moto_endpoint, bucket
 ):
     with FaultProxy(moto_endpoint) as proxy:
         async with AsyncS3Client(REGION, endpoint=proxy.url) as c:
             await c.put_object_bytes(bucket, "k", b"x" * 1000)
             assert (await c.get_range(bucket, "k")).data == b"x" * 1000
     sha = _put_headers(proxy)[-1]["x-amz-content-sha256"]
-    if transport == "fast-path":
+    if s3_transport == "lean":
         assert sha == "UNSIGNED-PAYLOAD"
     else:  # botocore hashes bodies over plain HTTP
         assert len(sha) == 64

@@ -10,14 +10,6 @@ from tests._faultproxy import Fault, FaultProxy, FaultRule
 REGION = "us-east-1"
 
 
-@pytest.fixture(params=["fast-path", "botocore-path"])
-def transport(request, monkeypatch):
-    monkeypatch.setenv(
-        "S3TORCH_ASYNC_FAST_PATH", "1" if request.param == "fast-path" else "0"
-    )
-    return request.param
-
-
 @pytest.fixture
 def proxy(moto_endpoint):
     with FaultProxy(moto_endpoint) as p:
@@ -38,7 +30,7 @@ def _gets(proxy):
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 async def test_slowdown_is_retried_within_max_attempts(
-    transport, proxy, bucket, put, method
+    s3_transport, proxy, bucket, put, method
 ):
     put("k", b"payload")
     proxy.add_fault(
@@ -54,7 +46,7 @@ async def test_slowdown_is_retried_within_max_attempts(
     assert proxy.faults_injected == 2
 
 
-async def test_listing_slowdown_is_retried(transport, proxy, bucket, put):
+async def test_listing_slowdown_is_retried(s3_transport, proxy, bucket, put):
     put("k", b"x")
     proxy.add_fault(
         FaultRule(Fault.status(503, "SlowDown"), query_contains="list-type=2", times=1)
@@ -66,7 +58,7 @@ async def test_listing_slowdown_is_retried(transport, proxy, bucket, put):
 
 
 async def test_slowdown_beyond_max_attempts_raises_s3exception(
-    transport, proxy, bucket, put
+    s3_transport, proxy, bucket, put
 ):
     put("k", b"payload")
     proxy.add_fault(
@@ -89,7 +81,7 @@ async def test_slowdown_beyond_max_attempts_raises_s3exception(
 
 @pytest.mark.parametrize("fault", [Fault.reset_after(100_000), Fault.truncate(100_000)])
 async def test_broken_body_resumes_from_last_byte_with_if_match(
-    transport, proxy, bucket, put, fault
+    s3_transport, proxy, bucket, put, fault
 ):
     data = bytes(range(256)) * 2048  # 512 KiB
     put("big", data)
@@ -110,7 +102,7 @@ async def test_broken_body_resumes_from_last_byte_with_if_match(
     assert resume_headers["if-match"] == meta.etag
 
 
-async def test_broken_body_with_one_attempt_fails(transport, proxy, bucket, put):
+async def test_broken_body_with_one_attempt_fails(s3_transport, proxy, bucket, put):
     put("big", b"z" * 300_000)
     proxy.add_fault(
         FaultRule(Fault.reset_after(1000), method="GET", path_contains="/big", times=1)
@@ -121,7 +113,7 @@ async def test_broken_body_with_one_attempt_fails(transport, proxy, bucket, put)
 
 
 async def test_get_headers_name_package_and_requester_pays(
-    transport, proxy, bucket, put
+    s3_transport, proxy, bucket, put
 ):
     put("k", b"x")
     async with _client(proxy, requester_pays=True) as c:
@@ -132,7 +124,9 @@ async def test_get_headers_name_package_and_requester_pays(
     assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
 
 
-async def test_unsigned_get_sends_no_authorization(transport, proxy, bucket, boto_s3):
+async def test_unsigned_get_sends_no_authorization(
+    s3_transport, proxy, bucket, boto_s3
+):
     boto_s3.put_object(Bucket=bucket, Key="k", Body=b"x", ACL="public-read")
     async with _client(proxy, unsigned=True) as c:
         assert (await c.get_range(bucket, "k")).data == b"x"
@@ -141,7 +135,7 @@ async def test_unsigned_get_sends_no_authorization(transport, proxy, bucket, bot
 
 
 async def test_anonymous_access_denied_is_the_same_error_on_both_paths(
-    transport, proxy, bucket, put
+    s3_transport, proxy, bucket, put
 ):
     put("private", b"x")
     async with _client(proxy, unsigned=True) as c:

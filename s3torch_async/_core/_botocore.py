@@ -1,0 +1,343 @@
+"""``BotocoreTransport``: every S3 call through aiobotocore, one attempt each.
+
+botocore runs with ``total_max_attempts=1``: the retrying is ``_retry.Attempts``'s, so the
+same budget and classification hold on both transports. botocore follows a region redirect S3
+names (``x-amz-bucket-region``) once, re-signed, as part of the attempt.
+
+aiohttp follows HTTP redirects by itself, to any host and with every header (the session
+token included); :class:`NoRedirectSession` turns that off, so a 3xx reaches botocore as an
+error response and another host's bytes are never returned as the object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiobotocore.httpsession import AIOHTTPSession
+
+from .._errors import S3Exception
+from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
+from ._transport import Headers, ObjectBody, Transport
+
+__all__ = ["BotocoreTransport", "NoRedirectSession", "register_handlers"]
+
+# Smuggled through the API parameters into the request context (popped before validation).
+_EXTRA_PARAM = "S3TorchAsyncExtraHeaders"
+
+
+class _NoRedirects:
+    """An ``aiohttp.ClientSession`` stand-in whose requests never follow redirects."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["allow_redirects"] = False
+        return self._session.request(*args, **kwargs)
+
+
+class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session with aiohttp's redirect following turned off."""
+
+    async def _get_session(self, proxy_url: Any) -> Any:
+        return _NoRedirects(await super()._get_session(proxy_url))
+
+    async def send(self, request: Any) -> Any:
+        response = await super().send(request)
+        # Belt and braces: never hand botocore a response from another origin.
+        sent, got = urlsplit(request.url), urlsplit(str(response.url))
+        if (sent.scheme, sent.netloc) != (got.scheme, got.netloc):
+            response.raw.release()
+            raise S3Exception(
+                f"Client error: a redirect to another origin ({got.scheme}://"
+                f"{got.hostname}) was refused"
+            )
+        return response
+
+
+def _pop_extra_headers(params: Any, context: Any, **_: Any) -> None:
+    if isinstance(params, dict) and _EXTRA_PARAM in params:
+        context[_EXTRA_PARAM] = params.pop(_EXTRA_PARAM)
+
+
+def _add_extra_headers(request: Any, **_: Any) -> None:
+    extra = request.context.get(_EXTRA_PARAM)
+    if extra:
+        for name, value in extra.items():
+            request.headers[name] = value
+
+
+def _add_requester_pays(request: Any, **_: Any) -> None:
+    request.headers["x-amz-request-payer"] = "requester"
+
+
+def register_handlers(s3: Any, *, requester_pays: bool) -> None:
+    """Hook per-request extra headers (and the request-payer header) into ``s3``."""
+    events = s3.meta.events
+    events.register("before-parameter-build.s3", _pop_extra_headers)
+    events.register("before-sign.s3", _add_extra_headers)
+    if requester_pays:
+        events.register("before-sign.s3", _add_requester_pays)
+
+
+def epoch(value: Any) -> int:
+    """Seconds since the epoch from botocore's datetimes (or a number)."""
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return int(value or 0)
+
+
+def restore_status(value: Any) -> Optional[RestoreStatus]:
+    """``RestoreStatus`` from a listing's dict or HEAD's ``x-amz-restore`` header."""
+    if not value:
+        return None
+    if isinstance(value, dict):
+        expiry = value.get("RestoreExpiryDate")
+        return RestoreStatus(
+            bool(value.get("IsRestoreInProgress")), epoch(expiry) if expiry else None
+        )
+    # HEAD's x-amz-restore header: ongoing-request="false", expiry-date="..."
+    return RestoreStatus('ongoing-request="true"' in str(value), None)
+
+
+class _AiohttpBody(ObjectBody):
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.etag = str(raw.get("ETag", ""))
+        self.content_range = raw.get("ContentRange")
+        self.content_length = int(raw.get("ContentLength", 0))
+        self._body = raw["Body"]
+        self._stream = raw["Body"].raw_stream.content
+
+    async def readinto(self, view: memoryview) -> int:
+        pos, size = 0, len(view)
+        while True:
+            chunk = await self._stream.readany()
+            if not chunk:
+                return pos
+            n = len(chunk)
+            if pos + n > size:
+                raise S3Exception(
+                    f"response body longer than the requested {size} bytes"
+                )
+            view[pos : pos + n] = chunk
+            pos += n
+            if pos == size and self._stream.at_eof():
+                return pos
+
+    async def readany(self) -> bytes:
+        return bytes(await self._stream.readany())
+
+    def release(self) -> None:
+        self._body.close()
+
+
+def _as_body(data: memoryview) -> bytes:
+    # botocore hands a bytearray/memoryview straight to aiohttp, which warns (ResourceWarning)
+    # about raw bodies over 1 MiB; immutable bytes are sent as-is.
+    obj = data.obj
+    if isinstance(obj, bytes) and data.nbytes == len(obj):
+        return obj
+    return data.tobytes()
+
+
+def _extra(params: dict[str, Any], extra_headers: Headers) -> dict[str, Any]:
+    if extra_headers:
+        params[_EXTRA_PARAM] = dict(extra_headers)
+    return params
+
+
+class BotocoreTransport(Transport):
+    """Every call through the opened aiobotocore client ``s3`` (one attempt each)."""
+
+    name = "botocore"
+
+    def __init__(self, s3: Any, endpoint: Optional[str]) -> None:
+        self._s3 = s3
+        self.endpoint = endpoint or "AWS"
+
+    def __repr__(self) -> str:
+        return f"BotocoreTransport(endpoint={self.endpoint!r})"
+
+    async def aclose(self) -> None:
+        # The aiobotocore client is closed by its owner (the client's exit stack).
+        self._s3 = None
+
+    async def open_get(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        range_header: Optional[str] = None,
+        if_match: Optional[str] = None,
+        extra_headers: Headers = None,
+    ) -> ObjectBody:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if range_header:
+            params["Range"] = range_header
+        if if_match:
+            params["IfMatch"] = if_match
+        raw = await self._s3.get_object(**_extra(params, extra_headers))
+        return _AiohttpBody(raw)
+
+    async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        resp = await self._s3.head_object(Bucket=bucket, Key=key)
+        return HeadObjectResult(
+            etag=resp.get("ETag", ""),
+            size=int(resp.get("ContentLength", 0)),
+            last_modified=epoch(resp.get("LastModified")),
+            storage_class=resp.get("StorageClass"),
+            restore_status=restore_status(resp.get("Restore")),
+        )
+
+    async def list_page(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        max_keys: int,
+        token: Optional[str],
+    ) -> tuple[ListObjectResult, Optional[str]]:
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        params["MaxKeys"] = max_keys
+        if delimiter:
+            params["Delimiter"] = delimiter
+        if token:
+            params["ContinuationToken"] = token
+        resp = await self._s3.list_objects_v2(**params)
+        contents = resp.get("Contents", ())
+        infos = [
+            ObjectInfo(
+                key=item["Key"],
+                etag=item.get("ETag", ""),
+                size=int(item.get("Size", 0)),
+                last_modified=epoch(item.get("LastModified")),
+                storage_class=item.get("StorageClass"),
+                restore_status=restore_status(item.get("RestoreStatus")),
+            )
+            for item in contents
+        ]
+        prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", ())]
+        check_key_count(resp.get("KeyCount"), len(infos) + len(prefixes))
+        truncated = resp.get("IsTruncated")
+        return ListObjectResult(infos, prefixes), (
+            resp.get("NextContinuationToken") if truncated else None
+        )
+
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: memoryview,
+        *,
+        storage_class: Optional[str] = None,
+        if_none_match: bool = False,
+        extra_headers: Headers = None,
+    ) -> str:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": _as_body(body)}
+        if storage_class:
+            params["StorageClass"] = storage_class
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        resp = await self._s3.put_object(**_extra(params, extra_headers))
+        return str(resp.get("ETag", ""))
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: memoryview,
+        *,
+        extra_headers: Headers = None,
+    ) -> str:
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+            "Body": _as_body(body),
+        }
+        resp = await self._s3.upload_part(**_extra(params, extra_headers))
+        return str(resp["ETag"])
+
+    async def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        storage_class: Optional[str] = None,
+        extra_headers: Headers = None,
+    ) -> str:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if storage_class:
+            params["StorageClass"] = storage_class
+        resp = await self._s3.create_multipart_upload(**_extra(params, extra_headers))
+        return str(resp["UploadId"])
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        *,
+        if_none_match: bool = False,
+        extra_headers: Headers = None,
+    ) -> str:
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "MultipartUpload": {
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]
+            },
+        }
+        if if_none_match:
+            params["IfNoneMatch"] = "*"
+        resp = await self._s3.complete_multipart_upload(**_extra(params, extra_headers))
+        return str(resp.get("ETag", ""))
+
+    async def abort_multipart_upload(
+        self, bucket: str, key: str, upload_id: str
+    ) -> None:
+        await self._s3.abort_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id
+        )
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str
+    ) -> list[tuple[str, str]]:
+        resp = await self._s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+        return [(u["Key"], u["UploadId"]) for u in resp.get("Uploads", ())]
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        await self._s3.delete_object(Bucket=bucket, Key=key)
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> None:
+        await self._s3.copy_object(
+            Bucket=dst_bucket,
+            Key=dst_key,
+            CopySource={"Bucket": src_bucket, "Key": src_key},
+        )
+
+
+def check_key_count(declared: Any, parsed: int) -> None:
+    """Raise when a listing page's ``KeyCount`` disagrees with the entries parsed from it."""
+    if declared is None or declared == "":
+        return
+    try:
+        count = int(declared)
+    except (TypeError, ValueError):
+        return
+    if count != parsed:
+        raise S3Exception(
+            f"Client error: ListObjectsV2 page declares KeyCount {count} but "
+            f"{parsed} keys and prefixes were parsed from it"
+        )

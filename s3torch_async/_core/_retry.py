@@ -1,0 +1,259 @@
+"""One retry policy and one attempt budget per operation, for both transports.
+
+Every request made for one user call (request retries, resumes of a broken body, a request on
+a kept-alive connection the server had closed) draws on one :class:`Attempts` budget of
+``S3ClientConfig.max_attempts`` requests. Transports make exactly one attempt per call; the
+retrying happens here, so botocore runs with ``total_max_attempts=1``.
+
+Failures are classified (:func:`classify`) by how likely a retry is to help:
+
+* ``FATAL``: cannot heal on retry (TLS certificate or protocol errors, 4xx other than
+  throttling and request timeouts, misuse): raised at once.
+* ``SLOW``: rarely heals in seconds (DNS failure, connection refused): retried quickly, for
+  at most :data:`SLOW_BUDGET` seconds of waiting in total.
+* ``NO_ANSWER``: nothing came back within the connect or read timeout: at most
+  :data:`NO_ANSWER_RETRIES` retries (each costs a full timeout).
+* ``TRANSIENT``: 5xx, throttling, resets, broken bodies: botocore's standard policy
+  (exponential backoff with full jitter, base 1 s, capped at 20 s).
+
+Each retry is logged at DEBUG; from the :data:`WARN_FROM`-th failed attempt on, at WARNING,
+naming the operation, the endpoint, the attempt count and the cause (never credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Awaitable
+from typing import Callable, Optional, TypeVar
+
+import aiohttp
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import SSLError as BotoSSLError
+
+__all__ = ["Attempts", "Failure", "classify", "describe"]
+
+T = TypeVar("T")
+logger = logging.getLogger("s3torch_async.retry")
+
+MAX_BACKOFF = 20.0
+SLOW_BUDGET = 2.0
+NO_ANSWER_RETRIES = 2
+WARN_FROM = 3
+
+# botocore.retries.standard's classification of service errors, kept identical.
+_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+_RETRYABLE_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+    }
+)
+
+_TLS_ERRORS = (ssl.SSLError, ssl.CertificateError, BotoSSLError, aiohttp.ClientSSLError)
+_DNS_ERRORS = (socket.gaierror, aiohttp.ClientConnectorDNSError)
+_SLOW_ERRORS = (*_DNS_ERRORS, ConnectionRefusedError)
+_BODY_ERRORS = (
+    ConnectionError,
+    asyncio.TimeoutError,
+    aiohttp.ClientError,
+    BotoCoreError,
+)
+
+
+class Failure(enum.Enum):
+    """How likely a retry is to help (see the module docstring)."""
+
+    FATAL = "fatal"
+    SLOW = "slow"
+    NO_ANSWER = "no answer"
+    TRANSIENT = "transient"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it wraps (``__cause__``/``__context__``, botocore's ``error``)."""
+    seen: list[BaseException] = []
+    todo: list[Optional[BaseException]] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen) or len(seen) > 16:
+            continue
+        seen.append(e)
+        inner = getattr(e, "kwargs", None)
+        if isinstance(inner, dict) and isinstance(inner.get("error"), BaseException):
+            todo.append(inner["error"])
+        os_error = getattr(e, "os_error", None)
+        if isinstance(os_error, BaseException):
+            todo.append(os_error)
+        todo.extend((e.__cause__, e.__context__))
+    return seen
+
+
+def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
+    """Classify a failed attempt; ``in_body``: it broke after the response headers arrived."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = exc.response.get("Error", {}).get("Code")
+        if status in _TRANSIENT_STATUS or code in _RETRYABLE_CODES or status == 429:
+            return Failure.TRANSIENT
+        return Failure.FATAL
+    chain = _chain(exc)
+    if any(isinstance(e, _TLS_ERRORS) for e in chain):
+        return Failure.FATAL
+    if any(isinstance(e, _SLOW_ERRORS) for e in chain):
+        return Failure.SLOW
+    if in_body:
+        if isinstance(exc, _BODY_ERRORS):
+            return Failure.TRANSIENT
+        return Failure.FATAL
+    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError, asyncio.TimeoutError)):
+        return Failure.NO_ANSWER
+    if isinstance(exc, (ConnectionError, EndpointConnectionError, aiohttp.ClientError)):
+        return Failure.TRANSIENT
+    if isinstance(exc, BotoCoreError) and type(exc).__name__ in (
+        "ConnectionClosedError",
+        "HTTPClientError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+    ):
+        return Failure.TRANSIENT
+    return Failure.FATAL
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line cause for logs and messages: the kind of failure and its text."""
+    kind = classify(exc)
+    chain = _chain(exc)
+    if any(isinstance(e, _DNS_ERRORS) for e in chain):
+        what = "DNS lookup failed"
+    elif any(isinstance(e, ConnectionRefusedError) for e in chain):
+        what = "connection refused"
+    elif any(isinstance(e, _TLS_ERRORS) for e in chain):
+        what = "TLS error"
+    elif kind is Failure.NO_ANSWER:
+        what = "no response within the timeout"
+    else:
+        what = type(exc).__name__
+    text = str(exc).strip() or type(exc).__name__
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{what}: {text}"
+
+
+class Attempts:
+    """The request budget of one operation: at most ``max_attempts`` requests in all.
+
+    Args:
+        max_attempts: Requests allowed for the operation (``S3ClientConfig.max_attempts``).
+        operation: S3 operation name, for logs.
+        where: ``s3://bucket/key`` (or bucket), for logs.
+        endpoint: Endpoint URL (or ``"AWS"``), for logs.
+    """
+
+    __slots__ = (
+        "_no_answer",
+        "_slow_waited",
+        "endpoint",
+        "max_attempts",
+        "operation",
+        "used",
+        "where",
+    )
+
+    def __init__(
+        self, max_attempts: int, operation: str, where: str, endpoint: str
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.operation = operation
+        self.where = where
+        self.endpoint = endpoint
+        self.used = 0
+        self._slow_waited = 0.0
+        self._no_answer = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Attempts({self.operation} {self.where}, "
+            f"{self.used}/{self.max_attempts} used)"
+        )
+
+    def take(self) -> None:
+        """Count one request about to be sent."""
+        self.used += 1
+
+    async def retry_after(self, exc: BaseException, *, in_body: bool = False) -> bool:
+        """After a failed request: wait and return True to retry, or False to give up."""
+        kind = classify(exc, in_body=in_body)
+        if kind is Failure.FATAL or self.used >= self.max_attempts:
+            return False
+        if kind is Failure.SLOW:
+            delay = min(0.5, 0.1 * 2 ** (self.used - 1))
+            if self._slow_waited + delay > SLOW_BUDGET:
+                return False
+            self._slow_waited += delay
+        elif kind is Failure.NO_ANSWER:
+            self._no_answer += 1
+            if self._no_answer > NO_ANSWER_RETRIES:
+                return False
+            delay = random.uniform(0, 0.2)
+        else:
+            delay = random.random() * min(MAX_BACKOFF, 2.0 ** (self.used - 1))
+        cause = describe(exc)
+        if self.used >= WARN_FROM:
+            logger.warning(
+                "%s %s at %s: attempt %d of %d failed (%s); retrying in %.2f s",
+                self.operation,
+                self.where,
+                self.endpoint,
+                self.used,
+                self.max_attempts,
+                cause,
+                delay,
+            )
+        else:
+            logger.debug(
+                "%s %s at %s: attempt %d of %d failed (%s); retrying in %.2f s",
+                self.operation,
+                self.where,
+                self.endpoint,
+                self.used,
+                self.max_attempts,
+                cause,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        return True
+
+    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds or the budget or the policy says stop."""
+        while True:
+            self.take()
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not await self.retry_after(exc):
+                    raise
