@@ -83,21 +83,21 @@ def _find_blank_line(buf: bytearray, start: int, end: int) -> tuple[int, int]:
 
 
 def parse_head(
-    text: str, crlf_only: Optional[bool] = None
+    text: str, cr_lf: Optional[tuple[int, int]] = None
 ) -> tuple[str, int, str, list[tuple[str, str]]]:
     """(version, status, reason, header pairs) of one head block ending in its last LF.
 
-    ``crlf_only``: the caller already checked the line ends (True: all CRLF, no other CR).
+    ``cr_lf``: the counts of CR and LF in ``text``, if the caller has them.
 
     Raises:
         HTTPProtocolError: Malformed status line or header line.
     """
-    if crlf_only is None:
-        crlf = text.count("\r\n")
-        if text.count("\r") != crlf:
+    cr, lf = (text.count("\r"), text.count("\n")) if cr_lf is None else cr_lf
+    lines = text.split("\r\n")
+    if not (len(lines) - 1 == lf == cr):  # not CRLF line ends only
+        if text.count("\r\n") != cr:
             raise HTTPProtocolError("bare CR in the response head")
-        crlf_only = crlf == text.count("\n")
-    lines = text.split("\r\n") if crlf_only else text.replace("\r\n", "\n").split("\n")
+        lines = text.replace("\r\n", "\n").split("\n")
     if "\x00" in text or "\x0b" in text or "\x0c" in text:
         raise HTTPProtocolError("NUL, VT or FF in the response head")
     status_line = lines[0]
@@ -208,26 +208,23 @@ class ResponseParser:
                     self._scan = max(rpos, wpos - 2)
                     return
                 end, after = end + 1, end + 2
-            crlf = buf.count(b"\r\n", rpos, end)
-            crlf_only = crlf == buf.count(b"\n", rpos, end)
-            if not crlf_only:
-                lf = buf.find(
-                    b"\n\n", rpos, end
-                )  # bare LF lines: an earlier blank one?
-                if lf >= 0:
-                    end, after = lf + 1, lf + 2
-                    crlf = buf.count(b"\r\n", rpos, end)
+            cr = buf.count(b"\r", rpos, end)
+            lf = buf.count(b"\n", rpos, end)
+            if cr != lf:  # a bare LF (or CR): maybe an earlier, bare-LF blank line
+                blank = buf.find(b"\n\n", rpos, end)
+                if blank >= 0:
+                    end, after = blank + 1, blank + 2
+                    cr = buf.count(b"\r", rpos, end)
+                    lf = buf.count(b"\n", rpos, end)
             if end - rpos > MAX_HEAD:
                 raise HTTPProtocolError("response header block over 64 KiB")
-            if buf.count(b"\r", rpos, end) != crlf:
-                raise HTTPProtocolError("bare CR in the response head")
             self._rpos = self._scan = after
             self._apply_head(
-                str(self._inmv[rpos:end], "utf-8", "surrogateescape"), crlf_only
+                str(self._inmv[rpos:end], "utf-8", "surrogateescape"), (cr, lf)
             )
 
-    def _apply_head(self, text: str, crlf_only: Optional[bool] = None) -> None:
-        version, status, reason, pairs = parse_head(text, crlf_only)
+    def _apply_head(self, text: str, cr_lf: Optional[tuple[int, int]] = None) -> None:
+        version, status, reason, pairs = parse_head(text, cr_lf)
         if status < 200:
             self._interim(status, pairs)
             return

@@ -42,6 +42,7 @@ from s3torch_async._core._h1 import (
 
 Outcome = tuple[object, ...]
 _WS = re.compile(rb"[ \t]+")
+_OTHER_VERSION = re.compile(rb"HTTP/(?!1\.)[0-9]\.[0-9]")
 
 
 def _norm_headers(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -298,6 +299,7 @@ def _excluded(data: bytes) -> bool:
     ]
     return (
         any(v != b"chunked" for v in te)
+        or _OTHER_VERSION.search(data) is not None
         or b"HTTP/1.1 101" in data
         or b"HTTP/1.0 101" in data
         # a mutation made a chunk size longer than h11's 20 digits
