@@ -5,7 +5,13 @@ Against the local fast S3 server (its own process, so client CPU is clean): 500 
 bytearray, HTTPPool with ``readinto`` into a preallocated one), one 256 MiB GET into one buffer
 and one 64 MiB PUT, 3 rounds interleaved. Reports objects/s (or MB/s) and this process's CPU.
 
-Run: ``python -m benchmarks.http_micro [--rounds 3] [--objects 500]``
+With ``--parsers``, also the CPU of parsing one such response in-process (no sockets): our
+sans-I/O parser (``_core/_h1.py``, the path ``HTTPPool`` runs) against h11 (request sent through
+its state machine, response head and 128 KiB body fed in 64 KiB pieces, as h11 cannot hand a
+body to a caller's buffer), and h11 on the head alone (a lower bound), each as a share of
+HTTPPool's measured CPU per GET (issue 11's 15 % criterion).
+
+Run: ``python -m benchmarks.http_micro [--rounds 3] [--objects 500] [--parsers]``
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import botocore.config
 from yarl import URL
 
 from benchmarks.s3server import ServerProcess
+from s3torch_async._core._h1 import DONE, ResponseParser
 from s3torch_async._core._http import HTTPPool
 
 BUCKET = "http-micro"
@@ -188,10 +195,101 @@ def populate(url: str, count: int) -> None:
     s3.put_object(Bucket=BUCKET, Key="big", Body=os.urandom(BIG))
 
 
+S3_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"x-amz-id-2: 6Hv3pZ2VYm1mF4yq0m7gS1l8tH0g7XqkQ4n2C3m8wzY0o5QK1pQe0F1r3s9t+Z0aQ1bC2dE3fG4=\r\n"
+    b"x-amz-request-id: 4442587FB7D0A2F9\r\n"
+    b"Date: Sun, 06 Dec 2026 21:00:00 GMT\r\n"
+    b"Last-Modified: Sun, 06 Dec 2026 20:00:00 GMT\r\n"
+    b'ETag: "b1946ac92492d2347c6235b4d2611184"\r\n'
+    b"x-amz-server-side-encryption: AES256\r\n"
+    b"Accept-Ranges: bytes\r\n"
+    b"Content-Type: application/octet-stream\r\n"
+    b"Server: AmazonS3\r\n"
+    b"Content-Length: 131072\r\n\r\n"
+)
+
+
+def ours_per_response(n: int) -> float:
+    """CPU µs per response: the head parse and body bookkeeping HTTPPool does per GET."""
+    p = ResponseParser(64 << 10)
+    head = len(S3_HEAD)
+    p._in[:head] = S3_HEAD
+    c0 = time.process_time()
+    for _ in range(n):
+        p._rpos = p._scan = 0
+        p._wpos = head
+        p._begin(False)
+        p._parse_head()
+        p._rpos = p._wpos
+        p._took(
+            SMALL
+        )  # the body itself goes to the caller's buffer, not through the parser
+        assert p._state == DONE
+        assert p.status == 200
+    return (time.process_time() - c0) / n * 1e6
+
+
+def h11_per_response(n: int, with_body: bool) -> float:
+    """CPU µs per response driven through h11 (one keep-alive connection, many cycles)."""
+    import h11  # test extra; only for this measurement
+
+    conn = h11.Connection(h11.CLIENT)
+    body = bytes(SMALL)
+    if with_body:
+        pieces = [
+            S3_HEAD + body[: 48 << 10],
+            body[48 << 10 : 112 << 10],
+            body[112 << 10 :],
+        ]
+    else:
+        pieces = [S3_HEAD.replace(b"131072", b"0")]
+    request = h11.Request(method="GET", target="/bucket/key", headers=[("Host", "s3")])
+    c0 = time.process_time()
+    for _ in range(n):
+        conn.send(request)
+        conn.send(h11.EndOfMessage())
+        for piece in pieces:
+            conn.receive_data(piece)
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA or type(ev) is h11.EndOfMessage:
+                    break
+        assert type(ev) is h11.EndOfMessage
+        conn.start_next_cycle()
+    return (time.process_time() - c0) / n * 1e6
+
+
+def parser_costs(cpu_ms_per_get: float, n: int = 20000) -> None:
+    per_get_us = cpu_ms_per_get * 1000
+    rows = [
+        ("ours (_h1, HTTPPool's path)", min(ours_per_response(n) for _ in range(3))),
+        (
+            "h11 head + 128 KiB body",
+            min(h11_per_response(n // 4, True) for _ in range(3)),
+        ),
+        (
+            "h11 head only (lower bound)",
+            min(h11_per_response(n, False) for _ in range(3)),
+        ),
+    ]
+    print(
+        f"\nparser CPU per response (min of 3), vs HTTPPool's {per_get_us:.0f} µs CPU per GET:"
+    )
+    ours = rows[0][1]
+    for name, us in rows:
+        extra = (us - ours) / per_get_us * 100
+        print(
+            f"  {name:<30} {us:8.2f} µs   {us / per_get_us * 100:5.1f} % of a GET"
+            f"   (+{extra:.1f} % vs ours)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--objects", type=int, default=500)
+    parser.add_argument("--parsers", action="store_true", help="also time h11 vs ours")
     args = parser.parse_args()
     os.environ.update(
         AWS_ACCESS_KEY_ID="a", AWS_SECRET_ACCESS_KEY="b", AWS_REGION="us-east-1"
@@ -222,6 +320,8 @@ def main() -> None:
             )
             cells.append(f"{med} ({lo}-{hi})".rjust(width))
         print(f"{name:<10}" + "".join(cells))
+    if args.parsers:
+        parser_costs(statistics.median(results["HTTPPool"]["cpu_ms/get"]))
 
 
 if __name__ == "__main__":

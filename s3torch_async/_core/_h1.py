@@ -12,8 +12,9 @@ What it accepts and rejects (RFC 9112 / 9110, as a client must):
 * Line ends: CRLF or bare LF (as aiohttp and h11 do); a CR anywhere else is an error.
 * Interim responses (100-199) are parsed and skipped at any time; a status below 100 is an error.
 * obs-fold (a header line starting with SP/HT) continues the previous value, joined by one space.
-* Header names must be tokens; NUL and other control characters (but HT) in a header are errors.
+* Header names must be tokens; NUL, VT and FF anywhere in the head are errors.
 * Every ``Connection`` header counts: a ``close`` token in any of them ends keep-alive.
+* Chunk framing takes CRLF only (as h11 and llhttp do; trailers are lines like headers).
 * Chunk sizes: any number of hex digits while the value fits 63 bits; extensions ignored.
 """
 
@@ -66,8 +67,8 @@ DONE = 6
 _NO_BODY_STATUS = frozenset((204, 304))
 _HEX = b"0123456789abcdefABCDEF"
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-# Control characters other than HT, CR and LF (CR and LF are checked as line ends).
-_CTL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TOKENS = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z:]+")  # non-empty names joined by ":"
+_DIGITS = "0123456789"
 
 
 def _find_blank_line(buf: bytearray, start: int, end: int) -> tuple[int, int]:
@@ -81,26 +82,31 @@ def _find_blank_line(buf: bytearray, start: int, end: int) -> tuple[int, int]:
     return -1, -1
 
 
-def parse_head(text: str) -> tuple[str, int, str, list[tuple[str, str]]]:
+def parse_head(
+    text: str, cr_lf: Optional[tuple[int, int]] = None
+) -> tuple[str, int, str, list[tuple[str, str]]]:
     """(version, status, reason, header pairs) of one head block ending in its last LF.
+
+    ``cr_lf``: the counts of CR and LF in ``text``, if the caller has them.
 
     Raises:
         HTTPProtocolError: Malformed status line or header line.
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
+    cr, lf = (text.count("\r"), text.count("\n")) if cr_lf is None else cr_lf
+    lines = text.split("\r\n")
+    if not (len(lines) - 1 == lf == cr):  # not CRLF line ends only
+        if text.count("\r\n") != cr:
             raise HTTPProtocolError("bare CR in the response head")
-    if _CTL.search(text) is not None:
-        raise HTTPProtocolError("control character in the response head")
-    lines = text.split("\n")
+        lines = text.replace("\r\n", "\n").split("\n")
+    if "\x00" in text or "\x0b" in text or "\x0c" in text:
+        raise HTTPProtocolError("NUL, VT or FF in the response head")
     status_line = lines[0]
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
     if (
         len(version) != 8
         or not version.startswith("HTTP/1.")
-        or not version[7].isdigit()
+        or version[7] not in _DIGITS
         or len(code) != 3
         or not (code.isascii() and code.isdigit())
         or (len(rest) > 3 and rest[3] != " ")
@@ -110,17 +116,23 @@ def parse_head(text: str) -> tuple[str, int, str, list[tuple[str, str]]]:
     if status < 100:
         raise HTTPProtocolError(f"bad status code: {status_line[:100]!r}")
     pairs: list[tuple[str, str]] = []
-    for line in lines[1:-1]:
-        if line[0] in " \t":  # obs-fold: RFC 9112 5.2, replace with a space
-            if not pairs:
-                raise HTTPProtocolError(f"continuation line first: {line[:100]!r}")
-            name, value = pairs[-1]
-            pairs[-1] = (name, (value + " " + line.strip(" \t")).strip(" \t"))
-            continue
+    del lines[0]
+    lines.pop()  # the empty string after the last line end
+    for line in lines:
         name, sep, value = line.partition(":")
-        if not sep or _TOKEN.fullmatch(name) is None:
+        if not sep or not name or name[0] in " \t":
+            if (
+                line[0] in " \t" and pairs
+            ):  # obs-fold: RFC 9112 5.2, replace with a space
+                name, value = pairs[-1]
+                pairs[-1] = (name, (value + " " + line.strip(" \t")).strip(" \t"))
+                continue
             raise HTTPProtocolError(f"bad header line: {line[:100]!r}")
         pairs.append((name, value.strip(" \t")))
+    # Every name a token: one regex over all of them (names are non-empty and hold no ":").
+    if pairs and _TOKENS.fullmatch(":".join([n for n, _ in pairs])) is None:
+        bad = next(n for n, _ in pairs if _TOKEN.fullmatch(n) is None)
+        raise HTTPProtocolError(f"bad header name: {bad[:100]!r}")
     return version, status, rest[4:], pairs
 
 
@@ -183,19 +195,36 @@ class ResponseParser:
         buf = self._in
         while self._state == HEAD:
             rpos = self._rpos
-            end, after = _find_blank_line(buf, max(self._scan, rpos), self._wpos)
-            if end < 0:
-                if self._wpos - rpos > MAX_HEAD:
-                    raise HTTPProtocolError("response header block over 64 KiB")
-                self._scan = max(rpos, self._wpos - 2)
-                return
+            wpos = self._wpos
+            # The blank line: CRLF after a line end (usual), or a bare LF one.
+            i = buf.find(b"\n\r\n", max(self._scan, rpos), wpos)
+            if i >= 0:
+                end, after = i + 1, i + 3
+            else:
+                end = buf.find(b"\n\n", max(self._scan, rpos), wpos)
+                if end < 0:
+                    if wpos - rpos > MAX_HEAD:
+                        raise HTTPProtocolError("response header block over 64 KiB")
+                    self._scan = max(rpos, wpos - 2)
+                    return
+                end, after = end + 1, end + 2
+            cr = buf.count(b"\r", rpos, end)
+            lf = buf.count(b"\n", rpos, end)
+            if cr != lf:  # a bare LF (or CR): maybe an earlier, bare-LF blank line
+                blank = buf.find(b"\n\n", rpos, end)
+                if blank >= 0:
+                    end, after = blank + 1, blank + 2
+                    cr = buf.count(b"\r", rpos, end)
+                    lf = buf.count(b"\n", rpos, end)
             if end - rpos > MAX_HEAD:
                 raise HTTPProtocolError("response header block over 64 KiB")
             self._rpos = self._scan = after
-            self._apply_head(str(self._inmv[rpos:end], "utf-8", "surrogateescape"))
+            self._apply_head(
+                str(self._inmv[rpos:end], "utf-8", "surrogateescape"), (cr, lf)
+            )
 
-    def _apply_head(self, text: str) -> None:
-        version, status, reason, pairs = parse_head(text)
+    def _apply_head(self, text: str, cr_lf: Optional[tuple[int, int]] = None) -> None:
+        version, status, reason, pairs = parse_head(text, cr_lf)
         if status < 200:
             self._interim(status, pairs)
             return
@@ -219,10 +248,14 @@ class ResponseParser:
                 keep_alive = False  # RFC 9112 6.3: a smuggling signal, do not reuse
         elif "Content-Length" in headers:
             values = headers.getall("Content-Length")
-            value = values[0].strip()
-            if not (value.isascii() and value.isdigit()) or any(
-                v.strip() != value for v in values[1:]
-            ):
+            value = values[0]
+            if len(values) > 1 or "," in value:
+                # Repeats (also as a list) of one value are accepted (RFC 9110 8.6).
+                lengths = {v.strip(" \t") for x in values for v in x.split(",")}
+                value = lengths.pop()
+                if lengths:
+                    raise HTTPProtocolError(f"bad Content-Length: {values!r}")
+            if not (value.isascii() and value.isdigit()) or len(value) > 20:
                 raise HTTPProtocolError(f"bad Content-Length: {values!r}")
             length = int(value)
         if self._head_method or status in _NO_BODY_STATUS:
@@ -261,8 +294,10 @@ class ResponseParser:
                 if wpos - rpos > MAX_CHUNK_LINE:
                     raise HTTPProtocolError("chunk size line too long")
                 return False
-            line_end = eol - 1 if eol > rpos and buf[eol - 1] == 13 else eol
-            n = parse_chunk_size(bytes(buf[rpos:line_end]))
+            # Chunk framing takes CRLF only (as h11 and llhttp do); bare LF is for heads.
+            if eol == rpos or buf[eol - 1] != 13:
+                raise IncompleteBodyError("chunk size line without CRLF")
+            n = parse_chunk_size(bytes(buf[rpos : eol - 1]))
             self._rpos = eol + 1
             if n:
                 self._seg_left = n
@@ -271,16 +306,13 @@ class ResponseParser:
                 self._state = TRAILERS
             return True
         if state == CHUNK_END:
-            if buf.startswith(b"\n", rpos, wpos):
-                self._rpos = rpos + 1
-            elif wpos - rpos < 2:
+            if wpos - rpos < 2:
                 if wpos > rpos and buf[rpos] != 13:
-                    raise IncompleteBodyError("missing line end after chunk data")
+                    raise IncompleteBodyError("missing CRLF after chunk data")
                 return False
-            elif buf.startswith(b"\r\n", rpos, wpos):
-                self._rpos = rpos + 2
-            else:
-                raise IncompleteBodyError("missing line end after chunk data")
+            if not buf.startswith(b"\r\n", rpos, wpos):
+                raise IncompleteBodyError("missing CRLF after chunk data")
+            self._rpos = rpos + 2
             self._state = CHUNK_SIZE
             return True
         if state != TRAILERS:
@@ -373,6 +405,7 @@ class ResponseReader(ResponseParser):
     def __init__(self, head_method: bool = False) -> None:
         super().__init__(0)
         self._eof = False
+        self._error: Optional[HTTPConnectionError] = None
         self._events: list[Event] = []
         self._begin(head_method)
 
@@ -383,13 +416,12 @@ class ResponseReader(ResponseParser):
         if not data:
             self._eof = True
             return
-        del self._in[: self._rpos]
-        self._wpos -= self._rpos
-        self._scan = max(0, self._scan - self._rpos)
-        self._rpos = 0
-        self._in += data
-        self._wpos += len(data)
+        rpos = self._rpos
+        self._in = self._in[rpos : self._wpos] + data
         self._inmv = memoryview(self._in)
+        self._scan = max(0, self._scan - rpos)
+        self._rpos = 0
+        self._wpos = len(self._in)
 
     def next_event(self) -> Event:
         """The next event, or NEED_DATA.
@@ -401,10 +433,16 @@ class ResponseReader(ResponseParser):
         while True:
             if self._events:
                 return self._events.pop(0)
+            if self._error is not None:
+                raise self._error
             state = self._state
             if state == HEAD:
                 before = self._rpos
-                self._parse_head()
+                try:
+                    self._parse_head()
+                except HTTPConnectionError as exc:
+                    self._error = exc  # after the interim responses parsed before it
+                    continue
                 if self._state != HEAD:
                     self._events.append(Response(self))
                 elif self._rpos == before and not self._events:

@@ -2,13 +2,19 @@
 
 aiohttp's per-request machinery (request/response objects, connector, timers, StreamReader
 copies) dominates event-loop CPU for small GETs. This client does only what our own signed S3
-requests need: keep-alive pools per origin, Content-Length / chunked / read-to-EOF framing, a
-read timeout, and bodies received straight into caller buffers. A connection is one
-``asyncio.BufferedProtocol`` that parses the response in place; while ``readinto`` waits,
+requests need: keep-alive pools (bounded in total across hosts, idle connections expired
+before the server's idle limit), Content-Length / chunked / read-to-EOF framing, interim 1xx
+responses skipped at any time, a read timeout, and bodies received straight into caller
+buffers. A connection is one ``asyncio.BufferedProtocol`` around the sans-I/O parser of
+``_h1`` (which parses the response in place in its receive buffer); while ``readinto`` waits,
 ``get_buffer`` hands the socket the caller's memory so the kernel writes the body there.
 
+A connection goes back to the pool only when provably clean: the response read to its framed
+end, nothing buffered past it, nothing more readable on the socket, no ``close`` in any
+``Connection`` header, the request body sent whole.
+
 Not supported (not needed for S3): proxies, redirects, cookies, decompression, pipelining,
-``Expect: 100-continue``, upgrades.
+sending ``Expect: 100-continue``, upgrades.
 """
 
 from __future__ import annotations
@@ -76,13 +82,6 @@ _TRAILERS = _h1.TRAILERS
 _DONE = _h1.DONE
 
 
-def _readable(fd: int) -> bool:
-    """Whether the socket ``fd`` has bytes (or EOF) waiting, without reading them."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
 class _Conn(asyncio.BufferedProtocol, ResponseParser):
     """One connection: socket I/O around the sans-I/O parse state of its current response."""
 
@@ -92,7 +91,8 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._loop = host.loop
         self._timeout = host.pool.read_timeout
         self._transport: Any = None  # a selector or SSL transport
-        self._fd = -1  # the socket's file descriptor, to check for unread bytes
+        # Polls the socket for bytes (or EOF) waiting unread, before reuse.
+        self._poller: Optional[select.poll] = None
         self._reusable = True  # false once the request body was cut short
         self._got = False  # any response byte received for the current request
         self._eof = False
@@ -118,7 +118,8 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            self._fd = sock.fileno()
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
         self._host.pool._conns.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -382,8 +383,8 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
             and self._rpos == self._wpos
             and self._exc is None
             and self.usable()
-            and self._fd >= 0
-            and not _readable(self._fd)
+            and self._poller is not None
+            and not self._poller.poll(0)
         ):
             self._state = _IDLE
             self._rpos = self._wpos = self._scan = 0
