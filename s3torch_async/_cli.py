@@ -15,7 +15,7 @@ import sys
 from typing import Any, Callable, List, Optional, Sequence, TextIO
 
 from ._config import S3ClientConfig
-from ._errors import S3Exception
+from ._errors import S3Exception, location_note
 from ._uri import parse_s3_uri
 from ._version import __version__
 
@@ -244,10 +244,10 @@ def _bench_main() -> Optional[Callable[[List[str]], Any]]:
 
 
 def _report_failure(exc: S3Exception, command: str) -> None:
-    lines = [f"{PROG} {command}: {exc}"]
-    lines += [f"  {note}" for note in getattr(exc, "__notes__", ())]
-    if not getattr(exc, "__notes__", None) and exc.bucket:
-        lines.append(f"  {exc!r}")
+    notes = list(getattr(exc, "__notes__", ()))
+    if not notes:  # Python < 3.11 has no notes; say where all the same
+        notes = [note for note in (location_note(exc),) if note]
+    lines = [f"{PROG} {command}: {exc}", *(f"  {note}" for note in notes)]
     sys.stderr.write("\n".join(lines) + "\n")
 
 

@@ -76,10 +76,9 @@ class S3Exception(Exception):
         self.code = code
         self.status = status
         self.request_id = request_id
-        where = location(bucket, key)
-        named = any(where in str(arg) for arg in args)
-        if where and not named and hasattr(self, "add_note"):
-            self.add_note(f"{where} ({operation})" if operation else where)
+        note = location_note(self)
+        if note and hasattr(self, "add_note"):
+            self.add_note(note)
 
     def __repr__(self) -> str:
         parts = [repr(arg) for arg in self.args]
@@ -100,6 +99,17 @@ def location(bucket: Optional[str], key: Optional[str]) -> str:
     if not bucket:
         return ""
     return f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+
+
+def location_note(exc: S3Exception) -> str:
+    """``s3://bucket/key (Operation)`` for ``exc``, or ``""`` if its message already names it.
+
+    Also ``""`` when the bucket is unknown.
+    """
+    where = location(exc.bucket, exc.key)
+    if not where or any(where in str(arg) for arg in exc.args):
+        return ""
+    return f"{where} ({exc.operation})" if exc.operation else where
 
 
 def _rebuild(

@@ -78,7 +78,11 @@ def encode_sample(index: int) -> bytes:
     noise = torch.randint(0, 96, IMAGE_SHAPE, generator=gen, dtype=torch.int16)
     colour = torch.tensor([(label * 37) % 160, (label * 71) % 160, (label * 13) % 160])
     image = (noise + colour.view(3, 1, 1)).clamp(0, 255).to(torch.uint8)
-    return bytes([label]) + image.numpy().tobytes()
+    body = bytearray(1 + _IMAGE_BYTES)
+    body[0] = label
+    # Filled through a tensor view of the buffer: no numpy needed (torch does not require it).
+    torch.frombuffer(body, dtype=torch.uint8, offset=1).copy_(image.flatten())
+    return bytes(body)
 
 
 def decode_sample(reader: S3Reader) -> Tuple[torch.Tensor, int]:

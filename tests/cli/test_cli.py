@@ -231,3 +231,28 @@ def test_demo_against_an_endpoint_cleans_up_what_it_wrote(endpoint, bucket, boto
     assert f"objects under s3://{bucket}/s3torch-async-demo/" in proc.stdout
     listing: Any = boto_s3.list_objects_v2(Bucket=bucket)
     assert listing.get("KeyCount") == 0
+
+
+@pytest.mark.torch
+def test_demo_data_needs_no_numpy():
+    # torch does not depend on numpy, so a fresh `pip install "s3torch-async[demo]"` lacks it.
+    code = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "from s3torch_async._demo import _job\n"
+        "body = _job.encode_sample(13)\n"
+        "class Reader:\n"
+        "    bucket, key = 'b', 'k'\n"
+        "    def read(self): return body\n"
+        "image, label = _job.decode_sample(Reader())\n"
+        "assert (tuple(image.shape), label, len(body)) == ((3, 32, 32), 3, 3073)\n"
+        "assert bytes(image.flatten().tolist()) == body[1:]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
