@@ -1,19 +1,32 @@
-"""Development sessions: ``nox`` runs lint, typecheck and tests (the CI command)."""
+"""Development sessions: ``nox`` runs lint, typecheck and tests (the CI command).
+
+Development dependencies live in ``[dependency-groups]`` of pyproject.toml (PEP 735), so the
+published metadata carries only what users install. ``nox -s demo`` runs the demo; ``nox -s
+core`` runs the torch-free layers on every supported Python; neither is a default session.
+"""
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 
 import nox
 
+nox.needs_version = ">=2025.02.09"  # nox.project.dependency_groups
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 CONSTRAINTS = ("-c", "constraints.txt")
 PACKAGE = "s3torch_async"
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
+
+def _group(*names: str) -> tuple[str, ...]:
+    return nox.project.dependency_groups(PYPROJECT, *names)
 
 
 def _install_torch(session: nox.Session) -> None:
@@ -24,7 +37,7 @@ def _install_torch(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """Ruff (lint + format check) and the import-layering contract."""
-    session.install("ruff>=0.6", "import-linter>=2.1")
+    session.install(*_group("lint"), *CONSTRAINTS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     _install_torch(session)
@@ -36,7 +49,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Mypy --strict on the package."""
     _install_torch(session)
-    session.install("-e", ".[typecheck,test]", *CONSTRAINTS)
+    session.install("-e", ".[demo]", *_group("typecheck", "test"), *CONSTRAINTS)
     session.run("mypy", PACKAGE)
 
 
@@ -44,7 +57,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The full test suite against a moto server on loopback."""
     _install_torch(session)
-    session.install("-e", ".[test,dcp]", *CONSTRAINTS)
+    session.install("-e", ".[dcp,demo]", *_group("test"), *CONSTRAINTS)
     session.run("pytest", *session.posargs)
 
 
@@ -60,21 +73,16 @@ def _interpreter(version: str) -> str:
         return found[-1] if found else name
 
 
-@nox.session(python=[_interpreter(v) for v in ("3.11", "3.12", "3.13")])
+def _runtime_deps_without_torch() -> list[str]:
+    deps = PYPROJECT["project"]["dependencies"]
+    return [d for d in deps if re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0] != "torch"]
+
+
+@nox.session(python=[_interpreter(v) for v in SUPPORTED_PYTHONS])
 def core(session: nox.Session) -> None:
-    """The torch-free layers on several Pythons (catches the 3.12+ fork warnings)."""
-    session.install("-e", ".[test]", "--no-deps")
-    session.install(
-        "aiobotocore",
-        "aiohttp",
-        "anyio",
-        "pytest",
-        "pytest-asyncio",
-        "pytest-timeout",
-        "hypothesis",
-        "moto[server]",
-        "boto3",
-    )
+    """The torch-free layers on every supported Python (also catches 3.12+ fork warnings)."""
+    session.install("-e", ".", "--no-deps")
+    session.install(*_runtime_deps_without_torch(), *_group("test-core"))
     session.run(
         "pytest",
         "tests/unit",
@@ -87,9 +95,17 @@ def core(session: nox.Session) -> None:
     )
 
 
-@nox.session(python="3.11")
+@nox.session(python="3.11", default=False)
+def demo(session: nox.Session) -> None:
+    """The demo on an embedded S3 server: ``nox -s demo`` (``-- --help`` for its options)."""
+    _install_torch(session)
+    session.install("-e", ".[demo]", *CONSTRAINTS)
+    session.run("s3torch-async", "demo", *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks (never a default session): ``nox -s bench -- --quick``."""
     _install_torch(session)
-    session.install("-e", ".[bench]", *CONSTRAINTS)
+    session.install("-e", ".", *_group("bench"), *CONSTRAINTS)
     session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in-memory benchmarks.s3server; moto is far slower)",
     )
     parser.add_argument(
-        "--cases", help="comma-separated case numbers 1-6 (default: all)"
+        "--cases",
+        type=_cases_arg,
+        help="comma-separated case numbers 1-6 (default: all)",
     )
     parser.add_argument(
         "--clients",
@@ -133,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _csv_ints(text: Optional[str]) -> List[int]:
     return [int(x) for x in text.split(",") if x.strip()] if text else []
+
+
+def _cases_arg(text: str) -> str:
+    """Validate ``--cases`` while parsing, so a bad value is a usage error (exit 2)."""
+    try:
+        numbers = _csv_ints(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated case numbers, got {text!r}"
+        ) from None
+    known = sorted({bench.case for bench in catalogue()})
+    unknown = [n for n in numbers if n not in known]
+    if unknown or not numbers:
+        raise argparse.ArgumentTypeError(
+            f"unknown case number(s) {unknown or text!r}; known: "
+            + ",".join(map(str, known))
+        )
+    return text
 
 
 def _csv(text: Optional[str]) -> List[str]:

@@ -8,7 +8,9 @@ Exception tree::
     RuntimeError               runner misuse, cross-loop use, use after close
 
 Messages for the common service errors are the reference connector's exact strings
-(``Service error: The key does not exist``...), because user code compares ``str(e)``.
+(``Service error: The key does not exist``...), because user code compares ``str(e)``. The
+bucket and key still reach the user: ``repr(e)`` shows every known attribute, and on Python
+3.11+ a note such as ``s3://bucket/key (GetObject)`` is printed under the traceback.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ NO_CREDENTIALS = "Client error: No signing credentials found"
 INVALID_PART_SIZE = "invalid configuration: part size must be at between 5MiB and 5GiB"
 
 
+_ATTRIBUTES = ("bucket", "key", "operation", "code", "status", "request_id")
+
+
 class S3Exception(Exception):
     """An S3 request failed.
 
-    ``str(e)`` is the message; the keyword attributes say where and why, when known.
+    ``str(e)`` is the message; the keyword attributes say where and why, when known. When the
+    bucket is known and the message does not already name it, the exception carries a note
+    (``add_note``, Python 3.11+) naming the object and the operation.
 
     Args:
         message: Human-readable description (the reference connector's wording where one exists).
@@ -69,10 +76,40 @@ class S3Exception(Exception):
         self.code = code
         self.status = status
         self.request_id = request_id
+        note = location_note(self)
+        if note and hasattr(self, "add_note"):
+            self.add_note(note)
+
+    def __repr__(self) -> str:
+        parts = [repr(arg) for arg in self.args]
+        parts += [
+            f"{name}={getattr(self, name, None)!r}"
+            for name in _ATTRIBUTES
+            if getattr(self, name, None) is not None
+        ]
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep args and the keyword attributes across pickling (DataLoader workers).
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def location(bucket: Optional[str], key: Optional[str]) -> str:
+    """``s3://bucket/key`` (or ``s3://bucket``), or ``""`` when the bucket is unknown."""
+    if not bucket:
+        return ""
+    return f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+
+
+def location_note(exc: S3Exception) -> str:
+    """``s3://bucket/key (Operation)`` for ``exc``, or ``""`` if its message already names it.
+
+    Also ``""`` when the bucket is unknown.
+    """
+    where = location(exc.bucket, exc.key)
+    if not where or any(where in str(arg) for arg in exc.args):
+        return ""
+    return f"{where} ({exc.operation})" if exc.operation else where
 
 
 def _rebuild(

@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,6 @@ import pytest
 from benchmarks import _cases, _report, run
 from benchmarks._cases import Bench, Variant
 from benchmarks.s3server import S3Server
-from s3torch_async import __main__ as cli
 
 boto3 = pytest.importorskip("boto3")
 
@@ -219,32 +216,3 @@ def test_missing_requirement_says_installed_or_not_landed():
         _cases.missing(("s3torch_async.no_such_module",))
         == "s3torch_async.no_such_module has not landed yet"
     )
-
-
-def test_cli_bench_runs_the_harness_from_the_repo_root(monkeypatch, capsys):
-    monkeypatch.chdir(REPO_ROOT)
-    assert cli.main(["bench", "--list", "--cases", "4"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("4 ")
-    assert "s3torch-async/list_objects" in out
-
-
-def test_cli_without_a_command_prints_usage_and_exits_2(capsys):
-    assert cli.main([]) == 2
-    assert "usage: s3torch-async bench" in capsys.readouterr().err
-
-
-def test_cli_outside_a_checkout_names_the_repo_command_and_exits_2(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "s3torch_async", "bench", "--quick"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert "python -m benchmarks.run" in proc.stderr
-    assert proc.stdout == ""

@@ -97,7 +97,7 @@ async def test_bad_uri_and_missing_bucket(endpoint):
             await collect(ds)
     async with from_prefix("s3://no-such-bucket-s3torch-async/", endpoint) as ds:
         with pytest.raises(
-            S3Exception, match=r"^Service error: The bucket does not exist$"
+            S3Exception, match=r"^Service error: The bucket does not exist(\n|$)"
         ):
             await collect(ds)
 
