@@ -104,6 +104,23 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def docs(session: nox.Session) -> None:
+    """The documentation site (Sphinx + MyST), warnings as errors: docs/_build/html."""
+    _install_torch(session)
+    session.install("-e", ".", *_group("docs"), *CONSTRAINTS)
+    session.run(
+        "sphinx-build",
+        "-W",
+        "-n",
+        "--keep-going",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+    )
+
+
+@nox.session(python="3.11", default=False)
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks (never a default session): ``nox -s bench -- --quick``."""
     _install_torch(session)

@@ -45,7 +45,7 @@ class UserAgent:
 
     @property
     def prefix(self) -> str:
-        """The full prefix: the default prefix plus the non-empty comments."""
+        """The default prefix followed by the non-empty comments."""
         comments = [c for c in self._comments if c]
         suffix = f" ({'; '.join(comments)})" if comments else ""
         return self.get_default_prefix() + suffix

@@ -637,7 +637,10 @@ class ListObjectsPager:
     """Async iterator over the pages of one listing; resumable from ``continuation_token``.
 
     Attributes:
-        bucket, prefix, delimiter, max_keys: The listing's parameters.
+        bucket: Bucket being listed.
+        prefix: Key prefix of the listing.
+        delimiter: Delimiter that groups keys into common prefixes (``""`` for none).
+        max_keys: Keys per page (1..1000).
         continuation_token: Token of the next page to fetch (``None`` before the first page).
         complete: No more pages remain.
     """

@@ -438,7 +438,10 @@ class ListObjectStream:
     """Lazy, picklable iterator over listing pages; a pickled stream resumes at the next page.
 
     Attributes:
-        bucket, prefix, delimiter, max_keys: The listing's parameters.
+        bucket: Bucket being listed.
+        prefix: Key prefix of the listing.
+        delimiter: Delimiter that groups keys into common prefixes (``""`` for none).
+        max_keys: Keys per page (1..1000).
         continuation_token: Token of the next page.
         complete: No more pages remain.
     """
