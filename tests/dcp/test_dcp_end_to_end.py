@@ -178,8 +178,12 @@ def test_overwrite_replaces_an_existing_checkpoint(
     save(state_dict(0), path, endpoint)
     second = state_dict(1)
     save(second, path, endpoint)
-    # .metadata.tmp was renamed over the old .metadata.
-    assert keys(boto_s3, bucket) == ["ckpt/.metadata", "ckpt/__0_0.distcp"]
+    # The new data file has a name of its own; the superseded one is gone.
+    now = keys(boto_s3, bucket)
+    assert now[0] == "ckpt/.metadata"
+    assert len(now) == 2
+    assert now[1] != "ckpt/__0_0.distcp"
+    assert now[1].startswith("ckpt/__0_")
     loaded = zeros_like(second)
     load(loaded, path, endpoint)
     assert_equal(loaded, second)
