@@ -24,6 +24,7 @@ import os
 import pickle
 import posixpath
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -510,13 +511,34 @@ class S3StorageWriter(FileSystemWriter):
         previous = self._files_of(metadata_path) if self._replacing else set()
         with self.fs.create_stream(metadata_path, "wb") as stream:
             pickle.dump(metadata, stream)
-        superseded = previous - {info.relative_path for info in storage_data.values()}
+        current = {info.relative_path for info in storage_data.values()}
+        superseded = previous - current
+        if self._replacing:
+            superseded |= self._orphans(previous | current) - current
         for name in sorted(superseded):
             self.fs.rm_file(self.fs.concat_path(self.path, name))
         if superseded:
             logger.debug(
                 "Deleted %d data files superseded at %s", len(superseded), self.path
             )
+
+    def _orphans(self, names: Set[str]) -> Set[str]:
+        """Data files of earlier failed saves in the folders of ``names`` (by name pattern).
+
+        A save that failed on another rank leaves this rank's files behind: nothing refers
+        to them. Only direct children of those folders whose names carry a save token match.
+        """
+        found: Set[str] = set()
+        base = _path_to_str(self.path).rstrip("/")
+        for folder in sorted({posixpath.dirname(name) for name in names}):
+            bucket, prefix = parse_s3_uri(posixpath.join(base, folder, ""))
+            listing = self.fs._client.list_objects(bucket, prefix, delimiter="/")
+            for page in listing:
+                for info in page.object_info:
+                    name = info.key[len(prefix) :]
+                    if _GENERATED_NAME.search(name):
+                        found.add(posixpath.join(folder, name))
+        return found
 
     def _files_of(self, metadata_path: Union[str, os.PathLike[str]]) -> Set[str]:
         """Data files the committed checkpoint at ``metadata_path`` refers to."""
@@ -666,6 +688,10 @@ class _WriteTracker:
         with self._cond:
             self._cond.wait_for(lambda: self._inflight == 0)
             return list(self._written), list(self._errors)
+
+
+# "{prefix}{token}_{n}.distcp": the data files of a save that replaced a checkpoint.
+_GENERATED_NAME = re.compile(r"_[0-9a-f]{12}_[0-9]+\.distcp$")
 
 
 def _unwritten(items: List[WriteItem], results: List[WriteResult]) -> List[WriteItem]:

@@ -66,12 +66,6 @@ def assert_same(actual: Dict[str, Any], expected: Dict[str, Any]) -> None:
     assert actual["step"] == expected["step"]
 
 
-@pytest.fixture
-def proxy(moto_endpoint: str):
-    with FaultProxy(moto_endpoint) as running:
-        yield running
-
-
 # torch lets the error of its extra write thread escape that thread (the writer still sees it).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("failing_file", [0, 1], ids=["file_0", "file_1"])
@@ -135,3 +129,23 @@ def test_replacing_commits_with_one_metadata_put_then_deletes_old_files(
     assert len(latest) == 3
     assert not set(latest[1:]) & set(now[1:])
     assert_same(load(path, proxy.url), third)
+
+
+def test_commit_removes_files_left_by_a_save_that_failed_on_another_rank(
+    proxy: FaultProxy, bucket: str, boto_s3: Any, put: Any
+) -> None:
+    path = f"s3://{bucket}/ckpt"
+    save(state_dict(0), path, proxy.url)
+    # What a save that failed on another rank leaves: a file with a save token, unreferenced.
+    put("ckpt/__1_0123456789ab_0.distcp", b"orphan")
+    # Not ours to delete: other names, and another checkpoint's files in a sub-folder.
+    put("ckpt/notes.txt", b"keep")
+    put("ckpt/nested/__0_0123456789ab_0.distcp", b"keep")
+    put("ckpt/nested/.metadata", b"keep")
+    second = state_dict(1)
+    save(second, path, proxy.url)
+    now = keys(boto_s3, bucket)
+    assert "ckpt/__1_0123456789ab_0.distcp" not in now
+    for kept in ("ckpt/notes.txt", "ckpt/nested/__0_0123456789ab_0.distcp"):
+        assert kept in now
+    assert_same(load(path, proxy.url), second)
