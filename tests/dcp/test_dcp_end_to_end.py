@@ -23,7 +23,7 @@ from s3torch_async.dcp import (
     S3StorageWriter,
 )
 from s3torch_async.s3reader import S3ReaderConstructor
-from tests.dcp._helpers import NO_RETRY, REGION
+from tests.dcp._helpers import NO_RETRY, REGION, load
 
 pytestmark = [
     pytest.mark.torch,
@@ -91,17 +91,6 @@ def save(sd: Dict[str, Any], path: str, endpoint: str, **kwargs: Any) -> None:
         REGION, path, s3client_config=NO_RETRY, endpoint=endpoint, **kwargs
     )
     state_dict_saver.save(sd, storage_writer=writer)
-
-
-def load(sd: Dict[str, Any], path: str, endpoint: str, constructor: Any = None) -> None:
-    reader = S3StorageReader(
-        REGION,
-        path,
-        s3client_config=NO_RETRY,
-        reader_constructor=constructor,
-        endpoint=endpoint,
-    )
-    state_dict_loader.load(sd, storage_reader=reader)
 
 
 def test_save_writes_one_data_file_and_metadata(

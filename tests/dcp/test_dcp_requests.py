@@ -12,7 +12,7 @@ from torch.distributed.checkpoint import state_dict_loader, state_dict_saver
 from s3torch_async.dcp import S3StorageReader, S3StorageWriter
 from s3torch_async.s3reader import S3ReaderConstructor
 from tests._faultproxy import FaultProxy
-from tests.dcp._helpers import NO_RETRY, REGION
+from tests.dcp._helpers import NO_RETRY, REGION, load
 
 pytestmark = [
     pytest.mark.torch,
@@ -174,14 +174,7 @@ def test_full_load_opens_one_hooked_stream_per_file(
 ) -> None:
     path, size = checkpoint
     sd: Dict[str, Any] = {k: torch.zeros_like(v) for k, v in model_state().items()}
-    reader = S3StorageReader(
-        REGION,
-        path,
-        s3client_config=NO_RETRY,
-        reader_constructor=S3ReaderConstructor.dcp_optimized(gap),
-        endpoint=endpoint,
-    )
-    state_dict_loader.load(sd, storage_reader=reader)
+    load(sd, path, endpoint, S3ReaderConstructor.dcp_optimized(gap))
     for name, tensor in model_state().items():
         assert torch.equal(sd[name], tensor)
     calls = data_file_calls(hook_calls)
@@ -203,14 +196,7 @@ def test_partial_load_opens_one_hooked_stream_per_group_in_ascending_order(
 ) -> None:
     path, _ = checkpoint
     sd: Dict[str, Any] = weights_only()
-    reader = S3StorageReader(
-        REGION,
-        path,
-        s3client_config=NO_RETRY,
-        reader_constructor=S3ReaderConstructor.dcp_optimized(gap),
-        endpoint=endpoint,
-    )
-    state_dict_loader.load(sd, storage_reader=reader)
+    load(sd, path, endpoint, S3ReaderConstructor.dcp_optimized(gap))
     calls = data_file_calls(hook_calls)
     assert len(calls) == expected_calls
     weights = weight_ranges(path, endpoint)
@@ -241,14 +227,7 @@ def test_a_stream_returned_by_a_patched_hook_is_what_gets_read(
     monkeypatch.setattr(S3Client, "_get_object_stream", wrapped)
     path, _ = checkpoint
     sd: Dict[str, Any] = weights_only()
-    reader = S3StorageReader(
-        REGION,
-        path,
-        s3client_config=NO_RETRY,
-        reader_constructor=S3ReaderConstructor.dcp_optimized(0),
-        endpoint=endpoint,
-    )
-    state_dict_loader.load(sd, storage_reader=reader)
+    load(sd, path, endpoint, S3ReaderConstructor.dcp_optimized(0))
     for name, tensor in model_state().items():
         if name.endswith("weight"):
             assert torch.equal(sd[name], tensor)
@@ -261,14 +240,7 @@ def test_range_based_reader_reads_through_the_hook(
 ) -> None:
     path, _ = checkpoint
     sd: Dict[str, Any] = weights_only()
-    reader = S3StorageReader(
-        REGION,
-        path,
-        s3client_config=NO_RETRY,
-        reader_constructor=S3ReaderConstructor.range_based(buffer_size=0),
-        endpoint=endpoint,
-    )
-    state_dict_loader.load(sd, storage_reader=reader)
+    load(sd, path, endpoint, S3ReaderConstructor.range_based(buffer_size=0))
     for name, tensor in model_state().items():
         if name.endswith("weight"):
             assert torch.equal(sd[name], tensor)
