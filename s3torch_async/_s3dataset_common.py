@@ -4,13 +4,17 @@ Besides the reference's helpers (``parse_s3_uri``, ``get_objects_from_prefix``,
 ``get_objects_from_uris``, ``identity``) this module owns the two process lookups the datasets
 shard by: :func:`get_rank_and_world_size` and :func:`get_worker_info`. Both are read when an
 iteration starts, never at construction, so a dataset built before
-``torch.distributed.init_process_group`` still shards by rank.
+``torch.distributed.init_process_group`` still shards by rank. A DataLoader worker started with
+spawn or forkserver has no process group of its own, so the datasets also capture the rank when
+they are pickled for the workers (:func:`captured_rank`) and :func:`resolve_rank` prefers it
+there.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
@@ -26,6 +30,7 @@ __all__ = [
     "get_worker_info",
     "identity",
     "parse_s3_uri",
+    "resolve_rank",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,17 +88,60 @@ def parse_object_uris(object_uris: Union[str, Iterable[str]]) -> List[S3BucketKe
 
 
 def get_rank_and_world_size() -> Tuple[int, int]:
-    """``(rank, world_size)`` from ``torch.distributed`` when it is initialized, else ``(0, 1)``.
+    """``(rank, world_size)`` of this process, else ``(0, 1)``.
 
-    The datasets call this at the start of every iteration.
+    From ``torch.distributed`` when it is initialized here; otherwise from torchrun's
+    ``RANK``/``WORLD_SIZE`` environment variables when both are set.
     """
+    live = _process_group_rank()
+    if live is not None:
+        return live
+    return _env_rank() or (0, 1)
+
+
+def captured_rank() -> Optional[Tuple[int, int]]:
+    """``(rank, world_size)`` of the process group initialized in this process, else ``None``.
+
+    The datasets record it when they are pickled (for spawn/forkserver DataLoader workers),
+    because only the process that owns the group knows it.
+    """
+    return _process_group_rank()
+
+
+def resolve_rank(captured: Optional[Tuple[int, int]]) -> Tuple[int, int]:
+    """The rank to shard by: this process's group, else ``captured``, else the environment.
+
+    Args:
+        captured: What :func:`captured_rank` returned in the process that pickled the dataset.
+    """
+    if captured is not None and _process_group_rank() is None:
+        return captured
+    return get_rank_and_world_size()
+
+
+def _process_group_rank() -> Optional[Tuple[int, int]]:
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover - torch is a dependency
-        return 0, 1
+        return None
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return None
+
+
+def _env_rank() -> Optional[Tuple[int, int]]:
+    try:
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    except (KeyError, ValueError):
+        return None
+    if world_size < 1 or not 0 <= rank < world_size:
+        logger.warning(
+            "Ignoring RANK=%s WORLD_SIZE=%s: not a rank of that world size",
+            rank,
+            world_size,
+        )
+        return None
+    return rank, world_size
 
 
 def get_worker_info() -> Tuple[int, int]:

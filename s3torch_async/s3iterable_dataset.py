@@ -8,7 +8,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, Callable, Deque, Dict, List, Optional, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 import torch.utils.data
 
@@ -95,7 +95,10 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
     order: item ``i`` goes to rank ``i % world_size``, then within the rank to DataLoader worker
     ``j % num_workers``. Unlike the reference, rank and world size are read from
     ``torch.distributed`` **when each iteration starts**, so a dataset built before
-    ``init_process_group`` shards correctly. Without sharding every worker yields every item.
+    ``init_process_group`` shards correctly. In a spawn/forkserver DataLoader worker, which has
+    no process group, the rank recorded when the dataset was pickled for the worker is used;
+    without a process group anywhere, torchrun's ``RANK``/``WORLD_SIZE``. Without sharding
+    every worker yields every item.
 
     Args:
         region: AWS region of the bucket.
@@ -161,6 +164,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         self._epoch = 0
         self._resume_skip: Optional[int] = None
         self._progress: Optional[_Progress] = None
+        # (rank, world_size) recorded when pickled by the process that owns the group.
+        self._captured_rank: Optional[Tuple[int, int]] = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -351,6 +356,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         state["_client"] = None
         state["_progress"] = None
         state["_resume_skip"] = None
+        # A spawn/forkserver worker has no process group: hand it the rank known here.
+        state["_captured_rank"] = _common.captured_rank() or self._captured_rank
         return state
 
     # -- iteration ----------------------------------------------------------------------------
@@ -373,7 +380,9 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
     def _selection(self, epoch: int, skip: int) -> Selection:
         offset, stride = 0, 1
         if self._enable_sharding:
-            rank, world_size = _common.get_rank_and_world_size()
+            rank, world_size = _common.resolve_rank(
+                getattr(self, "_captured_rank", None)
+            )
             worker_id, num_workers = _common.get_worker_info()
             offset, stride = shard_slot(rank, world_size, worker_id, num_workers)
         return Selection(
@@ -476,6 +485,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                     continue
                 if not batch:
                     finished = True
+                    if progress.yielded == 0 and isinstance(source, _PrefixSource):
+                        _warn_if_prefix_empty(client, source)
                     return
                 for prefetched in batch:
                     if fed is not None:
@@ -567,6 +578,17 @@ class _FedSource:
 
 
 _Source = Union[_PrefixSource, _ListSource, _FedSource]
+
+
+def _warn_if_prefix_empty(client: S3Client, source: _PrefixSource) -> None:
+    # An iteration that yielded nothing may just be an empty shard; one 1-key listing tells.
+    page = next(iter(client.list_objects(source.bucket, source.prefix, max_keys=1)))
+    if not page.object_info:
+        logger.warning(
+            "S3IterableDataset: s3://%s/%s lists no objects; the dataset is empty",
+            source.bucket,
+            source.prefix,
+        )
 
 
 def _partial(fn: Callable[..., Any], arg: Any) -> Callable[[S3Client], Any]:

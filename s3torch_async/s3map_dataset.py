@@ -236,6 +236,11 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
                 _list_prefix, bucket, prefix, progress
             )
             progress.done(len(items))
+            if not items:
+                logger.warning(
+                    "S3MapDataset: %s lists no objects; the dataset is empty",
+                    progress.where,
+                )
             return items
         items = []
         source = f"{type(self).__name__}"

@@ -1,9 +1,18 @@
 """``torch.distributed.checkpoint`` on S3: ``S3FileSystem``, ``S3StorageWriter``, ``S3StorageReader``.
 
 The storage classes are torch's ``FileSystemWriter``/``FileSystemReader`` with their file system
-swapped for :class:`S3FileSystem`, so planning, file layout and the ``.metadata`` commit
-(write ``.metadata.tmp``, delete ``.metadata``, rename) are torch's own. S3 has no rename: it
-is a server-side copy followed by a delete, and is not atomic.
+swapped for :class:`S3FileSystem`, so planning and file layout are torch's own. The commit is
+not: torch writes ``.metadata.tmp``, deletes ``.metadata`` and renames, which on S3 (copy, then
+delete) leaves moments with no ``.metadata`` and overwrites the data files of the checkpoint
+being replaced before the new one commits. :class:`S3StorageWriter` instead
+
+* writes ``.metadata`` last, with one PUT (S3 replaces an object atomically);
+* on a path that already holds a checkpoint, names its data files ``{prefix}{token}_{n}.distcp``
+  with a token new to this save, so the old checkpoint stays intact and loadable until the new
+  ``.metadata`` replaces the old one, then deletes the data files only the old one used;
+* keeps the reference's names (``{prefix}{n}.distcp``) on a fresh path;
+* raises when any of its data files fails (torch drops the error of a write thread other than
+  its first), deleting the files it wrote for the failed save.
 """
 
 from __future__ import annotations
@@ -12,23 +21,36 @@ import dataclasses
 import io
 import logging
 import os
+import pickle
 import posixpath
 import random
+import re
+import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Union, overload
+from typing import Any, List, Optional, Set, Union, overload
 
 import torch
 from torch.distributed.checkpoint.filesystem import (
+    CURRENT_DCP_VERSION,
     FileSystemBase,
     FileSystemReader,
     FileSystemWriter,
 )
-from torch.distributed.checkpoint.planner import LoadPlan, SavePlan
+from torch.distributed.checkpoint.metadata import Metadata
+from torch.distributed.checkpoint.planner import (
+    LoadPlan,
+    SavePlan,
+    SavePlanner,
+    WriteItem,
+)
+from torch.distributed.checkpoint.storage import WriteResult
+from torch.futures import Future
 
 from .._config import S3ClientConfig
 from .._errors import OBJECT_NOT_FOUND, S3Exception
@@ -83,6 +105,8 @@ class S3FileSystem(FileSystemBase):
         endpoint: Optional[str] = None,
     ) -> None:
         self._path: Union[str, os.PathLike[str]] = ""
+        # What "wb" streams did, so a writer sees failures torch's write threads drop.
+        self._writes = _WriteTracker()
         self._reader_constructor: ReaderConstructor = (
             reader_constructor or S3ReaderConstructor.default()
         )
@@ -131,8 +155,16 @@ class S3FileSystem(FileSystemBase):
         bucket, key = parse_s3_uri(path_str)
         if mode == "wb":
             logger.debug("create_stream writable for %s", path_str)
-            with self._client.put_object(bucket, key) as writer:
-                yield writer
+            self._writes.begin()
+            error: Optional[BaseException] = None
+            try:
+                with self._client.put_object(bucket, key) as writer:
+                    yield writer
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                self._writes.end(path_str, error)
         elif mode == "rb":
             logger.debug("create_stream readable for %s", path_str)
             with self._client.get_object(
@@ -376,9 +408,37 @@ class S3StorageWriter(FileSystemWriter):
         )
         self.path = self.fs.init_path(path)
         self.prefix_strategy = prefix_strategy or DefaultPrefixStrategy()
+        # Whether this save replaces a checkpoint (found by torch's prepare_local_plan).
+        self._replacing = False
+
+    def _metadata_exists(self) -> bool:
+        self._replacing = bool(super()._metadata_exists())
+        return self._replacing
+
+    def _generation(self) -> str:
+        # Data files of a save that replaces a checkpoint get names no committed checkpoint uses.
+        return f"{uuid.uuid4().hex[:12]}_" if self._replacing else ""
+
+    def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
+        """Check for an existing checkpoint (torch's ``overwrite`` rule) and plan this rank.
+
+        Args:
+            plan: This rank's save plan.
+
+        Returns:
+            SavePlan: The plan; without a process group it carries this rank's file prefix.
+        """
+        plan = super().prepare_local_plan(plan)
+        if not self.use_collectives and self.rank is not None:
+            prefix = self.prefix_strategy(self.rank) + self._generation()
+            plan = dataclasses.replace(plan, storage_data=StorageMetadata(prefix))
+        return plan
 
     def prepare_global_plan(self, plans: List[SavePlan]) -> List[SavePlan]:
         """Give each rank's plan the file prefix chosen by the prefix strategy.
+
+        When the path already holds a checkpoint, a token new to this save follows the
+        prefix, so no data file of that checkpoint is overwritten.
 
         Args:
             plans: The ranks' save plans, in rank order.
@@ -386,12 +446,114 @@ class S3StorageWriter(FileSystemWriter):
         Returns:
             List[SavePlan]: The plans with ``storage_data=StorageMetadata(prefix)``.
         """
+        generation = self._generation()
         return [
             dataclasses.replace(
-                plan, storage_data=StorageMetadata(self.prefix_strategy(rank))
+                plan,
+                storage_data=StorageMetadata(self.prefix_strategy(rank) + generation),
             )
             for rank, plan in enumerate(plans)
         ]
+
+    def write_data(
+        self, plan: SavePlan, planner: SavePlanner
+    ) -> Future[List[WriteResult]]:
+        """Write this rank's data files; raise if any of them failed.
+
+        Args:
+            plan: This rank's final save plan.
+            planner: The planner that resolves the data.
+
+        Returns:
+            Future[List[WriteResult]]: Done; one result per item of ``plan``.
+
+        Raises:
+            S3Exception: A data file could not be written. The files this rank wrote for this
+                save are deleted (no committed checkpoint refers to them).
+        """
+        tracker = self.fs._writes
+        tracker.reset()
+        results: List[WriteResult] = []
+        try:
+            results = super().write_data(plan, planner).wait()
+        except BaseException as exc:
+            tracker.fail(exc)  # raised outside a stream, or by torch's first thread
+        # torch does not wait for its other write threads when one fails.
+        written, errors = tracker.wait_idle()
+        missing = _unwritten(plan.items, results)
+        if errors or missing:
+            for path in written:
+                self.fs.rm_file(path)
+            if errors:
+                raise errors[0]
+            raise S3Exception(
+                f"{len(missing)} items of the checkpoint at {self.path} were not written"
+            )
+        future: Future[List[WriteResult]] = Future()
+        future.set_result(results)
+        return future
+
+    def finish(self, metadata: Metadata, results: List[List[WriteResult]]) -> None:
+        """Commit: write ``.metadata`` with one PUT, then delete superseded data files.
+
+        Args:
+            metadata: The checkpoint's metadata (storage data is filled in here).
+            results: Every rank's write results.
+        """
+        metadata.version = CURRENT_DCP_VERSION
+        storage_data = {}
+        for rank_results in results:
+            storage_data.update({r.index: r.storage_data for r in rank_results})
+        metadata.storage_data = storage_data
+        metadata.storage_meta = self.storage_meta()
+        rank = None if self.use_collectives else self.rank
+        metadata_path = self._get_metadata_path(rank)
+        previous = self._files_of(metadata_path) if self._replacing else set()
+        with self.fs.create_stream(metadata_path, "wb") as stream:
+            pickle.dump(metadata, stream)
+        current = {info.relative_path for info in storage_data.values()}
+        superseded = previous - current
+        if self._replacing:
+            superseded |= self._orphans(previous | current) - current
+        for name in sorted(superseded):
+            self.fs.rm_file(self.fs.concat_path(self.path, name))
+        if superseded:
+            logger.debug(
+                "Deleted %d data files superseded at %s", len(superseded), self.path
+            )
+
+    def _orphans(self, names: Set[str]) -> Set[str]:
+        """Data files of earlier failed saves in the folders of ``names`` (by name pattern).
+
+        A save that failed on another rank leaves this rank's files behind: nothing refers
+        to them. Only direct children of those folders whose names carry a save token match.
+        """
+        found: Set[str] = set()
+        base = _path_to_str(self.path).rstrip("/")
+        for folder in sorted({posixpath.dirname(name) for name in names}):
+            bucket, prefix = parse_s3_uri(posixpath.join(base, folder, ""))
+            listing = self.fs._client.list_objects(bucket, prefix, delimiter="/")
+            for page in listing:
+                for info in page.object_info:
+                    name = info.key[len(prefix) :]
+                    if _GENERATED_NAME.search(name):
+                        found.add(posixpath.join(folder, name))
+        return found
+
+    def _files_of(self, metadata_path: Union[str, os.PathLike[str]]) -> Set[str]:
+        """Data files the committed checkpoint at ``metadata_path`` refers to."""
+        try:
+            with self.fs.create_stream(metadata_path, "rb") as stream:
+                old: Metadata = pickle.load(stream)
+            return {info.relative_path for info in (old.storage_data or {}).values()}
+        except Exception:  # an unreadable old checkpoint only means no cleanup
+            logger.warning(
+                "Could not read the checkpoint being replaced at %s; its data files are "
+                "left in place",
+                metadata_path,
+                exc_info=True,
+            )
+            return set()
 
     @classmethod
     def validate_checkpoint_id(
@@ -488,6 +650,53 @@ class S3StorageReader(FileSystemReader):
             bool: True for a ``pathlib.Path`` or a valid ``s3://`` URI.
         """
         return S3FileSystem.validate_checkpoint_id(checkpoint_id)
+
+
+class _WriteTracker:
+    """Objects written, errors raised, and writes in flight through one ``S3FileSystem``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._written: List[str] = []
+        self._errors: List[BaseException] = []
+
+    def reset(self) -> None:
+        with self._cond:
+            self._written, self._errors = [], []
+
+    def begin(self) -> None:
+        with self._cond:
+            self._inflight += 1
+
+    def end(self, path: str, error: Optional[BaseException]) -> None:
+        with self._cond:
+            self._inflight -= 1
+            if error is None:
+                self._written.append(path)
+            else:
+                self._errors.append(error)
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            if all(error is not seen for seen in self._errors):
+                self._errors.append(error)
+
+    def wait_idle(self) -> tuple[List[str], List[BaseException]]:
+        """Wait until no write is in flight; the paths written and errors since ``reset``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._inflight == 0)
+            return list(self._written), list(self._errors)
+
+
+# "{prefix}{token}_{n}.distcp": the data files of a save that replaced a checkpoint.
+_GENERATED_NAME = re.compile(r"_[0-9a-f]{12}_[0-9]+\.distcp$")
+
+
+def _unwritten(items: List[WriteItem], results: List[WriteResult]) -> List[WriteItem]:
+    written = {result.index for result in results}
+    return [item for item in items if item.index not in written]
 
 
 def _path_to_str(path: Union[str, os.PathLike[str]]) -> str:

@@ -126,6 +126,7 @@ class CoreBackend:
     def __init__(
         self, get_stream: Any, size: Optional[int], etag: Optional[str]
     ) -> None:
+        self._get_stream = get_stream
         self._client = get_stream.client
         self._bucket: str = get_stream.bucket
         self._key: str = get_stream.key
@@ -167,13 +168,57 @@ class CoreBackend:
         return int(self._call(_op_load, pos, view))
 
     def get_into(self, pos: int, view: memoryview) -> int:
+        foreign = self._open_hook(pos, pos + len(view))
+        if foreign is not None:
+            return _copy_stream(foreign, view)
         return int(self._call(_op_get_into, pos, view))
 
     def prefetch(self, pos: int) -> None:
         self._call(_op_prefetch, pos)
 
     def open_stream(self, groups: Sequence[Group]) -> PieceStream:
-        return _CoreStream(self, group_pieces(groups, self.part_size))
+        # The reference's request hook sees one call per group, in ascending order.
+        opened = [(group, self._open_hook(group.start, group.end)) for group in groups]
+        if all(foreign is None for _group, foreign in opened):
+            return _CoreStream(self, group_pieces(groups, self.part_size))
+        return _IterStream(self._mixed(opened))
+
+    def _open_hook(self, start: int, end: int) -> Optional[Iterator[Data]]:
+        """Call ``S3Client._get_object_stream`` for ``[start, end)``: the reference's hook.
+
+        Users patch it to count or trace requests. ``None`` when it returned the client's own
+        lazy stream untouched (the core then fetches the range, in parallel parts); otherwise
+        the iterator it returned, read as is.
+        """
+        stream = self._get_stream(start, end)
+        if (
+            getattr(stream, "_client", None) is self._client
+            and getattr(stream, "bucket", None) == self._bucket
+            and getattr(stream, "key", None) == self._key
+            and getattr(stream, "_end", None) == end
+            and callable(getattr(stream, "tell", None))
+            and stream.tell() == start
+        ):
+            return None
+        chunks: Iterator[Data] = iter(stream)
+        return chunks
+
+    def _mixed(
+        self, opened: List[Tuple[Group, Optional[Iterator[Data]]]]
+    ) -> Iterator[Chunk]:
+        for group, foreign in opened:
+            if foreign is None:
+                stream = _CoreStream(self, group_pieces([group], self.part_size))
+                try:
+                    while (chunk := stream.next()) is not None:
+                        yield chunk
+                finally:
+                    stream.close()
+            else:
+                pos = group.start
+                for data in foreign:
+                    yield pos, data
+                    pos += _nbytes(data)
 
     def close(self) -> None:
         core, self._core = self._core, None
@@ -269,6 +314,18 @@ async def _op_stream_next(core: AsyncS3Reader, cs: _CoreStream) -> Optional[Chun
     return item
 
 
+def _copy_stream(chunks: Iterator[Data], view: memoryview) -> int:
+    done = 0
+    for chunk in chunks:
+        mv = memoryview(chunk).cast("B")
+        n = min(len(mv), len(view) - done)
+        view[done : done + n] = mv[:n]
+        done += n
+        if done == len(view):
+            break
+    return done
+
+
 # -- a plain get_stream callable --------------------------------------------------------------
 
 
@@ -335,15 +392,7 @@ class StreamBackend:
         return nbytes
 
     def get_into(self, pos: int, view: memoryview) -> int:
-        done = 0
-        for chunk in self._open(pos, pos + len(view)):
-            mv = memoryview(chunk).cast("B")
-            n = min(len(mv), len(view) - done)
-            view[done : done + n] = mv[:n]
-            done += n
-            if done == len(view):
-                break
-        return done
+        return _copy_stream(self._open(pos, pos + len(view)), view)
 
     def prefetch(self, pos: int) -> None:
         return None

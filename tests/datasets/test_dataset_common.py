@@ -11,12 +11,14 @@ from s3torch_async._s3_bucket_iterable import S3BucketIterable
 from s3torch_async._s3bucket_key_data import S3BucketKeyData
 from s3torch_async._s3client import S3Client
 from s3torch_async._s3dataset_common import (
+    captured_rank,
     get_objects_from_prefix,
     get_objects_from_uris,
     get_rank_and_world_size,
     get_worker_info,
     identity,
     parse_s3_uri,
+    resolve_rank,
 )
 from tests.datasets._helpers import CONFIG, REGION, listings
 
@@ -49,6 +51,21 @@ def test_identity_and_process_lookups_outside_workers():
     assert identity(obj) is obj
     assert get_rank_and_world_size() == (0, 1)
     assert get_worker_info() == (0, 1)
+
+
+def test_rank_falls_back_to_torchrun_environment(monkeypatch, caplog):
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert get_rank_and_world_size() == (2, 3)
+    assert captured_rank() is None  # only a live process group is captured
+    # A rank recorded by the process that pickled the dataset wins over the environment.
+    assert resolve_rank((1, 4)) == (1, 4)
+    assert resolve_rank(None) == (2, 3)
+    monkeypatch.setenv("RANK", "3")
+    assert get_rank_and_world_size() == (0, 1)
+    assert "Ignoring RANK=3 WORLD_SIZE=3" in caplog.text
+    monkeypatch.setenv("RANK", "x")
+    assert get_rank_and_world_size() == (0, 1)
 
 
 def test_prefix_listing_is_recursive_lazy_and_carries_object_info(proxy, bucket, put):

@@ -134,9 +134,24 @@ def test_missing_bucket_raises_at_first_item(endpoint):
         next(it)
 
 
-def test_empty_prefix_is_an_empty_dataset(endpoint, bucket, objects):
+def test_empty_prefix_is_an_empty_dataset_and_warns(endpoint, bucket, objects, caplog):
     objects(2)
-    assert list(from_prefix(f"s3://{bucket}/nothing-here/", endpoint)) == []
+    with caplog.at_level(logging.WARNING, logger="s3torch_async"):
+        assert list(from_prefix(f"s3://{bucket}/nothing-here/", endpoint)) == []
+    assert f"s3://{bucket}/nothing-here/ lists no objects" in caplog.text
+
+
+def test_an_empty_shard_of_a_full_prefix_does_not_warn(
+    monkeypatch, endpoint, bucket, objects, caplog
+):
+    from s3torch_async import _s3dataset_common
+
+    objects(1)
+    monkeypatch.setattr(_s3dataset_common, "get_rank_and_world_size", lambda: (1, 2))
+    ds = from_prefix(f"s3://{bucket}/data/", endpoint, enable_sharding=True)
+    with caplog.at_level(logging.WARNING, logger="s3torch_async"):
+        assert list(ds) == []  # rank 1 of 2 gets nothing of one object
+    assert "lists no objects" not in caplog.text
 
 
 def test_missing_object_from_uris_raises_when_read_not_when_yielded(

@@ -83,9 +83,11 @@ def test_bad_uri_and_missing_bucket_raise_at_first_access(endpoint):
         missing[0]
 
 
-def test_empty_prefix_is_empty(endpoint, bucket):
+def test_empty_prefix_is_empty_and_warns(endpoint, bucket, caplog):
     ds = from_prefix(f"s3://{bucket}/nothing/", endpoint)
-    assert len(ds) == 0
+    with caplog.at_level(logging.WARNING, logger="s3torch_async"):
+        assert len(ds) == 0
+    assert f"S3MapDataset: s3://{bucket}/nothing/ lists no objects" in caplog.text
     with pytest.raises(IndexError):
         ds[0]
 

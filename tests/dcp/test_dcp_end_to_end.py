@@ -23,7 +23,7 @@ from s3torch_async.dcp import (
     S3StorageWriter,
 )
 from s3torch_async.s3reader import S3ReaderConstructor
-from tests.dcp._helpers import NO_RETRY, REGION
+from tests.dcp._helpers import NO_RETRY, REGION, load
 
 pytestmark = [
     pytest.mark.torch,
@@ -91,17 +91,6 @@ def save(sd: Dict[str, Any], path: str, endpoint: str, **kwargs: Any) -> None:
         REGION, path, s3client_config=NO_RETRY, endpoint=endpoint, **kwargs
     )
     state_dict_saver.save(sd, storage_writer=writer)
-
-
-def load(sd: Dict[str, Any], path: str, endpoint: str, constructor: Any = None) -> None:
-    reader = S3StorageReader(
-        REGION,
-        path,
-        s3client_config=NO_RETRY,
-        reader_constructor=constructor,
-        endpoint=endpoint,
-    )
-    state_dict_loader.load(sd, storage_reader=reader)
 
 
 def test_save_writes_one_data_file_and_metadata(
@@ -178,8 +167,12 @@ def test_overwrite_replaces_an_existing_checkpoint(
     save(state_dict(0), path, endpoint)
     second = state_dict(1)
     save(second, path, endpoint)
-    # .metadata.tmp was renamed over the old .metadata.
-    assert keys(boto_s3, bucket) == ["ckpt/.metadata", "ckpt/__0_0.distcp"]
+    # The new data file has a name of its own; the superseded one is gone.
+    now = keys(boto_s3, bucket)
+    assert now[0] == "ckpt/.metadata"
+    assert len(now) == 2
+    assert now[1] != "ckpt/__0_0.distcp"
+    assert now[1].startswith("ckpt/__0_")
     loaded = zeros_like(second)
     load(loaded, path, endpoint)
     assert_equal(loaded, second)

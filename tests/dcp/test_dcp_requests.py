@@ -12,7 +12,7 @@ from torch.distributed.checkpoint import state_dict_loader, state_dict_saver
 from s3torch_async.dcp import S3StorageReader, S3StorageWriter
 from s3torch_async.s3reader import S3ReaderConstructor
 from tests._faultproxy import FaultProxy
-from tests.dcp._helpers import NO_RETRY, REGION
+from tests.dcp._helpers import NO_RETRY, REGION, load
 
 pytestmark = [
     pytest.mark.torch,
@@ -141,3 +141,109 @@ def test_user_agent_on_the_wire_names_dcp_and_reader_type(
     assert all(f"{suffix}sequential)" in agent for agent in write_agents)
     assert read_agents
     assert all(f"{suffix}dcp_optimized)" in agent for agent in read_agents)
+
+
+# -- the reference's request hook: S3Client._get_object_stream --------------------------------
+
+
+@pytest.fixture
+def hook_calls(monkeypatch: pytest.MonkeyPatch) -> List[Tuple[str, Any, Any]]:
+    """Count and trace ``S3Client._get_object_stream`` calls as the reference's users do."""
+    from s3torch_async._s3client import S3Client
+
+    calls: List[Tuple[str, Any, Any]] = []
+    original = S3Client._get_object_stream
+
+    def traced(
+        self: Any, bucket: str, key: str, start: Any = None, end: Any = None
+    ) -> Any:
+        calls.append((key, start, end))
+        return original(self, bucket, key, start=start, end=end)
+
+    monkeypatch.setattr(S3Client, "_get_object_stream", traced)
+    return calls
+
+
+def data_file_calls(calls: List[Tuple[str, Any, Any]]) -> List[Tuple[int, int]]:
+    return [(start, end) for key, start, end in calls if key.endswith(".distcp")]
+
+
+@pytest.mark.parametrize("gap", [0, float("inf")], ids=["gap_0", "gap_inf"])
+def test_full_load_opens_one_hooked_stream_per_file(
+    endpoint: str, checkpoint: Tuple[str, int], hook_calls: list, gap: float
+) -> None:
+    path, size = checkpoint
+    sd: Dict[str, Any] = {k: torch.zeros_like(v) for k, v in model_state().items()}
+    load(sd, path, endpoint, S3ReaderConstructor.dcp_optimized(gap))
+    for name, tensor in model_state().items():
+        assert torch.equal(sd[name], tensor)
+    calls = data_file_calls(hook_calls)
+    assert len(calls) == 1
+    assert calls[0][1] <= size
+
+
+@pytest.mark.parametrize(
+    ("gap", "expected_calls"),
+    [(0, LAYERS), (float("inf"), 1)],
+    ids=["gap_0", "gap_inf"],
+)
+def test_partial_load_opens_one_hooked_stream_per_group_in_ascending_order(
+    endpoint: str,
+    checkpoint: Tuple[str, int],
+    hook_calls: list,
+    gap: float,
+    expected_calls: int,
+) -> None:
+    path, _ = checkpoint
+    sd: Dict[str, Any] = weights_only()
+    load(sd, path, endpoint, S3ReaderConstructor.dcp_optimized(gap))
+    calls = data_file_calls(hook_calls)
+    assert len(calls) == expected_calls
+    weights = weight_ranges(path, endpoint)
+    if expected_calls == LAYERS:
+        assert calls == weights  # ascending, exactly the items
+    else:
+        assert calls == [(weights[0][0], weights[-1][1])]
+    for (_s, prev_end), (start, _e) in zip(calls, calls[1:]):
+        assert start - prev_end >= gap
+
+
+def test_a_stream_returned_by_a_patched_hook_is_what_gets_read(
+    endpoint: str, checkpoint: Tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3torch_async._s3client import S3Client
+
+    original = S3Client._get_object_stream
+    delivered: List[int] = []
+
+    def wrapped(
+        self: Any, bucket: str, key: str, start: Any = None, end: Any = None
+    ) -> Any:
+        stream = original(self, bucket, key, start=start, end=end)
+        for chunk in stream:  # a user's own stream: the bytes must come from here
+            delivered.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(S3Client, "_get_object_stream", wrapped)
+    path, _ = checkpoint
+    sd: Dict[str, Any] = weights_only()
+    load(sd, path, endpoint, S3ReaderConstructor.dcp_optimized(0))
+    for name, tensor in model_state().items():
+        if name.endswith("weight"):
+            assert torch.equal(sd[name], tensor)
+    weights = weight_ranges(path, endpoint)
+    assert sum(delivered) >= sum(end - start for start, end in weights)
+
+
+def test_range_based_reader_reads_through_the_hook(
+    endpoint: str, checkpoint: Tuple[str, int], hook_calls: list
+) -> None:
+    path, _ = checkpoint
+    sd: Dict[str, Any] = weights_only()
+    load(sd, path, endpoint, S3ReaderConstructor.range_based(buffer_size=0))
+    for name, tensor in model_state().items():
+        if name.endswith("weight"):
+            assert torch.equal(sd[name], tensor)
+    calls = data_file_calls(hook_calls)
+    assert calls
+    assert all(start is not None and end > start for start, end in calls)
