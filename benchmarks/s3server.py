@@ -72,6 +72,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import (
+    Any,
     Callable,
     Dict,
     Iterator,
@@ -139,10 +140,18 @@ _UNSUPPORTED = frozenset(
         "website",
     )
 )
-_CONTINUED = "s3server.continued"  # request key: "100 Continue" was sent
-_BANDWIDTH = (
-    "s3server.bandwidth"  # request key: bytes/s cap of this connection (0: none)
-)
+
+
+def _request_key(name: str, kind: type) -> Any:
+    """A typed request-storage key where aiohttp has them (>= 3.13), else the name."""
+    maker = getattr(web, "RequestKey", None)
+    return name if maker is None else maker(name, kind)
+
+
+#: Request key: "100 Continue" was sent.
+_CONTINUED = _request_key("s3server.continued", bool)
+#: Request key: bytes/s cap of this connection (absent or 0: none).
+_BANDWIDTH = _request_key("s3server.bandwidth", float)
 #: Bytes sent per step when a GET body is paced to a bandwidth cap (~3 ms at 90 MB/s).
 _PACE_SLICE = 256 << 10
 
