@@ -119,8 +119,12 @@ def _alt_ref(name: str, fn: str, requires: str, **options: Any) -> Variant:
     )
 
 
-def _async(name: str, fn: str, requires: str = "s3torch_async._core") -> Variant:
-    return Variant("s3torch-async", name, f"{_ASYNC}:{fn}", requires=(requires,))
+def _async(
+    name: str, fn: str, requires: str = "s3torch_async._core", **options: Any
+) -> Variant:
+    return Variant(
+        "s3torch-async", name, f"{_ASYNC}:{fn}", options, requires=(requires,)
+    )
 
 
 def _boto3(name: str, fn: str) -> Variant:
@@ -229,6 +233,12 @@ def catalogue() -> List[Bench]:
             (
                 _ours("list_objects", "list_keys", "s3torch_async._s3client"),
                 _async("AsyncS3Client.list_objects", "list_keys"),
+                _async(
+                    "list_partitioned",
+                    "list_keys",
+                    "s3torch_async._core.listing",
+                    partitioned=True,
+                ),
                 _ref("list_objects", "list_keys", "s3torchconnector"),
                 _boto3("paginator", "list_keys"),
                 _s3fs("find", "list_keys"),

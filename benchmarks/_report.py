@@ -247,7 +247,7 @@ _PROFILE_TARGETS = (
      "S3-like: 1 GiB read >= 2x boto3 download_fileobj"),
     ("3@s3like", "S3Writer", "3@s3like", "s3torchconnector/S3Writer", 1.5,
      "S3-like: 1 GiB write >= 1.5x s3torchconnector"),
-    ("4@s3like", "list_objects_partitioned", "4@s3like", "obstore/list", 3.0,
+    ("4@s3like", "list_partitioned", "4@s3like", "obstore/list", 3.0,
      "S3-like: partitioned listing >= 3x obstore's listing"),
     ("4", "list_objects", "4", "obstore/list", 1.0,
      "loopback: listing >= 1.0x obstore"),
