@@ -65,6 +65,7 @@ class Bench:
         variants: The client variants.
         writes: Key this benchmark writes (checked and deleted by the runner), if any.
         primary: The s3torch-async variant that carries the targets.
+        profile: The server profile it runs against (``loopback`` or ``s3like``).
     """
 
     id: str
@@ -74,6 +75,7 @@ class Bench:
     variants: Tuple[Variant, ...]
     writes: Optional[str] = None
     primary: Optional[str] = None
+    profile: str = "loopback"
 
     @property
     def reference(self) -> Optional[Variant]:
@@ -117,8 +119,12 @@ def _alt_ref(name: str, fn: str, requires: str, **options: Any) -> Variant:
     )
 
 
-def _async(name: str, fn: str, requires: str = "s3torch_async._core") -> Variant:
-    return Variant("s3torch-async", name, f"{_ASYNC}:{fn}", requires=(requires,))
+def _async(
+    name: str, fn: str, requires: str = "s3torch_async._core", **options: Any
+) -> Variant:
+    return Variant(
+        "s3torch-async", name, f"{_ASYNC}:{fn}", options, requires=(requires,)
+    )
 
 
 def _boto3(name: str, fn: str) -> Variant:
@@ -183,6 +189,7 @@ def catalogue() -> List[Bench]:
                 _boto3("loop", "loop"),
                 _s3fs("loop", "loop"),
                 _obstore("loop", "loop"),
+                _obstore("loop16", "loop16"),
             ),
             primary="s3torch-async/S3IterableDataset",
         ),
@@ -226,6 +233,12 @@ def catalogue() -> List[Bench]:
             (
                 _ours("list_objects", "list_keys", "s3torch_async._s3client"),
                 _async("AsyncS3Client.list_objects", "list_keys"),
+                _async(
+                    "list_partitioned",
+                    "list_keys",
+                    "s3torch_async._core.listing",
+                    partitioned=True,
+                ),
                 _ref("list_objects", "list_keys", "s3torchconnector"),
                 _boto3("paginator", "list_keys"),
                 _s3fs("find", "list_keys"),
@@ -310,6 +323,30 @@ def select(
         if variants:
             out.append(Bench(**{**bench.__dict__, "variants": variants}))
     return out
+
+
+#: The server profiles a run can use, in the order they run.
+PROFILES = ("loopback", "s3like")
+
+
+def profile_id(bench_id: str, profile: str) -> str:
+    """A benchmark's id on a profile: ``"1"`` on loopback, ``"1@s3like"`` on the S3-like one."""
+    return bench_id if profile == "loopback" else f"{bench_id}@{profile}"
+
+
+def with_profiles(benches: Sequence[Bench], profiles: Sequence[str]) -> List[Bench]:
+    """Every benchmark once per profile, each case's profiles next to each other."""
+    return [
+        Bench(
+            **{
+                **bench.__dict__,
+                "id": profile_id(bench.id, profile),
+                "profile": profile,
+            }
+        )
+        for bench in benches
+        for profile in profiles
+    ]
 
 
 def missing(requires: Sequence[str]) -> Optional[str]:

@@ -229,6 +229,58 @@ _RELATIVE_TARGETS = (
 )  # fmt: skip
 
 
+#: Issue 16's targets, each a ratio of two rows that may sit on different profiles:
+#: (benchmark, s3torch-async variant, peer benchmark, peer variant, threshold, label).
+_PROFILE_TARGETS = (
+    ("2-w0@s3like", "S3IterableDataset", "2-w0", "s3torch-async/S3IterableDataset",
+     0.8, "S3-like: S3IterableDataset, num_workers=0 >= 0.8x its own loopback rate"),
+    ("2-w2@s3like", "S3IterableDataset-w2", "2-w2",
+     "s3torch-async/S3IterableDataset-w2", 0.8,
+     "S3-like: S3IterableDataset, num_workers=2 >= 0.8x its own loopback rate"),
+    ("2-w0@s3like", "S3IterableDataset", "2-w0@s3like", "obstore/loop16", 2.0,
+     "S3-like: S3IterableDataset, num_workers=0 >= 2x obstore with 16 in flight"),
+    ("2-w2@s3like", "S3IterableDataset-w2", "2-w0@s3like", "obstore/loop16", 2.0,
+     "S3-like: S3IterableDataset, num_workers=2 >= 2x obstore with 16 in flight"),
+    ("1@s3like", "sequential", "1", "s3torch-async/sequential", 0.8,
+     "S3-like: 1 GiB read >= 0.8x our loopback rate"),
+    ("1@s3like", "sequential", "1@s3like", "boto3/download_fileobj", 2.0,
+     "S3-like: 1 GiB read >= 2x boto3 download_fileobj"),
+    ("3@s3like", "S3Writer", "3@s3like", "s3torchconnector/S3Writer", 1.5,
+     "S3-like: 1 GiB write >= 1.5x s3torchconnector"),
+    ("4@s3like", "list_partitioned", "4@s3like", "obstore/list", 3.0,
+     "S3-like: partitioned listing >= 3x obstore's listing"),
+    ("4", "list_objects", "4", "obstore/list", 1.0,
+     "loopback: listing >= 1.0x obstore"),
+    ("2-w0", "S3IterableDataset", "2-w0", "obstore/loop", 1.2,
+     "loopback: S3IterableDataset, num_workers=0 >= 1.2x obstore's loop"),
+    ("1", "sequential", "1", "boto3/get_object", 1.0,
+     "loopback: 1 GiB read >= 1.0x boto3 get_object"),
+)  # fmt: skip
+
+
+def profile_ratios(rows: Sequence[Row]) -> List[Tuple[str, str, float]]:
+    """``(benchmark, variant, s3like / loopback throughput)`` for every row run on both."""
+    out = []
+    for row in rows:
+        if row.status != "ok" or not row.bench.endswith("@s3like"):
+            continue
+        twin = _find(rows, row.bench[: -len("@s3like")], row.id)
+        value = _ratio(row.throughput, _figure(twin, "throughput"))
+        if value is not None:
+            out.append((row.bench, row.id, value))
+    return out
+
+
+def profile_ratios_text(
+    ratios: Sequence[Tuple[str, str, float]], *, markdown: bool = False
+) -> str:
+    """One line per row of :func:`profile_ratios`."""
+    bullet = "- " if markdown else "  "
+    return "\n".join(
+        f"{bullet}{bench} {variant}: {value:.2f}" for bench, variant, value in ratios
+    )
+
+
 def evaluate_targets(
     benches: Sequence[Bench], rows: Sequence[Row]
 ) -> List[TargetCheck]:
@@ -250,6 +302,24 @@ def evaluate_targets(
             checks.append(
                 _check(label, value, threshold, at_least=at_least, missing=note)
             )
+    for bench, ours, peer_bench, theirs, threshold, label in _PROFILE_TARGETS:
+        if bench not in ran or peer_bench not in ran:
+            continue
+        ours_row = _find(rows, bench, f"s3torch-async/{ours}")
+        theirs_row = _find(rows, peer_bench, theirs)
+        missing = [
+            f"{b} {n}"
+            for b, n, r in (
+                (bench, f"s3torch-async/{ours}", ours_row),
+                (peer_bench, theirs, theirs_row),
+            )
+            if r is None
+        ]
+        value = _ratio(
+            _figure(ours_row, "throughput"), _figure(theirs_row, "throughput")
+        )
+        note = "no figures for " + " and ".join(missing) if missing else ""
+        checks.append(_check(label, value, threshold, at_least=True, missing=note))
     # Memory: peak RSS growth during the run against what the design allows.
     for bench, variant, label, threshold, bound_of in (
         ("1", "sequential", "case 1 read: peak RSS growth <= 1.15x object size", 1.15,

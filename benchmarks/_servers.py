@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 from types import TracebackType
-from typing import Optional, Type
+from typing import Optional, Sequence, Type
 
 from ._measure import process_cpu_seconds
 
@@ -36,6 +36,12 @@ class Store:
     def pid(self) -> Optional[int]:
         """PID of the server process, when it is ours."""
         return None
+
+    def url_for(self, profile: str) -> Optional[str]:
+        """The endpoint URL serving ``profile`` (only ``loopback``: served as it is)."""
+        if profile != "loopback":
+            raise ValueError(f"the {profile} profile needs the local server")
+        return self.url
 
     @property
     def local(self) -> bool:
@@ -81,17 +87,33 @@ class LocalStore(Store):
 
     kind = "local"
 
-    def __init__(self, etag_mode: str = "fast") -> None:
+    def __init__(
+        self, etag_mode: str = "fast", profiles: Sequence[str] = ("loopback",)
+    ) -> None:
         super().__init__(None)
         from .s3server import ServerProcess
 
+        if not profiles or len(set(profiles)) != len(profiles):
+            raise ValueError(f"profiles must be distinct and not empty: {profiles!r}")
+        unknown = set(profiles) - {"loopback", "s3like"}
+        if unknown:
+            raise ValueError(f"unknown profile(s) {sorted(unknown)}")
         self.etag_mode = etag_mode
-        self._server = ServerProcess(etag_mode=etag_mode)
+        # Loopback is always served (first): the data is laid out through it, fast.
+        self.profiles = (
+            ("loopback", "s3like") if "s3like" in profiles else ("loopback",)
+        )
+        args = ["--also-s3like"] if "s3like" in profiles else []
+        self._server = ServerProcess(etag_mode=etag_mode, extra_args=args)
 
     @property
     def url(self) -> Optional[str]:
-        """The endpoint URL."""
+        """The endpoint URL (the loopback profile's)."""
         return self._server.url
+
+    def url_for(self, profile: str) -> Optional[str]:
+        """The endpoint URL serving ``profile`` (the same buckets on every profile)."""
+        return self._server.urls[self.profiles.index(profile)]
 
     @property
     def pid(self) -> Optional[int]:
@@ -174,14 +196,24 @@ class MotoStore(Store):
         return self._final
 
 
-def open_store(kind: str, endpoint: Optional[str]) -> Store:
-    """The store for ``--server`` / ``--endpoint`` (an endpoint wins)."""
+def open_store(
+    kind: str, endpoint: Optional[str], profiles: Sequence[str] = ("loopback",)
+) -> Store:
+    """The store for ``--server`` / ``--endpoint`` (an endpoint wins).
+
+    Raises:
+        ValueError: A profile other than ``loopback`` on a store that is not the local server.
+    """
+    if (endpoint is not None or kind == "moto") and tuple(profiles) != ("loopback",):
+        raise ValueError(
+            "--profile s3like/both needs the local server (no --endpoint, --server local)"
+        )
     if endpoint is not None:
         return Store(endpoint)
     if kind == "moto":
         return MotoStore()
     if kind == "local":
-        return LocalStore()
+        return LocalStore(profiles=profiles)
     raise ValueError(f"unknown server kind {kind!r} (local or moto)")
 
 

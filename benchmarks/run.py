@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _report
-from ._cases import Bench, Variant, catalogue, missing, select
+from ._cases import PROFILES, Bench, Variant, catalogue, missing, select, with_profiles
 from ._layout import Layout
 from ._model import (
     FULL,
@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="server to start when no --endpoint is given (default: local, the fast "
         "in-memory benchmarks.s3server; moto is far slower)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("loopback", "s3like", "both"),
+        default="loopback",
+        help="server profile: loopback (no latency, CPU per request), s3like (S3's "
+        "first-byte latency and per-connection bandwidth, see benchmarks/s3server.py) or "
+        "both (every case on each, side by side in one run; the local server only)",
     )
     parser.add_argument(
         "--cases",
@@ -221,6 +229,13 @@ def environment(store: Store, sizes: Sizes) -> Dict[str, Any]:
     }
 
 
+def _profile_info(profile: str) -> Dict[str, Any]:
+    """The profile's parameters, for the JSON."""
+    from .s3server import PROFILES as SERVER_PROFILES
+
+    return dict(SERVER_PROFILES[profile].__dict__)
+
+
 def run_worker(job: Job, env: Dict[str, str], timeout: float) -> Dict[str, Any]:
     """Measure ``job`` in a fresh ``python -m benchmarks._worker`` process."""
     cmd = [sys.executable, "-m", "benchmarks._worker", "--job", job.to_json()]
@@ -264,7 +279,7 @@ def _progress(
 def measure_all(
     benches: Sequence[Bench],
     *,
-    target: Target,
+    targets: Dict[str, Target],
     sizes: Sizes,
     store: Store,
     layout: Layout,
@@ -274,7 +289,10 @@ def measure_all(
     skipped: Dict[str, str],
     import_torch: bool = True,
 ) -> List[Dict[str, Any]]:
-    """Every repetition of every runnable variant; clients interleaved within a repetition."""
+    """Every repetition of every runnable variant; clients interleaved within a repetition.
+
+    ``targets`` maps each benchmark's profile to the store URL serving it.
+    """
     records: List[Dict[str, Any]] = []
     keys = Keys(sizes)
     for rep in range(repeat):
@@ -288,7 +306,7 @@ def measure_all(
                     bench=bench.id,
                     variant=variant.id,
                     function=variant.function,
-                    target=target,
+                    target=targets[bench.profile],
                     sizes=sizes,
                     options=dict(variant.options),
                     server_pid=store.pid,
@@ -325,6 +343,8 @@ def output_stem(args: argparse.Namespace) -> str:
     if args.name:
         return str(args.name)
     stem = "bench-quick" if args.quick else "bench-full"
+    if args.profile != "loopback":
+        stem += "-" + args.profile
     if args.cases:
         stem += "-cases" + "".join(str(c) for c in sorted(_csv_ints(args.cases)))
     if args.clients or args.size:
@@ -343,7 +363,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("--repeat must be >= 1")
     if args.endpoint and not args.bucket:
         raise SystemExit("--endpoint needs --bucket (an existing bucket)")
-    benches = select(catalogue(), _csv_ints(args.cases), _csv(args.clients))
+    profiles = PROFILES if args.profile == "both" else (args.profile,)
+    if profiles != ("loopback",) and (args.endpoint or args.server != "local"):
+        raise SystemExit(
+            "--profile s3like/both needs the local server (no --endpoint, --server local)"
+        )
+    benches = with_profiles(
+        select(catalogue(), _csv_ints(args.cases), _csv(args.clients)), profiles
+    )
     if args.list:
         for bench in benches:
             print(f"{bench.id:<7} {bench.title} [{bench.unit}]")
@@ -365,16 +392,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(f"skipping {variant_id}: {note}\n")
 
     started = time.time()
-    store = open_store(args.server, args.endpoint)
+    store = open_store(args.server, args.endpoint, profiles)
     env = hermetic_env(for_local_store=args.endpoint is None)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p
     )
     with patched_environ(env), store:
-        target = Target(
-            endpoint=store.url, bucket=args.bucket or LOCAL_BUCKET, region=args.region
+        targets = {
+            profile: Target(
+                endpoint=store.url_for(profile),
+                bucket=args.bucket or LOCAL_BUCKET,
+                region=args.region,
+            )
+            for profile in profiles
+        }
+        # Laid out once, through the loopback port: every port serves the same buckets.
+        layout_target = Target(
+            endpoint=store.url_for("loopback"),
+            bucket=args.bucket or LOCAL_BUCKET,
+            region=args.region,
         )
-        layout = Layout(target, Keys(sizes), create_bucket=args.endpoint is None)
+        layout = Layout(layout_target, Keys(sizes), create_bucket=args.endpoint is None)
         runnable = [b for b in benches if any(v.id not in skipped for v in b.variants)]
         t0 = time.perf_counter()
         layout.prepare(runnable)
@@ -383,9 +421,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{time.perf_counter() - t0:.1f} s\n"
         )
         env_info = environment(store, sizes)
+        env_info["profiles"] = {p: _profile_info(p) for p in profiles}
         records = measure_all(
             runnable,
-            target=target,
+            targets=targets,
             sizes=sizes,
             store=store,
             layout=layout,
@@ -418,7 +457,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     load = _load_average()
     header = (
-        f"{kind} run, {store.kind} server, "
+        f"{kind} run, {store.kind} server ({' + '.join(profiles)} profile), "
         f"medians of {repeat}, {os.cpu_count()} CPUs"
         + (f" (load average {load[1]:.1f})" if load else "")
         + ", "
@@ -426,6 +465,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     print(header)
     print(_report.text_table(rows))
+    kept = _report.profile_ratios(rows)
+    if kept:
+        print(
+            "\nS3-like throughput as a share of the same client's loopback throughput:"
+        )
+        print(_report.profile_ratios_text(kept))
     print("\nTargets (ratios to s3torchconnector unless named):")
     print(_report.targets_text(checks))
 
@@ -452,6 +497,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with open(out / f"{stem}.md", "w", encoding="utf-8") as fh:
         fh.write(f"`{command.strip()}`\n\n{header}\n\n")
         fh.write(_report.markdown_table(rows) + "\n\n")
+        if kept:
+            fh.write(
+                "S3-like throughput as a share of the same client's loopback "
+                "throughput:\n\n"
+                + _report.profile_ratios_text(kept, markdown=True)
+                + "\n\n"
+            )
         fh.write("Targets (ratios to s3torchconnector unless named):\n\n")
         fh.write(_report.targets_text(checks, markdown=True) + "\n")
     written = [f"{stem}.json", f"{stem}.md"] + ([] if chart_note else [f"{stem}.png"])

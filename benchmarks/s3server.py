@@ -27,9 +27,16 @@ releases the GIL).  md5 runs at ~0.5 GB/s and is then the largest server cost
 of an upload, so ``etag_mode="fast"`` (CLI ``--fast-etag``) swaps it for a
 unique counter-based ETag in write-throughput benchmarks.
 
+Profiles (``--profile``): ``loopback`` answers as fast as it can; ``s3like`` (see
+:class:`Profile` and :data:`S3LIKE`) models S3 seen from one client machine: a first-byte
+latency per request with jitter, slower listing pages, a per-connection bandwidth cap and,
+optionally, 503 SlowDown answers at a set rate.  ``--also-s3like`` serves one backend on two
+ports, plain and S3-like, so a benchmark can compare both on the same data.
+
 Usage::
 
     python -m benchmarks.s3server --port 0 --ready-file /tmp/url
+    python -m benchmarks.s3server --profile s3like --latency-ms 30 --bandwidth-mbps 90
 
     with ServerProcess() as srv:       # separate process: clean client CPU
         ...                             # point clients at srv.url
@@ -50,6 +57,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -59,16 +67,37 @@ import threading
 import time
 import traceback
 import uuid
+from dataclasses import dataclass, replace
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+)
 from urllib.parse import quote, unquote
 from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
-__all__ = ["S3Backend", "S3Server", "ServerProcess", "main", "serve"]
+__all__ = [
+    "LOOPBACK",
+    "S3LIKE",
+    "Profile",
+    "S3Backend",
+    "S3Server",
+    "ServerProcess",
+    "main",
+    "serve",
+]
 
 #: GET bodies at least this large skip aiohttp's header+body join (``_send_body``).
 _STREAM_MIN = 64 << 10
@@ -111,7 +140,20 @@ _UNSUPPORTED = frozenset(
         "website",
     )
 )
-_CONTINUED = "s3server.continued"  # request key: "100 Continue" was sent
+
+
+def _request_key(name: str, kind: type) -> Any:
+    """A typed request-storage key where aiohttp has them (>= 3.13), else the name."""
+    maker = getattr(web, "RequestKey", None)
+    return name if maker is None else maker(name, kind)
+
+
+#: Request key: "100 Continue" was sent.
+_CONTINUED = _request_key("s3server.continued", bool)
+#: Request key: bytes/s cap of this connection (absent or 0: none).
+_BANDWIDTH = _request_key("s3server.bandwidth", float)
+#: Bytes sent per step when a GET body is paced to a bandwidth cap (~3 ms at 90 MB/s).
+_PACE_SLICE = 256 << 10
 
 _Buf = Union[bytes, memoryview]
 
@@ -444,9 +486,170 @@ async def _sendmsg_all(sock: socket.socket, views: List[memoryview]) -> None:
                 loop.remove_writer(fd)
 
 
+class _Pacer:
+    """Releases bytes no faster than ``rate`` bytes per second (0: at once)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._start = time.monotonic()
+        self._released = 0
+
+    async def wait_for(self, nbytes: int) -> None:
+        """Wait until ``nbytes`` more may go out (when their last byte would have arrived)."""
+        if not self.rate:
+            return
+        self._released += nbytes
+        wait = self._start + self._released / self.rate - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def _batches(
+    views: List[memoryview], size: int
+) -> Iterator[Tuple[List[memoryview], int]]:
+    """Consecutive groups of ``views`` cut into pieces of at most ``size`` bytes."""
+    batch: List[memoryview] = []
+    nbytes = 0
+    for view in views:
+        pos = 0
+        while pos < len(view):
+            piece = view[pos : pos + size - nbytes]
+            batch.append(piece)
+            nbytes += len(piece)
+            pos += len(piece)
+            if nbytes == size:
+                yield batch, nbytes
+                batch, nbytes = [], 0
+    if batch:
+        yield batch, nbytes
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+# --------------------------------------------------------------------------- #
+# profiles: how S3-like the answers are
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How the server delays and throttles its answers (all zero: as fast as it can).
+
+    Attributes:
+        name: Label shown in benchmark reports.
+        latency: Seconds before the first byte of every answer except listings.
+        jitter: Each delay is drawn uniformly from ``delay * (1 +/- jitter)``.
+        list_latency: Seconds before the first byte of a listing page.
+        bandwidth: Bytes per second one connection carries, each way (0: no cap).  A GET body
+            is paced while it is sent; a request body is read at full speed and its answer
+            held back until the cap would have let it through.
+        slowdown_rate: Fraction of requests answered ``503 SlowDown`` (after the latency).
+        seed: Seed of the jitter and SlowDown draws (runs are reproducible).
+    """
+
+    name: str = "loopback"
+    latency: float = 0.0
+    jitter: float = 0.0
+    list_latency: float = 0.0
+    bandwidth: float = 0.0
+    slowdown_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field_name in ("latency", "list_latency", "bandwidth"):
+            if getattr(self, field_name) < 0:
+                raise ValueError(f"{field_name} must be >= 0")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
+        if not 0 <= self.slowdown_rate <= 1:
+            raise ValueError(
+                f"slowdown_rate must be in [0, 1], got {self.slowdown_rate}"
+            )
+
+    @property
+    def active(self) -> bool:
+        """Whether the profile changes anything."""
+        return bool(
+            self.latency or self.list_latency or self.bandwidth or self.slowdown_rate
+        )
+
+
+#: No delays, no cap: what the CPU per request costs.
+LOOPBACK = Profile()
+
+#: S3 as seen from one client machine in the same region.  Sources: AWS whitepaper "Best
+#: Practices Design Patterns: Optimizing Amazon S3 Performance" (also in the S3 User Guide's
+#: "Performance design patterns for Amazon S3"): section "Horizontal Scaling and Request
+#: Parallelization for High Throughput" advises "one concurrent request for each 85-90 MB/s
+#: of desired network throughput", hence 90 MB/s per connection; section "Timeouts and
+#: Retries for Latency-Sensitive Applications" says that for requests under 512 KB "median
+#: latencies are often in the tens of milliseconds range", hence 20 ms to the first byte, and
+#: that S3 answers 503 SlowDown while it scales to a new request rate (off by default).  The
+#: +/-20 % jitter and the 40 ms listing page (a 1,000-key page is more work than a GET) are
+#: our assumptions, not AWS figures; all of them are command-line options.
+S3LIKE = Profile(
+    name="s3like", latency=0.020, jitter=0.2, list_latency=0.040, bandwidth=90e6
+)
+
+PROFILES = {"loopback": LOOPBACK, "s3like": S3LIKE}
+
+
+class _Shaper:
+    """Applies a :class:`Profile` around the backend's handler (one per listening port)."""
+
+    def __init__(self, backend: S3Backend, profile: Profile) -> None:
+        self.backend = backend
+        self.profile = profile
+        self._rng = random.Random(profile.seed)
+
+    def _delay(self, base: float) -> float:
+        jitter = self.profile.jitter
+        if not base or not jitter:
+            return base
+        return base * self._rng.uniform(1 - jitter, 1 + jitter)
+
+    @staticmethod
+    def _is_listing(request: web.BaseRequest) -> bool:
+        if request.method != "GET":
+            return False
+        bucket, key = S3Backend._split(request)
+        query = request.query
+        return (
+            bool(bucket)
+            and not key
+            and "uploads" not in query
+            and "location" not in query
+        )
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Delay, maybe throttle, then let the backend answer at the capped bandwidth."""
+        profile = self.profile
+        if not profile.active:
+            return await self.backend.handle(request)
+        listing = self._is_listing(request)
+        delay = self._delay(profile.list_latency if listing else profile.latency)
+        if delay:
+            await asyncio.sleep(delay)
+        if profile.slowdown_rate and self._rng.random() < profile.slowdown_rate:
+            bucket, key = S3Backend._split(request)
+            err = S3Error(503, "SlowDown", "Please reduce your request rate.")
+            resp = self.backend._error_response(request, err, bucket, key)
+            if not request.content.is_eof():
+                resp.force_close()  # the body was not read: the connection cannot be reused
+            return resp
+        request[_BANDWIDTH] = profile.bandwidth
+        started = time.monotonic()
+        resp = await self.backend.handle(request)
+        received = request.content.total_bytes
+        if profile.bandwidth and received:
+            due = started + received / profile.bandwidth
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return resp
 
 
 # --------------------------------------------------------------------------- #
@@ -1062,6 +1265,7 @@ class S3Backend:
         if request.method == "HEAD":
             return web.Response(status=status, headers=resp_headers)
         if length < _STREAM_MIN:
+            await _Pacer(request.get(_BANDWIDTH, 0.0)).wait_for(length)
             return web.Response(
                 status=status, body=body.tobytes(start, end), headers=resp_headers
             )
@@ -1094,6 +1298,8 @@ class S3Backend:
         await resp.prepare(request)
         writer = request.writer
         transport = request.transport
+        pacer = _Pacer(request.get(_BANDWIDTH, 0.0))
+        slice_size = _PACE_SLICE if pacer.rate else _SEND_SLICE
         try:
             await resp.write(b"")  # flush the headers on their own
             if length >= _SENDMSG_MIN and transport is not None:
@@ -1112,15 +1318,22 @@ class S3Backend:
                     sock = socket.socket(fileno=os.dup(tsock.fileno()))
                     try:
                         sock.setblocking(False)
-                        await _sendmsg_all(sock, views)
+                        if pacer.rate:
+                            for batch, nbytes in _batches(views, slice_size):
+                                await pacer.wait_for(nbytes)
+                                await _sendmsg_all(sock, batch)
+                        else:
+                            await _sendmsg_all(sock, views)
                     finally:
                         sock.close()  # closes the dup only
                     writer.output_size += length
                     writer.length = 0
                     views = []
             for view in views:  # medium bodies, or the fallback
-                for pos in range(0, len(view), _SEND_SLICE):
-                    await resp.write(view[pos : pos + _SEND_SLICE])
+                for pos in range(0, len(view), slice_size):
+                    piece = view[pos : pos + slice_size]
+                    await pacer.wait_for(len(piece))
+                    await resp.write(piece)
             await resp.write_eof()
         except OSError:  # client went away mid-body: the response cannot finish
             if transport is not None:
@@ -1300,9 +1513,11 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def _start_runner(backend: S3Backend, sock: socket.socket) -> web.BaseRunner:
+async def _start_runner(
+    backend: S3Backend, sock: socket.socket, profile: Profile = LOOPBACK
+) -> web.BaseRunner:
     server = web.Server(
-        backend.handle,
+        _Shaper(backend, profile).handle if profile.active else backend.handle,
         access_log=None,
         auto_decompress=False,  # S3 stores Content-Encoding: gzip bodies as sent
         read_bufsize=1 << 20,
@@ -1328,9 +1543,11 @@ class S3Server:
         *,
         etag_mode: str = "md5",
         min_part_size: int = _DEFAULT_MIN_PART_SIZE,
+        profile: Profile = LOOPBACK,
     ) -> None:
         self.host = host
         self.port = port
+        self.profile = profile
         self.backend = S3Backend(etag_mode=etag_mode, min_part_size=min_part_size)
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -1380,7 +1597,7 @@ class S3Server:
 
     async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
         self._stop_event = asyncio.Event()
-        runner = await _start_runner(self.backend, sock)
+        runner = await _start_runner(self.backend, sock, self.profile)
         ready.set()
         try:
             await self._stop_event.wait()
@@ -1450,6 +1667,8 @@ class ServerProcess:
         self.final_cpu_seconds: Optional[float] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._url: Optional[str] = None
+        #: Every URL served, in the order of the profiles (``--also-s3like`` adds one).
+        self.urls: List[str] = []
 
     @property
     def url(self) -> str:
@@ -1506,7 +1725,8 @@ class ServerProcess:
                     )
                 time.sleep(0.01)
             with open(ready, encoding="ascii") as fh:
-                self._url = fh.read().strip()
+                self.urls = fh.read().split()
+            self._url = self.urls[0]
         self.port = int(self._url.rsplit(":", 1)[1])
         return self
 
@@ -1552,10 +1772,10 @@ class ServerProcess:
         self.stop()
 
 
-def _write_ready_file(path: str, url: str) -> None:
+def _write_ready_file(path: str, urls: Sequence[str]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(url + "\n")
+        fh.write("".join(url + "\n" for url in urls))
     os.replace(tmp, path)  # atomic: a reader never sees a partial URL
 
 
@@ -1567,26 +1787,35 @@ async def serve(
     etag_mode: str = "md5",
     min_part_size: int = _DEFAULT_MIN_PART_SIZE,
     exit_with_parent: bool = False,
+    profiles: Sequence[Profile] = (LOOPBACK,),
 ) -> None:
-    """Serve until SIGINT/SIGTERM; print the URL first and write *ready_file*."""
-    sock = _bind(host, port)
-    url = _url(sock)
+    """Serve until SIGINT/SIGTERM; print the URLs first and write *ready_file*.
+
+    One backend (one set of buckets) is served on one port per profile: the first on
+    ``port``, the others on free ports.
+    """
     backend = S3Backend(etag_mode=etag_mode, min_part_size=min_part_size)
-    runner = await _start_runner(backend, sock)
+    runners = []
+    urls = []
+    for i, profile in enumerate(profiles):
+        sock = _bind(host, port if i == 0 else 0)
+        urls.append(_url(sock))
+        runners.append(await _start_runner(backend, sock, profile))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if exit_with_parent:
         _watch_parent(loop, os.getppid(), stop)
-    sys.stdout.write(url + "\n")
+    sys.stdout.write("".join(url + "\n" for url in urls))
     sys.stdout.flush()
     if ready_file:
-        _write_ready_file(ready_file, url)
+        _write_ready_file(ready_file, urls)
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
 
 
 def _watch_parent(
@@ -1624,7 +1853,72 @@ def main(argv: Optional[List[str]] = None) -> None:
         action="store_true",
         help="stop when the parent process exits (ServerProcess sets this)",
     )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="loopback",
+        help="loopback: as fast as possible; s3like: S3's latency and per-connection "
+        "bandwidth (defaults and their sources: benchmarks/s3server.py, S3LIKE)",
+    )
+    parser.add_argument(
+        "--also-s3like",
+        action="store_true",
+        help="also serve the same buckets with the s3like profile on a second free port "
+        "(its URL is the second line printed and written)",
+    )
+    shaping = parser.add_argument_group(
+        "s3like profile",
+        "override the S3-like defaults (they apply to the s3like port)",
+    )
+    shaping.add_argument(
+        "--latency-ms",
+        type=float,
+        default=S3LIKE.latency * 1e3,
+        help="first-byte latency per request (default %(default)s)",
+    )
+    shaping.add_argument(
+        "--jitter",
+        type=float,
+        default=S3LIKE.jitter,
+        help="relative jitter of every delay, uniform (default %(default)s = +/-20%%)",
+    )
+    shaping.add_argument(
+        "--list-latency-ms",
+        type=float,
+        default=S3LIKE.list_latency * 1e3,
+        help="first-byte latency of a listing page (default %(default)s)",
+    )
+    shaping.add_argument(
+        "--bandwidth-mbps",
+        type=float,
+        default=S3LIKE.bandwidth / 1e6,
+        help="MB/s (10^6 bytes) per connection, each way; 0: no cap (default %(default)s)",
+    )
+    shaping.add_argument(
+        "--slowdown-rate",
+        type=float,
+        default=S3LIKE.slowdown_rate,
+        help="fraction of requests answered 503 SlowDown (default %(default)s)",
+    )
+    shaping.add_argument(
+        "--seed", type=int, default=0, help="seed of the jitter and SlowDown draws"
+    )
     args = parser.parse_args(argv)
+    try:
+        s3like = replace(
+            S3LIKE,
+            latency=args.latency_ms / 1e3,
+            jitter=args.jitter,
+            list_latency=args.list_latency_ms / 1e3,
+            bandwidth=args.bandwidth_mbps * 1e6,
+            slowdown_rate=args.slowdown_rate,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    profiles = [s3like if args.profile == "s3like" else LOOPBACK]
+    if args.also_s3like:
+        profiles.append(s3like)
     asyncio.run(
         serve(
             args.host,
@@ -1633,6 +1927,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             etag_mode="fast" if args.fast_etag else "md5",
             min_part_size=args.min_part_size,
             exit_with_parent=args.exit_with_parent,
+            profiles=profiles,
         )
     )
 

@@ -85,14 +85,23 @@ def write(job: Job) -> Callable[[], Outcome]:
     return run
 
 
-def list_keys(job: Job) -> Callable[[], Outcome]:
-    """Case 4: ``async for page in AsyncS3Client.list_objects(...)``."""
+def list_keys(job: Job, partitioned: bool = False) -> Callable[[], Outcome]:
+    """Case 4: ``async for page in AsyncS3Client.list_objects(...)``.
+
+    With ``partitioned=True``: ``list_partitioned`` (key ranges listed concurrently).
+    """
     holder = LoopHolder()
     client = _open(job, holder)
     bucket, prefix = job.target.bucket, job.keys.list_prefix
 
     async def go() -> int:
         count = 0
+        if partitioned:
+            from s3torch_async._core.listing import list_partitioned
+
+            async for _ in list_partitioned(client, bucket, prefix):
+                count += 1
+            return count
         async for page in client.list_objects(bucket, prefix):
             count += len(page.object_info)
         return count

@@ -60,6 +60,38 @@ def loop(job: Job) -> Callable[[], Outcome]:
     return run
 
 
+#: Requests in flight for :func:`loop16` (the issue's "obstore with 16 in flight").
+_IN_FLIGHT = 16
+
+
+def loop16(job: Job) -> Callable[[], Outcome]:
+    """Case 2: ``obstore.list`` the prefix, then ``get_async`` with 16 requests in flight."""
+    import asyncio
+
+    import obstore
+
+    async def fetch_all() -> tuple[int, int]:
+        store = make_store(job)
+        paths = [
+            m["path"] for b in obstore.list(store, job.keys.small_prefix) for m in b
+        ]
+        gate = asyncio.Semaphore(_IN_FLIGHT)
+
+        async def one(path: str) -> int:
+            async with gate:
+                result = await obstore.get_async(store, path)
+                return len(await result.bytes_async())
+
+        sizes = await asyncio.gather(*(one(p) for p in paths))
+        return sum(sizes), len(sizes)
+
+    def run() -> Outcome:
+        total, count = asyncio.run(fetch_all())
+        return many_outcome(total, count, job)
+
+    return run
+
+
 def put(job: Job) -> Callable[[], Outcome]:
     """Case 3: ``obstore.put`` of the whole buffer (multipart above 5 MB, 12 in flight)."""
     import obstore

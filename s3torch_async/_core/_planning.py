@@ -311,6 +311,52 @@ class PrefetchWindow:
         self._items -= 1
 
 
+#: Most items an adaptive prefetch window grows to, whatever its byte budget allows.
+MAX_WINDOW_ITEMS = 256
+#: Items an adaptive window keeps in flight beyond latency x demand (jitter, bursts).
+WINDOW_HEADROOM = 1.5
+
+
+def window_items(
+    latency_s: float,
+    interval_s: float,
+    mean_cost: float,
+    budget_bytes: int,
+    floor: int,
+    cap: int = MAX_WINDOW_ITEMS,
+) -> int:
+    """Return how many items a prefetch window should keep in flight (Little's law).
+
+    To hand out an item every ``interval_s`` seconds when each takes ``latency_s`` seconds
+    to fetch, ``latency_s / interval_s`` items must be in flight; the window keeps
+    :data:`WINDOW_HEADROOM` times that plus one. When the window is too small, deliveries
+    wait on fetches, the observed interval stretches to ``latency_s / items`` and the next
+    answer is :data:`WINDOW_HEADROOM` times larger: the window widens until the consumer,
+    the byte budget or ``cap`` is the limit.
+
+    Args:
+        latency_s: Observed seconds per fetch (first byte and transfer).
+        interval_s: Observed seconds between deliveries, per item.
+        mean_cost: Average bytes an item reserves (0 for items fetched without data).
+        budget_bytes: The window's byte budget.
+        floor: Fewest items (the configured window).
+        cap: Most items.
+
+    Raises:
+        ValueError: A time or cost is negative, or ``floor`` / ``cap`` is below 1.
+    """
+    if latency_s < 0 or interval_s < 0 or mean_cost < 0:
+        raise ValueError(
+            f"latency_s, interval_s and mean_cost must be >= 0, got "
+            f"{latency_s}, {interval_s}, {mean_cost}"
+        )
+    if floor < 1 or cap < 1:
+        raise ValueError(f"floor and cap must be >= 1, got {floor} and {cap}")
+    needed = math.ceil(latency_s / max(interval_s, 1e-6) * WINDOW_HEADROOM) + 1
+    by_bytes = int(budget_bytes // mean_cost) if mean_cost >= 1 else cap
+    return max(floor, min(needed, by_bytes, cap))
+
+
 def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     """Return how many concurrent ranged GETs or part uploads to run.
 

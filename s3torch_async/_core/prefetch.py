@@ -10,7 +10,8 @@ object, possibly already downloaded":
   form that give the same order;
 * :class:`Prefetcher` downloads the next objects concurrently, bounded by a byte budget and an
   item count (``_planning.PrefetchWindow``), and delivers them, or the error each one raised,
-  in source order;
+  in source order. The count can size itself from the observed fetch latency and delivery
+  rate (``_planning.window_items``), so a store far away gets a wider window than loopback;
 * :func:`open_object_pipeline` wires the three together for ``S3BucketKeyData`` items.
 
 No torch, no threads: the sync datasets drive a pipeline through the runner, the async dataset
@@ -38,7 +39,7 @@ from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 from .._errors import S3Exception
 from .._s3bucket_key_data import S3BucketKeyData
 from .._types import ListObjectResult, ObjectInfo
-from ._planning import PrefetchWindow
+from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, window_items
 from .client import AsyncS3Client
 
 __all__ = [
@@ -357,7 +358,12 @@ class Prefetcher(Generic[T]):
     not be prefetched (it is then delivered without data, still in order). An item is started
     when it fits in ``budget_bytes`` and ``max_items`` together with everything fetched and not
     yet delivered; with nothing in flight any item starts, so one oversized item still
-    progresses. ``fetch(item)`` returns ``(data, etag)`` or ``None`` (deliver without data); an
+    progresses.
+
+    With ``adaptive_cap`` above ``max_items``, ``max_items`` is only the starting count: after
+    every delivery the count becomes :func:`~._planning.window_items` of the observed fetch
+    latency, delivery interval and item size, between ``max_items`` and ``adaptive_cap``; the
+    byte budget stays a hard bound. ``fetch(item)`` returns ``(data, etag)`` or ``None`` (deliver without data); an
     exception it raises is raised when that item's turn comes, and so is an exception from the
     source, after every item before it.
 
@@ -373,11 +379,19 @@ class Prefetcher(Generic[T]):
         *,
         budget_bytes: int,
         max_items: int,
+        adaptive_cap: int = 0,
     ) -> None:
         self._source = source
         self._fetch = fetch
         self._cost = cost
         self._window = PrefetchWindow(budget_bytes, max_items)
+        self._floor = max_items
+        self._adaptive_cap = adaptive_cap
+        # Exponentially weighted means of what the window is sized from.
+        self._latency: Optional[float] = None
+        self._interval: Optional[float] = None
+        self._mean_cost: Optional[float] = None
+        self._last_delivery: Optional[float] = None
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
@@ -397,6 +411,43 @@ class Prefetcher(Generic[T]):
         """Items started (or queued without data) and not yet delivered."""
         return self._window.in_flight_items
 
+    @property
+    def max_items(self) -> int:
+        """The window's current item count (it moves when the window is adaptive)."""
+        return self._window.max_items
+
+    def _adaptive(self) -> bool:
+        return self._adaptive_cap > self._floor
+
+    async def _timed_fetch(self, item: T) -> Optional[Tuple[bytes, str]]:
+        started = self._loop.time()
+        result = await self._fetch(item)
+        self._latency = _ewma(self._latency, self._loop.time() - started)
+        return result
+
+    def _delivered(self, count: int) -> None:
+        """Record ``count`` deliveries now; resize an adaptive window."""
+        if not self._adaptive() or not count:
+            return
+        now = self._loop.time()
+        if self._last_delivery is not None:
+            self._interval = _ewma(self._interval, (now - self._last_delivery) / count)
+        self._last_delivery = now
+        if self._latency is None or self._interval is None:
+            return
+        window = self._window
+        before = window.max_items
+        window.max_items = window_items(
+            self._latency,
+            self._interval,
+            self._mean_cost or 0.0,
+            window.budget_bytes,
+            self._floor,
+            self._adaptive_cap,
+        )
+        if window.max_items > before:
+            self._space.set()
+
     async def _schedule(self) -> None:
         try:
             async for item in self._source:
@@ -408,7 +459,9 @@ class Prefetcher(Generic[T]):
                 self._window.admit(nbytes)
                 task = None
                 if cost is not None:
-                    task = asyncio.ensure_future(self._fetch(item))
+                    fetch = self._timed_fetch if self._adaptive() else self._fetch
+                    task = asyncio.ensure_future(fetch(item))
+                    self._mean_cost = _ewma(self._mean_cost, float(nbytes))
                 self._entries.append(_Entry(item, nbytes, task))
                 self._arrived.set()
         except Exception as exc:
@@ -450,6 +503,11 @@ class Prefetcher(Generic[T]):
         return self
 
     async def __anext__(self) -> Prefetched[T]:
+        item = await self._next()
+        self._delivered(1)
+        return item
+
+    async def _next(self) -> Prefetched[T]:
         self._check()
         while not self._entries:
             if self._source_done:
@@ -475,7 +533,7 @@ class Prefetcher(Generic[T]):
             StalePipelineError: Called from another event loop than the one it was created on.
         """
         try:
-            batch = [await self.__anext__()]
+            batch = [await self._next()]
         except StopAsyncIteration:
             return []
         while len(batch) < max_items and self._entries:
@@ -486,6 +544,7 @@ class Prefetcher(Generic[T]):
             if task is not None and (task.cancelled() or task.exception() is not None):
                 break
             batch.append(self._pop())
+        self._delivered(len(batch))
         return batch
 
     async def aclose(self) -> None:
@@ -511,6 +570,14 @@ class Prefetcher(Generic[T]):
                 await aclose()
             except Exception as exc:
                 logger.debug("closing a prefetch source failed: %r", exc)
+
+
+#: Weight of the newest sample in the window's running means.
+_EWMA_WEIGHT = 0.2
+
+
+def _ewma(mean: Optional[float], sample: float) -> float:
+    return sample if mean is None else mean + _EWMA_WEIGHT * (sample - mean)
 
 
 # -- whole-object fetches for S3 items --------------------------------------------------------
@@ -589,7 +656,9 @@ def open_object_pipeline(
         source: Every item of the dataset, in listing order.
         selection: Shuffle, shard and skip to apply before anything is fetched.
         prefetch_bytes: Byte budget of the window; 0 disables prefetching.
-        prefetch_count: Most items in the window (at least 1 is used).
+        prefetch_count: Items in the window at the start (at least 1 is used); it widens
+            from the observed latency and delivery rate while ``prefetch_bytes`` allows, up
+            to ``MAX_WINDOW_ITEMS``.
         max_object_size: Largest object prefetched.
         deliver_errors: See :class:`ObjectFetcher`.
     """
@@ -603,4 +672,5 @@ def open_object_pipeline(
         fetcher.cost,
         budget_bytes=max(1, prefetch_bytes),
         max_items=max(1, prefetch_count),
+        adaptive_cap=MAX_WINDOW_ITEMS if enabled else 0,
     )

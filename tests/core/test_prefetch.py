@@ -251,6 +251,69 @@ def test_window_bounds_items_in_flight():
     assert asyncio.run(main()) == 3
 
 
+async def _paced_run(
+    latency: float, consume: float, *, floor: int, cap: int, budget: int, n: int
+) -> tuple[int, int, list[int]]:
+    """Fetches that take ``latency`` s, a consumer taking ``consume`` s per item: the most
+    items seen in flight, the final window count, and the delivered order."""
+    pf: Prefetcher[int]
+    seen = [0]
+
+    async def fetch(item: int) -> tuple[bytes, str]:
+        seen[0] = max(seen[0], pf.in_flight_items)
+        await asyncio.sleep(latency)
+        return b"x" * 100, "e"
+
+    pf = Prefetcher(
+        iterate_items(range(n)),
+        fetch,
+        lambda _i: 100,
+        budget_bytes=budget,
+        max_items=floor,
+        adaptive_cap=cap,
+    )
+    order = []
+    async for got in pf:
+        order.append(got.item)
+        await asyncio.sleep(consume)
+    count = pf.max_items
+    await pf.aclose()
+    return seen[0], count, order
+
+
+def test_adaptive_window_widens_when_fetches_are_slow_and_stays_ordered():
+    most, count, order = asyncio.run(
+        _paced_run(0.03, 0.001, floor=4, cap=256, budget=100_000, n=300)
+    )
+    assert order == list(range(300))
+    # 30 ms fetches, an item taken every ~1 ms: far more than the 4 it started with
+    assert count > 12
+    assert most > 12
+
+
+def test_adaptive_window_keeps_its_floor_when_fetches_are_fast():
+    _, count, _ = asyncio.run(
+        _paced_run(0.0, 0.002, floor=4, cap=256, budget=10**6, n=60)
+    )
+    assert count == 4
+
+
+def test_adaptive_window_stays_within_its_byte_budget():
+    # 100 bytes per item, 1,500 bytes of budget: never more than 15 in flight
+    most, count, _ = asyncio.run(
+        _paced_run(0.03, 0.0005, floor=2, cap=256, budget=1500, n=200)
+    )
+    assert most <= 15
+    assert count <= 15
+
+
+def test_window_without_adaptive_cap_keeps_its_count():
+    most, count, _ = asyncio.run(
+        _paced_run(0.02, 0.0005, floor=3, cap=0, budget=10**6, n=60)
+    )
+    assert (most, count) == (3, 3)
+
+
 def test_oversized_item_waits_for_an_empty_window_then_runs_alone():
     async def main() -> list[tuple[int, int]]:
         occupancy: list[tuple[int, int]] = []

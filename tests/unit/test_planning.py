@@ -12,7 +12,9 @@ from s3torch_async._core._planning import (
     DEFAULT_MAX_REQUEST_SIZE,
     MAX_PART_SIZE,
     MAX_PARTS,
+    MAX_WINDOW_ITEMS,
     MIN_PART_SIZE,
+    WINDOW_HEADROOM,
     ByteRange,
     CoalescedRequest,
     GiB,
@@ -25,6 +27,7 @@ from s3torch_async._core._planning import (
     part_size_for,
     part_size_for_part_number,
     split_parts,
+    window_items,
 )
 
 # --------------------------------------------------------------------------
@@ -449,3 +452,46 @@ def test_concurrency_for_is_bounded_and_monotone_in_target(a, b):
     assert 2 <= n_low <= n_high <= 64
     # enough 100 MB/s connections to meet the target, unless capped
     assert n_high == 64 or n_high * 100e6 >= high * 1e9 / 8
+
+
+# --------------------------------------------------------------------------
+# window_items: the adaptive prefetch window's size
+# --------------------------------------------------------------------------
+
+
+def test_window_covers_latency_times_delivery_rate_with_headroom():
+    # 20 ms per fetch, one item wanted every 0.5 ms: 40 in flight, x1.5, + 1
+    assert window_items(0.020, 0.0005, 128 * KiB, 64 * MiB, floor=8) == 61
+    assert WINDOW_HEADROOM == 1.5
+
+
+def test_window_never_shrinks_below_its_floor():
+    # loopback: the fetch is faster than the consumer
+    assert window_items(0.0005, 0.001, 128 * KiB, 64 * MiB, floor=32) == 32
+
+
+def test_window_is_bounded_by_bytes_and_by_its_cap():
+    assert window_items(1.0, 0.0001, 4 * MiB, 64 * MiB, floor=2) == 16
+    assert window_items(1.0, 0.0001, 1, 10**12, floor=2) == MAX_WINDOW_ITEMS
+    assert (
+        window_items(1.0, 0.0, 0.0, 100, floor=2, cap=40) == 40
+    )  # no data: count only
+
+
+def test_a_stalled_window_grows_by_its_headroom():
+    # every delivery waited on a fetch: the interval is latency / window
+    items = 16
+    assert window_items(0.02, 0.02 / items, 1000, 10**9, floor=4) == 25
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((-1.0, 0.1, 1.0, 10, 1), "latency_s"),
+        ((0.1, -0.1, 1.0, 10, 1), "interval_s"),
+        ((0.1, 0.1, 1.0, 10, 0), "floor"),
+    ],
+)
+def test_window_items_rejects_bad_input(args, message):
+    with pytest.raises(ValueError, match=message):
+        window_items(*args)
