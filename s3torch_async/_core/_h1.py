@@ -142,7 +142,7 @@ def parse_chunk_size(line: bytes) -> int:
     Raises:
         IncompleteBodyError: Not a hex size, or too large.
     """
-    size = line.split(b";", 1)[0].strip(b" \t")
+    size = line.split(b";", 1)[0].rstrip(b" \t")  # BWS may end it, not start it
     if not size or size.lstrip(_HEX):
         raise IncompleteBodyError(f"bad chunk size line: {line[:40]!r}")
     n = int(size, 16)
