@@ -370,6 +370,18 @@ def test_bare_lf_head_and_chunks() -> None:
     ]
 
 
+@pytest.mark.parametrize("cuts", [[], [20], [37, 38]])
+def test_bare_lf_blank_line_ends_the_head_before_a_crlf_blank_line_in_the_body(
+    cuts: list[int],
+) -> None:
+    data = b"HTTP/1.1 200 OK\nContent-Length: 5\n\nx\n\r\ny"
+    assert assert_agree(data, cuts) == [
+        ("response", 200, [(b"content-length", b"5")]),
+        ("body", b"x\n\r\ny"),
+        ("end", True),
+    ]
+
+
 def test_interim_responses_are_reported_and_skipped() -> None:
     data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Hints\r\nLink: </a>\r\n\r\n" + (
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
