@@ -382,6 +382,15 @@ def test_bare_lf_blank_line_ends_the_head_before_a_crlf_blank_line_in_the_body(
     ]
 
 
+def test_bare_lf_head_whose_body_balances_cr_and_lf_counts() -> None:
+    data = b"HTTP/1.1 200 OK\nContent-Length: 8\n\n\r\r\r\rx\n\r\n"
+    assert assert_agree(data, [])[1] == ("body", b"\r\r\r\rx\n\r\n")
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\n\r1\r\nx\r\n0\r\n\r\n"
+    assert assert_agree(data, [])[-1] == (
+        "error",
+    )  # head ends at LF LF; "\r1" is no size
+
+
 def test_interim_responses_are_reported_and_skipped() -> None:
     data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Hints\r\nLink: </a>\r\n\r\n" + (
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
