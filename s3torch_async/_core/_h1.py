@@ -83,19 +83,19 @@ def _find_blank_line(buf: bytearray, start: int, end: int) -> tuple[int, int]:
 
 
 def parse_head(
-    text: str, cr_lf: Optional[tuple[int, int]] = None
+    text: str, crlf_lines: Optional[list[str]] = None
 ) -> tuple[str, int, str, list[tuple[str, str]]]:
     """(version, status, reason, header pairs) of one head block ending in its last LF.
 
-    ``cr_lf``: the counts of CR and LF in ``text``, if the caller has them.
+    ``crlf_lines``: the text split at CRLF, if the caller checked that the line ends are all
+    CRLF (no bare CR or LF).
 
     Raises:
         HTTPProtocolError: Malformed status line or header line.
     """
-    cr, lf = (text.count("\r"), text.count("\n")) if cr_lf is None else cr_lf
-    lines = text.split("\r\n")
-    if not (len(lines) - 1 == lf == cr):  # not CRLF line ends only
-        if text.count("\r\n") != cr:
+    lines = crlf_lines
+    if lines is None:
+        if text.count("\r\n") != text.count("\r"):
             raise HTTPProtocolError("bare CR in the response head")
         lines = text.replace("\r\n", "\n").split("\n")
     if "\x00" in text or "\x0b" in text or "\x0c" in text:
@@ -142,7 +142,7 @@ def parse_chunk_size(line: bytes) -> int:
     Raises:
         IncompleteBodyError: Not a hex size, or too large.
     """
-    size = line.split(b";", 1)[0].strip(b" \t")
+    size = line.split(b";", 1)[0].rstrip(b" \t")  # BWS may end it, not start it
     if not size or size.lstrip(_HEX):
         raise IncompleteBodyError(f"bad chunk size line: {line[:40]!r}")
     n = int(size, 16)
@@ -208,23 +208,27 @@ class ResponseParser:
                     self._scan = max(rpos, wpos - 2)
                     return
                 end, after = end + 1, end + 2
-            cr = buf.count(b"\r", rpos, end)
+            # Usual case: CRLF line ends only, checked by counting (no bare CR or LF).
+            lines: Optional[list[str]] = None
             lf = buf.count(b"\n", rpos, end)
-            if cr != lf:  # a bare LF (or CR): maybe an earlier, bare-LF blank line
+            if buf.count(b"\r", rpos, end) == lf:
+                text = str(self._inmv[rpos:end], "utf-8", "surrogateescape")
+                lines = text.split("\r\n")
+                if len(lines) - 1 != lf:
+                    lines = None  # a bare CR and a bare LF
+            if lines is None:
+                # A bare LF: the blank line may be an earlier, bare-LF one.
                 blank = buf.find(b"\n\n", rpos, end)
                 if blank >= 0:
                     end, after = blank + 1, blank + 2
-                    cr = buf.count(b"\r", rpos, end)
-                    lf = buf.count(b"\n", rpos, end)
+                text = str(self._inmv[rpos:end], "utf-8", "surrogateescape")
             if end - rpos > MAX_HEAD:
                 raise HTTPProtocolError("response header block over 64 KiB")
             self._rpos = self._scan = after
-            self._apply_head(
-                str(self._inmv[rpos:end], "utf-8", "surrogateescape"), (cr, lf)
-            )
+            self._apply_head(text, lines)
 
-    def _apply_head(self, text: str, cr_lf: Optional[tuple[int, int]] = None) -> None:
-        version, status, reason, pairs = parse_head(text, cr_lf)
+    def _apply_head(self, text: str, crlf_lines: Optional[list[str]] = None) -> None:
+        version, status, reason, pairs = parse_head(text, crlf_lines)
         if status < 200:
             self._interim(status, pairs)
             return

@@ -68,9 +68,8 @@ _PAUSE_AT = 1 << 20  # buffered, unread body bytes that pause the socket
 _RESUME_AT = 256 << 10
 _SMALL_BODY = 256 << 10  # bodies up to this go out in one write with the headers
 _SLICE = 1 << 20  # larger bodies: slices of this size, with flow control
-_READ_CHUNK = (
-    64 << 10
-)  # read(): first buffer; later ones double, bounded by what is left
+# read(): the first buffer; later ones double (to 16 MiB), bounded by what is left.
+_READ_CHUNK = 64 << 10
 
 # Parser states (see _h1), as module globals for the hot paths.
 _IDLE = _h1.IDLE

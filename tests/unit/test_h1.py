@@ -6,7 +6,8 @@ whether the stream is an error. Where we deliberately differ, the generators say
 regression test pins our behaviour:
 
 * Chunk sizes: h11 allows at most 20 hex digits; we accept any zero-padding while the value
-  fits 63 bits (issue 11, defect 5).
+  fits 63 bits (issue 11, defect 5). h11 refuses whitespace between the size and a
+  ``;extension``; RFC 9112 7.1.1 allows it (BWS), so we do.
 * ``101 Switching Protocols``: h11 switches protocols; we never ask to upgrade, so it is an
   interim response to skip.
 * Transfer-Encoding other than a single ``chunked``: h11 refuses; we follow RFC 9112 6.3
@@ -43,6 +44,7 @@ from s3torch_async._core._h1 import (
 Outcome = tuple[object, ...]
 _WS = re.compile(rb"[ \t]+")
 _OTHER_VERSION = re.compile(rb"HTTP/(?!1\.)[0-9]\.[0-9]")
+_BWS_BEFORE_EXT = re.compile(rb"\n[0-9a-fA-F]+[ \t]+;")
 
 
 def _norm_headers(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -300,6 +302,7 @@ def _excluded(data: bytes) -> bool:
     return (
         any(v != b"chunked" for v in te)
         or _OTHER_VERSION.search(data) is not None
+        or _BWS_BEFORE_EXT.search(data) is not None
         or b"HTTP/1.1 101" in data
         or b"HTTP/1.0 101" in data
         # a mutation made a chunk size longer than h11's 20 digits
@@ -330,6 +333,13 @@ def test_valid_responses_parse_like_h11(
 @given(malformed(), cuts_st)
 @example((b"HTTP/1.1 000 Zero\r\n\r\n", False), [])
 @example((b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\n\r\n", False), [])
+@example(
+    (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 1\r\nx\r\n0\r\n\r\n",
+        False,
+    ),
+    [],
+)
 @example((b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n", False), [])
 @example((b"HTTP/1.1 200 OK\r\n X-A: a\r\n\r\n", False), [])
 @example(
@@ -360,6 +370,27 @@ def test_bare_lf_head_and_chunks() -> None:
     ]
 
 
+@pytest.mark.parametrize("cuts", [[], [20], [37, 38]])
+def test_bare_lf_blank_line_ends_the_head_before_a_crlf_blank_line_in_the_body(
+    cuts: list[int],
+) -> None:
+    data = b"HTTP/1.1 200 OK\nContent-Length: 5\n\nx\n\r\ny"
+    assert assert_agree(data, cuts) == [
+        ("response", 200, [(b"content-length", b"5")]),
+        ("body", b"x\n\r\ny"),
+        ("end", True),
+    ]
+
+
+def test_bare_lf_head_whose_body_balances_cr_and_lf_counts() -> None:
+    data = b"HTTP/1.1 200 OK\nContent-Length: 8\n\n\r\r\r\rx\n\r\n"
+    assert assert_agree(data, [])[1] == ("body", b"\r\r\r\rx\n\r\n")
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\n\r1\r\nx\r\n0\r\n\r\n"
+    assert assert_agree(data, [])[-1] == (
+        "error",
+    )  # head ends at LF LF; "\r1" is no size
+
+
 def test_interim_responses_are_reported_and_skipped() -> None:
     data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Hints\r\nLink: </a>\r\n\r\n" + (
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -386,6 +417,18 @@ def test_zero_padded_chunk_size_is_read_by_value(size: bytes) -> None:
         + b"\r\n0123456789\r\n0\r\n\r\n"
     )
     assert events(data)[1] == ("body", b"0123456789")
+
+
+def test_whitespace_before_a_chunk_extension_is_allowed() -> None:  # h11: refused
+    data = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1 ;a\r\nx\r\n0\r\n\r\n"
+    )
+    assert events(data)[1] == ("body", b"x")
+
+
+def test_whitespace_before_a_chunk_size_is_an_error() -> None:
+    data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 1\r\nx\r\n0\r\n\r\n"
+    assert events(data)[-1] == ("error",)
 
 
 def test_non_chunked_transfer_encoding_reads_until_close() -> None:  # h11: refused
