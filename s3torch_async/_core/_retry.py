@@ -146,6 +146,12 @@ def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
 
 def describe(exc: BaseException) -> str:
     """A one-line cause for logs and messages: the kind of failure and its text."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {}) or {}
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"HTTP {status} {err.get('Code', '')}: {err.get('Message', '')}".rstrip(
+            ": "
+        )
     kind = classify(exc)
     chain = _chain(exc)
     if any(isinstance(e, _DNS_ERRORS) for e in chain):
