@@ -226,6 +226,8 @@ class Attempts:
             if self._no_answer > NO_ANSWER_RETRIES:
                 return False
             delay = random.uniform(0, 0.2)
+        elif any(type(e).__name__ == "StaleConnectionError" for e in _chain(exc)):
+            delay = 0.0  # a kept-alive connection the server had closed: resend at once
         else:
             delay = random.random() * min(MAX_BACKOFF, 2.0 ** (self.used - 1))
         cause = describe(exc)
