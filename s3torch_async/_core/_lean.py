@@ -337,7 +337,7 @@ class LeanTransport(Transport):
         """One request; a region redirect S3 names is followed once, re-signed."""
         region = self._bucket_regions.get(bucket, self._region)
         resp = await self._send_once(method, base, key, query, headers, body, region)
-        if resp.status not in (301, 307, 400):
+        if resp.status not in (301, 302, 307, 400):
             return resp
         new_region = resp.headers.get("x-amz-bucket-region")
         if not new_region or new_region == region:
@@ -345,7 +345,9 @@ class LeanTransport(Transport):
         error = await _read_capped(resp)
         resp.release()
         code = _error_code(error)
-        if not (resp.status == 301 or code in _REDIRECT_CODES):
+        # As botocore's region redirector: a redirect status, or an error code that says
+        # the request went to (or was signed for) the wrong region.
+        if not (resp.status in (301, 302, 307) or code in _REDIRECT_CODES):
             raise client_error(resp.status, error, resp.headers, operation)
         new_base = self._region_base(base, new_region)
         if new_base is None:

@@ -82,7 +82,11 @@ def _redirecting(status: int, code: str):
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(301, "PermanentRedirect"), (400, "AuthorizationHeaderMalformed")],
+    [
+        (301, "PermanentRedirect"),
+        (307, "TemporaryRedirect"),
+        (400, "AuthorizationHeaderMalformed"),
+    ],
 )
 async def test_region_redirect_is_followed_once_resigned(s3_transport, status, code):
     with ScriptedServer(_redirecting(status, code)) as srv:
