@@ -237,7 +237,7 @@ class BotocoreTransport(Transport):
             for item in contents
         ]
         prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", ())]
-        check_key_count(resp.get("KeyCount"), len(infos) + len(prefixes))
+        check_key_count(resp.get("KeyCount"), len(infos), len(prefixes))
         truncated = resp.get("IsTruncated")
         return ListObjectResult(infos, prefixes), (
             resp.get("NextContinuationToken") if truncated else None
@@ -344,18 +344,21 @@ class BotocoreTransport(Transport):
         )
 
 
-def check_key_count(declared: Any, parsed: int) -> None:
-    """Raise when a listing page's ``KeyCount`` disagrees with the entries parsed from it."""
+def check_key_count(declared: Any, keys: int, prefixes: int) -> None:
+    """Raise when a listing page's ``KeyCount`` disagrees with the entries parsed from it.
+
+    S3 counts keys and common prefixes; a server that counts keys alone is accepted too.
+    """
     if declared is None or declared == "":
         return
     try:
         count = int(declared)
     except (TypeError, ValueError):
         return
-    if count != parsed:
+    if count not in (keys + prefixes, keys):
         raise S3Exception(
             f"Client error: ListObjectsV2 page declares KeyCount {count} but "
-            f"{parsed} keys and prefixes were parsed from it"
+            f"{keys} keys and {prefixes} prefixes were parsed from it"
         )
 
 

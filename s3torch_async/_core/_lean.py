@@ -61,6 +61,7 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _PROBE_KEY = "s3torch-async-probe"
 # Caps on bodies we parse (listings, errors): a server's Content-Length is only a claim.
 _MAX_LISTING = 64 << 20
+_MAX_ERROR = 1 << 20
 _REDIRECT_CODES = frozenset(
     {
         "PermanentRedirect",
@@ -342,8 +343,10 @@ class LeanTransport(Transport):
         new_region = resp.headers.get("x-amz-bucket-region")
         if not new_region or new_region == region:
             return resp
-        error = await _read_capped(resp)
-        resp.release()
+        try:
+            error = await _read_capped(resp, _MAX_ERROR)
+        finally:
+            resp.release()
         code = _error_code(error)
         # As botocore's region redirector: a redirect status, or an error code that says
         # the request went to (or was signed for) the wrong region.
@@ -445,7 +448,7 @@ class LeanTransport(Transport):
         )
         if resp.status >= 300:
             try:
-                error = await _read_capped(resp)
+                error = await _read_capped(resp, _MAX_ERROR)
             finally:
                 resp.release()
             raise client_error(resp.status, error, resp.headers, "GetObject")
@@ -516,7 +519,7 @@ class LeanTransport(Transport):
             "PUT", base, bucket, key, query, headers, body, operation
         )
         async with resp:
-            data = await _read_capped(resp)
+            data = await _read_capped(resp, _MAX_ERROR)
             if resp.status >= 300:
                 raise client_error(resp.status, data, resp.headers, operation)
             return str(resp.headers.get("ETag", ""))
@@ -690,7 +693,7 @@ def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
             )
         )
     prefixes = [decode(text_of(p, "Prefix") or "") for p in common]
-    check_key_count(fields.get("KeyCount"), len(infos) + len(prefixes))
+    check_key_count(fields.get("KeyCount"), len(infos), len(prefixes))
     truncated = (fields.get("IsTruncated") or "").lower() == "true"
     token = fields.get("NextContinuationToken") if truncated else None
     return ListObjectResult(infos, prefixes), token
