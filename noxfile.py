@@ -55,10 +55,15 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The full test suite against a moto server on loopback."""
+    """The full test suite against a moto server on loopback, on both transports.
+
+    Every S3 test runs on the lean and the botocore transport (``--transport`` picks one);
+    two pytest-xdist workers (one moto server each) keep the doubled suite's wall time down.
+    """
     _install_torch(session)
     session.install("-e", ".[dcp,demo]", *_group("test"), *CONSTRAINTS)
-    session.run("pytest", *session.posargs)
+    workers = str(min(4, max(2, os.cpu_count() or 2)))
+    session.run("pytest", "-n", workers, *session.posargs)
 
 
 def _interpreter(version: str) -> str:

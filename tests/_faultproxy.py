@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import io
 import socket
@@ -252,12 +253,16 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ script
     def add_fault(self, rule: FaultRule) -> FaultRule:
-        """Append ``rule``; it applies to the next ``rule.times`` matching requests."""
+        """Append a fresh copy of ``rule`` (returned); it applies to the next ``rule.times``
+        matching requests. Copying lets one rule object serve several (parametrised) tests.
+        """
         if rule.times is not None and rule.times < 1:
             raise ValueError("times must be >= 1 or None")
+        live = copy.copy(rule)  # keeps per-object overrides (e.g. a custom ``matches``)
+        live.hits = 0
         with self._lock:
-            self._rules.append(rule)
-        return rule
+            self._rules.append(live)
+        return live
 
     def clear(self) -> None:
         """Drop all pending rules and reset ``requests`` and ``faults_injected``."""

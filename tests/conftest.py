@@ -13,6 +13,8 @@ import botocore.config
 import pytest
 from hypothesis import HealthCheck, settings
 
+from s3torch_async._runner import get_runner
+
 settings.register_profile(
     "ci",
     max_examples=25,
@@ -102,6 +104,9 @@ def moto_endpoint(s3_transport: str) -> Iterator[str]:
         host, port = server.get_host_and_port()
         yield f"http://{host}:{port}"
     finally:
+        # The sync classes share clients per configuration for the whole process; those
+        # built for this server (and this transport) must not outlive it.
+        get_runner().close()
         server.stop()
 
 

@@ -11,19 +11,28 @@ error response and another host's bytes are never returned as the object.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.httpsession import AIOHTTPSession
+from botocore.exceptions import ClientError
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._transport import Headers, ObjectBody, Transport
 
-__all__ = ["BotocoreTransport", "NoRedirectSession", "register_handlers"]
+__all__ = [
+    "BotocoreTransport",
+    "NoRedirectSession",
+    "check_key_count",
+    "client_error",
+    "register_handlers",
+]
 
 # Smuggled through the API parameters into the request context (popped before validation).
 _EXTRA_PARAM = "S3TorchAsyncExtraHeaders"
@@ -56,6 +65,13 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
                 f"Client error: a redirect to another origin ({got.scheme}://"
                 f"{got.hostname}) was refused"
             )
+        status = response.status_code
+        if 300 <= status < 400 and "x-amz-bucket-region" not in response.headers:
+            # An HTTP redirect that does not name the bucket's region is an error, as on the
+            # lean transport (botocore's region redirector would otherwise ask HeadBucket,
+            # which a redirecting server answers with a redirect, and so on without end).
+            body = await response.content
+            raise client_error(status, body, response.headers, "S3")
         return response
 
 
@@ -221,7 +237,7 @@ class BotocoreTransport(Transport):
             for item in contents
         ]
         prefixes = [p["Prefix"] for p in resp.get("CommonPrefixes", ())]
-        check_key_count(resp.get("KeyCount"), len(infos) + len(prefixes))
+        check_key_count(resp.get("KeyCount"), len(infos), len(prefixes))
         truncated = resp.get("IsTruncated")
         return ListObjectResult(infos, prefixes), (
             resp.get("NextContinuationToken") if truncated else None
@@ -328,16 +344,55 @@ class BotocoreTransport(Transport):
         )
 
 
-def check_key_count(declared: Any, parsed: int) -> None:
-    """Raise when a listing page's ``KeyCount`` disagrees with the entries parsed from it."""
+def check_key_count(declared: Any, keys: int, prefixes: int) -> None:
+    """Raise when a listing page's ``KeyCount`` disagrees with the entries parsed from it.
+
+    S3 counts keys and common prefixes; a server that counts keys alone is accepted too.
+    """
     if declared is None or declared == "":
         return
     try:
         count = int(declared)
     except (TypeError, ValueError):
         return
-    if count != parsed:
+    if count not in (keys + prefixes, keys):
         raise S3Exception(
             f"Client error: ListObjectsV2 page declares KeyCount {count} but "
-            f"{parsed} keys and prefixes were parsed from it"
+            f"{keys} keys and {prefixes} prefixes were parsed from it"
         )
+
+
+def local_name(tag: Any) -> str:
+    # "{namespace}Name" -> "Name": S3-compatible servers answer under other namespaces or none.
+    return str(tag).rpartition("}")[2]
+
+
+def text_of(elem: ET.Element, name: str) -> Optional[str]:
+    for child in elem:
+        if local_name(child.tag) == name:
+            return child.text or ""
+    return None
+
+
+def client_error(status: int, body: bytes, headers: Any, operation: str) -> ClientError:
+    code, message = str(status), ""
+    request_id = headers.get("x-amz-request-id", "")
+    if body:
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            root = None
+        if root is not None:
+            code = text_of(root, "Code") or code
+            message = text_of(root, "Message") or ""
+            request_id = text_of(root, "RequestId") or request_id
+    if not message:  # as botocore: the reason phrase stands in for a missing error body
+        try:
+            message = HTTPStatus(status).phrase
+        except ValueError:
+            message = ""
+    response = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": request_id},
+    }
+    return ClientError(response, operation)  # type: ignore[arg-type]

@@ -34,17 +34,23 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
-from http import HTTPStatus
 from typing import Any, Callable, Optional
 from urllib.parse import quote, unquote_plus, urlsplit
 
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import HTTPClientError, NoCredentialsError
 from botocore.utils import get_environ_proxies
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from . import _http
-from ._botocore import BotocoreTransport, check_key_count, restore_status
+from ._botocore import (
+    BotocoreTransport,
+    check_key_count,
+    client_error,
+    local_name,
+    restore_status,
+    text_of,
+)
 from ._http import HTTPPool, HTTPResponse
 from ._transport import Headers, ObjectBody, Transport
 
@@ -55,6 +61,7 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _PROBE_KEY = "s3torch-async-probe"
 # Caps on bodies we parse (listings, errors): a server's Content-Length is only a claim.
 _MAX_LISTING = 64 << 20
+_MAX_ERROR = 1 << 20
 _REDIRECT_CODES = frozenset(
     {
         "PermanentRedirect",
@@ -180,32 +187,6 @@ def _epoch_http(text: Optional[str]) -> int:
         return int(parsedate_to_datetime(text).timestamp())
     except (TypeError, ValueError):
         return 0
-
-
-def _client_error(
-    status: int, body: bytes, headers: Any, operation: str
-) -> ClientError:
-    code, message = str(status), ""
-    request_id = headers.get("x-amz-request-id", "")
-    if body:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            root = None
-        if root is not None:
-            code = _text(root, "Code") or code
-            message = _text(root, "Message") or ""
-            request_id = _text(root, "RequestId") or request_id
-    if not message:  # as botocore: the reason phrase stands in for a missing error body
-        try:
-            message = HTTPStatus(status).phrase
-        except ValueError:
-            message = ""
-    response = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": request_id},
-    }
-    return ClientError(response, operation)  # type: ignore[arg-type]
 
 
 class _LeanBody(ObjectBody):
@@ -357,19 +338,23 @@ class LeanTransport(Transport):
         """One request; a region redirect S3 names is followed once, re-signed."""
         region = self._bucket_regions.get(bucket, self._region)
         resp = await self._send_once(method, base, key, query, headers, body, region)
-        if resp.status not in (301, 307, 400):
+        if resp.status not in (301, 302, 307, 400):
             return resp
         new_region = resp.headers.get("x-amz-bucket-region")
         if not new_region or new_region == region:
             return resp
-        error = await _read_capped(resp)
-        resp.release()
+        try:
+            error = await _read_capped(resp, _MAX_ERROR)
+        finally:
+            resp.release()
         code = _error_code(error)
-        if not (resp.status == 301 or code in _REDIRECT_CODES):
-            raise _client_error(resp.status, error, resp.headers, operation)
+        # As botocore's region redirector: a redirect status, or an error code that says
+        # the request went to (or was signed for) the wrong region.
+        if not (resp.status in (301, 302, 307) or code in _REDIRECT_CODES):
+            raise client_error(resp.status, error, resp.headers, operation)
         new_base = self._region_base(base, new_region)
         if new_base is None:
-            raise _client_error(resp.status, error, resp.headers, operation)
+            raise client_error(resp.status, error, resp.headers, operation)
         self._bucket_regions[bucket] = new_region
         self._base_urls[bucket] = new_base
         return await self._send_once(
@@ -422,11 +407,16 @@ class LeanTransport(Transport):
             url += "?" + "&".join(
                 f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query
             )
-        if _RETRY_STALE_KW:
-            return await self._http.request(  # type: ignore[call-arg,unused-ignore]
-                method, url, all_headers, body, retry_stale=False
-            )
-        return await self._http.request(method, url, all_headers, body)
+        try:
+            if _RETRY_STALE_KW:
+                return await self._http.request(  # type: ignore[call-arg,unused-ignore]
+                    method, url, all_headers, body, retry_stale=False
+                )
+            return await self._http.request(method, url, all_headers, body)
+        except ValueError as exc:
+            # A request our HTTP client refuses to send (e.g. CR/LF in a header value):
+            # botocore's transport reports the same as HTTPClientError.
+            raise HTTPClientError(error=exc) from exc
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -458,10 +448,10 @@ class LeanTransport(Transport):
         )
         if resp.status >= 300:
             try:
-                error = await _read_capped(resp)
+                error = await _read_capped(resp, _MAX_ERROR)
             finally:
                 resp.release()
-            raise _client_error(resp.status, error, resp.headers, "GetObject")
+            raise client_error(resp.status, error, resp.headers, "GetObject")
         return _LeanBody(resp)
 
     async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
@@ -471,7 +461,7 @@ class LeanTransport(Transport):
         resp = await self._send("HEAD", base, bucket, key, (), {}, None, "HeadObject")
         async with resp:
             if resp.status >= 300:
-                raise _client_error(resp.status, b"", resp.headers, "HeadObject")
+                raise client_error(resp.status, b"", resp.headers, "HeadObject")
             h = resp.headers
             return HeadObjectResult(
                 etag=h.get("ETag", ""),
@@ -510,7 +500,7 @@ class LeanTransport(Transport):
         async with resp:
             body = await _read_capped(resp)
             if resp.status >= 300:
-                raise _client_error(resp.status, body, resp.headers, "ListObjectsV2")
+                raise client_error(resp.status, body, resp.headers, "ListObjectsV2")
         return parse_listing(body)
 
     async def _put(
@@ -529,9 +519,9 @@ class LeanTransport(Transport):
             "PUT", base, bucket, key, query, headers, body, operation
         )
         async with resp:
-            data = await _read_capped(resp)
+            data = await _read_capped(resp, _MAX_ERROR)
             if resp.status >= 300:
-                raise _client_error(resp.status, data, resp.headers, operation)
+                raise client_error(resp.status, data, resp.headers, operation)
             return str(resp.headers.get("ETag", ""))
 
     async def put_object(
@@ -653,45 +643,33 @@ def _error_code(body: bytes) -> Optional[str]:
         root = ET.fromstring(body)
     except ET.ParseError:
         return None
-    return _text(root, "Code")
-
-
-def _local(tag: Any) -> str:
-    # "{namespace}Name" -> "Name": S3-compatible servers answer under other namespaces or none.
-    return str(tag).rpartition("}")[2]
-
-
-def _text(elem: ET.Element, name: str) -> Optional[str]:
-    for child in elem:
-        if _local(child.tag) == name:
-            return child.text or ""
-    return None
+    return text_of(root, "Code")
 
 
 def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
     """One ListObjectsV2 page, whatever XML namespace the server answers under.
 
     Raises:
+        ClientError: The body is not XML (HTTP 500, as botocore reports it).
         S3Exception: The body is not a ListBucketResult, or its ``KeyCount`` disagrees with
             the keys and prefixes in it.
     """
     try:
         root = ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise S3Exception(
-            f"Client error: the ListObjectsV2 response is not XML ({exc}): "
-            f"{body[:80]!r}"
-        ) from None
-    if _local(root.tag) != "ListBucketResult":
+    except ET.ParseError:
+        # As botocore: a 200 whose body does not parse is an error S3 embedded in a 200,
+        # handled exactly like a 500 (and retried as one).
+        raise client_error(500, b"", {}, "ListObjectsV2") from None
+    if local_name(root.tag) != "ListBucketResult":
         raise S3Exception(
             "Client error: the ListObjectsV2 response is not a ListBucketResult "
-            f"(root element {_local(root.tag)!r})"
+            f"(root element {local_name(root.tag)!r})"
         )
     fields: dict[str, Optional[str]] = {}
     contents: list[ET.Element] = []
     common: list[ET.Element] = []
     for child in root:
-        name = _local(child.tag)
+        name = local_name(child.tag)
         if name == "Contents":
             contents.append(child)
         elif name == "CommonPrefixes":
@@ -703,7 +681,7 @@ def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
     )
     infos = []
     for item in contents:
-        values = {_local(c.tag): c.text or "" for c in item}
+        values = {local_name(c.tag): c.text or "" for c in item}
         last_modified = values.get("LastModified")
         infos.append(
             ObjectInfo(
@@ -714,8 +692,8 @@ def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
                 values.get("StorageClass"),
             )
         )
-    prefixes = [decode(_text(p, "Prefix") or "") for p in common]
-    check_key_count(fields.get("KeyCount"), len(infos) + len(prefixes))
+    prefixes = [decode(text_of(p, "Prefix") or "") for p in common]
+    check_key_count(fields.get("KeyCount"), len(infos), len(prefixes))
     truncated = (fields.get("IsTruncated") or "").lower() == "true"
     token = fields.get("NextContinuationToken") if truncated else None
     return ListObjectResult(infos, prefixes), token

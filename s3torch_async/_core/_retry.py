@@ -146,6 +146,12 @@ def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
 
 def describe(exc: BaseException) -> str:
     """A one-line cause for logs and messages: the kind of failure and its text."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {}) or {}
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"HTTP {status} {err.get('Code', '')}: {err.get('Message', '')}".rstrip(
+            ": "
+        )
     kind = classify(exc)
     chain = _chain(exc)
     if any(isinstance(e, _DNS_ERRORS) for e in chain):
@@ -220,6 +226,8 @@ class Attempts:
             if self._no_answer > NO_ANSWER_RETRIES:
                 return False
             delay = random.uniform(0, 0.2)
+        elif any(type(e).__name__ == "StaleConnectionError" for e in _chain(exc)):
+            delay = 0.0  # a kept-alive connection the server had closed: resend at once
         else:
             delay = random.random() * min(MAX_BACKOFF, 2.0 ** (self.used - 1))
         cause = describe(exc)

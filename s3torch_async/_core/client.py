@@ -68,6 +68,18 @@ def _range_header(start: int, end: Optional[int]) -> str:
     return f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
 
 
+def _check_header_value(name: str, value: Optional[str], bucket: str, key: str) -> None:
+    """Refuse a value that would end a header line early (header injection)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(
+            f"{name} must not contain CR, LF or NUL (s3://{bucket}/{key}): {value!r}"
+        )
+
+
 def _check_names(bucket: Any, key: Any = "", *, key_required: bool = True) -> None:
     if not isinstance(bucket, str):
         raise TypeError(f"bucket must be a str, got {type(bucket).__name__}")
@@ -383,6 +395,7 @@ class AsyncS3Client:
             S3Exception: The request failed (``Service error: The key does not exist``...).
         """
         _check_names(bucket, key)
+        _check_header_value("if_match", if_match, bucket, key)
         if start is not None and end is not None and end <= start:
             raise ValueError(
                 f"empty or inverted range [{start}, {end}) for s3://{bucket}/{key}"
@@ -408,6 +421,7 @@ class AsyncS3Client:
             S3Exception: The request failed, or the object changed (``if_match``) mid-read.
         """
         _check_names(bucket, key)
+        _check_header_value("if_match", if_match, bucket, key)
         mv = memoryview(view).cast("B")
         if mv.readonly:
             raise TypeError("view must be a writable buffer")
@@ -507,6 +521,7 @@ class AsyncS3Client:
             ValueError: ``bucket`` or ``key`` is empty.
         """
         _check_names(bucket, key)
+        _check_header_value("storage_class", storage_class, bucket, key)
         return AsyncS3Writer(
             self, bucket, key, storage_class, if_none_match=if_none_match
         )
@@ -526,6 +541,7 @@ class AsyncS3Client:
             S3Exception: The upload failed (with ``if_none_match``: the key already exists).
         """
         _check_names(bucket, key)
+        _check_header_value("storage_class", storage_class, bucket, key)
         body = _as_view(data)
         return await self._call(
             "PutObject",
@@ -545,6 +561,7 @@ class AsyncS3Client:
     ) -> str:
         """Start a multipart upload and return its upload id."""
         _check_names(bucket, key)
+        _check_header_value("storage_class", storage_class, bucket, key)
         return await self._call(
             "CreateMultipartUpload",
             bucket,

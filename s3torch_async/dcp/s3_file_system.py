@@ -213,8 +213,9 @@ class S3FileSystem(FileSystemBase):
     ) -> None:
         """Rename an object: a server-side copy, then a delete of the source (not atomic).
 
-        The delete is tried up to 3 times, with a random exponential wait (at most 5 s)
-        between attempts.
+        The delete makes at most ``max_attempts`` requests (the client's retry budget); with
+        ``max_attempts=1`` it is tried 3 times, as the reference does, with a random
+        exponential wait (at most 5 s) between tries.
 
         Args:
             old_path: ``s3://bucket/key`` of the existing object.
@@ -310,11 +311,17 @@ class S3FileSystem(FileSystemBase):
     def _delete_with_retry(self, bucket_name: str, old_key: str) -> None:
         """``delete_object`` with up to 3 attempts, retrying only on ``S3Exception``."""
         started = time.monotonic()
-        for attempt in range(1, _DELETE_ATTEMPTS + 1):
+        # One retry budget: a client that retries itself (max_attempts > 1) already spent
+        # its max_attempts requests on a failed delete; only a non-retrying client gets the
+        # reference's three tries here.
+        tries = (
+            _DELETE_ATTEMPTS if self._client.s3client_config.max_attempts == 1 else 1
+        )
+        for attempt in range(1, tries + 1):
             error = self._try_delete(bucket_name, old_key)
             if error is None:
                 return
-            last = attempt == _DELETE_ATTEMPTS
+            last = attempt == tries
             logger.log(
                 logging.ERROR if last else logging.WARNING,
                 "DeleteObject s3://%s/%s failed after %.3f(s), this was the %s time "

@@ -385,3 +385,16 @@ async def test_requests_honour_http_proxy_environment(
     assert methods.count("PUT") == 1
     assert methods.count("GET") >= 1
     assert methods.count("HEAD") == 1
+
+
+async def test_no_credentials_is_the_reference_message(monkeypatch, endpoint, bucket):
+    # Credentials come from the session's public API on both transports; none found here
+    # (config files empty, instance metadata disabled by the hermetic environment).
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    async with AsyncS3Client(
+        REGION, endpoint=endpoint, s3client_config=S3ClientConfig(max_attempts=1)
+    ) as c:
+        with pytest.raises(S3Exception) as info:
+            await c.get_range(bucket, "k")
+    assert str(info.value) == "Client error: No signing credentials found"

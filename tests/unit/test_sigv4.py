@@ -46,3 +46,41 @@ def test_signature_matches_botocore(path, query, token):
     )
     assert headers["Authorization"] == request.headers["Authorization"]
     assert headers.get("x-amz-security-token") == token
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("bkt.s3.amazonaws.com", "bkt.s3.eu-west-1.amazonaws.com"),
+        ("bkt.s3.us-east-2.amazonaws.com", "bkt.s3.eu-west-1.amazonaws.com"),
+        ("s3.us-east-1.amazonaws.com", "s3.eu-west-1.amazonaws.com"),
+        (
+            "bkt.s3-fips.dualstack.us-east-1.amazonaws.com",
+            "bkt.s3-fips.dualstack.eu-west-1.amazonaws.com",
+        ),
+        ("example.com", None),
+    ],
+)
+def test_region_redirect_base_stays_within_s3(host, expected):
+    from types import SimpleNamespace
+
+    from s3torch_async._core._lean import LeanTransport
+
+    s3 = SimpleNamespace(meta=SimpleNamespace(endpoint_url=f"https://{host}"))
+    lean = LeanTransport(
+        s3,
+        None,  # type: ignore[arg-type]
+        credentials=None,
+        region="us-east-1",
+        endpoint=None,
+        pool_size=1,
+        connect_timeout=1,
+        read_timeout=1,
+        extra_headers={},
+        unsigned=True,
+    )
+    base = lean._region_base((f"https://{host}", host, "/"), "eu-west-1")
+    if expected is None:
+        assert base is None
+    else:
+        assert base == (f"https://{expected}", expected, "/")
