@@ -15,6 +15,8 @@ import sys
 from typing import Any, Callable, List, Optional, Sequence, TextIO
 
 from ._config import S3ClientConfig
+from ._core import AsyncS3Client
+from ._core._session import resolve_endpoint
 from ._errors import S3Exception, location_note
 from ._uri import parse_s3_uri
 from ._version import __version__
@@ -163,7 +165,7 @@ def _s3_uri(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"{exc}: {text!r}") from None
 
 
-def client_config(args: argparse.Namespace) -> S3ClientConfig:
+def _client_config(args: argparse.Namespace) -> S3ClientConfig:
     """The client configuration the connection options ask for."""
     return S3ClientConfig(force_path_style=bool(args.path_style))
 
@@ -177,7 +179,7 @@ def _run_ls(args: argparse.Namespace, out: TextIO) -> int:
             recursive=args.recursive,
             region=args.region or default_region(),
             endpoint=args.endpoint,
-            config=client_config(args),
+            config=_client_config(args),
             out=out,
         )
     )
@@ -193,8 +195,6 @@ async def _ls(
     config: S3ClientConfig,
     out: TextIO,
 ) -> int:
-    from ._core import AsyncS3Client
-
     async with AsyncS3Client(
         region, endpoint=endpoint, s3client_config=config
     ) as client:
@@ -208,8 +208,7 @@ async def _ls(
 
 
 def _run_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from ._core._session import resolve_endpoint
-    from ._demo import DemoOptions, run_demo
+    from ._demo import DemoOptions, run_demo  # imports torch: only for this command
 
     if resolve_endpoint(args.endpoint) is not None and not args.bucket:
         raise UsageError(
