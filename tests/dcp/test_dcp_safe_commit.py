@@ -157,7 +157,9 @@ def test_without_collectives_the_rank_commits_its_own_metadata_safely(
     path = f"s3://{bucket}/ckpt"
 
     def save_alone(sd: Dict[str, Any]) -> None:
-        writer = S3StorageWriter(REGION, path, s3client_config=CONFIG, endpoint=endpoint)
+        writer = S3StorageWriter(
+            REGION, path, s3client_config=CONFIG, endpoint=endpoint
+        )
         state_dict_saver.save(sd, storage_writer=writer, use_collectives=False)
 
     save_alone(state_dict(0))
