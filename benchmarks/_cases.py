@@ -9,7 +9,7 @@ is what the ratios divide by.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 #: Client families in the order the table shows them.
@@ -20,6 +20,7 @@ _ASYNC = "benchmarks.clients.async_api"
 _BOTO3 = "benchmarks.clients.boto3_client"
 _S3FS = "benchmarks.clients.s3fs_client"
 _OBSTORE = "benchmarks.clients.obstore_client"
+_DCP_RANKS = "benchmarks.clients.dcp_ranks"
 
 _OURS = {"package": "s3torch_async"}
 _REF = {"package": "s3torchconnector"}
@@ -298,7 +299,46 @@ def catalogue() -> List[Bench]:
             ),
             primary="s3torch-async/S3StorageReader",
         ),
+        Bench(
+            "6-save-2r",
+            6,
+            "DCP save of a state dict from 2 ranks (gloo)",
+            "MB/s",
+            (
+                _ranks(_ours("S3StorageWriter", "dcp_save", _DCP), "dcp_save_ranks"),
+                _ranks(
+                    _ref("S3StorageWriter", "dcp_save", "s3torchconnector.dcp"),
+                    "dcp_save_ranks",
+                ),
+            ),
+            writes="dcp_save",
+            primary="s3torch-async/S3StorageWriter",
+        ),
+        Bench(
+            "6-load-2r",
+            6,
+            "DCP load of a state dict into 2 ranks (gloo; bytes counted per rank)",
+            "MB/s",
+            (
+                _ranks(_ours("S3StorageReader", "dcp_load", _DCP), "dcp_load_ranks"),
+                _ranks(
+                    _ref("S3StorageReader", "dcp_load", "s3torchconnector.dcp"),
+                    "dcp_load_ranks",
+                ),
+            ),
+            primary="s3torch-async/S3StorageReader",
+        ),
     ]
+
+
+def _ranks(variant: Variant, fn: str) -> Variant:
+    """``variant`` run by the rank pool of ``benchmarks.clients.dcp_ranks`` (2 ranks)."""
+    return replace(
+        variant,
+        function=f"{_DCP_RANKS}:{fn}",
+        options={**variant.options, "world_size": 2},
+        count_requests=False,
+    )
 
 
 def select(

@@ -433,11 +433,13 @@ class S3StorageWriter(FileSystemWriter):
             plan: This rank's save plan.
 
         Returns:
-            SavePlan: The plan; without a process group it carries this rank's file prefix.
+            SavePlan: The plan; without collectives, replacing a checkpoint, this rank's file
+            prefix gets a save token.
         """
         plan = super().prepare_local_plan(plan)
-        if not self.use_collectives and self.rank is not None:
-            prefix = self.prefix_strategy(self.rank) + self._generation()
+        if not self.use_collectives and self.rank is not None and self._replacing:
+            # torch named this rank's files (``__{rank}_``); only a save token is added.
+            prefix = plan.storage_data.prefix + self._generation()
             plan = dataclasses.replace(plan, storage_data=StorageMetadata(prefix))
         return plan
 
@@ -520,7 +522,8 @@ class S3StorageWriter(FileSystemWriter):
             pickle.dump(metadata, stream)
         current = {info.relative_path for info in storage_data.values()}
         superseded = previous - current
-        if self._replacing:
+        if self._replacing and self.use_collectives:
+            # (Without collectives each rank commits alone: other ranks' files are not ours.)
             superseded |= self._orphans(previous | current) - current
         for name in sorted(superseded):
             self.fs.rm_file(self.fs.concat_path(self.path, name))

@@ -149,3 +149,24 @@ def test_commit_removes_files_left_by_a_save_that_failed_on_another_rank(
     for kept in ("ckpt/notes.txt", "ckpt/nested/__0_0123456789ab_0.distcp"):
         assert kept in now
     assert_same(load(path, proxy.url), second)
+
+
+def test_without_collectives_the_rank_commits_its_own_metadata_safely(
+    endpoint: str, bucket: str, boto_s3: Any
+) -> None:
+    path = f"s3://{bucket}/ckpt"
+
+    def save_alone(sd: Dict[str, Any]) -> None:
+        writer = S3StorageWriter(
+            REGION, path, s3client_config=CONFIG, endpoint=endpoint
+        )
+        state_dict_saver.save(sd, storage_writer=writer, use_collectives=False)
+
+    save_alone(state_dict(0))
+    first = keys(boto_s3, bucket)
+    assert first == ["ckpt/__0.metadata", "ckpt/__0_0.distcp"]  # torch's names
+    save_alone(state_dict(1))
+    second = keys(boto_s3, bucket)
+    assert second[0] == "ckpt/__0.metadata"
+    assert len(second) == 2
+    assert re.fullmatch(r"ckpt/__0_[0-9a-f]{12}_0\.distcp", second[1])
