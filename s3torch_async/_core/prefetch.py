@@ -392,6 +392,11 @@ class Prefetcher(Generic[T]):
         self._interval: Optional[float] = None
         self._mean_cost: Optional[float] = None
         self._last_delivery: Optional[float] = None
+        # Growth on trial: (time, deliveries, rate before, size before) of the last growth.
+        self._trial: Optional[Tuple[float, int, float, int]] = None
+        self._total = 0
+        self._hold_until = 0
+        self._history: Deque[Tuple[float, int]] = deque(maxlen=64)
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
@@ -426,18 +431,27 @@ class Prefetcher(Generic[T]):
         return result
 
     def _delivered(self, count: int) -> None:
-        """Record ``count`` deliveries now; resize an adaptive window."""
+        """Record ``count`` deliveries now; resize an adaptive window.
+
+        Little's law gives the size, but a fetch's duration also grows with the queueing in
+        front of a saturated CPU or link, which would inflate the window for nothing. So a
+        window only grows on trial: it keeps the larger size when the delivery rate over the
+        next ``max(size, 32)`` deliveries beats the rate before by 10 %, and otherwise goes
+        back and holds for ``20 x size`` deliveries before trying again.
+        """
         if not self._adaptive() or not count:
             return
         now = self._loop.time()
         if self._last_delivery is not None:
             self._interval = _ewma(self._interval, (now - self._last_delivery) / count)
         self._last_delivery = now
+        self._total += count
+        self._history.append((now, self._total))
         if self._latency is None or self._interval is None:
             return
         window = self._window
-        before = window.max_items
-        window.max_items = window_items(
+        current = window.max_items
+        target = window_items(
             self._latency,
             self._interval,
             self._mean_cost or 0.0,
@@ -445,8 +459,30 @@ class Prefetcher(Generic[T]):
             self._floor,
             self._adaptive_cap,
         )
-        if window.max_items > before:
-            self._space.set()
+        trial = self._trial
+        if trial is not None:
+            started, at, rate_before, previous = trial
+            if self._total - at < max(current, _TRIAL_DELIVERIES):
+                return  # still judging the last growth
+            self._trial = None
+            rate_after = (self._total - at) / max(now - started, 1e-9)
+            if rate_after < rate_before * _TRIAL_GAIN:
+                window.max_items = previous
+                self._hold_until = self._total + _TRIAL_HOLD * previous
+                return
+        if target <= current:
+            window.max_items = target
+            return
+        if self._total < self._hold_until or len(self._history) < 2:
+            return
+        first_time, first_total = self._history[0]
+        if now <= first_time:
+            return
+        rate_before = (self._total - first_total) / (now - first_time)
+        window.max_items = min(target, max(current + 1, int(current * 1.5)))
+        self._trial = (now, self._total, rate_before, current)
+        self._history.clear()
+        self._space.set()
 
     async def _schedule(self) -> None:
         try:
@@ -574,6 +610,12 @@ class Prefetcher(Generic[T]):
 
 #: Weight of the newest sample in the window's running means.
 _EWMA_WEIGHT = 0.2
+#: Fewest deliveries a window growth is judged over.
+_TRIAL_DELIVERIES = 32
+#: Delivery-rate gain that keeps a growth.
+_TRIAL_GAIN = 1.1
+#: After a growth that did not pay: deliveries to wait, per item of the window, before the next.
+_TRIAL_HOLD = 20
 
 
 def _ewma(mean: Optional[float], sample: float) -> float:

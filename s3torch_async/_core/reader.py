@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple, Union
 
+import anyio
+
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 
@@ -101,7 +103,11 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 async def _gather_bounded(
     jobs: Sequence[Callable[[], Awaitable[int]]], limit: int
 ) -> List[int]:
-    """Run ``jobs`` with at most ``limit`` in flight; the first failure cancels the rest."""
+    """Run ``jobs`` with at most ``limit`` in flight; the first failure cancels the rest.
+
+    The workers run in an anyio task group, so none outlives the call; the failure is raised
+    as itself, not wrapped in the group's exception group.
+    """
     results = [0] * len(jobs)
     pending = iter(enumerate(jobs))
 
@@ -112,15 +118,26 @@ async def _gather_bounded(
     if len(jobs) == 1:
         results[0] = await jobs[0]()
         return results
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(jobs)))]
+    error: Optional[BaseException] = None
     try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+        async with anyio.create_task_group() as group:
+            for _ in range(min(limit, len(jobs))):
+                group.start_soon(worker)
+    except BaseException as exc:
+        error = _first_error(exc)
+    if error is not None:
+        raise error  # outside the handler: its own cause and context stay as they were
     return results
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first failure inside (nested) exception groups, cancellations last."""
+    cancelled = anyio.get_cancelled_exc_class()
+    while True:
+        inner: Optional[Sequence[BaseException]] = getattr(exc, "exceptions", None)
+        if not inner:
+            return exc
+        exc = next((e for e in inner if not isinstance(e, cancelled)), inner[0])
 
 
 @dataclass

@@ -283,12 +283,12 @@ async def _paced_run(
 
 def test_adaptive_window_widens_when_fetches_are_slow_and_stays_ordered():
     most, count, order = asyncio.run(
-        _paced_run(0.03, 0.001, floor=4, cap=256, budget=100_000, n=300)
+        _paced_run(0.03, 0.001, floor=4, cap=256, budget=100_000, n=500)
     )
-    assert order == list(range(300))
-    # 30 ms fetches, an item taken every ~1 ms: far more than the 4 it started with
-    assert count > 12
-    assert most > 12
+    assert order == list(range(500))
+    # 30 ms fetches, an item taken every ~1 ms: each growth pays, so it keeps growing
+    assert most >= 13
+    assert count > 4
 
 
 def test_adaptive_window_keeps_its_floor_when_fetches_are_fast():
@@ -305,6 +305,39 @@ def test_adaptive_window_stays_within_its_byte_budget():
     )
     assert most <= 15
     assert count <= 15
+
+
+def test_adaptive_window_does_not_grow_when_a_shared_link_is_the_limit():
+    async def main() -> tuple[int, int]:
+        link = asyncio.Lock()  # one fetch at a time: more in flight only queues
+        pf: Prefetcher[int]
+
+        async def fetch(item: int) -> tuple[bytes, str]:
+            async with link:
+                await asyncio.sleep(0.002)
+            return b"x" * 100, "e"
+
+        pf = Prefetcher(
+            iterate_items(range(400)),
+            fetch,
+            lambda _i: 100,
+            budget_bytes=10**6,
+            max_items=4,
+            adaptive_cap=256,
+        )
+        most = 0
+        async for _ in pf:
+            most = max(most, pf.max_items)
+        count = pf.max_items
+        await pf.aclose()
+        return most, count
+
+    most, count = asyncio.run(main())
+    # queueing makes each fetch look slow (Little's law alone would ask for ~256); growth
+    # is tried, does not raise the delivery rate, and is taken back (a trial may be running
+    # at the end, and load on the machine may let one pass by chance)
+    assert most <= 16
+    assert count <= 16
 
 
 def test_window_without_adaptive_cap_keeps_its_count():
