@@ -28,6 +28,7 @@ from ._planning import concurrency_for
 __all__ = [
     "ResolvedSettings",
     "build_aio_config",
+    "client_fingerprint",
     "make_session",
     "resolve",
     "resolve_endpoint",
@@ -278,3 +279,28 @@ def build_aio_config(
     if settings.config.unsigned:
         kwargs["signature_version"] = botocore.UNSIGNED
     return AioConfig(**kwargs)
+
+
+# Environment variables read when a client opens; a shared client is only reused while they
+# are unchanged (the endpoint variables are covered by resolving the endpoint).
+_CLIENT_ENV = (
+    "S3TORCH_ASYNC_FAST_PATH",
+    CONNECT_TIMEOUT_ENV,
+    READ_TIMEOUT_ENV,
+    "AWS_REQUEST_CHECKSUM_CALCULATION",
+    "AWS_RESPONSE_CHECKSUM_VALIDATION",
+    "AWS_PROFILE",
+    "AWS_CA_BUNDLE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+def client_fingerprint(
+    endpoint: Optional[str], environ: Optional[Mapping[str, str]] = None
+) -> tuple[Optional[str], ...]:
+    """What, besides its arguments, decides how a client opens: the resolved endpoint and
+    the environment variables read at open time. Clients shared by configuration key on it.
+    """
+    env = os.environ if environ is None else environ
+    return (resolve_endpoint(endpoint, env), *(env.get(name) for name in _CLIENT_ENV))
