@@ -299,8 +299,9 @@ _CLIENT_ENV = (
 def client_fingerprint(
     endpoint: Optional[str], environ: Optional[Mapping[str, str]] = None
 ) -> tuple[Optional[str], ...]:
-    """What, besides its arguments, decides how a client opens: the resolved endpoint and
-    the environment variables read at open time. Clients shared by configuration key on it.
+    """The resolved endpoint and the environment variables a client reads when it opens.
+
+    Clients shared by configuration key on it, so a changed variable gets a new client.
     """
     env = os.environ if environ is None else environ
     return (resolve_endpoint(endpoint, env), *(env.get(name) for name in _CLIENT_ENV))
