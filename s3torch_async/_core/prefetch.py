@@ -479,8 +479,17 @@ class Prefetcher(Generic[T]):
         if now <= first_time:
             return
         rate_before = (self._total - first_total) / (now - first_time)
-        # a step big enough for its gain to show (a few % would drown in the noise)
-        window.max_items = min(self._adaptive_cap, max(target, int(current * 1.5)))
+        # a step big enough for its gain to show (a few % would drown in the noise), never
+        # past what the byte budget holds (``target`` already respects it)
+        mean_cost = self._mean_cost or 0.0
+        by_bytes = (
+            int(window.budget_bytes // mean_cost)
+            if mean_cost >= 1
+            else self._adaptive_cap
+        )
+        window.max_items = min(
+            self._adaptive_cap, max(target, min(by_bytes, int(current * 1.5)))
+        )
         self._trial = (now, self._total, rate_before, current)
         self._history.clear()
         self._space.set()
