@@ -27,7 +27,9 @@ from ._planning import concurrency_for
 __all__ = [
     "ResolvedSettings",
     "build_aio_config",
+    "connect_timeout",
     "make_session",
+    "read_timeout",
     "resolve",
     "resolve_endpoint",
     "warm_models",
@@ -35,6 +37,31 @@ __all__ = [
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def read_timeout() -> float:
+    """Seconds a response may go silent: ``S3TORCH_ASYNC_READ_TIMEOUT``, default 60."""
+    return _seconds_from_env("S3TORCH_ASYNC_READ_TIMEOUT", READ_TIMEOUT)
+
+
+def connect_timeout() -> float:
+    """Seconds to connect: ``S3TORCH_ASYNC_CONNECT_TIMEOUT``, default 10."""
+    return _seconds_from_env("S3TORCH_ASYNC_CONNECT_TIMEOUT", CONNECT_TIMEOUT)
+
+
 # Listing, HEADs and control calls share the pool with data transfers: leave them room.
 _POOL_HEADROOM = 8
 
@@ -225,11 +252,11 @@ def build_aio_config(settings: ResolvedSettings) -> AioConfig:
             "total_max_attempts": settings.config.max_attempts,
         },
         "max_pool_connections": settings.pool_size,
-        "connect_timeout": CONNECT_TIMEOUT,
-        "read_timeout": READ_TIMEOUT,
+        "connect_timeout": connect_timeout(),
+        "read_timeout": read_timeout(),
         "user_agent_extra": settings.user_agent,
-        # Flexible checksums cost ~16% of upload CPU here and break several S3-compatible
-        # stores; send them only where S3 requires them (documented in docs/configuration.md).
+        # botocore computes and checks no checksum of its own: ours (CRC32, see _checksum)
+        # are added explicitly on both transports, under the user's own botocore setting.
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
         "s3": {"addressing_style": "path" if settings.path_style else "auto"},

@@ -11,7 +11,7 @@ import enum
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +27,13 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from .._user_agent import UserAgent
 from . import _session
+from ._checksum import (
+    CRC32_HEADER,
+    ChecksumPolicy,
+    checksum_mismatch,
+    crc32_b64_async,
+    expected_crc32,
+)
 from ._http import HTTPResponse
 from ._lean import LeanTransport
 from ._translate import translate, translating_errors
@@ -104,6 +111,7 @@ class _Body:
     content_length: int
     stream: Any  # aiohttp.StreamReader
     release: Callable[[], Any]
+    checksum: Optional[str] = None  # full-object CRC32 announced by S3
 
     @property
     def object_size(self) -> int:
@@ -187,6 +195,7 @@ class AsyncS3Client:
         self._open_lock: Optional[asyncio.Lock] = None
         self._settings: Optional[_session.ResolvedSettings] = None
         self._lean: Optional[LeanTransport] = None
+        self._checksums = ChecksumPolicy()
 
     # -- properties -------------------------------------------------------------------------
 
@@ -215,6 +224,11 @@ class AsyncS3Client:
     def max_concurrency(self) -> int:
         """Concurrent ranged GETs or part uploads one transfer may use."""
         return self._resolved().max_concurrency
+
+    async def checksum_policy(self) -> ChecksumPolicy:
+        """Whether uploads carry CRC32 checksums and whole-object GETs are checked."""
+        await self._client()
+        return self._checksums
 
     def _resolved(self) -> _session.ResolvedSettings:
         if self._settings is None:
@@ -271,6 +285,7 @@ class AsyncS3Client:
         validate_for_use(self._config)
         settings = self._resolved()
         session = _session.make_session(settings)
+        self._checksums = ChecksumPolicy.from_session(session)
         stack = AsyncExitStack()
         try:
             s3 = await stack.enter_async_context(
@@ -296,8 +311,8 @@ class AsyncS3Client:
                 region=settings.region,
                 max_attempts=self._config.max_attempts,
                 pool_size=settings.pool_size,
-                connect_timeout=_session.CONNECT_TIMEOUT,
-                read_timeout=_session.READ_TIMEOUT,
+                connect_timeout=_session.connect_timeout(),
+                read_timeout=_session.read_timeout(),
                 extra_headers=extra,
                 unsigned=self._config.unsigned,
                 ca_file=get_cert_path(session.get_config_variable("ca_bundle") or True),
@@ -502,6 +517,9 @@ class AsyncS3Client:
         expected: Optional[int] = None
         chunks: list[bytes] = []
         attempt = 0
+        # Only a whole-object GET can be checked: S3 has no checksum for a range.
+        checked = start is None and self._checksums.validate
+        checksum: Optional[str] = None
         while True:
             offset = (start or 0) + received
             params: dict[str, Any] = {}
@@ -509,8 +527,16 @@ class AsyncS3Client:
                 params["Range"] = _range_header(offset, end)
             try:
                 async with translating_errors("GetObject", bucket, key):
-                    body = await self._open_get(bucket, key, params.get("Range"), etag)
+                    body = await self._open_get(
+                        bucket,
+                        key,
+                        params.get("Range"),
+                        etag,
+                        checksum_mode=checked and not received,
+                    )
                 try:
+                    if checked and not received:
+                        checksum = body.checksum
                     etag = etag or body.etag
                     object_size = body.object_size
                     if expected is None:
@@ -520,7 +546,11 @@ class AsyncS3Client:
                             body.stream, view[received:expected]
                         )
                     else:
-                        received += await _read_chunks(body.stream, chunks)
+                        try:
+                            await _read_chunks(body.stream, chunks)
+                        finally:
+                            # Chunks read before a break count: the resume starts after them.
+                            received = sum(map(len, chunks))
                 finally:
                     body.release()
                 if received < expected:
@@ -542,6 +572,19 @@ class AsyncS3Client:
                     exc,
                 )
                 await _backoff(attempt)
+        if checksum is not None:
+            data = chunks if view is None else view[:received]
+            actual = await checksum_mismatch(checksum, data)
+            if actual is not None:
+                raise S3Exception(
+                    f"GetObject s3://{bucket}/{key} failed: the body's CRC32 {actual} "
+                    f"does not match the object's checksum {checksum}; the data was "
+                    "corrupted on the way and was not delivered",
+                    bucket=bucket,
+                    key=key,
+                    operation="GetObject",
+                    code="ChecksumMismatch",
+                )
         if view is not None:
             return RangeMeta(etag or "", object_size, received)
         return GetResult(b"".join(chunks), etag or "", object_size)
@@ -552,13 +595,17 @@ class AsyncS3Client:
         key: str,
         range_header: Optional[str],
         if_match: Optional[str],
+        *,
+        checksum_mode: bool = False,
     ) -> _Body:
         base = await self._lean_base(bucket)
         if base is not None:
             lean = self._lean
             assert lean is not None
             resp = await lean.with_retries(
-                lambda: lean.open_get(base, key, range_header, if_match)
+                lambda: lean.open_get(
+                    base, key, range_header, if_match, checksum_mode=checksum_mode
+                )
             )
             h = resp.headers
             return _Body(
@@ -567,12 +614,17 @@ class AsyncS3Client:
                 content_length=int(h.get("Content-Length", 0)),
                 stream=resp,
                 release=resp.release,
+                checksum=expected_crc32(h),
             )
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if range_header:
             params["Range"] = range_header
         if if_match:
             params["IfMatch"] = if_match
+        if checksum_mode:
+            # botocore itself validates only with response_checksum_validation=when_supported,
+            # which our client config turns off: the body is checked here, on both paths.
+            params["ChecksumMode"] = "ENABLED"
         s3 = await self._client()
         raw = await s3.get_object(**params)
         return _Body(
@@ -581,6 +633,7 @@ class AsyncS3Client:
             content_length=int(raw.get("ContentLength", 0)),
             stream=raw["Body"].raw_stream.content,
             release=raw["Body"].close,
+            checksum=expected_crc32(raw["ResponseMetadata"]["HTTPHeaders"]),
         )
 
     def put_object(
@@ -620,18 +673,23 @@ class AsyncS3Client:
         *,
         storage_class: Optional[str] = None,
         if_none_match: bool = False,
+        checksum_crc32: Optional[str] = None,
     ) -> str:
         """Upload ``data`` with a single PutObject and return the new ETag.
+
+        The body carries a CRC32 that S3 verifies (``checksum_crc32``, else computed here)
+        unless the checksum policy says ``when_required``.
 
         Raises:
             S3Exception: The upload failed (with ``if_none_match``: the key already exists).
         """
         _check_names(bucket, key)
         async with translating_errors("PutObject", bucket, key):
+            checksum = await self._upload_checksum(data, checksum_crc32)
             base = await self._lean_base(bucket)
             if base is not None:
                 assert self._lean is not None
-                headers: dict[str, str] = {}
+                headers = _checksum_headers(checksum)
                 if storage_class:
                     headers["x-amz-storage-class"] = storage_class
                 if if_none_match:
@@ -641,6 +699,7 @@ class AsyncS3Client:
                 "Bucket": bucket,
                 "Key": key,
                 "Body": _as_body(data),
+                **_checksum_params(checksum),
             }
             if storage_class:
                 params["StorageClass"] = storage_class
@@ -650,30 +709,67 @@ class AsyncS3Client:
             resp = await s3.put_object(**params)
         return str(resp.get("ETag", ""))
 
+    async def _upload_checksum(
+        self, data: Buffer, given: Optional[str]
+    ) -> Optional[str]:
+        if given is not None:
+            return given
+        await self._client()
+        if not self._checksums.send:
+            return None
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data must be a bytes-like object, got {type(data).__name__}"
+            )
+        return await crc32_b64_async(memoryview(data).cast("B"))
+
     async def create_multipart_upload(
-        self, bucket: str, key: str, *, storage_class: Optional[str] = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        storage_class: Optional[str] = None,
+        checksum_algorithm: Optional[str] = None,
     ) -> str:
-        """Start a multipart upload and return its upload id."""
+        """Start a multipart upload and return its upload id.
+
+        With ``checksum_algorithm="CRC32"`` every part must then carry its CRC32, and
+        :meth:`complete_multipart_upload` its parts' checksums.
+        """
         _check_names(bucket, key)
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if storage_class:
             params["StorageClass"] = storage_class
+        if checksum_algorithm:
+            params["ChecksumAlgorithm"] = checksum_algorithm
         async with translating_errors("CreateMultipartUpload", bucket, key):
             s3 = await self._client()
             resp = await s3.create_multipart_upload(**params)
         return str(resp["UploadId"])
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, data: Buffer
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: Buffer,
+        *,
+        checksum_crc32: Optional[str] = None,
     ) -> str:
-        """Upload one part and return its ETag."""
+        """Upload one part and return its ETag; ``checksum_crc32`` goes with it if given."""
         async with translating_errors("UploadPart", bucket, key):
             base = await self._lean_base(bucket)
             if base is not None:
                 assert self._lean is not None
                 query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
                 return await self._lean.put(
-                    base, key, _as_view(data), query=query, operation="UploadPart"
+                    base,
+                    key,
+                    _as_view(data),
+                    query=query,
+                    headers=_checksum_headers(checksum_crc32),
+                    operation="UploadPart",
                 )
             s3 = await self._client()
             resp = await s3.upload_part(
@@ -682,6 +778,7 @@ class AsyncS3Client:
                 UploadId=upload_id,
                 PartNumber=part_number,
                 Body=_as_body(data),
+                **_checksum_params(checksum_crc32),
             )
         return str(resp["ETag"])
 
@@ -693,15 +790,22 @@ class AsyncS3Client:
         parts: Sequence[tuple[int, str]],
         *,
         if_none_match: bool = False,
+        checksums: Optional[Mapping[int, str]] = None,
     ) -> str:
-        """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag."""
+        """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag.
+
+        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32).
+        """
+        listed: list[dict[str, Any]] = []
+        for n, e in parts:
+            listed.append({"PartNumber": n, "ETag": e})
+            if checksums is not None:
+                listed[-1]["ChecksumCRC32"] = checksums[n]
         params: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
             "UploadId": upload_id,
-            "MultipartUpload": {
-                "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]
-            },
+            "MultipartUpload": {"Parts": listed},
         }
         if if_none_match:
             params["IfNoneMatch"] = "*"
@@ -805,6 +909,22 @@ class ListObjectsPager:
                 yield info
 
 
+def _checksum_headers(checksum: Optional[str]) -> dict[str, str]:
+    # x-amz-sdk-checksum-algorithm is what AWS SDKs send alongside; S3 ignores it when the
+    # value header is present, and some servers (moto) store the checksum only with it.
+    if checksum is None:
+        return {}
+    return {CRC32_HEADER: checksum, "x-amz-sdk-checksum-algorithm": "CRC32"}
+
+
+def _checksum_params(checksum: Optional[str]) -> dict[str, str]:
+    # With the value given, botocore computes no checksum of its own (it skips requests that
+    # already carry an x-amz-checksum-* header).
+    if checksum is None:
+        return {}
+    return {"ChecksumAlgorithm": "CRC32", "ChecksumCRC32": checksum}
+
+
 def _add_requester_pays(request: Any, **_: Any) -> None:
     request.headers["x-amz-request-payer"] = "requester"
 
@@ -855,11 +975,9 @@ async def _read_into(stream: Any, view: memoryview) -> int:
     return pos
 
 
-async def _read_chunks(stream: Any, chunks: list[bytes]) -> int:
-    total = 0
+async def _read_chunks(stream: Any, chunks: list[bytes]) -> None:
     while True:
         chunk = await stream.readany()
         if not chunk:
-            return total
+            return
         chunks.append(chunk)
-        total += len(chunk)
