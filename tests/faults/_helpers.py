@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -14,3 +15,8 @@ def assert_nothing_left(boto_s3: Any, bucket: str, key: str) -> None:
     with pytest.raises(ClientError) as info:
         boto_s3.head_object(Bucket=bucket, Key=key)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """``size`` reproducible pseudo-random bytes."""
+    return random.Random(seed).randbytes(size)

@@ -10,7 +10,6 @@ bytes it received and answers ``400 BadDigest`` as S3 does.
 from __future__ import annotations
 
 import base64
-import random
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +20,7 @@ from botocore.exceptions import ClientError
 from s3torch_async import AsyncS3Client, AsyncS3Dataset, S3ClientConfig, S3Exception
 from s3torch_async._s3client import S3Client
 from tests._faultproxy import Fault, FaultProxy, FaultRule
-from tests.faults._helpers import assert_nothing_left
+from tests.faults._helpers import assert_nothing_left, payload
 
 REGION = "us-east-1"
 PART = 5 * 1024 * 1024
@@ -35,18 +34,6 @@ def composite(parts: list[bytes]) -> str:
     # S3's COMPOSITE checksum: the CRC32 of the concatenated raw part CRC32s (GET adds
     # "-<parts>"; HEAD, used here, does not).
     return crc(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts))
-
-
-def payload(size: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-@pytest.fixture(params=["fast-path", "botocore-path"])
-def transport(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(
-        "S3TORCH_ASYNC_FAST_PATH", "1" if request.param == "fast-path" else "0"
-    )
-    return str(request.param)
 
 
 @pytest.fixture
