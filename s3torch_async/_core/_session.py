@@ -20,13 +20,16 @@ import botocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.loaders import JSONFileLoader, Loader
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from .._config import S3ClientConfig
+from .._errors import S3Exception
 from ._planning import concurrency_for
 
 __all__ = [
     "ResolvedSettings",
     "build_aio_config",
+    "check_endpoint",
     "connect_timeout",
     "make_session",
     "read_timeout",
@@ -79,6 +82,23 @@ def resolve_endpoint(
         if candidate:
             return candidate
     return None
+
+
+def check_endpoint(endpoint: Optional[str]) -> None:
+    """Raise the reference's error for an endpoint botocore could not use (at first request).
+
+    Raises:
+        S3Exception: ``endpoint`` is not a valid URL.
+    """
+    if endpoint is None or is_valid_endpoint_url(endpoint):
+        return
+    if is_valid_ipv6_endpoint_url(endpoint):
+        return
+    raise S3Exception(
+        "Client error: Failed to construct request: Invalid S3 endpoint: endpoint could not "
+        f"be resolved: Custom endpoint `{endpoint}` was not a valid URI",
+        operation="CreateClient",
+    )
 
 
 def wants_path_style(endpoint: Optional[str], force_path_style: bool) -> bool:

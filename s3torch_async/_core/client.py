@@ -284,6 +284,7 @@ class AsyncS3Client:
     async def _open(self) -> None:
         validate_for_use(self._config)
         settings = self._resolved()
+        _session.check_endpoint(settings.endpoint)
         session = _session.make_session(settings)
         self._checksums = ChecksumPolicy.from_session(session)
         stack = AsyncExitStack()
