@@ -66,11 +66,11 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", workers, *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session(python="3.11", default=False)
 def soak(session: nox.Session) -> None:
     """The load test for longer (never a default session): ``nox -s soak -- 600`` (seconds)."""
     _install_torch(session)
-    session.install("-e", ".[test]", *CONSTRAINTS)
+    session.install("-e", ".", *_group("test"), *CONSTRAINTS)
     seconds = session.posargs[0] if session.posargs else "300"
     session.run(
         "pytest",
