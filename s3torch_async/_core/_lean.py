@@ -27,7 +27,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
-import inspect
 import re
 import ssl
 import time
@@ -42,7 +41,6 @@ from botocore.utils import get_environ_proxies
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
-from . import _http
 from ._botocore import (
     BotocoreTransport,
     check_key_count,
@@ -73,12 +71,6 @@ _REDIRECT_CODES = frozenset(
 # AWS S3 hosts with the region in them (or us-east-1's global name), for region redirects.
 _AWS_HOST = re.compile(
     r"^(?P<pre>(?:.+\.)?s3(?:-fips)?(?:\.dualstack)?)(?:\.[a-z0-9-]+)?\.amazonaws\.com$"
-)
-# H1's HTTPPool.request(..., retry_stale=False) raises StaleConnectionError instead of
-# retrying on its own; with it, that request counts against the operation's budget.
-_RETRY_STALE_KW = "retry_stale" in inspect.signature(HTTPPool.request).parameters
-StaleConnectionError: Optional[type[BaseException]] = getattr(
-    _http, "StaleConnectionError", None
 )
 
 
@@ -410,11 +402,11 @@ class LeanTransport(Transport):
                 f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query
             )
         try:
-            if _RETRY_STALE_KW:
-                return await self._http.request(  # type: ignore[call-arg,unused-ignore]
-                    method, url, all_headers, body, retry_stale=False
-                )
-            return await self._http.request(method, url, all_headers, body)
+            # A kept-alive connection the server had closed raises StaleConnectionError
+            # instead of being resent here: the resend counts against the operation's budget.
+            return await self._http.request(
+                method, url, all_headers, body, retry_stale=False
+            )
         except ValueError as exc:
             # A request our HTTP client refuses to send (e.g. CR/LF in a header value):
             # botocore's transport reports the same as HTTPClientError.

@@ -41,6 +41,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import SSLError as BotoSSLError
 
+from ._http import StaleConnectionError
+
 __all__ = ["Attempts", "Failure", "classify", "describe"]
 
 T = TypeVar("T")
@@ -226,7 +228,7 @@ class Attempts:
             if self._no_answer > NO_ANSWER_RETRIES:
                 return False
             delay = random.uniform(0, 0.2)
-        elif any(type(e).__name__ == "StaleConnectionError" for e in _chain(exc)):
+        elif any(isinstance(e, StaleConnectionError) for e in _chain(exc)):
             delay = 0.0  # a kept-alive connection the server had closed: resend at once
         else:
             delay = random.random() * min(MAX_BACKOFF, 2.0 ** (self.used - 1))

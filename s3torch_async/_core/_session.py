@@ -31,6 +31,7 @@ __all__ = [
     "ResolvedSettings",
     "build_aio_config",
     "check_endpoint",
+    "client_fingerprint",
     "make_session",
     "resolve",
     "resolve_endpoint",
@@ -298,3 +299,29 @@ def build_aio_config(
     if settings.config.unsigned:
         kwargs["signature_version"] = botocore.UNSIGNED
     return AioConfig(**kwargs)
+
+
+# Environment variables read when a client opens; a shared client is only reused while they
+# are unchanged (the endpoint variables are covered by resolving the endpoint).
+_CLIENT_ENV = (
+    "S3TORCH_ASYNC_FAST_PATH",
+    CONNECT_TIMEOUT_ENV,
+    READ_TIMEOUT_ENV,
+    "AWS_REQUEST_CHECKSUM_CALCULATION",
+    "AWS_RESPONSE_CHECKSUM_VALIDATION",
+    "AWS_PROFILE",
+    "AWS_CA_BUNDLE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+def client_fingerprint(
+    endpoint: Optional[str], environ: Optional[Mapping[str, str]] = None
+) -> tuple[Optional[str], ...]:
+    """The resolved endpoint and the environment variables a client reads when it opens.
+
+    Clients shared by configuration key on it, so a changed variable gets a new client.
+    """
+    env = os.environ if environ is None else environ
+    return (resolve_endpoint(endpoint, env), *(env.get(name) for name in _CLIENT_ENV))

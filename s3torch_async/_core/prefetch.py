@@ -479,7 +479,8 @@ class Prefetcher(Generic[T]):
         if now <= first_time:
             return
         rate_before = (self._total - first_total) / (now - first_time)
-        window.max_items = min(target, max(current + 1, int(current * 1.5)))
+        # a step big enough for its gain to show (a few % would drown in the noise)
+        window.max_items = min(self._adaptive_cap, max(target, int(current * 1.5)))
         self._trial = (now, self._total, rate_before, current)
         self._history.clear()
         self._space.set()

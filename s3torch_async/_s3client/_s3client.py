@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 from .._config import S3ClientConfig
+from .._core._session import client_fingerprint
 from .._core.client import AsyncS3Client, GetResult
 from .._errors import S3Exception
 from .._runner import get_runner
@@ -98,13 +99,14 @@ class S3Client:
     def _async_client(self) -> AsyncS3Client:
         """The ``AsyncS3Client`` for this configuration on the runner's loop (loop thread only).
 
-        Clients are shared per runner by configuration and closed when the runner drains, so an
+        Clients are shared per runner by configuration (arguments, the resolved endpoint and
+        the environment read when a client opens) and closed when the runner drains, so an
         ``S3Client`` holds no connection state: it pickles as configuration and needs no
         finalizer, and a fork child builds its own on its own loop.
         """
         key = (
             self._region,
-            self._endpoint,
+            client_fingerprint(self._endpoint),
             self._s3client_config,
             self._user_agent.prefix,
         )

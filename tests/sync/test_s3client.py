@@ -132,3 +132,22 @@ def test_bad_arguments_fail_before_io():
         c.list_objects("b", max_keys=5000)
     with pytest.raises(TypeError, match="region"):
         S3Client(3)  # type: ignore[arg-type]
+
+
+def test_shared_client_follows_a_changed_endpoint_environment(
+    moto_endpoint, bucket, put, monkeypatch
+):
+    # Sync clients share an AsyncS3Client per configuration; an endpoint taken from the
+    # environment is part of that configuration, so changing it must not reuse the old one.
+    from tests._faultproxy import FaultProxy
+
+    put("k", b"data")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    client = S3Client(REGION, s3client_config=S3ClientConfig(max_attempts=1))
+    with FaultProxy(moto_endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+        assert client.head_object(bucket, "k").size == 4
+        assert proxy.requests == []
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        assert client.head_object(bucket, "k").size == 4
+        assert [method for method, _, _ in proxy.requests] == ["HEAD"]
