@@ -532,9 +532,9 @@ class AsyncS3Client:
             actual = await checksum_mismatch(checksum, data)
             if actual is not None:
                 raise S3Exception(
-                    f"GetObject s3://{bucket}/{key} failed: the body's CRC32 {actual} "
-                    f"does not match the object's checksum {checksum}; the data was "
-                    "corrupted on the way and was not delivered",
+                    f"Client error: GetObject s3://{bucket}/{key} failed: the body's "
+                    f"CRC32 {actual} does not match the object's checksum {checksum}; "
+                    "the data was corrupted on the way and was not delivered",
                     bucket=bucket,
                     key=key,
                     operation="GetObject",
