@@ -66,6 +66,21 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", workers, *session.posargs)
 
 
+@nox.session(python="3.11", default=False)
+def soak(session: nox.Session) -> None:
+    """The load test for longer (never a default session): ``nox -s soak -- 600`` (seconds)."""
+    _install_torch(session)
+    session.install("-e", ".", *_group("test"), *CONSTRAINTS)
+    seconds = session.posargs[0] if session.posargs else "300"
+    session.run(
+        "pytest",
+        "tests/load",
+        "-s",
+        "--timeout=0",
+        env={"S3TORCH_ASYNC_LOAD_SECONDS": seconds},
+    )
+
+
 def _interpreter(version: str) -> str:
     """``pythonX.Y`` if it runs, else a pyenv install of it (pyenv shims refuse inactive ones)."""
     name = f"python{version}"

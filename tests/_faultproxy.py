@@ -27,6 +27,7 @@ not verify signatures by default and serves path-style requests regardless of
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import dataclasses
@@ -35,6 +36,7 @@ import socket
 import struct
 import threading
 import uuid
+import zlib
 from typing import Any, Dict, List, Optional, Tuple
 from xml.sax.saxutils import escape
 
@@ -68,6 +70,7 @@ _HOP_BY_HOP = frozenset(
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _CHUNK = 64 * 1024
 _REASONS = {
+    200: "OK",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
@@ -87,7 +90,7 @@ RequestRecord = Tuple[str, str, Dict[str, str]]
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
-    """One fault kind; build with the ``Fault.status/reset_after/truncate/delay`` factories."""
+    """One fault kind; build with the factories (``Fault.status``, ``Fault.reset_after``...)."""
 
     kind: str
     code: int = 503
@@ -130,10 +133,31 @@ class Fault:
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
-        """Sleep ``seconds`` before forwarding the request upstream."""
+        """Sleep ``seconds`` before forwarding the request upstream (a slow first byte)."""
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
         return cls("delay", seconds=seconds)
+
+    @classmethod
+    def stall(cls, nbytes: int, seconds: float) -> Fault:
+        """Forward, send headers and ``nbytes`` of body, go silent ``seconds``, then close."""
+        if nbytes < 0 or seconds < 0:
+            raise ValueError("nbytes and seconds must be >= 0")
+        return cls("stall", nbytes=nbytes, seconds=seconds)
+
+    @classmethod
+    def flip_response_bit(cls, offset: int = 0) -> Fault:
+        """Forward, but flip the lowest bit of response body byte ``offset``; headers kept."""
+        if offset < 0:
+            raise ValueError("offset must be >= 0")
+        return cls("flip_response", nbytes=offset)
+
+    @classmethod
+    def flip_request_bit(cls, offset: int = 0) -> Fault:
+        """Flip the lowest bit of request body byte ``offset`` before forwarding; headers kept."""
+        if offset < 0:
+            raise ValueError("offset must be >= 0")
+        return cls("flip_request", nbytes=offset)
 
 
 @dataclasses.dataclass
@@ -188,8 +212,13 @@ class FaultProxy:
     from any thread while the proxy runs.
     """
 
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, *, verify_checksums: bool = False) -> None:
         self.upstream_url = upstream_url.rstrip("/")
+        # moto (5.2) stores x-amz-checksum-* values but never checks them against the body;
+        # with this set the proxy checks a request's x-amz-checksum-crc32 as S3 does and
+        # answers 400 BadDigest on a mismatch, without forwarding.
+        self.verify_checksums = verify_checksums
+        self.rejected_checksums = 0
         self._lock = threading.Lock()
         self._rules: List[FaultRule] = []
         self._requests: List[RequestRecord] = []
@@ -377,7 +406,29 @@ class FaultProxy:
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
             fault = None
+        if fault is not None and fault.kind == "flip_request":
+            body = _flip(body, fault.nbytes)
+            fault = None
+        if self.verify_checksums:
+            rejection = self._check_crc32(request, body)
+            if rejection is not None:
+                return _s3_error_response(rejection, request)
         return await self._forward(request, body, fault)
+
+    def _check_crc32(self, request: web.Request, body: bytes) -> Optional[Fault]:
+        claimed = request.headers.get("x-amz-checksum-crc32")
+        if claimed is None:
+            return None
+        actual = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        if actual == claimed:
+            return None
+        with self._lock:
+            self.rejected_checksums += 1
+        return Fault.status(
+            400,
+            "BadDigest",
+            message="The CRC32 you specified did not match the calculated checksum.",
+        )
 
     async def _forward(
         self, request: web.Request, body: bytes, fault: Optional[Fault]
@@ -417,9 +468,14 @@ class FaultProxy:
                 if name.lower() not in _HOP_BY_HOP:
                     response.headers.add(name, value)
             limit = fault.nbytes if fault is not None else None
+            flip = None
+            if fault is not None and fault.kind == "flip_response":
+                limit, flip, fault = None, fault.nbytes, None
             try:
                 await response.prepare(request)
-                complete = await _pump(upstream, response, limit)
+                complete = await _pump(upstream, response, limit, flip)
+                if fault is not None and fault.kind == "stall":
+                    await asyncio.sleep(fault.seconds)
             except aiohttp.ClientError:
                 # Upstream broke mid-body: pass the breakage on to the client.
                 await _cut_connection(request, reset=True)
@@ -438,17 +494,29 @@ class FaultProxy:
         return response
 
 
+def _flip(data: bytes, offset: int) -> bytes:
+    if offset >= len(data):
+        raise ValueError(f"cannot flip byte {offset} of a {len(data)}-byte body")
+    out = bytearray(data)
+    out[offset] ^= 1
+    return bytes(out)
+
+
 async def _pump(
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
     limit: Optional[int],
+    flip: Optional[int] = None,
 ) -> bool:
     """Copy upstream's body to ``response``, at most ``limit`` bytes.
 
+    ``flip``: flip the lowest bit of that byte of the body on the way.
     Returns whether upstream's body was read to the end.
     """
     sent = 0
     async for chunk in upstream.content.iter_chunked(_CHUNK):
+        if flip is not None and sent <= flip < sent + len(chunk):
+            chunk = _flip(chunk, flip - sent)
         if limit is not None and sent + len(chunk) >= limit:
             if limit > sent:
                 await response.write(chunk[: limit - sent])

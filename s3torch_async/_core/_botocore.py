@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
+from ._checksum import expected_crc32
 from ._transport import Headers, ObjectBody, Transport
 
 __all__ = [
@@ -125,6 +126,7 @@ class _AiohttpBody(ObjectBody):
         self.etag = str(raw.get("ETag", ""))
         self.content_range = raw.get("ContentRange")
         self.content_length = int(raw.get("ContentLength", 0))
+        self.checksum_crc32 = expected_crc32(raw["ResponseMetadata"]["HTTPHeaders"])
         self._body = raw["Body"]
         self._stream = raw["Body"].raw_stream.content
 
@@ -303,15 +305,19 @@ class BotocoreTransport(Transport):
         parts: Sequence[tuple[int, str]],
         *,
         if_none_match: bool = False,
+        checksums: Optional[Mapping[int, str]] = None,
         extra_headers: Headers = None,
     ) -> str:
+        listed: list[dict[str, Any]] = []
+        for n, e in parts:
+            listed.append({"PartNumber": n, "ETag": e})
+            if checksums is not None:
+                listed[-1]["ChecksumCRC32"] = checksums[n]
         params: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
             "UploadId": upload_id,
-            "MultipartUpload": {
-                "Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]
-            },
+            "MultipartUpload": {"Parts": listed},
         }
         if if_none_match:
             params["IfNoneMatch"] = "*"

@@ -21,13 +21,16 @@ import botocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.loaders import JSONFileLoader, Loader
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from .._config import S3ClientConfig
+from .._errors import S3Exception
 from ._planning import concurrency_for
 
 __all__ = [
     "ResolvedSettings",
     "build_aio_config",
+    "check_endpoint",
     "client_fingerprint",
     "make_session",
     "resolve",
@@ -59,6 +62,23 @@ def resolve_endpoint(
         if candidate:
             return candidate
     return None
+
+
+def check_endpoint(endpoint: Optional[str]) -> None:
+    """Raise the reference's error for an endpoint botocore could not use (at first request).
+
+    Raises:
+        S3Exception: ``endpoint`` is not a valid URL.
+    """
+    if endpoint is None or is_valid_endpoint_url(endpoint):
+        return
+    if is_valid_ipv6_endpoint_url(endpoint):
+        return
+    raise S3Exception(
+        "Client error: Failed to construct request: Invalid S3 endpoint: endpoint could not "
+        f"be resolved: Custom endpoint `{endpoint}` was not a valid URI",
+        operation="CreateClient",
+    )
 
 
 def wants_path_style(endpoint: Optional[str], force_path_style: bool) -> bool:
@@ -268,8 +288,8 @@ def build_aio_config(
         "connect_timeout": connect_timeout,
         "read_timeout": read_timeout,
         "user_agent_extra": settings.user_agent,
-        # Flexible checksums cost ~16% of upload CPU here and break several S3-compatible
-        # stores; send them only where S3 requires them (documented in docs/configuration.md).
+        # botocore computes and checks no checksum of its own: ours (CRC32, see _checksum)
+        # are added explicitly on both transports, under the user's own botocore setting.
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
         "s3": {"addressing_style": "path" if settings.path_style else "auto"},

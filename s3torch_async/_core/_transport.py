@@ -14,7 +14,9 @@ as botocore ``ClientError`` (service errors, same shape on both) or connection-l
 ``_translate`` turns them into ``S3Exception``.
 
 ``extra_headers`` on uploads and GETs carries per-request headers (e.g. checksums) the same
-way on both transports: they are sent and signed as given.
+way on both transports: they are sent and signed as given. The checksum headers themselves are
+chosen by the client (``_checksum``); a transport only sends them and reports the full-object
+CRC32 a GET announces (:attr:`ObjectBody.checksum_crc32`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class ObjectBody(abc.ABC):
     etag: str
     content_range: Optional[str]
     content_length: int
+    #: The full-object CRC32 the response announces (``None``: none, or a composite one).
+    checksum_crc32: Optional[str] = None
 
     @property
     def object_size(self) -> int:
@@ -158,9 +162,14 @@ class Transport(abc.ABC):
         parts: Sequence[tuple[int, str]],
         *,
         if_none_match: bool = False,
+        checksums: Optional[Mapping[int, str]] = None,
         extra_headers: Headers = None,
     ) -> str:
-        """CompleteMultipartUpload from ``(part_number, etag)`` pairs; return the ETag."""
+        """CompleteMultipartUpload from ``(part_number, etag)`` pairs; return the ETag.
+
+        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32): they go
+        into the request body, next to each part's ETag.
+        """
 
     @abc.abstractmethod
     async def abort_multipart_upload(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -18,10 +18,19 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 from botocore.httpsession import get_cert_path
 
 from .._config import S3ClientConfig, validate_for_use
+from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from .._user_agent import UserAgent
 from . import _session
 from ._botocore import BotocoreTransport, NoRedirectSession, register_handlers
+from ._checksum import (
+    CREATE_HEADERS,
+    GET_HEADERS,
+    ChecksumPolicy,
+    checksum_mismatch,
+    crc32_b64_async,
+    upload_headers,
+)
 from ._lean import LeanTransport
 from ._retry import Attempts
 from ._translate import translate
@@ -143,6 +152,7 @@ class AsyncS3Client:
         self._transport: Optional[Transport] = None
         self._open_lock: Optional[asyncio.Lock] = None
         self._settings: Optional[_session.ResolvedSettings] = None
+        self._checksums = ChecksumPolicy()
 
     # -- properties -------------------------------------------------------------------------
 
@@ -171,6 +181,11 @@ class AsyncS3Client:
     def max_concurrency(self) -> int:
         """Concurrent ranged GETs or part uploads one transfer may use."""
         return self._resolved().max_concurrency
+
+    async def checksum_policy(self) -> ChecksumPolicy:
+        """Whether uploads carry CRC32 checksums and whole-object GETs are checked."""
+        await self._client()
+        return self._checksums
 
     def _resolved(self) -> _session.ResolvedSettings:
         if self._settings is None:
@@ -229,7 +244,9 @@ class AsyncS3Client:
         validate_for_use(self._config)
         connect_timeout, read_timeout = _session.timeouts()
         settings = self._resolved()
+        _session.check_endpoint(settings.endpoint)
         session = _session.make_session(settings)
+        self._checksums = ChecksumPolicy.from_session(session)
         stack = AsyncExitStack()
         try:
             s3 = await stack.enter_async_context(
@@ -443,7 +460,9 @@ class AsyncS3Client:
         """One GET, resumed from the last byte received when the body breaks.
 
         Request retries and resumes draw on one budget (``max_attempts`` requests in all);
-        resumes pin the version seen first with ``If-Match``.
+        resumes pin the version seen first with ``If-Match``. A whole-object GET (``start``
+        None) is checked against the object's full-object CRC32 when S3 announces one (the
+        resumed pieces too); a mismatch raises ``S3Exception`` and delivers nothing.
         """
         try:
             transport = await self._client()
@@ -453,21 +472,31 @@ class AsyncS3Client:
             object_size = -1
             expected: Optional[int] = None
             chunks: list[bytes] = []
+            # Only a whole-object GET can be checked: S3 has no checksum for a range.
+            checked = start is None and self._checksums.validate
+            checksum: Optional[str] = None
             while True:
                 offset = (start or 0) + received
                 range_header = None
                 if start is not None or received:
                     range_header = _range_header(offset, end)
+                whole = checked and not received
                 budget.take()
                 try:
                     body = await transport.open_get(
-                        bucket, key, range_header=range_header, if_match=etag
+                        bucket,
+                        key,
+                        range_header=range_header,
+                        if_match=etag,
+                        extra_headers=GET_HEADERS if whole else None,
                     )
                 except Exception as exc:
                     if await budget.retry_after(exc):
                         continue
                     raise
                 try:
+                    if whole:
+                        checksum = body.checksum_crc32
                     etag = etag or body.etag
                     object_size = body.object_size
                     if expected is None:
@@ -475,7 +504,11 @@ class AsyncS3Client:
                     if view is not None:
                         received += await body.readinto(view[received:expected])
                     else:
-                        received += await body.read_chunks(chunks)
+                        try:
+                            await body.read_chunks(chunks)
+                        finally:
+                            # Chunks read before a break count: the resume starts after them.
+                            received = sum(map(len, chunks))
                     if received < expected:
                         raise IncompleteBody(
                             f"response ended after {received} of {expected} bytes"
@@ -492,6 +525,21 @@ class AsyncS3Client:
             if new is exc:
                 raise
             raise new from exc
+        if checksum is not None:
+            data: Union[memoryview, list[bytes]] = (
+                chunks if view is None else view[:received]
+            )
+            actual = await checksum_mismatch(checksum, data)
+            if actual is not None:
+                raise S3Exception(
+                    f"Client error: GetObject s3://{bucket}/{key} failed: the body's "
+                    f"CRC32 {actual} does not match the object's checksum {checksum}; "
+                    "the data was corrupted on the way and was not delivered",
+                    bucket=bucket,
+                    key=key,
+                    operation="GetObject",
+                    code="ChecksumMismatch",
+                )
         if view is not None:
             return RangeMeta(etag or "", object_size, received)
         return GetResult(b"".join(chunks), etag or "", object_size)
@@ -534,15 +582,21 @@ class AsyncS3Client:
         *,
         storage_class: Optional[str] = None,
         if_none_match: bool = False,
+        checksum_crc32: Optional[str] = None,
     ) -> str:
         """Upload ``data`` with a single PutObject and return the new ETag.
+
+        The body carries a CRC32 that S3 verifies (``checksum_crc32``, else computed here)
+        unless the checksum policy says ``when_required``.
 
         Raises:
             S3Exception: The upload failed (with ``if_none_match``: the key already exists).
         """
         _check_names(bucket, key)
         _check_header_value("storage_class", storage_class, bucket, key)
+        _check_header_value("checksum_crc32", checksum_crc32, bucket, key)
         body = _as_view(data)
+        checksum = await self._upload_checksum(body, checksum_crc32)
         return await self._call(
             "PutObject",
             bucket,
@@ -553,34 +607,74 @@ class AsyncS3Client:
                 body,
                 storage_class=storage_class,
                 if_none_match=if_none_match,
+                extra_headers=upload_headers(checksum),
             ),
         )
 
+    async def _upload_checksum(
+        self, body: memoryview, given: Optional[str]
+    ) -> Optional[str]:
+        # Computed once per upload, not per attempt.
+        if given is not None:
+            return given
+        await self._client()
+        if not self._checksums.send:
+            return None
+        return await crc32_b64_async(body)
+
     async def create_multipart_upload(
-        self, bucket: str, key: str, *, storage_class: Optional[str] = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        storage_class: Optional[str] = None,
+        checksum_algorithm: Optional[str] = None,
     ) -> str:
-        """Start a multipart upload and return its upload id."""
+        """Start a multipart upload and return its upload id.
+
+        With ``checksum_algorithm="CRC32"`` every part must then carry its CRC32, and
+        :meth:`complete_multipart_upload` its parts' checksums.
+
+        Raises:
+            ValueError: ``checksum_algorithm`` is not ``"CRC32"`` or ``None``.
+        """
         _check_names(bucket, key)
         _check_header_value("storage_class", storage_class, bucket, key)
+        if checksum_algorithm not in (None, "CRC32"):
+            raise ValueError(
+                f"checksum_algorithm must be 'CRC32' or None, got {checksum_algorithm!r}"
+            )
+        headers = CREATE_HEADERS if checksum_algorithm else None
         return await self._call(
             "CreateMultipartUpload",
             bucket,
             key,
             lambda t: t.create_multipart_upload(
-                bucket, key, storage_class=storage_class
+                bucket, key, storage_class=storage_class, extra_headers=headers
             ),
         )
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, part_number: int, data: Buffer
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: Buffer,
+        *,
+        checksum_crc32: Optional[str] = None,
     ) -> str:
-        """Upload one part and return its ETag."""
+        """Upload one part and return its ETag; ``checksum_crc32`` goes with it if given."""
+        _check_header_value("checksum_crc32", checksum_crc32, bucket, key)
         body = _as_view(data)
+        headers = upload_headers(checksum_crc32)
         return await self._call(
             "UploadPart",
             bucket,
             key,
-            lambda t: t.upload_part(bucket, key, upload_id, part_number, body),
+            lambda t: t.upload_part(
+                bucket, key, upload_id, part_number, body, extra_headers=headers
+            ),
         )
 
     async def complete_multipart_upload(
@@ -591,14 +685,32 @@ class AsyncS3Client:
         parts: Sequence[tuple[int, str]],
         *,
         if_none_match: bool = False,
+        checksums: Optional[Mapping[int, str]] = None,
     ) -> str:
-        """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag."""
+        """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag.
+
+        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32).
+
+        Raises:
+            ValueError: ``checksums`` lacks one of the parts.
+        """
+        if checksums is not None:
+            missing = sorted({n for n, _ in parts} - set(checksums))
+            if missing:
+                raise ValueError(
+                    f"checksums lacks parts {missing} of s3://{bucket}/{key}"
+                )
         return await self._call(
             "CompleteMultipartUpload",
             bucket,
             key,
             lambda t: t.complete_multipart_upload(
-                bucket, key, upload_id, parts, if_none_match=if_none_match
+                bucket,
+                key,
+                upload_id,
+                parts,
+                if_none_match=if_none_match,
+                checksums=checksums,
             ),
         )
 

@@ -11,6 +11,10 @@ Nothing becomes visible before the commit. An error from any request, an excepti
 ``async with``, or cancellation cancels the in-flight parts and aborts the multipart upload;
 that cleanup runs shielded from cancellation, so no multipart upload is left pending.
 
+Integrity: unless the checksum policy says ``when_required``, the multipart upload is created
+with ``ChecksumAlgorithm=CRC32``, each part carries its CRC32 (hashed on a worker thread while
+earlier parts upload) and the commit lists them; a single PutObject carries its CRC32 too.
+
 Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
 zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
 faults either); the part is then sent from that buffer without another copy.
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
+from ._checksum import crc32_b64_async
 from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
 
 if TYPE_CHECKING:
@@ -236,6 +241,8 @@ class AsyncS3Writer:
         self._window: Optional[asyncio.Semaphore] = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._etags: dict[int, str] = {}
+        # Part CRC32s, when the upload was created with ChecksumAlgorithm=CRC32.
+        self._crcs: Optional[dict[int, str]] = None
         self._error: Optional[S3Exception] = None
         self._abort_task: Optional[asyncio.Task[None]] = None
         self._close_lock: Optional[asyncio.Lock] = None
@@ -328,11 +335,7 @@ class AsyncS3Writer:
         if self._window is None:
             self._window = asyncio.Semaphore(max(1, self._client.max_concurrency))
         if self._create_task is None:
-            self._create_task = asyncio.ensure_future(
-                self._client.create_multipart_upload(
-                    self.bucket, self.key, storage_class=self.storage_class
-                )
-            )
+            self._create_task = asyncio.ensure_future(self._create_upload())
         if self._upload_id is None:
             # Shielded: if we are cancelled now, the abort still learns the upload id.
             self._upload_id = await asyncio.shield(self._create_task)
@@ -345,12 +348,31 @@ class AsyncS3Writer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _create_upload(self) -> str:
+        if (await self._client.checksum_policy()).send:
+            self._crcs = {}
+        return await self._client.create_multipart_upload(
+            self.bucket,
+            self.key,
+            storage_class=self.storage_class,
+            checksum_algorithm=None if self._crcs is None else "CRC32",
+        )
+
     async def _upload_part(self, part_number: int, data: memoryview) -> None:
         assert self._upload_id is not None
         assert self._window is not None
         try:
+            crc: Optional[str] = None
+            if self._crcs is not None:
+                # On a worker thread for full parts: overlaps the parts already uploading.
+                crc = self._crcs[part_number] = await crc32_b64_async(data)
             etag = await self._client.upload_part(
-                self.bucket, self.key, self._upload_id, part_number, data
+                self.bucket,
+                self.key,
+                self._upload_id,
+                part_number,
+                data,
+                checksum_crc32=crc,
             )
             self._etags[part_number] = etag
             if self._assembler is not None:
@@ -440,6 +462,7 @@ class AsyncS3Writer:
                         self._upload_id,
                         parts,
                         if_none_match=self.if_none_match,
+                        checksums=self._crcs,
                     )
                 )
         except BaseException as exc:

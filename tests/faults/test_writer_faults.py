@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._core._planning import MiB
 from s3torch_async._s3client import S3Client
 from tests._faultproxy import Fault, FaultProxy, FaultRule
+from tests.faults._helpers import assert_nothing_left
 
 REGION = "us-east-1"
 PART = 5 * MiB
@@ -36,13 +36,6 @@ def config(max_attempts: int = 1, gbps: float = 10.0) -> S3ClientConfig:
     return S3ClientConfig(
         part_size=PART, max_attempts=max_attempts, throughput_target_gbps=gbps
     )
-
-
-def assert_nothing_left(boto_s3: Any, bucket: str, key: str) -> None:
-    assert boto_s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    with pytest.raises(ClientError) as info:
-        boto_s3.head_object(Bucket=bucket, Key=key)
-    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
 def seen(proxy: FaultProxy, fragment: str) -> int:
