@@ -218,6 +218,7 @@ class BotocoreTransport(Transport):
         delimiter: str,
         max_keys: int,
         token: Optional[str],
+        start_after: str = "",
     ) -> tuple[ListObjectResult, Optional[str]]:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         params["MaxKeys"] = max_keys
@@ -225,6 +226,8 @@ class BotocoreTransport(Transport):
             params["Delimiter"] = delimiter
         if token:
             params["ContinuationToken"] = token
+        if start_after:
+            params["StartAfter"] = start_after
         resp = await self._s3.list_objects_v2(**params)
         contents = resp.get("Contents", ())
         infos = [

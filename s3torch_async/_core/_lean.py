@@ -472,11 +472,12 @@ class LeanTransport(Transport):
         delimiter: str,
         max_keys: int,
         token: Optional[str],
+        start_after: str = "",
     ) -> tuple[ListObjectResult, Optional[str]]:
         base = await self._base(bucket)
         if base is None:
             return await self._fallback.list_page(
-                bucket, prefix, delimiter, max_keys, token
+                bucket, prefix, delimiter, max_keys, token, start_after
             )
         query = [
             ("list-type", "2"),
@@ -488,6 +489,8 @@ class LeanTransport(Transport):
             query.append(("delimiter", delimiter))
         if token:
             query.append(("continuation-token", token))
+        if start_after:
+            query.append(("start-after", start_after))
         resp = await self._send(
             "GET", base, bucket, "", query, {}, None, "ListObjectsV2"
         )

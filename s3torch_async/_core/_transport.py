@@ -113,8 +113,12 @@ class Transport(abc.ABC):
         delimiter: str,
         max_keys: int,
         token: Optional[str],
+        start_after: str = "",
     ) -> tuple[ListObjectResult, Optional[str]]:
-        """One ListObjectsV2 page and the next page's token (``None`` at the end)."""
+        """One ListObjectsV2 page and the next page's token (``None`` at the end).
+
+        ``start_after`` lists only keys after it (S3's ``StartAfter``; ignored with a token).
+        """
 
     @abc.abstractmethod
     async def put_object(

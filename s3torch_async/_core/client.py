@@ -331,15 +331,22 @@ class AsyncS3Client:
         max_keys: int = 1000,
         *,
         continuation_token: Optional[str] = None,
+        start_after: str = "",
     ) -> ListObjectsPager:
         """Page through ListObjectsV2 results; no request is sent until iteration starts.
+
+        ``start_after`` lists only the keys after it (S3's ``StartAfter``).
 
         Raises:
             TypeError: An argument has the wrong type.
             ValueError: ``bucket`` is empty or ``max_keys`` is not in 1..1000.
         """
         _check_names(bucket, key_required=False)
-        for name, value in (("prefix", prefix), ("delimiter", delimiter)):
+        for name, value in (
+            ("prefix", prefix),
+            ("delimiter", delimiter),
+            ("start_after", start_after),
+        ):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
         if not isinstance(max_keys, int) or isinstance(max_keys, bool):
@@ -347,7 +354,13 @@ class AsyncS3Client:
         if not 1 <= max_keys <= 1000:
             raise ValueError(f"max_keys must be between 1 and 1000, got {max_keys}")
         return ListObjectsPager(
-            self, bucket, prefix, delimiter, max_keys, continuation_token
+            self,
+            bucket,
+            prefix,
+            delimiter,
+            max_keys,
+            continuation_token,
+            start_after=start_after,
         )
 
     async def _list_page(
@@ -357,12 +370,15 @@ class AsyncS3Client:
         delimiter: str,
         max_keys: int,
         token: Optional[str],
+        start_after: str = "",
     ) -> tuple[ListObjectResult, Optional[str]]:
         return await self._call(
             "ListObjectsV2",
             bucket,
             prefix,
-            lambda t: t.list_page(bucket, prefix, delimiter, max_keys, token),
+            lambda t: t.list_page(
+                bucket, prefix, delimiter, max_keys, token, start_after
+            ),
         )
 
     # -- objects ----------------------------------------------------------------------------
@@ -772,6 +788,7 @@ class ListObjectsPager:
         max_keys: Keys per page (1..1000).
         continuation_token: Token of the next page to fetch (``None`` before the first page).
         complete: No more pages remain.
+        start_after: Only keys after this one are listed (``""``: from the start).
     """
 
     def __init__(
@@ -783,8 +800,11 @@ class ListObjectsPager:
         max_keys: int,
         continuation_token: Optional[str] = None,
         complete: bool = False,
+        *,
+        start_after: str = "",
     ) -> None:
         self._client = client
+        self.start_after = start_after
         self.bucket = bucket
         self.prefix = prefix
         self.delimiter = delimiter
@@ -804,6 +824,7 @@ class ListObjectsPager:
             self.delimiter,
             self.max_keys,
             self.continuation_token,
+            self.start_after,
         )
         self.continuation_token = token
         self.complete = token is None

@@ -12,17 +12,16 @@ Opt-in: it sends more requests than a plain listing when the keys are unevenly s
 estimated too wide costs an extra page, one estimated too narrow an empty request).
 
 Ranges need ``StartAfter``: requests go through ``AsyncS3Client.list_objects(...,
-start_after=...)`` when the client has that keyword; without it the listing is a plain one that
-requests the next page while the current one is consumed (same keys, same order).
+start_after=...)``. With ``partitions=1`` the listing is a plain one that requests the next page
+while the current one is consumed (same keys, same order).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Deque, List, Optional, Tuple
 
 from .._types import ObjectInfo
 from .client import AsyncS3Client
@@ -33,7 +32,6 @@ __all__ = [
     "KeySpace",
     "list_partitioned",
     "partitioned",
-    "supports_start_after",
 ]
 
 #: Key ranges listed at once after the first page.
@@ -126,17 +124,11 @@ class KeySpace:
             step *= 2
 
 
-def supports_start_after(client: AsyncS3Client) -> bool:
-    """Whether ``client.list_objects`` takes ``start_after`` (needed to list key ranges)."""
-    return "start_after" in inspect.signature(client.list_objects).parameters
-
-
 def _client_pages(client: AsyncS3Client, bucket: str, prefix: str) -> PageFn:
     async def page(start_after: str, max_keys: int) -> Page:
-        lister: Any = (
-            client.list_objects
-        )  # the keyword is checked by supports_start_after
-        pager = lister(bucket, prefix, "", max_keys, start_after=start_after)
+        pager = client.list_objects(
+            bucket, prefix, "", max_keys, start_after=start_after
+        )
         result = await pager.__anext__()
         return list(result.object_info), not pager.complete
 
@@ -179,8 +171,8 @@ async def list_partitioned(
 ) -> AsyncGenerator[ObjectInfo, None]:
     """Every object under ``prefix`` in key order, listing up to ``partitions`` key ranges at once.
 
-    When the client cannot send ``StartAfter`` (see :func:`supports_start_after`), this is a
-    plain listing that requests the next page while one is consumed (``list_ahead``).
+    With ``partitions=1`` this is a plain listing that requests the next page while one is
+    consumed (``list_ahead``).
 
     Args:
         client: The client to list with.
@@ -195,7 +187,7 @@ async def list_partitioned(
         S3Exception: A listing request failed (``Service error: The bucket does not exist``...).
     """
     _check(partitions, max_keys)
-    if supports_start_after(client):
+    if partitions > 1:
         source = partitioned(
             _client_pages(client, bucket, prefix), prefix, partitions, max_keys
         )

@@ -1,10 +1,9 @@
 """Partitioned listing: the same keys in the same order as a plain listing, fewer waits.
 
 Against moto (an independent S3 for the answers) and the bench server (to count the listing
-requests it receives while they are in flight). ``AsyncS3Client.list_objects`` has no
-``start_after`` yet, so the key-range algorithm (``partitioned``) is driven here by pages that
-aiobotocore requests with ``StartAfter``; ``list_partitioned`` itself falls back to a plain
-listing, which is checked too.
+requests it receives while they are in flight). The key-range algorithm (``partitioned``) is
+driven both by pages that aiobotocore requests with ``StartAfter`` (an independent client) and,
+through ``list_partitioned``, by our own client's ``list_objects(..., start_after=...)``.
 """
 
 from __future__ import annotations
@@ -104,7 +103,7 @@ async def test_clustered_and_unusual_keys_come_out_in_order_exactly_once(
     plain = await _keys(list_ahead(client, bucket, "", max_keys=15))
     got = await _partitioned_keys(endpoint, bucket, "", 5, 15)
     assert got == plain
-    # the public function (a plain listing while the client has no StartAfter): same keys
+    # the public function, on our own client's StartAfter: same keys
     assert await _keys(list_partitioned(client, bucket, "", max_keys=15)) == plain
     assert sorted(got) == sorted(keys)
 
@@ -187,6 +186,29 @@ async def test_ranges_are_listed_concurrently_after_the_first_page(slow_lists):
     async with AsyncS3Client(REGION, endpoint=url) as c:
         assert len(await _keys(list_ahead(c, "b", "k/", max_keys=50))) == 600
     assert seen["most"] == 1
+
+
+async def test_list_partitioned_lists_ranges_concurrently_through_our_client(
+    slow_lists,
+):
+    url, seen = slow_lists
+    seen.update(most=0, total=0)
+    async with AsyncS3Client(REGION, endpoint=url) as c:
+        gen = list_partitioned(c, "b", "k/", partitions=4, max_keys=50)
+        first = await gen.__anext__()
+        assert first.key == "k/0000"
+        assert seen["total"] == 1
+        rest = [info.key async for info in gen]
+    assert [first.key, *rest] == [f"k/{i:04d}" for i in range(600)]
+    assert seen["most"] > 1
+
+
+async def test_start_after_lists_only_later_keys(client, bucket, boto_s3):
+    _put_many(boto_s3, bucket, ["a", "b", "c", "d"])
+    pager = client.list_objects(bucket, start_after="b")
+    assert [i.key async for i in pager.objects()] == ["c", "d"]
+    with pytest.raises(TypeError, match="start_after must be a str"):
+        client.list_objects(bucket, start_after=3)  # type: ignore[arg-type]
 
 
 async def test_abandoned_partitioned_listing_cancels_its_ranges(slow_lists):
