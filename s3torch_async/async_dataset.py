@@ -87,7 +87,8 @@ class AsyncS3Dataset:
         shard_index: This consumer's shard (round robin over the possibly shuffled order).
         shard_count: Number of shards.
         prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-        prefetch_count: Most objects in the prefetch window; 0 disables prefetching.
+        prefetch_count: Objects in the prefetch window at the start (it widens from the
+            observed latency while ``prefetch_bytes`` allows); 0 disables prefetching.
 
     Raises:
         ValueError: Not exactly one source was given, or a parameter is out of range.

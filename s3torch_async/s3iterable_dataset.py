@@ -75,7 +75,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
     Beyond the reference, and all backward compatible:
 
     * **Prefetching.** While an item is transformed, the next objects are already downloading,
-      up to ``prefetch_count`` objects and ``prefetch_bytes`` bytes at once, in listing order.
+      ``prefetch_count`` objects at the start, widening from the observed latency and delivery
+      rate (up to 256 objects), never more than ``prefetch_bytes`` bytes, in listing order.
       Objects larger than ``min(prefetch_bytes // 4, part_size)`` are not prefetched; their
       reader fetches them as usual. Prefetching applies to the sequential and range-based
       readers only (the DCP-optimized reader and custom constructors read as before).
@@ -113,7 +114,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         seed: Shuffle seed.
         shuffle_buffer_size: Items held by the shuffle buffer.
         prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-        prefetch_count: Most objects in the prefetch window; 0 disables prefetching.
+        prefetch_count: Objects in the prefetch window at the start (it widens from the
+            observed latency while ``prefetch_bytes`` allows); 0 disables prefetching.
 
     Raises:
         ValueError: A prefetch or shuffle parameter is negative (or the buffer size is 0 with
@@ -203,7 +205,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
             seed: Shuffle seed.
             shuffle_buffer_size: Items held by the shuffle buffer.
             prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-            prefetch_count: Most objects in the prefetch window.
+            prefetch_count: Objects in the prefetch window at the start (it widens from
+                the observed latency while ``prefetch_bytes`` allows).
 
         Returns:
             The dataset.
@@ -259,7 +262,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
             seed: Shuffle seed.
             shuffle_buffer_size: Items held by the shuffle buffer.
             prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-            prefetch_count: Most objects in the prefetch window.
+            prefetch_count: Objects in the prefetch window at the start (it widens from
+                the observed latency while ``prefetch_bytes`` allows).
 
         Returns:
             The dataset.
