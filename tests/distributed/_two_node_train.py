@@ -7,6 +7,7 @@ then loads the checkpoint back into a fresh model. Each rank writes what it saw 
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -65,6 +66,11 @@ def main(data_uri: str, ckpt_uri: str, out_dir: str) -> None:
         },
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
+    # Free DDP's reducer (it holds the gloo group) while both ranks are still connected:
+    # destroyed at interpreter exit, after the peer has gone, its gloo threads can hang.
+    dist.barrier()
+    del model, optim
+    gc.collect()
     dist.destroy_process_group()
 
 
