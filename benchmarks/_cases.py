@@ -38,6 +38,7 @@ class Variant:
         requires: Modules that must be importable (installed packages, landed APIs).
         reference: This is the s3torchconnector variant the ratios divide by.
         count_requests: Requests can be counted cheaply (aiohttp/urllib3 in this process).
+        env: Environment variables set for this variant's worker process only.
     """
 
     family: str
@@ -47,6 +48,7 @@ class Variant:
     requires: Tuple[str, ...] = ()
     reference: bool = False
     count_requests: bool = True
+    env: Dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -84,7 +86,13 @@ class Bench:
         return next((v for v in self.variants if v.reference), None)
 
 
-def _ours(name: str, fn: str, requires: str, **options: Any) -> Variant:
+def _ours(
+    name: str,
+    fn: str,
+    requires: str,
+    env: Optional[Dict[str, str]] = None,
+    **options: Any,
+) -> Variant:
     return Variant(
         "s3torch-async",
         name,
@@ -92,6 +100,7 @@ def _ours(name: str, fn: str, requires: str, **options: Any) -> Variant:
         {**_OURS, **options},
         requires=(requires,),
         count_requests=options.get("num_workers", 0) == 0,
+        env=dict(env or {}),
     )
 
 
@@ -217,6 +226,20 @@ def catalogue() -> List[Bench]:
             "MB/s",
             (
                 _ours("S3Writer", "write", "s3torch_async.s3writer"),
+                # What the upload checksum costs: the stdlib CRC32 (no ``fast-crc`` extra),
+                # and no checksum at all (botocore's switch, as for stores that reject them).
+                _ours(
+                    "S3Writer-zlib-crc",
+                    "write",
+                    "s3torch_async.s3writer",
+                    env={"S3TORCH_ASYNC_CRC32": "zlib"},
+                ),
+                _ours(
+                    "S3Writer-no-crc",
+                    "write",
+                    "s3torch_async.s3writer",
+                    env={"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"},
+                ),
                 _async("AsyncS3Writer", "write"),
                 _ref("S3Writer", "write", "s3torchconnector"),
                 _boto3("upload_fileobj", "upload_fileobj"),
