@@ -104,6 +104,23 @@ def _ours(
     )
 
 
+def _checksum_variants(name: str, fn: str, requires: str) -> Tuple[Variant, ...]:
+    """Variants showing what the upload checksum costs.
+
+    The stdlib CRC32 (no ``fast-crc`` extra), and no checksum at all (botocore's switch, as
+    for stores that reject the headers).
+    """
+    return (
+        _ours(f"{name}-zlib-crc", fn, requires, env={"S3TORCH_ASYNC_CRC32": "zlib"}),
+        _ours(
+            f"{name}-no-crc",
+            fn,
+            requires,
+            env={"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"},
+        ),
+    )
+
+
 def _ref(name: str, fn: str, requires: str, **options: Any) -> Variant:
     return Variant(
         "s3torchconnector",
@@ -226,20 +243,7 @@ def catalogue() -> List[Bench]:
             "MB/s",
             (
                 _ours("S3Writer", "write", "s3torch_async.s3writer"),
-                # What the upload checksum costs: the stdlib CRC32 (no ``fast-crc`` extra),
-                # and no checksum at all (botocore's switch, as for stores that reject them).
-                _ours(
-                    "S3Writer-zlib-crc",
-                    "write",
-                    "s3torch_async.s3writer",
-                    env={"S3TORCH_ASYNC_CRC32": "zlib"},
-                ),
-                _ours(
-                    "S3Writer-no-crc",
-                    "write",
-                    "s3torch_async.s3writer",
-                    env={"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"},
-                ),
+                *_checksum_variants("S3Writer", "write", "s3torch_async.s3writer"),
                 _async("AsyncS3Writer", "write"),
                 _ref("S3Writer", "write", "s3torchconnector"),
                 _boto3("upload_fileobj", "upload_fileobj"),
@@ -277,6 +281,7 @@ def catalogue() -> List[Bench]:
             "MB/s",
             (
                 _ours("S3Checkpoint", "checkpoint_save", _CHECKPOINT),
+                *_checksum_variants("S3Checkpoint", "checkpoint_save", _CHECKPOINT),
                 _ref("S3Checkpoint", "checkpoint_save", "s3torchconnector"),
                 _boto3("BytesIO+upload_fileobj", "checkpoint_save"),
                 _s3fs("open-wb", "checkpoint_save"),
