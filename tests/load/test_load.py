@@ -12,7 +12,8 @@ Why the peak grows with the duration although nothing leaks: glibc keeps freed h
 (its mmap threshold rises to the largest block freed, so later multi-MiB bodies come from the
 heap and fragment it), and the peak drifts up to the workload's high-water mark. In a 30 s run
 (as ``nox -s soak -- 30``): peak +370 MiB, after ``gc.collect()`` +280 MiB, after ``malloc_trim(0)``
-+6 MiB.
++6 MiB. With glibc's threshold pinned (``MALLOC_MMAP_THRESHOLD_=131072``), a 16 s run peaks at
++145 MiB instead of +350 MiB and is +37 MiB after ``gc.collect()`` (docs/process-model.md).
 """
 
 from __future__ import annotations
