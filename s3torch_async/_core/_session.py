@@ -25,7 +25,7 @@ from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from .._config import S3ClientConfig
 from .._errors import S3Exception
-from ._planning import concurrency_for
+from ._planning import MAX_WINDOW_ITEMS, concurrency_for
 
 __all__ = [
     "ResolvedSettings",
@@ -118,7 +118,9 @@ class ResolvedSettings:
 
     @property
     def pool_size(self) -> int:
-        return self.max_concurrency * 2 + _POOL_HEADROOM
+        # Room for a full prefetch window of small GETs (one connection each; connections
+        # open only when used) or two transfers' worth of parts, whichever is larger.
+        return max(self.max_concurrency * 2, MAX_WINDOW_ITEMS) + _POOL_HEADROOM
 
 
 def resolve(
