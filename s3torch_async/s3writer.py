@@ -135,13 +135,10 @@ class _PutObjectStream:
 
     def _async_writer(self, async_client: Any) -> AsyncS3Writer:
         if self._writer is None:
-            writer: AsyncS3Writer = async_client.put_object(
-                self.bucket, self.key, self.storage_class
+            # Uploaded parts' buffers come back to our assembler.
+            self._writer = async_client.put_object(
+                self.bucket, self.key, self.storage_class, assembler=self._assembler
             )
-            writer._assembler = (
-                self._assembler
-            )  # uploaded parts come back to our buffers
-            self._writer = writer
         return self._writer
 
 
@@ -185,13 +182,13 @@ else:  # pragma: no cover - every supported CPython has it
 async def _put_part(
     async_client: Any, stream: _PutObjectStream, data: memoryview
 ) -> None:
-    await stream._async_writer(async_client)._put_owned(data)
+    await stream._async_writer(async_client).put_part(data)
 
 
 async def _close_with(
     async_client: Any, stream: _PutObjectStream, pieces: list[memoryview]
 ) -> None:
-    await stream._async_writer(async_client)._close_with(pieces)
+    await stream._async_writer(async_client).commit(pieces)
 
 
 class S3Writer(io.BufferedIOBase):

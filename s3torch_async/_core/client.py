@@ -35,7 +35,7 @@ from ._lean import LeanTransport
 from ._retry import Attempts
 from ._translate import translate
 from ._transport import Transport
-from .writer import AsyncS3Writer
+from .writer import AsyncS3Writer, PartAssembler
 
 if TYPE_CHECKING:
     from .reader import AsyncS3Reader
@@ -575,6 +575,7 @@ class AsyncS3Client:
         storage_class: Optional[str] = None,
         *,
         if_none_match: bool = False,
+        assembler: Optional[PartAssembler] = None,
     ) -> AsyncS3Writer:
         """Return a writer for ``s3://bucket/key``; no request is sent until data is written.
 
@@ -587,6 +588,8 @@ class AsyncS3Client:
             storage_class: S3 storage class, e.g. ``"STANDARD_IA"``.
             if_none_match: Refuse to overwrite: the commit raises ``S3Exception`` (HTTP 412)
                 if the key already exists.
+            assembler: The part buffers, for a caller that cuts parts itself and feeds them
+                to ``AsyncS3Writer.put_part`` (see ``AsyncS3Writer``).
 
         Raises:
             TypeError: ``bucket`` or ``key`` is not a string.
@@ -595,7 +598,12 @@ class AsyncS3Client:
         _check_names(bucket, key)
         _check_header_value("storage_class", storage_class, bucket, key)
         return AsyncS3Writer(
-            self, bucket, key, storage_class, if_none_match=if_none_match
+            self,
+            bucket,
+            key,
+            storage_class,
+            if_none_match=if_none_match,
+            assembler=assembler,
         )
 
     async def put_object_bytes(

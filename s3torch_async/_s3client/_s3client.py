@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 from .._config import S3ClientConfig
+from .._core._object import ObjectVersion
 from .._core._session import client_fingerprint
 from .._core.client import AsyncS3Client, GetResult
 from .._errors import S3Exception
@@ -386,8 +387,7 @@ class GetObjectStream:
         self.key = key
         self._pos = start or 0
         self._end = end if start is not None else None
-        self._etag: Optional[str] = None
-        self._size: Optional[int] = None
+        self._version = ObjectVersion()
         self._done = False
 
     def tell(self) -> int:
@@ -398,9 +398,10 @@ class GetObjectStream:
         return self
 
     def __next__(self) -> bytes:
-        limit = self._end if self._end is not None else self._size
-        if limit is not None:
-            limit = min(limit, self._size) if self._size is not None else limit
+        size = self._version.size
+        limit = self._end if self._end is not None else size
+        if limit is not None and size is not None:
+            limit = min(limit, size)
         if self._done or (limit is not None and self._pos >= limit):
             self._done = True
             raise StopIteration
@@ -409,15 +410,16 @@ class GetObjectStream:
             stop = min(stop, limit)
         try:
             result: GetResult = self._client._run(
-                _get_pinned, self.bucket, self.key, self._pos, stop, self._etag
+                _get_pinned, self.bucket, self.key, self._pos, stop, self._version.etag
             )
         except S3Exception as exc:
             if exc.status == 416 and self._pos == 0:  # empty object
                 self._done = True
                 raise StopIteration from None
             raise
-        self._etag = result.etag
-        self._size = result.object_size
+        self._version.observe(
+            result.etag, result.object_size, bucket=self.bucket, key=self.key
+        )
         self._pos += len(result.data)
         if not result.data:
             self._done = True

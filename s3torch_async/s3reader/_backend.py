@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 
+from .._core._object import ObjectVersion
 from .._core.reader import AsyncS3Reader, RangeStream, writable_view
 from .._runner import get_runner
 from .._types import HeadObjectResult, ObjectInfo
@@ -46,11 +47,12 @@ class PieceStream(Protocol):
 class Backend(Protocol):
     """Positional access to one object's bytes.
 
-    ``size`` is the object's size once known (``None`` before). ``learns_size`` says whether
-    reads reveal it (ranged GETs do: ``Content-Range``).
+    ``version`` is the reader's own ``ObjectVersion`` (the same instance): what the backend
+    learns (size, pinned ETag) the reader sees. ``learns_size`` says whether reads reveal the
+    size (ranged GETs do: ``Content-Range``).
     """
 
-    size: Optional[int]
+    version: ObjectVersion
     learns_size: bool
 
     def chunk_at(self, pos: int) -> Chunk: ...
@@ -67,16 +69,12 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-    def pinned_etag(self) -> Optional[str]: ...
 
-
-def make_backend(
-    get_stream: Any, size: Optional[int], etag: Optional[str] = None
-) -> Backend:
+def make_backend(get_stream: Any, version: ObjectVersion) -> Backend:
     """Pick the backend for ``get_stream`` (see the module docstring)."""
     prefetched = getattr(get_stream, "prefetched", None)
     if prefetched is not None:
-        return PrefetchedBackend(prefetched.data, prefetched.etag)
+        return PrefetchedBackend(prefetched.data, prefetched.etag, version)
     client = getattr(get_stream, "client", None)
     if (
         client is not None
@@ -84,8 +82,8 @@ def make_backend(
         and isinstance(getattr(get_stream, "bucket", None), str)
         and isinstance(getattr(get_stream, "key", None), str)
     ):
-        return CoreBackend(get_stream, size, etag)
-    return StreamBackend(get_stream, size)
+        return CoreBackend(get_stream, version)
+    return StreamBackend(get_stream, version)
 
 
 def covers(chunk: Optional[Chunk], pos: int) -> bool:
@@ -123,34 +121,32 @@ class CoreBackend:
 
     learns_size = True
 
-    def __init__(
-        self, get_stream: Any, size: Optional[int], etag: Optional[str]
-    ) -> None:
+    def __init__(self, get_stream: Any, version: ObjectVersion) -> None:
         self._get_stream = get_stream
         self._client = get_stream.client
         self._bucket: str = get_stream.bucket
         self._key: str = get_stream.key
         self._part_size: Optional[int] = getattr(get_stream, "part_size", None)
-        self.size = size
-        self.etag = etag
+        self.version = version
         self._core: Optional[AsyncS3Reader] = None
 
     @property
     def part_size(self) -> int:
         return self._part_size or int(self._client.s3client_config.part_size)
 
-    def pinned_etag(self) -> Optional[str]:
-        return self.etag
-
     def _core_for(self, async_client: Any) -> AsyncS3Reader:
         core = self._core
         if core is None or core.client is not async_client:
             # First use, or the runner's loop/client changed (fork, runner restart).
+            # Sharing the version keeps what the earlier core learned (size, pinned ETag).
             core = AsyncS3Reader(
-                async_client, self._bucket, self._key, part_size=self._part_size
+                async_client,
+                self._bucket,
+                self._key,
+                part_size=self._part_size,
+                version=self.version,
             )
             self._core = core
-        core._adopt(size=self.size, etag=self.etag)
         return core
 
     def _call(self, op: Callable[..., Any], *args: Any) -> Any:
@@ -240,14 +236,7 @@ async def _on_loop(
     op: Callable[..., Any],
     args: tuple[Any, ...],
 ) -> Any:
-    core = backend._core_for(async_client)
-    try:
-        return await op(core, *args)
-    finally:
-        if core.known_size is not None:
-            backend.size = core.known_size
-        if core.etag is not None:
-            backend.etag = core.etag
+    return await op(backend._core_for(async_client), *args)
 
 
 async def _op_chunk(core: AsyncS3Reader, pos: int) -> Chunk:
@@ -338,15 +327,12 @@ class StreamBackend:
 
     learns_size = False
 
-    def __init__(self, get_stream: Callable[..., Any], size: Optional[int]) -> None:
+    def __init__(self, get_stream: Callable[..., Any], version: ObjectVersion) -> None:
         self._get_stream = get_stream
-        self.size = size
+        self.version = version
         self._it: Optional[Iterator[Data]] = None
         self._it_pos = 0
         self._last: Optional[Chunk] = None
-
-    def pinned_etag(self) -> Optional[str]:
-        return None
 
     def _open(self, start: int, end: Optional[int] = None) -> Iterator[Data]:
         if start == 0 and end is None:
@@ -357,14 +343,15 @@ class StreamBackend:
         if covers(self._last, pos):
             assert self._last is not None
             return self._last
-        if self.size is not None and pos >= self.size:
+        size = self.version.size
+        if size is not None and pos >= size:
             return pos, b""
         if self._it is None or self._it_pos > pos:
             self._it, self._it_pos = self._open(pos), pos
         while True:
             chunk = next(self._it, None)
             if chunk is None:
-                self.size = self._it_pos
+                self.version.size = self._it_pos
                 self._it = None
                 return pos, b""
             start = self._it_pos
@@ -431,14 +418,14 @@ class PrefetchedBackend:
 
     learns_size = True
 
-    def __init__(self, data: Data, etag: Optional[str]) -> None:
+    def __init__(self, data: Data, etag: Optional[str], version: ObjectVersion) -> None:
         self._data = data
         self._view = memoryview(data).cast("B")
-        self.size: Optional[int] = len(self._view)
-        self._etag = etag
-
-    def pinned_etag(self) -> Optional[str]:
-        return self._etag
+        # The bytes are that version: the reader now knows its size and ETag.
+        self.version = version
+        version.size = len(self._view)
+        if etag:
+            version.etag = etag
 
     def chunk_at(self, pos: int) -> Chunk:
         if pos >= len(self._view):
@@ -470,16 +457,16 @@ class PrefetchedBackend:
 class ObjectSize:
     """Identity, backend and size bookkeeping shared by the sequential and range-based readers.
 
-    A reader using it sets ``_bucket``, ``_key``, ``_size``, ``_etag``, ``_backend``,
+    A reader using it sets ``_bucket``, ``_key``, ``_version``, ``_backend``,
     ``_get_object_info`` and ``_get_stream``. The size comes, cheapest first, from a response
     already received, listing info, prefetched data, and only then from ``get_object_info()``
-    (a HEAD).
+    (a HEAD). ``_version`` is shared with the backend and the core reader, so a size or ETag
+    any of them learns is known to all.
     """
 
     _bucket: str
     _key: str
-    _size: Optional[int]
-    _etag: Optional[str]
+    _version: ObjectVersion
     _backend: Optional[Backend]
     _get_object_info: Callable[[], Union[ObjectInfo, HeadObjectResult]]
     _get_stream: Any
@@ -494,12 +481,19 @@ class ObjectSize:
         """The object's key."""
         return self._key
 
+    @property
+    def _size(self) -> Optional[int]:
+        # The reference's attribute (tests read it); the size lives in the shared version.
+        return self._version.size
+
+    @_size.setter
+    def _size(self, value: Optional[int]) -> None:
+        self._version.size = value
+
     def _get_backend(self) -> Backend:
         backend = self._backend
         if backend is None:
-            backend = self._backend = make_backend(
-                self._get_stream, self._size, self._etag
-            )
+            backend = self._backend = make_backend(self._get_stream, self._version)
         return backend
 
     @cached_property
@@ -508,22 +502,17 @@ class ObjectSize:
 
     def _known_size(self) -> Optional[int]:
         """The size if known without a request."""
-        if self._size is None:
-            backend = self._backend
-            if backend is not None and backend.size is not None:
-                self._size = backend.size
-            else:
-                info = getattr(self._get_object_info, "object_info", None)
-                if info is not None:
-                    self._size = int(info.size)
-                elif getattr(self._get_stream, "prefetched", None) is not None:
-                    self._size = self._get_backend().size
-        return self._size
+        version = self._version
+        if version.size is None:
+            info = getattr(self._get_object_info, "object_info", None)
+            if info is not None:
+                version.learn_size(info)
+            elif getattr(self._get_stream, "prefetched", None) is not None:
+                self._get_backend()  # knows the size of the bytes it holds
+        return version.size
 
     def _get_size(self) -> int:
         size = self._known_size()
         if size is None:
-            size = self._size = int(self._object_info.size)
-            if self._backend is not None and self._backend.size is None:
-                self._backend.size = size
+            size = self._version.learn_size(self._object_info)
         return size

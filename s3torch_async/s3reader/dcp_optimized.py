@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from io import SEEK_CUR, SEEK_END, SEEK_SET
 from typing import Any, Callable, Iterator, List, NoReturn, Optional, Union
 
+from .._core._object import ObjectVersion
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, PieceStream, make_backend
@@ -346,7 +347,7 @@ class DCPOptimizedS3Reader(S3Reader):
     def _item_views(self, item: ItemRange) -> Iterator[memoryview]:
         """Views of the received parts covering ``item``, in order, as they arrive."""
         if self._stream is None:
-            self._backend = make_backend(self._get_stream, None)
+            self._backend = make_backend(self._get_stream, ObjectVersion())
             self._stream = self._backend.open_stream(self._range_groups)
         need = item.start
         while need < item.end:
