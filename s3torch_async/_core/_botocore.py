@@ -77,6 +77,10 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
 
     first_answer_timeout: Optional[float] = None
     _answered: Optional[set[str]] = None
+    # Until an origin has answered, one request at a time goes to it (the probe); the others
+    # wait for the probe's outcome, so a burst of first requests to a slow but working
+    # server does not time out all at once (as on the lean transport).
+    _probes: Optional[dict[str, asyncio.Future[Optional[BaseException]]]] = None
 
     async def _get_session(self, proxy_url: Any) -> Any:
         return _NoRedirects(await super()._get_session(proxy_url))
@@ -84,7 +88,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     async def send(self, request: Any) -> Any:
         first = self.first_answer_timeout
         if self._answered is None:
-            self._answered = set()
+            self._answered, self._probes = set(), {}
         answered = self._answered
         parts = urlsplit(request.url)
         origin = f"{parts.scheme}://{parts.netloc}"
@@ -95,6 +99,40 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             response = await self._send_one(request)
             answered.add(origin)
             return response
+        if not await self._probe_turn(origin):
+            return await self._send_one(request)
+        outcome: Optional[BaseException] = None
+        try:
+            response = await self._send_probe(request, origin, first)
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            self._end_probe(origin, outcome)
+        answered.add(origin)
+        return response
+
+    async def _probe_turn(self, origin: str) -> bool:
+        """Wait until ``origin`` answered (``False``) or it is our turn to probe (``True``)."""
+        assert self._answered is not None
+        assert self._probes is not None
+        while origin not in self._answered:
+            probe = self._probes.get(origin)
+            if probe is None:
+                self._probes[origin] = asyncio.get_running_loop().create_future()
+                return True
+            outcome = await asyncio.shield(probe)
+            if isinstance(outcome, NoResponseError):
+                raise NoResponseError(str(outcome))
+        return False
+
+    def _end_probe(self, origin: str, outcome: Optional[BaseException]) -> None:
+        assert self._probes is not None
+        probe = self._probes.pop(origin, None)
+        if probe is not None and not probe.done():
+            probe.set_result(outcome)
+
+    async def _send_probe(self, request: Any, origin: str, first: float) -> Any:
         task = asyncio.ensure_future(self._send_one(request))
         try:
             done, _ = await asyncio.wait((task,), timeout=first)
@@ -103,9 +141,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             with contextlib.suppress(BaseException):
                 await task
             raise
-        # Another request's answer proves the origin (a busy server answering slowly):
-        # then this one waits as long as the read timeout allows.
-        if not done and origin not in answered:
+        if not done:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
@@ -113,9 +149,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
                 f"no HTTP response from {origin} within {first:g} s: "
                 "is this an S3 endpoint?"
             )
-        response = await task
-        answered.add(origin)
-        return response
+        return await task
 
     async def _send_one(self, request: Any) -> Any:
         response = await super().send(request)

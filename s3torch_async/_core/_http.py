@@ -474,9 +474,33 @@ class _HostPool:
         self.ssl = ssl
         self.open = 0
         self.idle: list[_Conn] = []  # oldest first
-        self.answered = (
-            False  # any response received from this host (see NoResponseError)
-        )
+        # Any response received from this host (see NoResponseError). Until then one request
+        # at a time goes out (the probe) and the others wait for its outcome, so a burst of
+        # first requests to a slow but working server does not time out all at once.
+        self.answered = False
+        self.probe: Optional[asyncio.Future[Optional[BaseException]]] = None
+
+    async def probe_turn(self) -> bool:
+        """Wait until this host answered (``False``) or it is our turn to probe it (``True``).
+
+        Raises:
+            NoResponseError: The probe in flight got no answer within the first-answer timeout.
+        """
+        while not self.answered:
+            if self.probe is None:
+                self.probe = self.loop.create_future()
+                return True
+            outcome = await asyncio.shield(self.probe)
+            if isinstance(outcome, NoResponseError):
+                raise NoResponseError(str(outcome))
+            # Any other failure (refused, reset, cancelled): the next waiter probes.
+        return False
+
+    def end_probe(self, outcome: Optional[BaseException]) -> None:
+        """Wake the requests waiting for this host's first answer."""
+        probe, self.probe = self.probe, None
+        if probe is not None and not probe.done():
+            probe.set_result(outcome)
 
     def take(self) -> Optional[_Conn]:
         """The newest idle connection that is still open and not idle too long, or None."""
@@ -1063,6 +1087,35 @@ class HTTPPool:
         first = self.first_answer_timeout
         if view is not None and view.nbytes > FIRST_ANSWER_BODY:
             first = None
+        probing = first is not None and await host.probe_turn()
+        try:
+            return await self._send(
+                host,
+                origin,
+                data,
+                view if large else None,
+                head_method,
+                first if probing else None,
+                retry_stale,
+            )
+        except BaseException as exc:
+            if probing:
+                host.end_probe(exc)
+            raise
+        finally:
+            if probing:
+                host.end_probe(None)
+
+    async def _send(
+        self,
+        host: _HostPool,
+        origin: str,
+        data: bytes,
+        large: memoryview | None,
+        head_method: bool,
+        first: float | None,
+        retry_stale: bool,
+    ) -> HTTPResponse:
         retried = False
         while True:
             conn = host.take() if not retried else None
@@ -1070,9 +1123,8 @@ class HTTPPool:
                 conn = await self._acquire(host, retried)
             try:
                 conn.start(data, head_method)
-                if large:
-                    assert view is not None
-                    await conn.send_body(view)
+                if large is not None:
+                    await conn.send_body(large)
                 if first is not None and not host.answered:
                     conn.expect_first_answer(first, origin)
                 while conn._state == _HEAD:
