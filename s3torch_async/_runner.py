@@ -99,6 +99,22 @@ class LoopRunner:
         self._loop, self._thread = loop, thread
         return loop
 
+    def start_soon_if_free(self) -> None:
+        """Start the loop thread now unless the runner is busy (never blocks).
+
+        For finalizers that hand work to a helper thread: CPython 3.12.0-3.12.2 refuse to
+        start threads once the main thread has finished (gh-113964), so the loop thread is
+        best started while the program still runs.
+        """
+        if self._loop is not None or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._start_locked()
+        except RuntimeError:
+            pass  # already shutting down: the caller's helper thread reports the failure
+        finally:
+            self._lock.release()
+
     # -- calls --------------------------------------------------------------------------------
 
     def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
