@@ -15,7 +15,6 @@ of the request, connecting included.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -92,35 +91,31 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             return await self._send_one(request)
         size = _body_size(request.body)
         if size is None or size > FIRST_ANSWER_BODY:
-            response = await self._send_one(request)
-            answered.add(origin)
-            return response
+            return await self._send_one(request)
         task = asyncio.ensure_future(self._send_one(request))
         try:
             done, _ = await asyncio.wait((task,), timeout=first)
+            # Another request's answer proves the origin (a busy server answering slowly):
+            # then this one waits as long as the read timeout allows.
+            if not done and origin not in answered and task.cancel():
+                await asyncio.wait((task,))
+                if not task.cancelled():
+                    task.exception()  # ended otherwise meanwhile: seen, superseded
+                raise NoResponseError(
+                    f"no HTTP response from {origin} within {first:g} s: "
+                    "is this an S3 endpoint?"
+                )
+            return await task
         except BaseException:
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
             raise
-        # Another request's answer proves the origin (a busy server answering slowly):
-        # then this one waits as long as the read timeout allows.
-        if not done and origin not in answered:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            raise NoResponseError(
-                f"no HTTP response from {origin} within {first:g} s: "
-                "is this an S3 endpoint?"
-            )
-        response = await task
-        answered.add(origin)
-        return response
 
     async def _send_one(self, request: Any) -> Any:
         response = await super().send(request)
-        # Belt and braces: never hand botocore a response from another origin.
         sent, got = urlsplit(request.url), urlsplit(str(response.url))
+        if self._answered is not None:
+            self._answered.add(f"{sent.scheme}://{sent.netloc}")  # any answer proves it
+        # Belt and braces: never hand botocore a response from another origin.
         if (sent.scheme, sent.netloc) != (got.scheme, got.netloc):
             response.raw.release()
             raise S3Exception(
