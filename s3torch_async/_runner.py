@@ -99,6 +99,32 @@ class LoopRunner:
         self._loop, self._thread = loop, thread
         return loop
 
+    def prepare_background_work(self) -> None:
+        """Start the loop thread and a worker of its default executor now, if possible.
+
+        For finalizers that hand work to a helper thread that may still run while the
+        interpreter exits: CPython 3.12.0-3.12.2 refuse to start threads once the main thread
+        has finished (gh-113964), so the threads that work needs (the loop's, and one
+        executor worker, which aiobotocore uses to build its connector) are best started
+        while the program still runs. Best effort: never raises, never waits on a busy runner.
+        """
+        if self.in_runner_thread():
+            return
+        if self._loop is None:
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                self._start_locked()
+            except RuntimeError:
+                return  # already shutting down: the helper thread reports the failure
+            finally:
+                self._lock.release()
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_touch_default_executor(), loop).result(5)
+
     # -- calls --------------------------------------------------------------------------------
 
     def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
@@ -379,3 +405,7 @@ if hasattr(os, "register_at_fork"):
         after_in_child=_after_fork_in_child,
     )
 atexit.register(_shutdown)
+
+
+async def _touch_default_executor() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, int)

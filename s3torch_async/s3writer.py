@@ -131,6 +131,7 @@ class _PutObjectStream:
         )
         with _commits_lock:
             _pending_commits.add(thread)
+        get_runner().prepare_background_work()
         thread.start()
 
     def _async_writer(self, async_client: Any) -> AsyncS3Writer:

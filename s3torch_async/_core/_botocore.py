@@ -15,7 +15,6 @@ of the request, connecting included.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -96,21 +95,17 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             return await self._send_one(request)
         size = _body_size(request.body)
         if size is None or size > FIRST_ANSWER_BODY:
-            response = await self._send_one(request)
-            answered.add(origin)
-            return response
+            return await self._send_one(request)
         if not await self._probe_turn(origin):
             return await self._send_one(request)
         outcome: Optional[BaseException] = None
         try:
-            response = await self._send_probe(request, origin, first)
+            return await self._send_probe(request, origin, first)
         except BaseException as exc:
             outcome = exc
             raise
         finally:
             self._end_probe(origin, outcome)
-        answered.add(origin)
-        return response
 
     async def _probe_turn(self, origin: str) -> bool:
         """Wait until ``origin`` answered (``False``) or it is our turn to probe (``True``)."""
@@ -133,28 +128,29 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             probe.set_result(outcome)
 
     async def _send_probe(self, request: Any, origin: str, first: float) -> Any:
+        assert self._answered is not None
         task = asyncio.ensure_future(self._send_one(request))
         try:
             done, _ = await asyncio.wait((task,), timeout=first)
+            if not done and origin not in self._answered and task.cancel():
+                await asyncio.wait((task,))
+                if not task.cancelled():
+                    task.exception()  # ended otherwise meanwhile: seen, superseded
+                raise NoResponseError(
+                    f"no HTTP response from {origin} within {first:g} s: "
+                    "is this an S3 endpoint?"
+                )
+            return await task
         except BaseException:
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
             raise
-        if not done:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            raise NoResponseError(
-                f"no HTTP response from {origin} within {first:g} s: "
-                "is this an S3 endpoint?"
-            )
-        return await task
 
     async def _send_one(self, request: Any) -> Any:
         response = await super().send(request)
-        # Belt and braces: never hand botocore a response from another origin.
         sent, got = urlsplit(request.url), urlsplit(str(response.url))
+        if self._answered is not None:
+            self._answered.add(f"{sent.scheme}://{sent.netloc}")  # any answer proves it
+        # Belt and braces: never hand botocore a response from another origin.
         if (sent.scheme, sent.netloc) != (got.scheme, got.netloc):
             response.raw.release()
             raise S3Exception(
