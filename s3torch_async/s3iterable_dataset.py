@@ -13,22 +13,16 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 import torch.utils.data
 
 from . import _s3dataset_common as _common
+from ._bridge import PrefetchSession, PrefetchSettings, PrefixItems
 from ._config import S3ClientConfig
 from ._core._planning import MiB
 from ._core._session import warm_models
-from ._core.client import AsyncS3Client
 from ._core.prefetch import (
-    FeedSource,
     Prefetched,
-    Prefetcher,
     Selection,
     StalePipelineError,
-    iterate_items,
-    open_object_pipeline,
-    prefix_items,
     shard_slot,
 )
-from ._runner import get_runner
 from ._s3bucket_key_data import S3BucketKeyData
 from ._s3client import S3Client
 from ._s3dataset_common import (
@@ -398,7 +392,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
             skip=skip,
         )
 
-    def _prefetch_settings(self, client: S3Client) -> _PrefetchSettings:
+    def _prefetch_settings(self, client: S3Client) -> PrefetchSettings:
         reader_type = S3ReaderConstructor.get_reader_type_string(
             self._reader_constructor
         )
@@ -408,11 +402,11 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
             and reader_type in _PREFETCHABLE_READERS
         )
         if not enabled:
-            return _PrefetchSettings(0, _UNPREFETCHED_WINDOW, 0)
+            return PrefetchSettings(0, _UNPREFETCHED_WINDOW, 0)
         max_object_size = min(
             self._prefetch_bytes // 4, client.s3client_config.part_size
         )
-        return _PrefetchSettings(
+        return PrefetchSettings(
             self._prefetch_bytes, self._prefetch_count, max_object_size
         )
 
@@ -427,11 +421,11 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         uri = prefix_source(self._get_dataset_objects)
         if uri is not None:
             bucket, prefix = parse_s3_uri(uri)
-            source: _Source = _PrefixSource(bucket, prefix)
+            source: _Source = PrefixItems(bucket, prefix)
         else:
             uris = uris_source(self._get_dataset_objects)
             if uris is not None:
-                source = _ListSource(parse_object_uris(uris))
+                source = parse_object_uris(uris)
             else:
                 objects = self._get_dataset_objects(client)
                 source = _FedSource(selection.apply(objects))
@@ -442,15 +436,16 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         client: S3Client,
         source: _Source,
         selection: Selection,
-        settings: _PrefetchSettings,
+        settings: PrefetchSettings,
         progress: _Progress,
     ) -> Iterator[Any]:
         batch_size = max(1, settings.prefetch_count // 2)
         fed = source.items if isinstance(source, _FedSource) else None
+        listed = None if isinstance(source, _FedSource) else source
         lookahead = settings.prefetch_count + batch_size
         pending: Deque[S3BucketKeyData] = deque()  # fed, not yet delivered
         exhausted = fed is None
-        session: Optional[_Session] = None
+        session: Optional[PrefetchSession] = None
         finished = False
         try:
             while True:
@@ -459,11 +454,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                     # (Re)build the pipeline; after a fork or a runner restart it resumes
                     # after the last item delivered, as a resume from state_dict would.
                     skip = progress.yielded if fed is None else 0
-                    session = client._run(
-                        _open_pipeline,
-                        source if fed is None else None,
-                        dataclasses.replace(selection, skip=skip),
-                        settings,
+                    session = client.bridge.open_pipeline(
+                        listed, dataclasses.replace(selection, skip=skip), settings
                     )
                     to_feed.extend(pending)
                 if fed is not None and not exhausted:
@@ -477,19 +469,15 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                         finished = True
                         return
                 try:
-                    batch = get_runner().run(
-                        _next_batch,
-                        session,
-                        batch_size,
-                        to_feed if fed is not None else None,
-                        exhausted,
+                    batch = session.next_batch(
+                        batch_size, to_feed if fed is not None else None, exhausted
                     )
                 except StalePipelineError:
                     session = None
                     continue
                 if not batch:
                     finished = True
-                    if progress.yielded == 0 and isinstance(source, _PrefixSource):
+                    if progress.yielded == 0 and isinstance(source, PrefixItems):
                         _warn_if_prefix_empty(client, source)
                     return
                 for prefetched in batch:
@@ -501,9 +489,9 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         finally:
             if session is not None:
                 if finished:
-                    get_runner().run(_close_session, session)
+                    session.close()
                 else:  # abandoned (break, error, garbage collection): never block here
-                    get_runner().close_soon(session)
+                    session.close_soon()
 
     def _reader(
         self, client: S3Client, prefetched: Prefetched[S3BucketKeyData]
@@ -518,7 +506,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                 info = ObjectInfo(
                     key=item.key, etag=etag, size=len(prefetched.data), last_modified=0
                 )
-            return client._get_object_prefetched(
+            return client.get_prefetched_object(
                 item.bucket,
                 item.key,
                 object_info=info,
@@ -547,31 +535,6 @@ class _Progress:
         self.yielded = yielded
 
 
-class _PrefetchSettings:
-    __slots__ = ("max_object_size", "prefetch_bytes", "prefetch_count")
-
-    def __init__(
-        self, prefetch_bytes: int, prefetch_count: int, max_object_size: int
-    ) -> None:
-        self.prefetch_bytes = prefetch_bytes
-        self.prefetch_count = prefetch_count
-        self.max_object_size = max_object_size
-
-
-class _PrefixSource:
-    __slots__ = ("bucket", "prefix")
-
-    def __init__(self, bucket: str, prefix: str) -> None:
-        self.bucket, self.prefix = bucket, prefix
-
-
-class _ListSource:
-    __slots__ = ("items",)
-
-    def __init__(self, items: List[S3BucketKeyData]) -> None:
-        self.items = items
-
-
 class _FedSource:
     """A user's ``get_dataset_objects``: pulled on the caller's thread, already selected."""
 
@@ -581,10 +544,10 @@ class _FedSource:
         self.items = items
 
 
-_Source = Union[_PrefixSource, _ListSource, _FedSource]
+_Source = Union[PrefixItems, List[S3BucketKeyData], _FedSource]
 
 
-def _warn_if_prefix_empty(client: S3Client, source: _PrefixSource) -> None:
+def _warn_if_prefix_empty(client: S3Client, source: PrefixItems) -> None:
     # An iteration that yielded nothing may just be an empty shard; one 1-key listing tells.
     page = next(iter(client.list_objects(source.bucket, source.prefix, max_keys=1)))
     if not page.object_info:
@@ -597,63 +560,3 @@ def _warn_if_prefix_empty(client: S3Client, source: _PrefixSource) -> None:
 
 def _partial(fn: Callable[..., Any], arg: Any) -> Callable[[S3Client], Any]:
     return functools.partial(fn, arg)
-
-
-class _Session:
-    """One iteration's pipeline on the loop, and its feed when the caller supplies the items."""
-
-    __slots__ = ("feed", "pipeline")
-
-    def __init__(
-        self,
-        pipeline: Prefetcher[S3BucketKeyData],
-        feed: Optional[FeedSource[S3BucketKeyData]],
-    ) -> None:
-        self.pipeline, self.feed = pipeline, feed
-
-    async def aclose(self) -> None:
-        await self.pipeline.aclose()
-
-
-async def _open_pipeline(
-    client: AsyncS3Client,
-    source: Optional[Union[_PrefixSource, _ListSource]],
-    selection: Selection,
-    settings: _PrefetchSettings,
-) -> _Session:
-    feed: Optional[FeedSource[S3BucketKeyData]] = None
-    if isinstance(source, _PrefixSource):
-        items: Any = prefix_items(client, source.bucket, source.prefix)
-    elif isinstance(source, _ListSource):
-        items = iterate_items(source.items)
-    else:
-        # The caller selected already (on its own thread) and feeds the result.
-        feed = FeedSource()
-        items, selection = feed, Selection()
-    pipeline = open_object_pipeline(
-        client,
-        items,
-        selection=selection,
-        prefetch_bytes=settings.prefetch_bytes,
-        prefetch_count=settings.prefetch_count,
-        max_object_size=settings.max_object_size,
-        deliver_errors=False,
-    )
-    return _Session(pipeline, feed)
-
-
-async def _next_batch(
-    session: _Session,
-    max_items: int,
-    feed_items: Optional[List[S3BucketKeyData]],
-    end: bool,
-) -> List[Prefetched[S3BucketKeyData]]:
-    if not session.pipeline.belongs_to_running_loop():
-        raise StalePipelineError("the prefetch pipeline's event loop is gone")
-    if session.feed is not None and feed_items is not None:
-        session.feed.feed(feed_items, end=end)
-    return await session.pipeline.next_batch(max_items)
-
-
-async def _close_session(session: _Session) -> None:
-    await session.aclose()

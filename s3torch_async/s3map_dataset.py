@@ -12,8 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch.utils.data
 
 from ._config import S3ClientConfig
-from ._core.client import AsyncS3Client
-from ._core.prefetch import list_all, shuffle_rng
+from ._core.prefetch import shuffle_rng
 from ._s3bucket_key_data import S3BucketKeyData
 from ._s3client import S3Client
 from ._s3dataset_common import (
@@ -232,8 +231,8 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         if uri is not None:
             bucket, prefix = parse_s3_uri(uri)
             progress = _ListingProgress(f"s3://{bucket}/{prefix}")
-            items: List[S3BucketKeyData] = client._run(
-                _list_prefix, bucket, prefix, progress
+            items = client.bridge.list_all(
+                bucket, prefix, max_keys=_LIST_PAGE_SIZE, on_page=progress
             )
             progress.done(len(items))
             if not items:
@@ -305,11 +304,3 @@ class _ListingProgress:
                 objects,
                 self.pages,
             )
-
-
-async def _list_prefix(
-    client: AsyncS3Client, bucket: str, prefix: str, on_page: _ListingProgress
-) -> List[S3BucketKeyData]:
-    return await list_all(
-        client, bucket, prefix, max_keys=_LIST_PAGE_SIZE, on_page=on_page
-    )

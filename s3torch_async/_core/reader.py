@@ -198,7 +198,7 @@ class _Fetcher:
                 self._exhausted = True
                 break
             start, end = span
-            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))
+            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))  # noqa: SLF001 - same module
             task.add_done_callback(_retrieve)
             self._pending.append(_Part(start, end, task))
             self._issued += 1

@@ -15,7 +15,9 @@ def test_first_etag_pins_and_a_different_one_is_a_412_naming_the_object():
     version.observe('"a"', 10, bucket="b", key="k")
     version.observe('"a"', 10, bucket="b", key="k")
     assert (version.etag, version.size) == ('"a"', 10)
-    with pytest.raises(S3Exception, match=r"s3://b/k .*ETag \"z\", expected \"a\"") as info:
+    with pytest.raises(
+        S3Exception, match=r"s3://b/k .*ETag \"z\", expected \"a\""
+    ) as info:
         version.observe('"z"', 10, bucket="b", key="k")
     assert (info.value.status, info.value.bucket, info.value.key) == (412, "b", "k")
     assert version.etag == '"a"'
