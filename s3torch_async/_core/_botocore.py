@@ -6,11 +6,16 @@ names (``x-amz-bucket-region``) once, re-signed, as part of the attempt.
 
 aiohttp follows HTTP redirects by itself, to any host and with every header (the session
 token included); :class:`NoRedirectSession` turns that off, so a 3xx reaches botocore as an
-error response and another host's bytes are never returned as the object.
+error response and another host's bytes are never returned as the object. It also bounds
+the wait for the first response from an endpoint (``first_answer_timeout``), as the lean
+transport's HTTP pool does (see ``_http.NoResponseError``); here the time counts from the start
+of the request, connecting included.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -25,6 +30,7 @@ from botocore.exceptions import ClientError
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._checksum import expected_crc32
+from ._http import FIRST_ANSWER_BODY, NoResponseError
 from ._transport import Headers, ObjectBody, Transport
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "NoRedirectSession",
     "check_key_count",
     "client_error",
+    "no_redirect_session",
     "register_handlers",
 ]
 
@@ -50,13 +57,67 @@ class _NoRedirects:
         return self._session.request(*args, **kwargs)
 
 
+def _body_size(body: Any) -> Optional[int]:
+    if body is None:
+        return 0
+    if isinstance(body, (bytes, bytearray, str)):
+        return len(body)
+    if isinstance(body, memoryview):
+        return body.nbytes
+    return None  # a stream: size unknown
+
+
 class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
-    """aiobotocore's HTTP session with aiohttp's redirect following turned off."""
+    """aiobotocore's HTTP session with aiohttp's redirect following turned off.
+
+    ``first_answer_timeout`` (set by :func:`no_redirect_session`): seconds a request to an
+    origin that has not answered this session yet may take to get its response; then
+    ``NoResponseError``. Requests with bodies over 1 MiB (or of unknown size) are exempt.
+    """
+
+    first_answer_timeout: Optional[float] = None
+    _answered: Optional[set[str]] = None
 
     async def _get_session(self, proxy_url: Any) -> Any:
         return _NoRedirects(await super()._get_session(proxy_url))
 
     async def send(self, request: Any) -> Any:
+        first = self.first_answer_timeout
+        if self._answered is None:
+            self._answered = set()
+        answered = self._answered
+        parts = urlsplit(request.url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if first is None or origin in answered:
+            return await self._send_one(request)
+        size = _body_size(request.body)
+        if size is None or size > FIRST_ANSWER_BODY:
+            response = await self._send_one(request)
+            answered.add(origin)
+            return response
+        task = asyncio.ensure_future(self._send_one(request))
+        try:
+            done, _ = await asyncio.wait((task,), timeout=first)
+        except BaseException:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+        # Another request's answer proves the origin (a busy server answering slowly):
+        # then this one waits as long as the read timeout allows.
+        if not done and origin not in answered:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise NoResponseError(
+                f"no HTTP response from {origin} within {first:g} s: "
+                "is this an S3 endpoint?"
+            )
+        response = await task
+        answered.add(origin)
+        return response
+
+    async def _send_one(self, request: Any) -> Any:
         response = await super().send(request)
         # Belt and braces: never hand botocore a response from another origin.
         sent, got = urlsplit(request.url), urlsplit(str(response.url))
@@ -74,6 +135,17 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             body = await response.content
             raise client_error(status, body, response.headers, "S3")
         return response
+
+
+def no_redirect_session(
+    first_answer_timeout: Optional[float],
+) -> type[NoRedirectSession]:
+    """The :class:`NoRedirectSession` class for a client, with its first-answer timeout."""
+    return type(
+        "NoRedirectSession",
+        (NoRedirectSession,),
+        {"first_answer_timeout": first_answer_timeout},
+    )
 
 
 def _pop_extra_headers(params: Any, context: Any, **_: Any) -> None:

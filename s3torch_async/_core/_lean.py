@@ -221,6 +221,8 @@ class LeanTransport(Transport):
         pool_size: Connection pool size.
         connect_timeout: Seconds to connect.
         read_timeout: Seconds without a byte while waiting for a response.
+        first_answer_timeout: Seconds to wait for a host's first response (None: the
+            read timeout); see ``_http.NoResponseError``.
         extra_headers: Headers sent with every request (user agent, request payer).
         unsigned: Send anonymous requests.
         ca_file: CA bundle for HTTPS endpoints (``None``: the system's).
@@ -242,6 +244,7 @@ class LeanTransport(Transport):
         extra_headers: dict[str, str],
         unsigned: bool,
         ca_file: Optional[str] = None,
+        first_answer_timeout: Optional[float] = None,
     ) -> None:
         self._s3 = s3
         self._fallback = fallback
@@ -264,6 +267,7 @@ class LeanTransport(Transport):
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             ssl_context=ssl_context,
+            first_answer_timeout=first_answer_timeout,
         )
 
     def __repr__(self) -> str:

@@ -22,7 +22,7 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from .._user_agent import UserAgent
 from . import _session
-from ._botocore import BotocoreTransport, NoRedirectSession, register_handlers
+from ._botocore import BotocoreTransport, no_redirect_session, register_handlers
 from ._checksum import (
     CREATE_HEADERS,
     GET_HEADERS,
@@ -250,6 +250,7 @@ class AsyncS3Client:
     async def _open(self) -> None:
         validate_for_use(self._config)
         connect_timeout, read_timeout = _session.timeouts()
+        first_answer_timeout = _session.first_answer_timeout()
         settings = self._resolved()
         _session.check_endpoint(settings.endpoint)
         session = _session.make_session(settings)
@@ -264,7 +265,7 @@ class AsyncS3Client:
                         settings,
                         connect_timeout=connect_timeout,
                         read_timeout=read_timeout,
-                        http_session_cls=NoRedirectSession,
+                        http_session_cls=no_redirect_session(first_answer_timeout),
                     ),
                 )
             )
@@ -293,6 +294,7 @@ class AsyncS3Client:
                     ca_file=get_cert_path(
                         session.get_config_variable("ca_bundle") or True
                     ),
+                    first_answer_timeout=first_answer_timeout,
                 )
             stack.push_async_callback(transport.aclose)
         except Exception as exc:
@@ -469,12 +471,17 @@ class AsyncS3Client:
         """
         _check_names(bucket, key)
         _check_header_value("if_match", if_match, bucket, key)
-        mv = memoryview(view).cast("B")
-        if mv.readonly:
-            raise TypeError("view must be a writable buffer")
-        if len(mv) == 0:
-            raise ValueError("view must not be empty")
-        meta = await self._get_into(bucket, key, start, start + len(mv), mv, if_match)
+        # Every view of the caller's buffer made here is released before returning, also on
+        # failure: a traceback kept in a reference cycle must not pin the buffer (a bytearray
+        # could not be resized until the garbage collector ran).
+        with memoryview(view) as base, base.cast("B") as mv:
+            if mv.readonly:
+                raise TypeError("view must be a writable buffer")
+            if len(mv) == 0:
+                raise ValueError("view must not be empty")
+            meta = await self._get_into(
+                bucket, key, start, start + len(mv), mv, if_match
+            )
         assert isinstance(meta, RangeMeta)
         return meta
 
@@ -532,7 +539,8 @@ class AsyncS3Client:
                     if expected is None:
                         expected = body.content_length
                     if view is not None:
-                        received += await body.readinto(view[received:expected])
+                        with view[received:expected] as rest:
+                            received += await body.readinto(rest)
                     else:
                         try:
                             await body.read_chunks(chunks)

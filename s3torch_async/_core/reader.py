@@ -528,9 +528,9 @@ class AsyncS3Reader:
             TypeError: ``buf`` is not a writable bytes-like object.
             S3Exception: A request failed or the object changed during the read.
         """
-        view = writable_view(buf)
-        self._check_open()
-        nbytes = await self.read_at(self._pos, view)
+        with writable_view(buf) as view:
+            self._check_open()
+            nbytes = await self.read_at(self._pos, view)
         self._pos += nbytes
         self._clamp()
         return nbytes
@@ -634,7 +634,10 @@ class AsyncS3Reader:
         two parts or more is fetched directly into ``buf`` with parallel ranged GETs.
         """
         self._check_open()
-        view = writable_view(buf)
+        with writable_view(buf) as view:
+            return await self._read_at(pos, view)
+
+    async def _read_at(self, pos: int, view: memoryview) -> int:
         end = pos + len(view)
         done = 0
         while True:
@@ -658,7 +661,8 @@ class AsyncS3Reader:
                 if not data:
                     break
                 continue
-            done += await self.read_direct(here, view[done : end - pos])
+            with view[done : end - pos] as rest:
+                done += await self.read_direct(here, rest)
             break
         return done
 
@@ -669,15 +673,19 @@ class AsyncS3Reader:
         retained part are copied rather than fetched again; read-ahead is cancelled.
         """
         self._check_open()
-        view = writable_view(buf)
         if self._window is not None:
             self._window.cancel()
             self._window = None
+        with writable_view(buf) as view:
+            return await self._read_direct(pos, view)
+
+    async def _read_direct(self, pos: int, view: memoryview) -> int:
         total = len(view)
         done = 0
         if self._version.size is None and total:
             first = min(total, self._part_size)
-            done = await self._get_into(pos, view[:first])
+            with view[:first] as head:
+                done = await self._get_into(pos, head)
             if done < first:
                 return done
         if self._version.size is not None:
@@ -691,11 +699,16 @@ class AsyncS3Reader:
             if lo < hi:
                 view[lo - pos : hi - pos] = last[1][lo - last[0] : hi - last[0]]
         pieces = list(_split_spans(holes, self._part_size))
-        jobs = [
-            _bind(self._get_into, start, view[start - pos : stop - pos])
-            for start, stop in pieces
-        ]
-        got = await _gather_bounded(jobs, self._client.max_concurrency)
+        slices = [view[start - pos : stop - pos] for start, stop in pieces]
+        try:
+            jobs = [
+                _bind(self._get_into, start, piece)
+                for (start, _), piece in zip(pieces, slices)
+            ]
+            got = await _gather_bounded(jobs, self._client.max_concurrency)
+        finally:
+            for piece in slices:  # every job has ended (the task group waited)
+                piece.release()
         for (start, stop), nbytes in zip(pieces, got):
             if nbytes < stop - start:
                 raise S3Exception(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import os
 import tracemalloc
@@ -335,3 +336,38 @@ async def test_large_read_copies_the_retained_part_instead_of_fetching_it(
         (4 * PART + 10, 5 * PART + 10),
         (5 * PART + 10, 6 * PART),
     ]
+
+
+@module_loop
+async def test_no_view_of_the_callers_buffer_outlives_a_read(client, bucket, put):
+    # A bytearray cannot be resized while any memoryview of it is alive. A view kept by a
+    # reference cycle (an exception's traceback holding the frames) stays alive until the
+    # garbage collector runs; with BytesIO results, that collection then fails in BytesIO's
+    # finalizer ("BufferError: Existing exports of data"). gc is off so that such a view
+    # surely survives until the resize below; every path must release its views itself.
+    data = os.urandom(3 * PART + 7)
+    put("obj", data)
+    gc.disable()
+    try:
+        buf = bytearray(PART)
+        with pytest.raises(S3Exception):
+            await client.get_range_into(bucket, "missing", 0, buf)
+        buf.extend(b"x")  # BufferError if a view survived
+        with pytest.raises(S3Exception):  # 416: the range starts past the end
+            await client.get_range_into(bucket, "obj", len(data) + 5, buf)
+        buf.extend(b"x")
+        reader = client.get_object(bucket, "missing")
+        with pytest.raises(S3Exception):
+            await reader.readinto(buf)
+        buf.extend(b"x")
+        reader = AsyncS3Reader(client, bucket, "obj", part_size=PART)
+        big = bytearray(len(data) + 10)
+        assert await reader.readinto(big) == len(data)
+        assert bytes(big[: len(data)]) == data
+        big.extend(b"x")
+        put("empty", b"")
+        reader = AsyncS3Reader(client, bucket, "empty", part_size=PART)
+        assert await reader.readinto(buf) == 0
+        buf.extend(b"x")
+    finally:
+        gc.enable()

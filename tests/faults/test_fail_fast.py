@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 
 import pytest
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
-from tests._scripted import HANG, ScriptedServer
+from tests._scripted import HANG, ScriptedServer, response
 
 REGION = "us-east-1"
 BOUND = 8.0
@@ -78,20 +79,102 @@ async def test_https_against_an_http_server_fails_at_once(s3_transport, moto_end
     assert elapsed < BOUND
 
 
-async def test_server_that_never_answers_fails_after_the_read_timeout(
-    s3_transport, monkeypatch
-):
-    monkeypatch.setenv("S3TORCH_ASYNC_READ_TIMEOUT", "0.5")
+async def test_server_that_never_answers_fails_fast_naming_the_cause(s3_transport):
+    # Default timeouts: the endpoint has never answered, so the short first-answer timeout
+    # (2 s) applies instead of the 60 s read timeout, and it is retried once only.
     with ScriptedServer(lambda req: HANG) as srv:
         exc, elapsed = await _fails(srv.url)
         requests = len(srv.requests)
-    assert "no response within the timeout" in str(exc)
-    assert requests == 3  # the first attempt and at most two retries
+    assert (
+        f"no HTTP response from {srv.url} within 2 s: is this an S3 endpoint?"
+        in str(exc)
+    )
+    assert str(exc).startswith("Client error: GetObject s3://bkt/k failed")
+    assert requests == 2  # the first attempt and one retry
     assert elapsed < BOUND
 
 
+def _get_answer(req):
+    return response(200, b"abc", {"ETag": '"e"', "Content-Type": "binary/octet-stream"})
+
+
+async def test_endpoint_that_answered_gets_the_read_timeout(s3_transport, monkeypatch):
+    # Once the endpoint has answered, a slower answer (here 1 s, over the 0.3 s first-answer
+    # timeout) is waited for; a silence past the read timeout (1.5 s) still fails, after the
+    # usual two retries.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.3")
+    monkeypatch.setenv("S3TORCH_ASYNC_READ_TIMEOUT", "1.5")
+    answers = iter([0.0, 1.0])
+
+    def handler(req):
+        delay = next(answers, None)
+        if delay is None:
+            return HANG
+        time.sleep(delay)
+        return _get_answer(req)
+
+    with ScriptedServer(handler) as srv:
+        async with _client(srv.url) as c:
+            assert (await c.get_range("bkt", "k")).data == b"abc"
+            assert (await c.get_range("bkt", "k")).data == b"abc"  # answered after 1 s
+            with pytest.raises(S3Exception) as info:
+                await c.get_range("bkt", "k")
+        requests = len(srv.requests)
+    assert "no response within the timeout" in str(info.value)
+    assert "is this an S3 endpoint" not in str(info.value)
+    assert requests == 2 + 3  # the third call: the first attempt and two retries
+
+
+async def test_slow_first_answer_is_waited_for_once_another_request_was_answered(
+    s3_transport, monkeypatch
+):
+    # Two first requests to a busy endpoint: the first is answered once the second has
+    # arrived (so both wait under the first-answer timeout), the second only after 1 s (over
+    # the 0.3 s first-answer timeout). The first answer proves the endpoint, so the slow
+    # request is not failed for it.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.3")
+    lock = threading.Lock()
+    first_arrived = threading.Event()
+    second_arrived = threading.Event()
+    seen = []
+
+    def handler(req):
+        with lock:
+            seen.append(req)
+            first = len(seen) == 1
+        if first:
+            first_arrived.set()
+            second_arrived.wait(10)
+        else:
+            second_arrived.set()
+            time.sleep(1.0)
+        return _get_answer(req)
+
+    with ScriptedServer(handler) as srv:
+        async with _client(srv.url) as c:
+            slow = asyncio.ensure_future(c.get_range("bkt", "k"))
+            # The first request reached the server: send the second.
+            assert await asyncio.to_thread(first_arrived.wait, 10)
+            assert (await c.get_range("bkt", "k")).data == b"abc"
+            assert (await slow).data == b"abc"
+        requests = len(srv.requests)
+    assert requests == 2  # no retry
+
+
+async def test_first_answer_timeout_is_settable(s3_transport, monkeypatch):
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.25")
+    with ScriptedServer(lambda req: HANG) as srv:
+        exc, _ = await _fails(srv.url)
+    assert f"no HTTP response from {srv.url} within 0.25 s" in str(exc)
+
+
 @pytest.mark.parametrize(
-    "name", ["S3TORCH_ASYNC_READ_TIMEOUT", "S3TORCH_ASYNC_CONNECT_TIMEOUT"]
+    "name",
+    [
+        "S3TORCH_ASYNC_READ_TIMEOUT",
+        "S3TORCH_ASYNC_CONNECT_TIMEOUT",
+        "S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT",
+    ],
 )
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])
 async def test_bad_timeout_variable_is_a_value_error_naming_it(
