@@ -35,6 +35,7 @@ import anyio
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 from ._object import ObjectVersion
+from ._planning import split_spans
 
 if TYPE_CHECKING:
     from .client import AsyncS3Client
@@ -257,7 +258,7 @@ class RangeStream:
         max_parts: int,
     ) -> None:
         self._reader = reader
-        pieces = list(_split_spans(spans, reader.part_size))
+        pieces = list(split_spans(spans, reader.part_size))
         self._fetcher = _Fetcher(
             reader,
             iter(pieces),
@@ -280,16 +281,6 @@ class RangeStream:
     async def aclose(self) -> None:
         """Cancel the pieces still in flight."""
         self._fetcher.cancel()
-
-
-def _split_spans(
-    spans: Sequence[tuple[int, int]], part_size: int
-) -> Iterator[tuple[int, int]]:
-    for start, end in spans:
-        if start < 0 or end < start:
-            raise ValueError(f"invalid span [{start}, {end})")
-        for piece_start in range(start, end, part_size):
-            yield piece_start, min(piece_start + part_size, end)
 
 
 class AsyncS3Reader:
@@ -698,7 +689,7 @@ class AsyncS3Reader:
             hi = min(pos + total, last[0] + len(last[1]))
             if lo < hi:
                 view[lo - pos : hi - pos] = last[1][lo - last[0] : hi - last[0]]
-        pieces = list(_split_spans(holes, self._part_size))
+        pieces = list(split_spans(holes, self._part_size))
         slices = [view[start - pos : stop - pos] for start, stop in pieces]
         try:
             jobs = [

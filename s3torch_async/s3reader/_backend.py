@@ -21,6 +21,7 @@ from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 
 from .._bridge import Bridge
 from .._core._object import ObjectVersion
+from .._core._planning import pieces_with_data
 from .._core.reader import writable_view
 from .._types import HeadObjectResult, ObjectInfo
 
@@ -94,22 +95,11 @@ def _nbytes(data: Data) -> int:
 
 
 def group_pieces(groups: Sequence[Group], part_size: int) -> List[Span]:
-    """Cut each group into ``part_size`` pieces, dropping pieces that hold no item bytes.
-
-    A group covers its gaps (that is what coalescing buys: fewer requests), but a piece that
-    lies wholly inside a gap would fetch only bytes nobody reads.
-    """
-    pieces: List[Span] = []
-    for group in groups:
-        items = sorted((r.start, r.end) for r in group.item_ranges if r.end > r.start)
-        i = 0
-        for start in range(group.start, group.end, part_size):
-            end = min(start + part_size, group.end)
-            while i < len(items) and items[i][1] <= start:
-                i += 1
-            if i < len(items) and items[i][0] < end:
-                pieces.append((start, end))
-    return pieces
+    """The ranged GETs for ``groups``: see ``_planning.pieces_with_data``."""
+    return pieces_with_data(
+        (((g.start, g.end), [(r.start, r.end) for r in g.item_ranges]) for g in groups),
+        part_size,
+    )
 
 
 # -- async core -------------------------------------------------------------------------------
