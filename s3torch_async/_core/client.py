@@ -31,6 +31,7 @@ from ._checksum import (
     crc32_b64_async,
     upload_headers,
 )
+from ._interface import RangeMeta
 from ._lean import LeanTransport
 from ._retry import Attempts
 from ._translate import translate
@@ -60,15 +61,6 @@ class ClientState(enum.Enum):
     UNOPENED = 1
     OPENED = 2
     CLOSED = 3
-
-
-@dataclass(frozen=True)
-class RangeMeta:
-    """What a ranged read learned: the version read, the object's size and the bytes delivered."""
-
-    etag: str
-    object_size: int
-    nbytes: int
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,15 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 import anyio
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
+from ._interface import ReadClient
 from ._object import ObjectVersion
 from ._planning import split_spans
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
 
 __all__ = [
     "DEFAULT_WINDOW_BYTES",
@@ -309,7 +307,7 @@ class AsyncS3Reader:
 
     def __init__(
         self,
-        client: AsyncS3Client,
+        client: ReadClient,
         bucket: str,
         key: str,
         *,
@@ -344,7 +342,7 @@ class AsyncS3Reader:
     # -- properties -------------------------------------------------------------------------
 
     @property
-    def client(self) -> AsyncS3Client:
+    def client(self) -> ReadClient:
         return self._client
 
     @property
