@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -23,16 +22,11 @@ from ._core.prefetch import (
     StalePipelineError,
     shard_slot,
 )
+from ._dataset_source import PrefixSource, UriSource, build_dataset
 from ._s3bucket_key_data import S3BucketKeyData
 from ._s3client import S3Client
 from ._s3dataset_common import (
-    get_objects_from_prefix,
-    get_objects_from_uris,
     identity,
-    parse_object_uris,
-    parse_s3_uri,
-    prefix_source,
-    uris_source,
 )
 from ._types import ObjectInfo
 from ._user_agent import UserAgent
@@ -187,38 +181,14 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         The URIs are parsed when an iteration starts; a one-shot generator is consumed by the
         first iteration. The objects' existence is not checked until they are read.
 
-        Args:
-            object_uris: ``s3://bucket/key`` URIs (a single string counts as one).
-            region: AWS region of the bucket.
-            endpoint: Endpoint URL.
-            transform: Applied to each ``S3Reader``.
-            s3client_config: Client configuration.
-            enable_sharding: Shard by rank and DataLoader worker.
-            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
-            shuffle: Shuffle the order per epoch.
-            seed: Shuffle seed.
-            shuffle_buffer_size: Items held by the shuffle buffer.
-            prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-            prefetch_count: Objects in the prefetch window at the start (it widens from
-                the observed latency while ``prefetch_bytes`` allows).
+        ``object_uris`` are ``s3://bucket/key`` URIs (a single string counts as one).
+        The other arguments are the constructor's (see the class).
 
         Returns:
             The dataset.
         """
-        logger.info("Building S3IterableDataset from_objects")
-        return cls(
-            region,
-            _partial(get_objects_from_uris, object_uris),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            enable_sharding=enable_sharding,
-            reader_constructor=reader_constructor,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-            prefetch_bytes=prefetch_bytes,
-            prefetch_count=prefetch_count,
+        return build_dataset(
+            cls, UriSource(object_uris), "get_dataset_objects", locals()
         )
 
     @classmethod
@@ -244,39 +214,12 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         raises ``ValueError`` when an iteration starts; a missing bucket raises ``S3Exception``
         at the first item; an empty prefix gives an empty dataset.
 
-        Args:
-            s3_uri: ``s3://bucket/prefix``.
-            region: AWS region of the bucket.
-            endpoint: Endpoint URL.
-            transform: Applied to each ``S3Reader``.
-            s3client_config: Client configuration.
-            enable_sharding: Shard by rank and DataLoader worker.
-            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
-            shuffle: Shuffle the order per epoch.
-            seed: Shuffle seed.
-            shuffle_buffer_size: Items held by the shuffle buffer.
-            prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-            prefetch_count: Objects in the prefetch window at the start (it widens from
-                the observed latency while ``prefetch_bytes`` allows).
+        The other arguments are the constructor's (see the class).
 
         Returns:
             The dataset.
         """
-        logger.info("Building S3IterableDataset from_prefix s3_uri=%r", s3_uri)
-        return cls(
-            region,
-            _partial(get_objects_from_prefix, s3_uri),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            enable_sharding=enable_sharding,
-            reader_constructor=reader_constructor,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-            prefetch_bytes=prefetch_bytes,
-            prefetch_count=prefetch_count,
-        )
+        return build_dataset(cls, PrefixSource(s3_uri), "get_dataset_objects", locals())
 
     # -- properties and state -----------------------------------------------------------------
 
@@ -418,17 +361,14 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         progress = self._progress = _Progress(epoch, skip)
         settings = self._prefetch_settings(client)
         # The reference's errors happen here too: a bad URI at iter(), S3 errors at next().
-        uri = prefix_source(self._get_dataset_objects)
-        if uri is not None:
-            bucket, prefix = parse_s3_uri(uri)
-            source: _Source = PrefixItems(bucket, prefix)
+        given = self._get_dataset_objects
+        source: _Source
+        if isinstance(given, PrefixSource):
+            source = PrefixItems(*given.bucket_prefix())
+        elif isinstance(given, UriSource):
+            source = given.items()
         else:
-            uris = uris_source(self._get_dataset_objects)
-            if uris is not None:
-                source = parse_object_uris(uris)
-            else:
-                objects = self._get_dataset_objects(client)
-                source = _FedSource(selection.apply(objects))
+            source = _FedSource(selection.apply(given(client)))
         return self._iterate(client, source, selection, settings, progress)
 
     def _iterate(
@@ -556,7 +496,3 @@ def _warn_if_prefix_empty(client: S3Client, source: PrefixItems) -> None:
             source.bucket,
             source.prefix,
         )
-
-
-def _partial(fn: Callable[..., Any], arg: Any) -> Callable[[S3Client], Any]:
-    return functools.partial(fn, arg)
