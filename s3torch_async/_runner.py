@@ -370,12 +370,12 @@ def runner_generation() -> int:
 def _before_fork() -> None:
     _global_lock.acquire()
     if _runner is not None:
-        _runner._before_fork()
+        _runner._before_fork()  # noqa: SLF001 - same module
 
 
 def _after_fork_in_parent() -> None:
     if _runner is not None:
-        _runner._after_fork_in_parent()
+        _runner._after_fork_in_parent()  # noqa: SLF001 - same module
     _global_lock.release()
 
 
@@ -392,7 +392,7 @@ def _shutdown() -> None:
     runner = _runner
     if (
         runner is not None
-        and runner._pid == os.getpid()
+        and runner._pid == os.getpid()  # noqa: SLF001 - same module
         and not runner.in_runner_thread()
     ):
         runner.close(_DRAIN_TIMEOUT)

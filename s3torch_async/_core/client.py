@@ -31,6 +31,7 @@ from ._checksum import (
     crc32_b64_async,
     upload_headers,
 )
+from ._interface import RangeMeta
 from ._lean import LeanTransport
 from ._retry import Attempts
 from ._translate import translate
@@ -40,7 +41,14 @@ from .writer import AsyncS3Writer, PartAssembler
 if TYPE_CHECKING:
     from .reader import AsyncS3Reader
 
-__all__ = ["AsyncS3Client", "ClientState", "GetResult", "ListObjectsPager", "RangeMeta"]
+__all__ = [
+    "AsyncS3Client",
+    "ClientState",
+    "GetResult",
+    "ListObjectsPager",
+    "ListingCursor",
+    "RangeMeta",
+]
 
 T = TypeVar("T")
 Buffer = Union[bytes, bytearray, memoryview]
@@ -53,15 +61,6 @@ class ClientState(enum.Enum):
     UNOPENED = 1
     OPENED = 2
     CLOSED = 3
-
-
-@dataclass(frozen=True)
-class RangeMeta:
-    """What a ranged read learned: the version read, the object's size and the bytes delivered."""
-
-    etag: str
-    object_size: int
-    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -365,7 +364,7 @@ class AsyncS3Client:
             start_after=start_after,
         )
 
-    async def _list_page(
+    async def list_page(
         self,
         bucket: str,
         prefix: str,
@@ -374,6 +373,13 @@ class AsyncS3Client:
         token: Optional[str],
         start_after: str = "",
     ) -> tuple[ListObjectResult, Optional[str]]:
+        """Fetch one ListObjectsV2 page; return it and the token of the next (``None``: last).
+
+        Arguments are not validated here (``list_objects`` does that).
+
+        Raises:
+            S3Exception: The request failed.
+        """
         return await self._call(
             "ListObjectsV2",
             bucket,
@@ -794,8 +800,11 @@ class AsyncS3Client:
         )
 
 
-class ListObjectsPager:
-    """Async iterator over the pages of one listing; resumable from ``continuation_token``.
+class ListingCursor:
+    """Where one listing stands: what is listed and the token of its next page.
+
+    Plain state, no I/O and no client, so it pickles: ``ListObjectsPager`` (async) and the
+    sync ``ListObjectStream`` are both cursors and differ only in how they reach the loop.
 
     Attributes:
         bucket: Bucket being listed.
@@ -809,7 +818,6 @@ class ListObjectsPager:
 
     def __init__(
         self,
-        client: AsyncS3Client,
         bucket: str,
         prefix: str,
         delimiter: str,
@@ -819,22 +827,23 @@ class ListObjectsPager:
         *,
         start_after: str = "",
     ) -> None:
-        self._client = client
-        self.start_after = start_after
         self.bucket = bucket
         self.prefix = prefix
         self.delimiter = delimiter
         self.max_keys = max_keys
         self.continuation_token = continuation_token
         self.complete = complete
+        self.start_after = start_after
 
-    def __aiter__(self) -> ListObjectsPager:
-        return self
+    async def fetch_next(self, client: AsyncS3Client) -> Optional[ListObjectResult]:
+        """Fetch the next page with ``client`` and move past it; ``None`` once complete.
 
-    async def __anext__(self) -> ListObjectResult:
+        Raises:
+            S3Exception: The request failed (the cursor does not move).
+        """
         if self.complete:
-            raise StopAsyncIteration
-        page, token = await self._client._list_page(
+            return None
+        page, token = await client.list_page(
             self.bucket,
             self.prefix,
             self.delimiter,
@@ -844,6 +853,27 @@ class ListObjectsPager:
         )
         self.continuation_token = token
         self.complete = token is None
+        return page
+
+
+class ListObjectsPager(ListingCursor):
+    """Async iterator over the pages of one listing; resumable from ``continuation_token``.
+
+    Build it with :meth:`AsyncS3Client.list_objects`. The arguments after ``client`` and the
+    attributes are those of :class:`ListingCursor`.
+    """
+
+    def __init__(self, client: AsyncS3Client, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client = client
+
+    def __aiter__(self) -> ListObjectsPager:
+        return self
+
+    async def __anext__(self) -> ListObjectResult:
+        page = await self.fetch_next(self._client)
+        if page is None:
+            raise StopAsyncIteration
         return page
 
     async def objects(self) -> AsyncIterator[ObjectInfo]:

@@ -28,16 +28,15 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 import anyio
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
+from ._interface import ReadClient
 from ._object import ObjectVersion
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
+from ._planning import split_spans
 
 __all__ = [
     "DEFAULT_WINDOW_BYTES",
@@ -198,7 +197,7 @@ class _Fetcher:
                 self._exhausted = True
                 break
             start, end = span
-            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))
+            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))  # noqa: SLF001 - same module
             task.add_done_callback(_retrieve)
             self._pending.append(_Part(start, end, task))
             self._issued += 1
@@ -257,7 +256,7 @@ class RangeStream:
         max_parts: int,
     ) -> None:
         self._reader = reader
-        pieces = list(_split_spans(spans, reader.part_size))
+        pieces = list(split_spans(spans, reader.part_size))
         self._fetcher = _Fetcher(
             reader,
             iter(pieces),
@@ -280,16 +279,6 @@ class RangeStream:
     async def aclose(self) -> None:
         """Cancel the pieces still in flight."""
         self._fetcher.cancel()
-
-
-def _split_spans(
-    spans: Sequence[tuple[int, int]], part_size: int
-) -> Iterator[tuple[int, int]]:
-    for start, end in spans:
-        if start < 0 or end < start:
-            raise ValueError(f"invalid span [{start}, {end})")
-        for piece_start in range(start, end, part_size):
-            yield piece_start, min(piece_start + part_size, end)
 
 
 class AsyncS3Reader:
@@ -318,7 +307,7 @@ class AsyncS3Reader:
 
     def __init__(
         self,
-        client: AsyncS3Client,
+        client: ReadClient,
         bucket: str,
         key: str,
         *,
@@ -353,7 +342,7 @@ class AsyncS3Reader:
     # -- properties -------------------------------------------------------------------------
 
     @property
-    def client(self) -> AsyncS3Client:
+    def client(self) -> ReadClient:
         return self._client
 
     @property
@@ -698,7 +687,7 @@ class AsyncS3Reader:
             hi = min(pos + total, last[0] + len(last[1]))
             if lo < hi:
                 view[lo - pos : hi - pos] = last[1][lo - last[0] : hi - last[0]]
-        pieces = list(_split_spans(holes, self._part_size))
+        pieces = list(split_spans(holes, self._part_size))
         slices = [view[start - pos : stop - pos] for start, stop in pieces]
         try:
             jobs = [

@@ -29,15 +29,13 @@ import mmap
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
 from ._checksum import crc32_b64_async
+from ._interface import WriteClient
 from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
@@ -224,7 +222,7 @@ class AsyncS3Writer:
 
     def __init__(
         self,
-        client: AsyncS3Client,
+        client: WriteClient,
         bucket: str,
         key: str,
         storage_class: Optional[str] = None,

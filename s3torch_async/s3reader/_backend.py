@@ -3,8 +3,9 @@
 A reader is handed ``get_stream`` by ``S3Client.get_object``. This module duck-types it:
 
 * ``get_stream.prefetched`` set: the whole object is already in memory; no request is sent.
-* ``get_stream.client._run`` present (this package's ``_GetStream``): an ``AsyncS3Reader`` runs
-  on the runner's loop, and every call crosses threads once per part, not once per read.
+* ``get_stream.bridge`` is a ``Bridge`` (this package's ``_GetStream``): an ``AsyncS3Reader``
+  runs on the runner's loop behind a ``ReaderHandle``, and every call crosses threads once per
+  part, not once per read.
 * anything else (a user's ``get_stream(start=None, end=None)`` returning an iterator of
   ``bytes``): plain iteration, one stream per request, as the reference does.
 
@@ -18,9 +19,10 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 
+from .._bridge import Bridge
 from .._core._object import ObjectVersion
-from .._core.reader import AsyncS3Reader, RangeStream, writable_view
-from .._runner import get_runner
+from .._core._planning import pieces_with_data
+from .._core.reader import writable_view
 from .._types import HeadObjectResult, ObjectInfo
 
 logger = logging.getLogger(__name__)
@@ -75,10 +77,8 @@ def make_backend(get_stream: Any, version: ObjectVersion) -> Backend:
     prefetched = getattr(get_stream, "prefetched", None)
     if prefetched is not None:
         return PrefetchedBackend(prefetched.data, prefetched.etag, version)
-    client = getattr(get_stream, "client", None)
     if (
-        client is not None
-        and callable(getattr(client, "_run", None))
+        isinstance(getattr(get_stream, "bridge", None), Bridge)
         and isinstance(getattr(get_stream, "bucket", None), str)
         and isinstance(getattr(get_stream, "key", None), str)
     ):
@@ -95,88 +95,56 @@ def _nbytes(data: Data) -> int:
 
 
 def group_pieces(groups: Sequence[Group], part_size: int) -> List[Span]:
-    """Cut each group into ``part_size`` pieces, dropping pieces that hold no item bytes.
-
-    A group covers its gaps (that is what coalescing buys: fewer requests), but a piece that
-    lies wholly inside a gap would fetch only bytes nobody reads.
-    """
-    pieces: List[Span] = []
-    for group in groups:
-        items = sorted((r.start, r.end) for r in group.item_ranges if r.end > r.start)
-        i = 0
-        for start in range(group.start, group.end, part_size):
-            end = min(start + part_size, group.end)
-            while i < len(items) and items[i][1] <= start:
-                i += 1
-            if i < len(items) and items[i][0] < end:
-                pieces.append((start, end))
-    return pieces
+    """The ranged GETs for ``groups``: see ``_planning.pieces_with_data``."""
+    return pieces_with_data(
+        (((g.start, g.end), [(r.start, r.end) for r in g.item_ranges]) for g in groups),
+        part_size,
+    )
 
 
 # -- async core -------------------------------------------------------------------------------
 
 
 class CoreBackend:
-    """Runs an ``AsyncS3Reader`` on the runner's loop, rebuilt when the loop or client changes."""
+    """Reads through a ``ReaderHandle``: an ``AsyncS3Reader`` on the runner's loop."""
 
     learns_size = True
 
     def __init__(self, get_stream: Any, version: ObjectVersion) -> None:
         self._get_stream = get_stream
-        self._client = get_stream.client
         self._bucket: str = get_stream.bucket
         self._key: str = get_stream.key
-        self._part_size: Optional[int] = getattr(get_stream, "part_size", None)
+        part_size: Optional[int] = getattr(get_stream, "part_size", None)
+        self.part_size = part_size or int(get_stream.client.s3client_config.part_size)
         self.version = version
-        self._core: Optional[AsyncS3Reader] = None
-
-    @property
-    def part_size(self) -> int:
-        return self._part_size or int(self._client.s3client_config.part_size)
-
-    def _core_for(self, async_client: Any) -> AsyncS3Reader:
-        core = self._core
-        if core is None or core.client is not async_client:
-            # First use, or the runner's loop/client changed (fork, runner restart).
-            # Sharing the version keeps what the earlier core learned (size, pinned ETag).
-            core = AsyncS3Reader(
-                async_client,
-                self._bucket,
-                self._key,
-                part_size=self._part_size,
-                version=self.version,
-            )
-            self._core = core
-        return core
-
-    def _call(self, op: Callable[..., Any], *args: Any) -> Any:
-        return self._client._run(_on_loop, self, op, args)
+        bridge: Bridge = get_stream.bridge
+        self._reader = bridge.reader(
+            self._bucket, self._key, part_size=part_size, version=version
+        )
 
     def chunk_at(self, pos: int) -> Chunk:
-        result: Chunk = self._call(_op_chunk, pos)
-        return result
+        return self._reader.chunk_at(pos)
 
     def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
-        result: tuple[int, Optional[Chunk]] = self._call(_op_fill, pos, view)
-        return result
+        return self._reader.read_at(pos, view)
 
     def load(self, pos: int, view: memoryview) -> int:
-        return int(self._call(_op_load, pos, view))
+        return self._reader.load(pos, view)
 
     def get_into(self, pos: int, view: memoryview) -> int:
         foreign = self._open_hook(pos, pos + len(view))
         if foreign is not None:
             return _copy_stream(foreign, view)
-        return int(self._call(_op_get_into, pos, view))
+        return self._reader.read_direct(pos, view)
 
     def prefetch(self, pos: int) -> None:
-        self._call(_op_prefetch, pos)
+        self._reader.prefetch(pos)
 
     def open_stream(self, groups: Sequence[Group]) -> PieceStream:
         # The reference's request hook sees one call per group, in ascending order.
         opened = [(group, self._open_hook(group.start, group.end)) for group in groups]
         if all(foreign is None for _group, foreign in opened):
-            return _CoreStream(self, group_pieces(groups, self.part_size))
+            return self._reader.ranges(group_pieces(groups, self.part_size))
         return _IterStream(self._mixed(opened))
 
     def _open_hook(self, start: int, end: int) -> Optional[Iterator[Data]]:
@@ -187,14 +155,7 @@ class CoreBackend:
         the iterator it returned, read as is.
         """
         stream = self._get_stream(start, end)
-        if (
-            getattr(stream, "_client", None) is self._client
-            and getattr(stream, "bucket", None) == self._bucket
-            and getattr(stream, "key", None) == self._key
-            and getattr(stream, "_end", None) == end
-            and callable(getattr(stream, "tell", None))
-            and stream.tell() == start
-        ):
+        if self._get_stream.is_untouched(stream, start, end):
             return None
         chunks: Iterator[Data] = iter(stream)
         return chunks
@@ -204,7 +165,7 @@ class CoreBackend:
     ) -> Iterator[Chunk]:
         for group, foreign in opened:
             if foreign is None:
-                stream = _CoreStream(self, group_pieces([group], self.part_size))
+                stream = self._reader.ranges(group_pieces([group], self.part_size))
                 try:
                     while (chunk := stream.next()) is not None:
                         yield chunk
@@ -217,90 +178,7 @@ class CoreBackend:
                     pos += _nbytes(data)
 
     def close(self) -> None:
-        core, self._core = self._core, None
-        if core is not None:
-            _close_soon(core)
-
-
-def _close_soon(resource: Any) -> None:
-    # Never blocks (close() also runs from finalizers); read-ahead is cancelled on the loop.
-    try:
-        get_runner().close_soon(resource)
-    except Exception:  # interpreter shutdown: nothing left to cancel
-        logger.debug("could not schedule closing %r", resource, exc_info=True)
-
-
-async def _on_loop(
-    async_client: Any,
-    backend: CoreBackend,
-    op: Callable[..., Any],
-    args: tuple[Any, ...],
-) -> Any:
-    return await op(backend._core_for(async_client), *args)
-
-
-async def _op_chunk(core: AsyncS3Reader, pos: int) -> Chunk:
-    return await core.chunk_at(pos)
-
-
-async def _op_fill(
-    core: AsyncS3Reader, pos: int, view: memoryview
-) -> tuple[int, Optional[Chunk]]:
-    nbytes = await core.read_at(pos, view)
-    return nbytes, core.last_chunk
-
-
-async def _op_load(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
-    nbytes = await core.read_at(pos, view)
-    core.forget()  # the caller keeps the whole result; drop the core's copy of a part
-    return nbytes
-
-
-async def _op_get_into(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
-    return await core.read_direct(pos, view)
-
-
-async def _op_prefetch(core: AsyncS3Reader, pos: int) -> None:
-    core.prefetch(pos)
-
-
-class _CoreStream:
-    """Pieces of a ``RangeStream`` delivered to the sync side one part per thread crossing."""
-
-    def __init__(self, backend: CoreBackend, pieces: List[Span]) -> None:
-        self._backend = backend
-        self._pieces = pieces
-        self._index = 0
-        self._stream: Optional[RangeStream] = None
-        self._core: Optional[AsyncS3Reader] = None
-
-    def next(self) -> Optional[Chunk]:
-        if self._index >= len(self._pieces):
-            return None
-        result: Optional[Chunk] = self._backend._call(_op_stream_next, self)
-        return result
-
-    def close(self) -> None:
-        stream, self._stream = self._stream, None
-        self._index = len(self._pieces)
-        if stream is not None:
-            _close_soon(stream)
-
-
-async def _op_stream_next(core: AsyncS3Reader, cs: _CoreStream) -> Optional[Chunk]:
-    if cs._stream is None or cs._core is not core:
-        # (Re)open from the first piece not yet delivered, e.g. after a fork.
-        cs._stream = core.iter_ranges(cs._pieces[cs._index :])
-        cs._core = core
-    try:
-        item = await cs._stream.__anext__()
-    except StopAsyncIteration:
-        return None
-    except BaseException:
-        cs._stream = None
-        raise
-    cs._index += 1
-    return item
+        self._reader.close()
 
 
 def _copy_stream(chunks: Iterator[Data], view: memoryview) -> int:

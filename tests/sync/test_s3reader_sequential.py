@@ -9,7 +9,7 @@ import os
 import pytest
 
 from s3torch_async import ObjectInfo, S3ClientConfig, S3Exception
-from s3torch_async._runner import get_runner
+from s3torch_async._runner import LoopRunner, get_runner
 from s3torch_async._s3client import S3Client
 from s3torch_async._s3client._s3client import _Constant, _GetStream, _HeadObject
 from s3torch_async.s3reader import S3ReaderConstructor, SequentialS3Reader
@@ -173,14 +173,14 @@ def test_small_reads_cross_threads_once_per_part(client, bucket, put, monkeypatc
     data = os.urandom(4 * PART)
     put("obj", data)
     crossings = 0
-    run = client._run
+    run = LoopRunner.run
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         nonlocal crossings
         crossings += 1
-        return run(*args)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(client, "_run", counting)
+    monkeypatch.setattr(LoopRunner, "run", counting)
     reader = _reader(client, bucket, "obj", size=len(data))
     got = bytearray()
     reads = 0
