@@ -13,7 +13,6 @@ blobs in any other layout take torch's path (``torch.load`` of the item's bytes)
 
 from __future__ import annotations
 
-import ctypes
 import io
 import struct
 from collections.abc import Iterable, Iterator
@@ -28,6 +27,7 @@ from ._torch_save_format import (
     PREFIX_LIMIT,
     StoredTensor,
     UnsupportedFormat,
+    memory_at,
     parse_prefix,
 )
 
@@ -265,7 +265,7 @@ class _TensorSink:
         if dest is None:
             dest = torch.empty(stored.storage_numel, dtype=stored.dtype)
         self._dest = dest
-        self._dest_bytes = _byte_view(dest, stored.nbytes)
+        self._dest_bytes = memory_at(dest.data_ptr(), stored.nbytes)
 
     def _write(self, pos: int, view: memoryview) -> None:
         """Copy the part of ``view`` (item bytes from ``pos``) that is storage bytes."""
@@ -320,11 +320,3 @@ def _check_descriptor(tail: bytes, nbytes: int, path: str) -> None:
             f"A tensor item of {path} does not end where its header says; the "
             "checkpoint may be damaged"
         )
-
-
-def _byte_view(tensor: torch.Tensor, nbytes: int) -> memoryview:
-    """Writable bytes of a contiguous CPU tensor's memory (kept alive by the caller)."""
-    if nbytes == 0:
-        return memoryview(bytearray())
-    array = (ctypes.c_char * nbytes).from_address(tensor.data_ptr())
-    return memoryview(array).cast("B")

@@ -65,6 +65,7 @@ from ..s3reader import (
     S3ReaderConstructorProtocol,
 )
 from ._load import load_file
+from ._save import can_write, write_plan
 from .s3_prefix_strategy import DefaultPrefixStrategy, S3PrefixStrategyBase
 
 __all__ = ["S3FileSystem", "S3StorageReader", "S3StorageWriter", "StorageMetadata"]
@@ -472,6 +473,9 @@ class S3StorageWriter(FileSystemWriter):
     ) -> Future[List[WriteResult]]:
         """Write this rank's data files; raise if any of them failed.
 
+        Files, names and bytes are those of torch's ``FileSystemWriter``; tensors are
+        serialised with checksums computed off the GIL (see ``_save``), so uploads overlap.
+
         Args:
             plan: This rank's final save plan.
             planner: The planner that resolves the data.
@@ -487,7 +491,17 @@ class S3StorageWriter(FileSystemWriter):
         tracker.reset()
         results: List[WriteResult] = []
         try:
-            results = super().write_data(plan, planner).wait()
+            if can_write(self) is None:
+                results = write_plan(
+                    self.fs,
+                    self.path,
+                    plan,
+                    planner,
+                    self.thread_count,
+                    self.single_file_per_rank,
+                )
+            else:
+                results = super().write_data(plan, planner).wait()
         except BaseException as exc:
             tracker.fail(exc)  # raised outside a stream, or by torch's first thread
         # torch does not wait for its other write threads when one fails.

@@ -9,7 +9,7 @@ matches the stored one, else into one staging tensor that is narrowed and copied
 from __future__ import annotations
 
 import io
-from typing import IO, Any, Dict, List
+from typing import IO, Any, Dict
 
 import pytest
 import torch
@@ -21,11 +21,6 @@ from torch.distributed.checkpoint._extension import (
 from torch.distributed.checkpoint.filesystem import _StorageReaderTransforms
 
 from s3torch_async.dcp import S3StorageReader
-from s3torch_async.dcp._torch_save_format import (
-    PREFIX_LIMIT,
-    UnsupportedFormat,
-    parse_prefix,
-)
 from s3torch_async.s3reader import S3ReaderConstructor
 from tests.dcp._helpers import NO_RETRY, REGION, save
 
@@ -33,12 +28,6 @@ pytestmark = [
     pytest.mark.torch,
     pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning"),
 ]
-
-
-def saved(tensor: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(tensor, buffer)
-    return buffer.getvalue()
 
 
 def variety() -> Dict[str, Any]:
@@ -216,65 +205,3 @@ def test_items_written_through_a_stream_transform_load_through_torch(
     state_dict_loader.load(loaded, storage_reader=storage_reader)
     assert torch.equal(loaded["w"], expected["w"])
     assert loaded["n"] == 3
-
-
-# -- the torch.save layout, read from a blob's first bytes -------------------------------
-
-
-@pytest.mark.parametrize(
-    "tensor",
-    [
-        torch.arange(12, dtype=torch.float32).reshape(3, 4),
-        torch.tensor(True),
-        torch.zeros(0),
-        torch.randn(4, 6)[1:3],
-        torch.randn(5, 7).t(),
-        torch.randn(3, 3).to(torch.bfloat16),
-    ],
-    ids=["f32", "scalar", "empty", "view", "transposed", "bf16"],
-)
-def test_prefix_locates_the_storage_bytes(tensor: torch.Tensor) -> None:
-    blob = saved(tensor)
-    stored = parse_prefix(blob[:PREFIX_LIMIT])
-    assert stored is not None
-    assert stored.dtype == tensor.dtype
-    assert stored.size == tuple(tensor.size())
-    assert stored.stride == tuple(tensor.stride())
-    assert stored.storage_offset == tensor.storage_offset()
-    raw = blob[stored.data_offset : stored.data_offset + stored.nbytes]
-    assert raw == bytes(tensor.untyped_storage())
-    assert stored.is_contiguous_whole() == (
-        tensor.is_contiguous()
-        and tensor.storage_offset() == 0
-        and tensor.untyped_storage().nbytes() == tensor.nbytes
-    )
-
-
-def test_prefix_asks_for_more_bytes_until_it_reaches_the_storage() -> None:
-    blob = saved(torch.arange(100, dtype=torch.int32))
-    stored = parse_prefix(blob)
-    assert stored is not None
-    results: List[Any] = [parse_prefix(blob[:n]) for n in range(stored.data_offset)]
-    assert results == [None] * stored.data_offset
-
-
-@pytest.mark.parametrize(
-    "obj",
-    [
-        torch.nn.Parameter(torch.ones(3)),
-        [torch.ones(2)],
-        {"a": torch.ones(2)},
-        (torch.ones(2), torch.ones(2)),
-    ],
-    ids=["parameter", "list", "dict", "two-tensors"],
-)
-def test_prefix_rejects_anything_but_one_plain_tensor(obj: Any) -> None:
-    with pytest.raises(UnsupportedFormat):
-        parse_prefix(saved(obj))
-
-
-def test_prefix_rejects_a_legacy_non_zip_blob() -> None:
-    buffer = io.BytesIO()
-    torch.save(torch.ones(3), buffer, _use_new_zipfile_serialization=False)
-    with pytest.raises(UnsupportedFormat):
-        parse_prefix(buffer.getvalue())
