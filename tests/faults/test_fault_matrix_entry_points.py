@@ -282,9 +282,8 @@ READ_FAULTS: dict[str, ReadFault] = {
             Fault.status(503, "SlowDown", retry_after=30),
             method="GET",
             path_contains=t,
-            times=2,
         ),
-        attempts=3,
+        attempts=2,
         error=None,
     ),
     # ListObjectsV2 failing once: retried, every key once. Only datasets list.
