@@ -19,6 +19,7 @@ from typing import Any, Optional
 from ._bridge import Bridge, WriterHandle
 from ._config import S3ClientConfig, validate_for_use
 from ._core.writer import PartAssembler, as_byte_view
+from ._runner import get_runner
 
 __all__ = ["PutObjectStream", "S3Writer"]
 

@@ -32,6 +32,7 @@ import contextlib
 import copy
 import dataclasses
 import io
+import re
 import socket
 import struct
 import threading
@@ -188,6 +189,9 @@ class FaultRule:
     path_contains: Optional[str] = None
     query_contains: Optional[str] = None
     header_present: Optional[str] = None
+    #: ``(name, substring)``: the header is present and its value contains the substring,
+    #: e.g. ``("Range", "bytes=0-")`` for the GET of an object's first range.
+    header_contains: Optional[Tuple[str, str]] = None
     times: Optional[int] = 1
     hits: int = 0
 
@@ -204,6 +208,13 @@ class FaultRule:
         if self.header_present is not None:
             wanted = self.header_present.lower()
             if not any(name.lower() == wanted for name in headers):
+                return False
+        if self.header_contains is not None:
+            wanted, part = self.header_contains[0].lower(), self.header_contains[1]
+            if not any(
+                name.lower() == wanted and part in value
+                for name, value in headers.items()
+            ):
                 return False
         return True
 
@@ -229,6 +240,10 @@ class FaultProxy:
         # answers 400 BadDigest on a mismatch, without forwarding.
         self.verify_checksums = verify_checksums
         self.rejected_checksums = 0
+        # Accepted UploadPart bodies by (upload id, part number): a CompleteMultipartUpload
+        # carrying a FULL_OBJECT CRC32 is checked against the CRC32 of the listed parts' bytes,
+        # concatenated (computed here with zlib alone, not with the code under test).
+        self._part_bodies: Dict[Tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
         self._rules: List[FaultRule] = []
         self._requests: List[RequestRecord] = []
@@ -459,10 +474,25 @@ class FaultProxy:
 
     def _check_crc32(self, request: web.Request, body: bytes) -> Optional[Fault]:
         claimed = request.headers.get("x-amz-checksum-crc32")
+        upload_id = request.query.get("uploadId")
         if claimed is None:
             return None
-        actual = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        if request.method == "POST" and upload_id is not None:
+            # CompleteMultipartUpload: the header is the whole object's CRC32.
+            numbers = re.findall(rb"<PartNumber>\s*(\d+)\s*</PartNumber>", body)
+            with self._lock:
+                whole = b"".join(
+                    self._part_bodies.get((upload_id, n.decode()), b"") for n in numbers
+                )
+            checked = whole
+        else:
+            checked = body
+        actual = base64.b64encode(zlib.crc32(checked).to_bytes(4, "big")).decode()
         if actual == claimed:
+            part_number = request.query.get("partNumber")
+            if request.method == "PUT" and upload_id and part_number:
+                with self._lock:
+                    self._part_bodies[(upload_id, part_number)] = body
             return None
         with self._lock:
             self.rejected_checksums += 1

@@ -313,6 +313,13 @@ class BotocoreTransport(Transport):
             restore_status=restore_status(resp.get("Restore")),
         )
 
+    async def head_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        resp = await self._s3.head_object(
+            Bucket=bucket, Key=key, ChecksumMode="ENABLED"
+        )
+        headers = resp["ResponseMetadata"]["HTTPHeaders"]
+        return str(resp.get("ETag", "")), expected_crc32(headers)
+
     async def list_page(
         self,
         bucket: str,

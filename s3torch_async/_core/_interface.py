@@ -40,6 +40,12 @@ class ReadClient(_Configured, Protocol):
 
     async def head_object(self, bucket: str, key: str) -> HeadObjectResult: ...
 
+    async def checksum_policy(self) -> ChecksumPolicy: ...
+
+    async def object_checksum(
+        self, bucket: str, key: str
+    ) -> tuple[str, Optional[str]]: ...
+
     async def get_range_into(
         self,
         bucket: str,
@@ -48,6 +54,7 @@ class ReadClient(_Configured, Protocol):
         view: Union[memoryview, bytearray],
         *,
         if_match: Optional[str] = None,
+        whole: bool = False,
     ) -> RangeMeta: ...
 
 
@@ -96,6 +103,7 @@ class WriteClient(_Configured, Protocol):
         *,
         if_none_match: bool = False,
         checksums: Optional[Mapping[int, str]] = None,
+        full_crc32: Optional[str] = None,
     ) -> str: ...
 
     async def abort_multipart_upload(

@@ -51,7 +51,7 @@ from ._botocore import (
     restore_status,
     text_of,
 )
-from ._checksum import expected_crc32
+from ._checksum import GET_HEADERS, expected_crc32
 from ._http import HTTPPool, HTTPResponse
 from ._transport import Headers, ObjectBody, Transport
 
@@ -473,6 +473,19 @@ class LeanTransport(Transport):
                 storage_class=h.get("x-amz-storage-class"),
                 restore_status=restore_status(h.get("x-amz-restore")),
             )
+
+    async def head_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        base = await self._base(bucket)
+        if base is None:
+            return await self._fallback.head_checksum(bucket, key)
+        headers = dict(GET_HEADERS)
+        resp = await self._send(
+            "HEAD", base, bucket, key, (), headers, None, "HeadObject"
+        )
+        async with resp:
+            if resp.status >= 300:
+                raise client_error(resp.status, b"", resp.headers, "HeadObject")
+            return resp.headers.get("ETag", ""), expected_crc32(resp.headers)
 
     async def list_page(
         self,

@@ -29,6 +29,7 @@ from ._checksum import (
     ChecksumPolicy,
     checksum_mismatch,
     crc32_b64_async,
+    full_object_headers,
     upload_headers,
 )
 from ._interface import RangeMeta
@@ -402,6 +403,17 @@ class AsyncS3Client:
             "HeadObject", bucket, key, lambda t: t.head_object(bucket, key)
         )
 
+    async def object_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        """The object's ETag and full-object CRC32 (``None``: none that can be checked); a HEAD.
+
+        Raises:
+            S3Exception: The HEAD request failed.
+        """
+        _check_names(bucket, key)
+        return await self._call(
+            "HeadObject", bucket, key, lambda t: t.head_checksum(bucket, key)
+        )
+
     def get_object(
         self,
         bucket: str,
@@ -453,10 +465,16 @@ class AsyncS3Client:
         view: Union[memoryview, bytearray],
         *,
         if_match: Optional[str] = None,
+        whole: bool = False,
     ) -> RangeMeta:
         """GET ``[start, start + len(view))`` straight into ``view``; resume a broken body.
 
         Fewer bytes than ``len(view)`` are delivered only at the end of the object.
+
+        ``whole`` (with ``start`` 0, for a ``view`` expected to hold the whole object): send
+        a GET without ``Range``, so that S3 reports the object's checksum and the bytes are
+        checked as in :meth:`get_range`; if the object turns out larger than ``view``, the
+        first ``len(view)`` bytes are fetched with a ranged GET instead, unchecked.
 
         Raises:
             S3Exception: The request failed, or the object changed (``if_match``) mid-read.
@@ -471,8 +489,11 @@ class AsyncS3Client:
                 raise TypeError("view must be a writable buffer")
             if len(mv) == 0:
                 raise ValueError("view must not be empty")
+            if whole and start != 0:
+                raise ValueError(f"whole needs start 0, got {start}")
+            begin = None if whole else start
             meta = await self._get_into(
-                bucket, key, start, start + len(mv), mv, if_match
+                bucket, key, begin, start + len(mv), mv, if_match
             )
         assert isinstance(meta, RangeMeta)
         return meta
@@ -524,6 +545,15 @@ class AsyncS3Client:
                         continue
                     raise
                 try:
+                    if (
+                        start is None
+                        and view is not None
+                        and body.content_length > len(view)
+                    ):
+                        # Larger than the caller expected (replaced since it learned the
+                        # size): fetch what fits with a range, unchecked, as a ranged read.
+                        start, checked = 0, False
+                        continue
                     if whole:
                         checksum = body.checksum_crc32
                     etag = etag or body.etag
@@ -724,10 +754,13 @@ class AsyncS3Client:
         *,
         if_none_match: bool = False,
         checksums: Optional[Mapping[int, str]] = None,
+        full_crc32: Optional[str] = None,
     ) -> str:
         """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag.
 
-        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32).
+        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32);
+        ``full_crc32`` is the whole object's CRC32 (a FULL_OBJECT upload), which S3 checks
+        against the parts it stored.
 
         Raises:
             ValueError: ``checksums`` lacks one of the parts.
@@ -738,6 +771,8 @@ class AsyncS3Client:
                 raise ValueError(
                     f"checksums lacks parts {missing} of s3://{bucket}/{key}"
                 )
+        _check_header_value("full_crc32", full_crc32, bucket, key)
+        headers = None if full_crc32 is None else full_object_headers(full_crc32)
         return await self._call(
             "CompleteMultipartUpload",
             bucket,
@@ -749,6 +784,7 @@ class AsyncS3Client:
                 parts,
                 if_none_match=if_none_match,
                 checksums=checksums,
+                extra_headers=headers,
             ),
         )
 

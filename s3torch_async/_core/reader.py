@@ -18,6 +18,9 @@ This module owns how bytes of one object get from S3 into memory:
 
 Bodies that break mid-transfer are resumed by the client (``get_range_into``) on the
 ``max_attempts`` budget.
+
+A reader that reads the whole object checks it against the object's full-object CRC32, though
+it reads in ranges (``_wholecheck.py``: what is checked, when the error comes, what is not).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .._types import HeadObjectResult, ObjectInfo
 from ._interface import ReadClient
 from ._object import ObjectVersion
 from ._planning import split_spans
+from ._wholecheck import WholeReadCheck
 
 __all__ = [
     "DEFAULT_WINDOW_BYTES",
@@ -338,6 +342,7 @@ class AsyncS3Reader:
         self._last: Optional[Chunk] = None
         self._window: Optional[_Fetcher] = None
         self._closed = False
+        self._whole_check: Optional[WholeReadCheck] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -398,6 +403,8 @@ class AsyncS3Reader:
         """Cancel read-ahead and drop buffers. Idempotent."""
         self._closed = True
         self.forget()
+        if self._whole_check is not None:
+            self._whole_check.close()
 
     def forget(self) -> None:
         """Drop the retained part and cancel read-ahead (the reader stays usable)."""
@@ -721,9 +728,19 @@ class AsyncS3Reader:
         return finish_bytes(bio, view, nbytes)
 
     async def _get_into(self, start: int, view: memoryview) -> int:
+        whole = False
+        if start == 0 and self._whole_check is None:
+            whole = await self._begin_whole_check(len(view))
+        if self._whole_check is not None:
+            self._whole_check.issued(start, len(view))
         try:
             meta = await self._client.get_range_into(
-                self._bucket, self._key, start, view, if_match=self._version.etag
+                self._bucket,
+                self._key,
+                start,
+                view,
+                if_match=self._version.etag,
+                whole=whole,
             )
         except S3Exception as exc:
             if exc.status != 416:
@@ -737,7 +754,35 @@ class AsyncS3Reader:
                 return 0
             raise
         self._learn(meta.etag, meta.object_size)
+        check = self._whole_check
+        if check is not None:
+            piece = view[: meta.nbytes]
+            try:
+                await check.record(start, piece, self._version.size, self._version.etag)
+            except S3Exception:
+                self._last = (
+                    None  # a repeated read fetches (and checks) every byte again
+                )
+                raise
+            finally:
+                piece.release()  # no export left behind: finish_bytes can adopt the buffer
         return meta.nbytes
+
+    async def _begin_whole_check(self, nbytes: int) -> bool:
+        """Prepare checking a read that begins with a GET of ``nbytes`` at offset 0.
+
+        Returns whether that GET holds the whole object: it then goes without ``Range``, so
+        that S3 sends the checksum with it. Otherwise the ranges this reader receives are
+        checked together once they cover the object (:class:`WholeReadCheck`).
+        """
+        if not (await self._client.checksum_policy()).validate or self._closed:
+            return False
+        size = self._version.size
+        if size is not None and 0 < size <= nbytes:
+            return True
+        if self._whole_check is None:
+            self._whole_check = WholeReadCheck(self._client, self._bucket, self._key)
+        return False
 
     def _learn(self, etag: str, object_size: int) -> None:
         self._version.observe(etag, object_size, bucket=self._bucket, key=self._key)

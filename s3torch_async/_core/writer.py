@@ -12,8 +12,10 @@ Nothing becomes visible before the commit. An error from any request, an excepti
 that cleanup runs shielded from cancellation, so no multipart upload is left pending.
 
 Integrity: unless the checksum policy says ``when_required``, the multipart upload is created
-with ``ChecksumAlgorithm=CRC32``, each part carries its CRC32 (hashed on a worker thread while
-earlier parts upload) and the commit lists them; a single PutObject carries its CRC32 too.
+with ``ChecksumAlgorithm=CRC32`` and ``ChecksumType=FULL_OBJECT``, each part carries its CRC32
+(hashed on a worker thread while earlier parts upload) and the commit lists them together with
+the whole object's CRC32, combined from the parts' (so the object can be checked whole when it
+is read back); a single PutObject carries its CRC32 too.
 
 Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
 zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
@@ -33,7 +35,7 @@ from typing import Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
-from ._checksum import crc32_b64_async
+from ._checksum import crc32_b64_async, crc32_combine, crc32_from_b64, crc32_to_b64
 from ._interface import WriteClient
 from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
 
@@ -246,6 +248,7 @@ class AsyncS3Writer:
         self._etags: dict[int, str] = {}
         # Part CRC32s, when the upload was created with ChecksumAlgorithm=CRC32.
         self._crcs: Optional[dict[int, str]] = None
+        self._part_sizes: dict[int, int] = {}
         self._error: Optional[S3Exception] = None
         self._abort_task: Optional[asyncio.Task[None]] = None
         self._close_lock: Optional[asyncio.Lock] = None
@@ -369,6 +372,7 @@ class AsyncS3Writer:
             if self._crcs is not None:
                 # On a worker thread for full parts: overlaps the parts already uploading.
                 crc = self._crcs[part_number] = await crc32_b64_async(data)
+                self._part_sizes[part_number] = len(data)
             etag = await self._client.upload_part(
                 self.bucket,
                 self.key,
@@ -483,12 +487,24 @@ class AsyncS3Writer:
                         parts,
                         if_none_match=self.if_none_match,
                         checksums=self._crcs,
+                        full_crc32=self._full_crc32(),
                     )
                 )
         except BaseException as exc:
             await self._fail(exc)
             raise
         self._state = _State.COMMITTED
+
+    def _full_crc32(self) -> Optional[str]:
+        """The whole object's CRC32, combined from the parts' (``None`` without checksums)."""
+        if self._crcs is None:
+            return None
+        total = 0
+        for number in range(1, self._parts_sent + 1):
+            part = crc32_from_b64(self._crcs[number])
+            assert part is not None  # computed here
+            total = crc32_combine(total, part, self._part_sizes[number])
+        return crc32_to_b64(total)
 
     async def _final(self, request: Awaitable[T]) -> T:
         """Send the committing request and learn its outcome even if we are cancelled.
