@@ -15,6 +15,7 @@ of the request, connecting included.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -29,7 +30,7 @@ from botocore.exceptions import ClientError
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._checksum import expected_crc32
-from ._http import FIRST_ANSWER_BODY, NoResponseError
+from ._http import FIRST_ANSWER_BODY, NoResponseError, probe
 from ._transport import Headers, ObjectBody, Transport
 
 __all__ = [
@@ -70,8 +71,9 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     """aiobotocore's HTTP session with aiohttp's redirect following turned off.
 
     ``first_answer_timeout`` (set by :func:`no_redirect_session`): seconds a request to an
-    origin that has not answered this session yet may take to get its response; then
-    ``NoResponseError``. Requests with bodies over 1 MiB (or of unknown size) are exempt.
+    origin that has not answered this session yet may take to get its response; then the
+    origin is probed as on the lean transport, and ``NoResponseError`` raised if it is
+    silent too. Requests with bodies over 1 MiB (or of unknown size) are exempt.
     """
 
     first_answer_timeout: Optional[float] = None
@@ -95,16 +97,20 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
         task = asyncio.ensure_future(self._send_one(request))
         try:
             done, _ = await asyncio.wait((task,), timeout=first)
-            # Another request's answer proves the origin (a busy server answering slowly):
-            # then this one waits as long as the read timeout allows.
-            if not done and origin not in answered and task.cancel():
-                await asyncio.wait((task,))
-                if not task.cancelled():
-                    task.exception()  # ended otherwise meanwhile: seen, superseded
-                raise NoResponseError(
-                    f"no HTTP response from {origin} within {first:g} s: "
-                    "is this an S3 endpoint?"
-                )
+            # Another request's answer, or one to a probe, proves the origin (a busy server
+            # answering slowly): then this one waits as long as the read timeout allows.
+            if not done and origin not in answered:
+                alive = await _probe_origin(parts, first)
+                if alive:
+                    answered.add(origin)
+                elif alive is False and origin not in answered and task.cancel():
+                    await asyncio.wait((task,))
+                    if not task.cancelled():
+                        task.exception()  # ended otherwise meanwhile: seen, superseded
+                    raise NoResponseError(
+                        f"no HTTP response from {origin} within {first:g} s, "
+                        "to the request or to a probe: is this an S3 endpoint?"
+                    )
             return await task
         except BaseException:
             task.cancel()
@@ -130,6 +136,14 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             body = await response.content
             raise client_error(status, body, response.headers, "S3")
         return response
+
+
+async def _probe_origin(parts: Any, timeout: float) -> Optional[bool]:
+    """``_http.probe`` for the origin of a parsed URL."""
+    https = parts.scheme.lower() == "https"
+    port = parts.port or (443 if https else 80)
+    context = ssl.create_default_context() if https else None
+    return await probe(parts.hostname or "", port, context, parts.netloc, timeout)
 
 
 def no_redirect_session(
