@@ -15,6 +15,7 @@ of the request, connecting included.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -29,7 +30,7 @@ from botocore.exceptions import ClientError
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._checksum import expected_crc32
-from ._http import FIRST_ANSWER_BODY, NoResponseError
+from ._http import FIRST_ANSWER_BODY, NoResponseError, probe
 from ._transport import Headers, ObjectBody, Transport
 
 __all__ = [
@@ -70,16 +71,17 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     """aiobotocore's HTTP session with aiohttp's redirect following turned off.
 
     ``first_answer_timeout`` (set by :func:`no_redirect_session`): seconds a request to an
-    origin that has not answered this session yet may take to get its response; then
-    ``NoResponseError``. Requests with bodies over 1 MiB (or of unknown size) are exempt.
+    origin that has not answered this session yet may take to get its response; then the
+    origin is probed as on the lean transport, and ``NoResponseError`` raised if it is
+    silent too. Requests with bodies over 1 MiB (or of unknown size) are exempt.
     """
 
     first_answer_timeout: Optional[float] = None
     _answered: Optional[set[str]] = None
-    # Until an origin has answered, one request at a time goes to it (the probe); the others
-    # wait for the probe's outcome, so a burst of first requests to a slow but working
+    # Until an origin has answered, one request at a time goes to it (its turn); the others
+    # wait for that request's outcome, so a burst of first requests to a slow but working
     # server does not time out all at once (as on the lean transport).
-    _probes: Optional[dict[str, asyncio.Future[Optional[BaseException]]]] = None
+    _turns: Optional[dict[str, asyncio.Future[Optional[BaseException]]]] = None
 
     async def _get_session(self, proxy_url: Any) -> Any:
         return _NoRedirects(await super()._get_session(proxy_url))
@@ -87,7 +89,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     async def send(self, request: Any) -> Any:
         first = self.first_answer_timeout
         if self._answered is None:
-            self._answered, self._probes = set(), {}
+            self._answered, self._turns = set(), {}
         answered = self._answered
         parts = urlsplit(request.url)
         origin = f"{parts.scheme}://{parts.netloc}"
@@ -96,50 +98,56 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
         size = _body_size(request.body)
         if size is None or size > FIRST_ANSWER_BODY:
             return await self._send_one(request)
-        if not await self._probe_turn(origin):
+        if not await self._take_turn(origin):
             return await self._send_one(request)
         outcome: Optional[BaseException] = None
         try:
-            return await self._send_probe(request, origin, first)
+            return await self._send_first(request, origin, first)
         except BaseException as exc:
             outcome = exc
             raise
         finally:
-            self._end_probe(origin, outcome)
+            self._end_turn(origin, outcome)
 
-    async def _probe_turn(self, origin: str) -> bool:
-        """Wait until ``origin`` answered (``False``) or it is our turn to probe (``True``)."""
+    async def _take_turn(self, origin: str) -> bool:
+        """Wait until ``origin`` answered (``False``) or it is our turn to try it (``True``)."""
         assert self._answered is not None
-        assert self._probes is not None
+        assert self._turns is not None
         while origin not in self._answered:
-            probe = self._probes.get(origin)
-            if probe is None:
-                self._probes[origin] = asyncio.get_running_loop().create_future()
+            turn = self._turns.get(origin)
+            if turn is None:
+                self._turns[origin] = asyncio.get_running_loop().create_future()
                 return True
-            outcome = await asyncio.shield(probe)
+            outcome = await asyncio.shield(turn)
             if isinstance(outcome, NoResponseError):
                 raise NoResponseError(str(outcome))
         return False
 
-    def _end_probe(self, origin: str, outcome: Optional[BaseException]) -> None:
-        assert self._probes is not None
-        probe = self._probes.pop(origin, None)
-        if probe is not None and not probe.done():
-            probe.set_result(outcome)
+    def _end_turn(self, origin: str, outcome: Optional[BaseException]) -> None:
+        assert self._turns is not None
+        turn = self._turns.pop(origin, None)
+        if turn is not None and not turn.done():
+            turn.set_result(outcome)
 
-    async def _send_probe(self, request: Any, origin: str, first: float) -> Any:
+    async def _send_first(self, request: Any, origin: str, first: float) -> Any:
         assert self._answered is not None
         task = asyncio.ensure_future(self._send_one(request))
         try:
             done, _ = await asyncio.wait((task,), timeout=first)
-            if not done and origin not in self._answered and task.cancel():
-                await asyncio.wait((task,))
-                if not task.cancelled():
-                    task.exception()  # ended otherwise meanwhile: seen, superseded
-                raise NoResponseError(
-                    f"no HTTP response from {origin} within {first:g} s: "
-                    "is this an S3 endpoint?"
-                )
+            # No answer yet: a probe tells a live but slow server (wait on, under the read
+            # timeout) from a silent one (fail).
+            if not done and origin not in self._answered:
+                alive = await _probe_origin(urlsplit(request.url), first)
+                if alive:
+                    self._answered.add(origin)
+                elif alive is False and origin not in self._answered and task.cancel():
+                    await asyncio.wait((task,))
+                    if not task.cancelled():
+                        task.exception()  # ended otherwise meanwhile: seen, superseded
+                    raise NoResponseError(
+                        f"no HTTP response from {origin} within {first:g} s, "
+                        "to the request or to a probe: is this an S3 endpoint?"
+                    )
             return await task
         except BaseException:
             task.cancel()
@@ -165,6 +173,14 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             body = await response.content
             raise client_error(status, body, response.headers, "S3")
         return response
+
+
+async def _probe_origin(parts: Any, timeout: float) -> Optional[bool]:
+    """``_http.probe`` for the origin of a parsed URL."""
+    https = parts.scheme.lower() == "https"
+    port = parts.port or (443 if https else 80)
+    context = ssl.create_default_context() if https else None
+    return await probe(parts.hostname or "", port, context, parts.netloc, timeout)
 
 
 def no_redirect_session(

@@ -48,6 +48,7 @@ __all__ = [
     "InvalidRequestHeaderError",
     "NoResponseError",
     "StaleConnectionError",
+    "probe",
 ]
 
 Body = Union[bytes, bytearray, memoryview]
@@ -61,13 +62,52 @@ class StaleConnectionError(HTTPConnectionError):
 
 
 class NoResponseError(asyncio.TimeoutError):
-    """A host that has never answered this pool sent nothing within the first-answer timeout.
+    """A host that has never answered sent nothing within the first-answer timeout.
 
     Until a host has sent a response, a request to it waits for the response head at most
-    ``HTTPPool.first_answer_timeout`` seconds (counted once the request is sent): a wrong
-    endpoint that accepts connections but never answers then fails in seconds, not after the
-    full read timeout. Once the host has answered anything, only the read timeout applies.
+    ``HTTPPool.first_answer_timeout`` seconds (counted once the request is sent). Then a
+    probe (``HEAD /`` on a new connection) asks the host for any HTTP answer, with the same
+    time limit: if it answers, the host is alive and merely slow, and the request waits on
+    under the read timeout; if it is silent too, the request fails with this error. A wrong
+    endpoint that accepts connections but never answers thus fails in about twice the
+    first-answer timeout, not after the full read timeout.
     """
+
+
+async def _probe_once(
+    host: str, port: int, ssl: Optional[_ssl.SSLContext], authority: str
+) -> Optional[bool]:
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=ssl, server_hostname=host if ssl is not None else None
+    )
+    try:
+        request = f"HEAD / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
+        line = await reader.readline()
+    finally:
+        writer.close()
+    return True if line else None
+
+
+async def probe(
+    host: str,
+    port: int,
+    ssl: Optional[_ssl.SSLContext],
+    authority: str,
+    timeout: float,
+) -> Optional[bool]:
+    """Send ``HEAD /`` on a new connection: did the server answer within ``timeout`` s?
+
+    Returns:
+        True: some answer came. False: silence (nothing, or no connection, in time).
+        None: inconclusive (refused, closed without a word, TLS failure...).
+    """
+    try:
+        return await asyncio.wait_for(_probe_once(host, port, ssl, authority), timeout)
+    except asyncio.TimeoutError:
+        return False
+    except Exception:
+        return None
 
 
 class InvalidRequestHeaderError(ValueError):
@@ -117,6 +157,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._waiter: Optional[asyncio.Future[None]] = None
         self._timer: Optional[asyncio.TimerHandle] = None
         self._first_timer: Optional[asyncio.TimerHandle] = None
+        self._first_due = False  # the first-answer timeout passed: probe the host
         self._rx_time = 0.0
         self._paused = False
         self._write_paused = False
@@ -291,24 +332,19 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         else:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
-    def expect_first_answer(self, seconds: float, origin: str) -> None:
-        """Fail with :class:`NoResponseError` unless the host answers within ``seconds``."""
-        self._first_timer = self._loop.call_later(
-            seconds, self._on_first_timer, seconds, origin
-        )
+    def expect_first_answer(self, seconds: float) -> None:
+        """Wake the waiting request after ``seconds`` unless the host answered by then."""
+        self._first_due = False
+        self._first_timer = self._loop.call_later(seconds, self._on_first_timer)
 
-    def _on_first_timer(self, seconds: float, origin: str) -> None:
+    def _on_first_timer(self) -> None:
         self._first_timer = None
         # Another connection's answer proves the host (a busy server answering slowly):
         # then only the read timeout applies to this one.
         if self._got or self._state != _HEAD or self._host.answered:
             return
-        self._fail(
-            NoResponseError(
-                f"no HTTP response from {origin} within {seconds:g} s: "
-                "is this an S3 endpoint?"
-            )
-        )
+        self._first_due = True
+        self._wake()
 
     def _stop_first_timer(self) -> None:
         if self._first_timer is not None:
@@ -475,32 +511,51 @@ class _HostPool:
         self.open = 0
         self.idle: list[_Conn] = []  # oldest first
         # Any response received from this host (see NoResponseError). Until then one request
-        # at a time goes out (the probe) and the others wait for its outcome, so a burst of
-        # first requests to a slow but working server does not time out all at once.
+        # at a time goes out (its turn, see take_turn) and the others wait for its outcome, so
+        # a burst of first requests to a slow but working server does not time out at once.
         self.answered = False
-        self.probe: Optional[asyncio.Future[Optional[BaseException]]] = None
+        self._turn: Optional[asyncio.Future[Optional[BaseException]]] = None
+        self._probe: Optional[asyncio.Future[Optional[bool]]] = None  # one at a time
 
-    async def probe_turn(self) -> bool:
-        """Wait until this host answered (``False``) or it is our turn to probe it (``True``).
+    async def take_turn(self) -> bool:
+        """Wait until this host answered (``False``) or it is our turn to try it (``True``).
 
         Raises:
-            NoResponseError: The probe in flight got no answer within the first-answer timeout.
+            NoResponseError: The request whose turn it was got no answer (nor did a probe).
         """
         while not self.answered:
-            if self.probe is None:
-                self.probe = self.loop.create_future()
+            if self._turn is None:
+                self._turn = self.loop.create_future()
                 return True
-            outcome = await asyncio.shield(self.probe)
+            outcome = await asyncio.shield(self._turn)
             if isinstance(outcome, NoResponseError):
                 raise NoResponseError(str(outcome))
-            # Any other failure (refused, reset, cancelled): the next waiter probes.
+            # Any other failure (refused, reset, cancelled): the next waiter tries.
         return False
 
-    def end_probe(self, outcome: Optional[BaseException]) -> None:
+    def end_turn(self, outcome: Optional[BaseException]) -> None:
         """Wake the requests waiting for this host's first answer."""
-        probe, self.probe = self.probe, None
-        if probe is not None and not probe.done():
-            probe.set_result(outcome)
+        turn, self._turn = self._turn, None
+        if turn is not None and not turn.done():
+            turn.set_result(outcome)
+
+    async def probe(self, authority: str, timeout: float) -> Optional[bool]:
+        """:func:`probe` this host; concurrent callers share one probe."""
+        task = self._probe
+        if task is None:
+            task = asyncio.ensure_future(
+                probe(self.host, self.port, self.ssl, authority, timeout)
+            )
+            self._probe = task
+            task.add_done_callback(self._forget_probe)
+        result = await asyncio.shield(task)
+        if result:
+            self.answered = True
+        return result
+
+    def _forget_probe(self, task: asyncio.Future[Optional[bool]]) -> None:
+        if self._probe is task:
+            self._probe = None
 
     def take(self) -> Optional[_Conn]:
         """The newest idle connection that is still open and not idle too long, or None."""
@@ -1087,7 +1142,7 @@ class HTTPPool:
         first = self.first_answer_timeout
         if view is not None and view.nbytes > FIRST_ANSWER_BODY:
             first = None
-        probing = first is not None and await host.probe_turn()
+        my_turn = first is not None and await host.take_turn()
         try:
             return await self._send(
                 host,
@@ -1095,16 +1150,16 @@ class HTTPPool:
                 data,
                 view if large else None,
                 head_method,
-                first if probing else None,
+                first if my_turn else None,
                 retry_stale,
             )
         except BaseException as exc:
-            if probing:
-                host.end_probe(exc)
+            if my_turn:
+                host.end_turn(exc)
             raise
         finally:
-            if probing:
-                host.end_probe(None)
+            if my_turn:
+                host.end_turn(None)
 
     async def _send(
         self,
@@ -1126,10 +1181,21 @@ class HTTPPool:
                 if large is not None:
                     await conn.send_body(large)
                 if first is not None and not host.answered:
-                    conn.expect_first_answer(first, origin)
+                    conn.expect_first_answer(first)
                 while conn._state == _HEAD:
                     if conn._eof or conn._exc is not None:
                         raise conn._end_error()
+                    if conn._first_due:
+                        conn._first_due = False
+                        assert first is not None
+                        authority = origin.split("://", 1)[1]
+                        silent = await host.probe(authority, first) is False
+                        if silent and conn._state == _HEAD and not conn._got:
+                            raise NoResponseError(
+                                f"no HTTP response from {origin} within {first:g} s, "
+                                "to the request or to a probe: is this an S3 endpoint?"
+                            )
+                        continue
                     await conn._arm()
                 conn._stop_first_timer()
                 host.answered = True
@@ -1162,6 +1228,9 @@ class HTTPPool:
     async def aclose(self) -> None:
         """Close every connection; later requests raise RuntimeError."""
         self._closed = True
+        for host in self._hosts.values():
+            if host._probe is not None:
+                host._probe.cancel()
         while self._waiters:
             _, w = self._waiters.popleft()
             if not w.done():

@@ -13,8 +13,8 @@ Failures are classified (:func:`classify`) by how likely a retry is to help:
   at most :data:`SLOW_BUDGET` seconds of waiting in total.
 * ``NO_ANSWER``: nothing came back within the connect or read timeout: at most
   :data:`NO_ANSWER_RETRIES` retries (each costs a full timeout); an endpoint that has never
-  answered the client (``NoResponseError``, after the short first-answer timeout) gets at
-  most :data:`FIRST_ANSWER_RETRIES`.
+  answered the client (``NoResponseError``: silent to the request and to a probe, each for
+  the short first-answer timeout) gets :data:`FIRST_ANSWER_RETRIES` (none).
 * ``TRANSIENT``: 5xx, throttling, resets, broken bodies: botocore's standard policy
   (exponential backoff with full jitter, base 1 s, capped at 20 s).
 
@@ -53,7 +53,7 @@ logger = logging.getLogger("s3torch_async.retry")
 MAX_BACKOFF = 20.0
 SLOW_BUDGET = 2.0
 NO_ANSWER_RETRIES = 2
-FIRST_ANSWER_RETRIES = 1
+FIRST_ANSWER_RETRIES = 0  # NoResponseError already means two silences (request, probe)
 WARN_FROM = 3
 
 # botocore.retries.standard's classification of service errors, kept identical.

@@ -827,8 +827,10 @@ async def test_host_that_never_answered_fails_after_the_first_answer_timeout(
         await pool.aclose()
     origin = f"http://127.0.0.1:{srv.port}"
     assert str(info.value) == (
-        f"no HTTP response from {origin} within 0.2 s: is this an S3 endpoint?"
+        f"no HTTP response from {origin} within 0.2 s, to the request or to a probe: "
+        "is this an S3 endpoint?"
     )
+    assert srv.connections == 2  # the request's, and the probe's
     assert isinstance(info.value, asyncio.TimeoutError)
 
 

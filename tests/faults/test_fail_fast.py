@@ -81,17 +81,38 @@ async def test_https_against_an_http_server_fails_at_once(s3_transport, moto_end
 
 async def test_server_that_never_answers_fails_fast_naming_the_cause(s3_transport):
     # Default timeouts: the endpoint has never answered, so the short first-answer timeout
-    # (2 s) applies instead of the 60 s read timeout, and it is retried once only.
+    # (2 s) applies instead of the 60 s read timeout; a probe gets no answer either, and
+    # that is not retried.
     with ScriptedServer(lambda req: HANG) as srv:
         exc, elapsed = await _fails(srv.url)
-        requests = len(srv.requests)
+        requests = [(r.method, r.path) for r in srv.requests]
     assert (
-        f"no HTTP response from {srv.url} within 2 s: is this an S3 endpoint?"
-        in str(exc)
+        f"no HTTP response from {srv.url} within 2 s, to the request or to a probe: "
+        "is this an S3 endpoint?" in str(exc)
     )
     assert str(exc).startswith("Client error: GetObject s3://bkt/k failed")
-    assert requests == 2  # the first attempt and one retry
+    assert requests == [("GET", "/bkt/k"), ("HEAD", "/")]  # the request and the probe
     assert elapsed < BOUND
+
+
+async def test_slow_first_answer_of_a_live_server_is_waited_for(
+    s3_transport, monkeypatch
+):
+    # The first request takes 1 s, over the 0.3 s first-answer timeout, but the server
+    # answers the probe at once: it is alive, so the request is waited for, not failed.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.3")
+
+    def handler(req):
+        if req.method == "HEAD":
+            return response(403)
+        time.sleep(1.0)
+        return _get_answer(req)
+
+    with ScriptedServer(handler) as srv:
+        async with _client(srv.url) as c:
+            assert (await c.get_range("bkt", "k")).data == b"abc"
+        requests = [(r.method, r.path) for r in srv.requests]
+    assert requests == [("GET", "/bkt/k"), ("HEAD", "/")]  # no retry
 
 
 def _get_answer(req):
@@ -170,11 +191,12 @@ async def test_burst_of_first_requests_to_a_silent_endpoint_fails_together(
                 *(c.get_range("bkt", "k") for _ in range(6)), return_exceptions=True
             )
         elapsed = time.monotonic() - start
-        requests = len(srv.requests)
+        requests = [(r.method, r.path) for r in srv.requests]
     for exc in results:
         assert isinstance(exc, S3Exception)
         assert f"no HTTP response from {srv.url} within 0.5 s" in str(exc)
-    assert requests == 1  # only the probe went out
+    # Only the first request and the liveness probe went out.
+    assert sorted(requests) == [("GET", "/bkt/k"), ("HEAD", "/")]
     assert elapsed < BOUND
 
 
@@ -182,7 +204,7 @@ async def test_first_answer_timeout_is_settable(s3_transport, monkeypatch):
     monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.25")
     with ScriptedServer(lambda req: HANG) as srv:
         exc, _ = await _fails(srv.url)
-    assert f"no HTTP response from {srv.url} within 0.25 s" in str(exc)
+    assert f"no HTTP response from {srv.url} within 0.25 s, to the" in str(exc)
 
 
 @pytest.mark.parametrize(
