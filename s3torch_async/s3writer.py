@@ -14,33 +14,32 @@ import logging
 import threading
 import warnings
 from types import TracebackType
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
-from ._config import validate_for_use
-from ._core.writer import AsyncS3Writer, PartAssembler, as_byte_view
+from ._bridge import Bridge, WriterHandle
+from ._config import S3ClientConfig, validate_for_use
+from ._core.writer import PartAssembler, as_byte_view
 from ._runner import get_runner
 
-__all__ = ["S3Writer"]
+__all__ = ["PutObjectStream", "S3Writer"]
 
 logger = logging.getLogger(__name__)
 
 _CLOSED_FILE = "I/O operation on closed file."
 
 
-class _ClientLike(Protocol):
-    """What the writer needs from ``S3Client`` (duck-typed: this layer cannot import it)."""
-
-    @property
-    def s3client_config(self) -> Any: ...
-
-    def _run(self, fn: Any, *args: Any) -> Any: ...
-
-
-class _PutObjectStream:
+class PutObjectStream:
     """The stream behind ``S3Writer.stream``: buffers parts and drives an ``AsyncS3Writer``.
 
     Mirrors the reference's ``PutObjectStream`` (``write``, ``close``, ``bucket``, ``key``) and
     adds ``abort``. Not thread-safe; ``S3Writer`` serialises ``close``.
+
+    Args:
+        bridge: How to reach the event loop (``S3Client.bridge``).
+        config: The client's configuration (its ``part_size`` cuts the parts).
+        bucket: Bucket name.
+        key: Object key.
+        storage_class: S3 storage class, if any.
 
     Attributes:
         bucket: Bucket name.
@@ -50,16 +49,18 @@ class _PutObjectStream:
 
     def __init__(
         self,
-        client: _ClientLike,
+        bridge: Bridge,
+        config: S3ClientConfig,
         bucket: str,
         key: str,
         storage_class: Optional[str] = None,
     ) -> None:
-        self._client = client
+        self._bridge = bridge
+        self._config = config
         self.bucket = bucket
         self.key = key
         self.storage_class = storage_class
-        self._writer: Optional[AsyncS3Writer] = None
+        self._upload: Optional[WriterHandle] = None
         self._assembler: Optional[PartAssembler] = None
         self._done = False
 
@@ -81,16 +82,23 @@ class _PutObjectStream:
         pos = 0
         while pos < size:
             if parts.held is not None:
-                self._client._run(_put_part, self, parts.take_held())
+                self._writer().put_part(parts.take_held())
             pos = parts.feed(view, pos)
         return size
 
     def _parts(self) -> PartAssembler:
         if self._assembler is None:
-            config = self._client.s3client_config
-            validate_for_use(config)  # raises S3Exception naming a bad part_size
-            self._assembler = PartAssembler(int(config.part_size))
+            validate_for_use(self._config)  # raises S3Exception naming a bad part_size
+            self._assembler = PartAssembler(int(self._config.part_size))
         return self._assembler
+
+    def _writer(self) -> WriterHandle:
+        if self._upload is None:
+            # Uploaded parts' buffers come back to our assembler.
+            self._upload = self._bridge.writer(
+                self.bucket, self.key, self.storage_class, self._assembler
+            )
+        return self._upload
 
     def _drain(self) -> list[memoryview]:
         return [] if self._assembler is None else self._assembler.drain()
@@ -105,16 +113,16 @@ class _PutObjectStream:
         if self._done:
             raise ValueError(_CLOSED_FILE)
         self._done = True
-        self._client._run(_close_with, self, self._drain())
+        self._writer().commit(self._drain())
 
     def abort(self) -> None:
         """Discard the buffered data and abort the upload; no object is written."""
         self._done = True
         self._drain()
-        if self._writer is not None:
-            get_runner().run(self._writer.abort)
+        if self._upload is not None:
+            self._upload.abort()
 
-    def _commit_in_background(self) -> None:
+    def commit_in_background(self) -> None:
         """Commit what was written without blocking the caller (from a finalizer).
 
         A helper thread does the blocking call, so a finalizer that runs on the event-loop
@@ -125,33 +133,25 @@ class _PutObjectStream:
         self._done = True
         thread = threading.Thread(
             target=_commit_now,
-            args=(self, self._drain()),
+            args=(self, self._writer(), self._drain()),
             name="s3torch-async-commit",
             daemon=True,
         )
         with _commits_lock:
             _pending_commits.add(thread)
+        get_runner().prepare_background_work()
         thread.start()
-
-    def _async_writer(self, async_client: Any) -> AsyncS3Writer:
-        if self._writer is None:
-            writer: AsyncS3Writer = async_client.put_object(
-                self.bucket, self.key, self.storage_class
-            )
-            writer._assembler = (
-                self._assembler
-            )  # uploaded parts come back to our buffers
-            self._writer = writer
-        return self._writer
 
 
 _commits_lock = threading.Lock()
 _pending_commits: set[threading.Thread] = set()
 
 
-def _commit_now(stream: _PutObjectStream, pieces: list[memoryview]) -> None:
+def _commit_now(
+    stream: PutObjectStream, upload: WriterHandle, tail: list[memoryview]
+) -> None:
     try:
-        stream._client._run(_close_with, stream, pieces)
+        upload.commit(tail)
     except BaseException:
         logger.exception(
             "Committing s3://%s/%s of a writer that was never closed failed",
@@ -180,18 +180,6 @@ if _register is not None:
     _register(_join_pending_commits)
 else:  # pragma: no cover - every supported CPython has it
     atexit.register(_join_pending_commits)
-
-
-async def _put_part(
-    async_client: Any, stream: _PutObjectStream, data: memoryview
-) -> None:
-    await stream._async_writer(async_client)._put_owned(data)
-
-
-async def _close_with(
-    async_client: Any, stream: _PutObjectStream, pieces: list[memoryview]
-) -> None:
-    await stream._async_writer(async_client)._close_with(pieces)
 
 
 class S3Writer(io.BufferedIOBase):
@@ -228,16 +216,6 @@ class S3Writer(io.BufferedIOBase):
         self._closed = False
         self._lock = threading.Lock()
 
-    @classmethod
-    def _for_client(
-        cls,
-        client: _ClientLike,
-        bucket: str,
-        key: str,
-        storage_class: Optional[str] = None,
-    ) -> S3Writer:
-        return cls(_PutObjectStream(client, bucket, key, storage_class))
-
     def write(self, data: Any) -> int:  # type: ignore[override]
         """Write bytes to the S3 object specified by bucket and key.
 
@@ -254,7 +232,7 @@ class S3Writer(io.BufferedIOBase):
         """
         if self._closed:
             raise ValueError(_CLOSED_FILE)
-        if isinstance(self.stream, _PutObjectStream):
+        if isinstance(self.stream, PutObjectStream):
             size = self.stream.write(data)
         else:
             view = as_byte_view(data)
@@ -357,10 +335,10 @@ class S3Writer(io.BufferedIOBase):
         self._closed = True
         stream = getattr(self, "stream", None)
         where = ""
-        if isinstance(stream, _PutObjectStream):
+        if isinstance(stream, PutObjectStream):
             where = f" for s3://{stream.bucket}/{stream.key}"
             try:
-                stream._commit_in_background()
+                stream.commit_in_background()
             except Exception:  # e.g. during interpreter shutdown: nothing left to do
                 logger.debug("could not schedule the commit%s", where, exc_info=True)
         warnings.warn(

@@ -140,6 +140,16 @@ class Fault:
         return cls("delay", seconds=seconds)
 
     @classmethod
+    def meet(cls, count: int, seconds: float) -> Fault:
+        """Hold the request until ``count`` requests held by this fault wait together (then
+        forward them all), or at most ``seconds``. ``FaultProxy.most_held`` tells how many
+        were ever held at once: a test of concurrency by events, not by timing.
+        """
+        if count < 1 or seconds < 0:
+            raise ValueError("count must be >= 1 and seconds >= 0")
+        return cls("meet", nbytes=count, seconds=seconds)
+
+    @classmethod
     def stall(cls, nbytes: int, seconds: float) -> Fault:
         """Forward, send headers and ``nbytes`` of body, go silent ``seconds``, then close."""
         if nbytes < 0 or seconds < 0:
@@ -238,6 +248,9 @@ class FaultProxy:
         self._rules: List[FaultRule] = []
         self._requests: List[RequestRecord] = []
         self._faults_injected = 0
+        self._held = 0  # requests held by Fault.meet now, and at most
+        self._most_held = 0
+        self._meeting: Optional[asyncio.Event] = None
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._ready = threading.Event()
@@ -314,6 +327,7 @@ class FaultProxy:
             self._rules.clear()
             self._requests.clear()
             self._faults_injected = 0
+            self._most_held = 0
 
     @property
     def requests(self) -> List[RequestRecord]:
@@ -326,6 +340,31 @@ class FaultProxy:
         """How many requests a fault has been applied to."""
         with self._lock:
             return self._faults_injected
+
+    @property
+    def most_held(self) -> int:
+        """The most requests :meth:`Fault.meet` ever held at once (since ``clear``)."""
+        with self._lock:
+            return self._most_held
+
+    async def _meet(self, fault: Fault) -> None:
+        # Runs on the proxy's own loop (one thread): no lock needed for the meeting itself.
+        if self._meeting is None:
+            self._meeting = asyncio.Event()
+        meeting = self._meeting
+        self._held += 1
+        with self._lock:
+            self._most_held = max(self._most_held, self._held)
+        if self._held >= fault.nbytes:
+            meeting.set()
+            self._meeting = None
+        try:
+            await asyncio.wait_for(meeting.wait(), fault.seconds)
+        except asyncio.TimeoutError:
+            if self._meeting is meeting:
+                self._meeting = None
+        finally:
+            self._held -= 1
 
     @property
     def pending_rules(self) -> List[FaultRule]:
@@ -420,6 +459,9 @@ class FaultProxy:
             return _s3_error_response(fault, request)
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "meet":
+            await self._meet(fault)
             fault = None
         if fault is not None and fault.kind == "flip_request":
             body = _flip(body, fault.nbytes)

@@ -38,14 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from .._errors import S3Exception
-from ._checksum import THREAD_MIN_BYTES, Crc32Coverage, crc32_from_b64, crc32_to_b64
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
+from ._checksum import (
+    THREAD_MIN_BYTES,
+    Crc32Coverage,
+    crc32,
+    crc32_from_b64,
+    crc32_to_b64,
+)
+from ._interface import ReadClient
 
 __all__ = ["WholeReadCheck"]
 
@@ -61,7 +64,7 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 class WholeReadCheck:
     """The full-object CRC32 check of one reader's ranged reads (see the module docstring)."""
 
-    def __init__(self, client: AsyncS3Client, bucket: str, key: str) -> None:
+    def __init__(self, client: ReadClient, bucket: str, key: str) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
@@ -139,19 +142,17 @@ class WholeReadCheck:
         if not gaps:
             return
         if sum(b - a for a, b in gaps) < THREAD_MIN_BYTES:
-            crcs = [zlib.crc32(data[a - start : b - start]) for a, b in gaps]
+            crcs = [crc32(data[a - start : b - start]) for a, b in gaps]
         else:
             crcs = await asyncio.to_thread(
-                lambda: [zlib.crc32(data[a - start : b - start]) for a, b in gaps]
+                lambda: [crc32(data[a - start : b - start]) for a, b in gaps]
             )
         if not self._active:
             return
         for (a, b), crc in zip(gaps, crcs):
             # Another range may have landed meanwhile: record only what is still missing.
             for c, d in self._coverage.gaps(a, b):
-                value = (
-                    crc if (c, d) == (a, b) else zlib.crc32(data[c - start : d - start])
-                )
+                value = crc if (c, d) == (a, b) else crc32(data[c - start : d - start])
                 self._coverage.add(c, d, value)
         if size is None or size == 0:
             return

@@ -31,15 +31,13 @@ import mmap
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
 from ._checksum import crc32_b64_async, crc32_combine, crc32_from_b64, crc32_to_b64
+from ._interface import WriteClient
 from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
@@ -218,16 +216,21 @@ class AsyncS3Writer:
         storage_class: S3 storage class, e.g. ``"STANDARD_IA"``.
         if_none_match: Create only: the commit fails with ``S3Exception`` (HTTP 412) if the key
             already exists.
+        assembler: Where ``write()`` buffers parts and where uploaded parts' buffers return;
+            by default one sized by the client's ``part_size``, made on the first write. A
+            caller that cuts parts itself (the sync ``S3Writer``) passes its own and feeds
+            full parts to :meth:`put_part`.
     """
 
     def __init__(
         self,
-        client: AsyncS3Client,
+        client: WriteClient,
         bucket: str,
         key: str,
         storage_class: Optional[str] = None,
         *,
         if_none_match: bool = False,
+        assembler: Optional[PartAssembler] = None,
     ) -> None:
         self._client = client
         self.bucket = bucket
@@ -236,7 +239,7 @@ class AsyncS3Writer:
         self.if_none_match = if_none_match
         self._state = _State.OPEN
         self._position = 0
-        self._assembler: Optional[PartAssembler] = None
+        self._assembler = assembler
         self._parts_sent = 0
         self._create_task: Optional[asyncio.Task[str]] = None
         self._upload_id: Optional[str] = None
@@ -406,22 +409,39 @@ class AsyncS3Writer:
             S3Exception: An upload request failed; the upload was aborted and no object was
                 written (an existing object is kept).
         """
-        await self._close_with(None)
+        await self.commit(None)
 
-    async def _close_with(self, pieces: Optional[Sequence[memoryview]]) -> None:
-        """Commit; ``pieces`` (owned, all but the last full parts) replace the own buffers."""
+    async def commit(self, tail: Optional[Sequence[memoryview]] = None) -> None:
+        """Upload ``tail`` and commit the object; idempotent once committed or aborted.
+
+        ``tail`` is the data not yet handed to :meth:`put_part`, as buffers the writer now owns
+        (all but the last must be full parts); ``None`` takes it from the assembler.
+
+        Raises:
+            S3Exception: An upload request failed; the upload was aborted and no object was
+                written (an existing object is kept).
+        """
         if self._close_lock is None:
             self._close_lock = asyncio.Lock()
         async with self._close_lock:
             if self._state in (_State.COMMITTED, _State.ABORTED):
                 return
             await self._check_usable()
-            if pieces is None:
-                pieces = [] if self._assembler is None else self._assembler.drain()
-            await self._commit(pieces)
+            if tail is None:
+                tail = [] if self._assembler is None else self._assembler.drain()
+            await self._commit(tail)
 
-    async def _put_owned(self, data: memoryview) -> None:
-        """Upload ``data``, a full part owned by the caller, as the next part (sync writer)."""
+    async def put_part(self, data: memoryview) -> None:
+        """Upload ``data``, a full part the writer now owns, as the next part.
+
+        For callers that cut parts themselves; returns once the part is queued (it uploads in
+        the background, at most ``max_concurrency`` at a time). Its buffer goes back to the
+        assembler after a successful upload.
+
+        Raises:
+            S3Exception: This or an earlier part failed; the upload was aborted.
+            ValueError: The writer is closed, or ``data`` is smaller than S3's minimum part.
+        """
         await self._check_usable()
         try:
             await self._put_part(data)

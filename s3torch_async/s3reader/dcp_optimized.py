@@ -14,8 +14,10 @@ import io
 from bisect import bisect_right
 from dataclasses import dataclass
 from io import SEEK_CUR, SEEK_END, SEEK_SET
-from typing import Any, Callable, List, NoReturn, Optional, Union
+from typing import Any, Callable, Iterator, List, NoReturn, Optional, Union
 
+from .._core._object import ObjectVersion
+from .._core._planning import group_ranges
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, PieceStream, make_backend
@@ -87,28 +89,15 @@ def validate_and_coalesce_ranges(
         ValueError: ``Invalid range: s-e``, ``Unsorted ranges: a-b and c-d`` or
             ``Overlapping ranges: a-b and c-d``.
     """
-    if not item_ranges:
-        return []
-    first = item_ranges[0]
-    if not 0 <= first.start <= first.end:
-        raise ValueError(f"Invalid range: {first.start}-{first.end}")
-    groups: List[RangeGroup] = []
-    items = [first]
-    for prev, r in zip(item_ranges, item_ranges[1:]):
-        if r.end <= r.start:
-            raise ValueError(f"Invalid range: {r.start}-{r.end}")
-        if r.start < prev.end:
-            kind = "Unsorted" if r.start < prev.start else "Overlapping"
-            raise ValueError(
-                f"{kind} ranges: {prev.start}-{prev.end} and {r.start}-{r.end}"
-            )
-        if r.start - prev.end <= max_gap_size:
-            items.append(r)
-        else:
-            groups.append(RangeGroup(items[0].start, items[-1].end, items))
-            items = [r]
-    groups.append(RangeGroup(items[0].start, items[-1].end, items))
-    return groups
+    spans = [(r.start, r.end) for r in item_ranges]
+    return [
+        RangeGroup(
+            item_ranges[g.start].start,
+            item_ranges[g.stop - 1].end,
+            item_ranges[g.start : g.stop],
+        )
+        for g in group_ranges(spans, max_gap_size)
+    ]
 
 
 def _prepare_ranges(item_ranges: List[ItemRange]) -> List[ItemRange]:
@@ -338,10 +327,16 @@ class DCPOptimizedS3Reader(S3Reader):
         return self._current_item_buffer
 
     def _load_item(self, item: ItemRange) -> _ItemViewBuffer:
-        if self._stream is None:
-            self._backend = make_backend(self._get_stream, None)
-            self._stream = self._backend.open_stream(self._range_groups)
         buffer = _ItemViewBuffer()
+        for view in self._item_views(item):
+            buffer.append_view(view)
+        return buffer
+
+    def _item_views(self, item: ItemRange) -> Iterator[memoryview]:
+        """Views of the received parts covering ``item``, in order, as they arrive."""
+        if self._stream is None:
+            self._backend = make_backend(self._get_stream, ObjectVersion())
+            self._stream = self._backend.open_stream(self._range_groups)
         need = item.start
         while need < item.end:
             leftover = self._leftover
@@ -354,8 +349,8 @@ class DCPOptimizedS3Reader(S3Reader):
                 if start > need:  # the stream never delivered [need, start)
                     self._raise_exhausted(need, item)
                 take = min(end, item.end)
-                buffer.append_view(view[need - start : take - start])
                 self._leftover = (take, view[take - start :]) if take < end else None
+                yield view[need - start : take - start]
                 need = take
                 continue
             piece = self._stream.next()
@@ -365,7 +360,30 @@ class DCPOptimizedS3Reader(S3Reader):
             data = data if data.format == "B" and data.ndim == 1 else data.cast("B")
             self._leftover = (piece[0], data)
             self._stream_pos = piece[0] + len(data)
-        return buffer
+
+    @property
+    def item_ranges(self) -> List[ItemRange]:
+        """The ranges this reader fetches: the planned ones, without empty or repeated ones."""
+        return list(self._item_ranges)
+
+    def iter_items(self) -> Iterator[tuple[int, memoryview]]:
+        """Stream every item's bytes: ``(index into item_ranges, view)``, in order.
+
+        The views are slices of the received parts, valid until the reader is closed; nothing
+        is kept after it is yielded, so memory stays bounded by the fetch window, however
+        large an item is. The reader must not have been read before.
+
+        Raises:
+            ValueError: The reader was read before, or the stream ended early.
+            S3Exception: An error occurred accessing S3.
+        """
+        check_open(self)
+        if self._stream is not None or self._current_item_buffer is not None:
+            raise ValueError("iter_items() needs a reader that has not been read")
+        for index, item in enumerate(self._item_ranges):
+            for view in self._item_views(item):
+                yield index, view
+            self._position = item.end
 
     def _raise_exhausted(self, need: int, item: ItemRange) -> NoReturn:
         phase = "before reaching" if need == item.start else "while reading"

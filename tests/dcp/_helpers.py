@@ -25,3 +25,15 @@ def load(sd: Dict[str, Any], path: str, endpoint: str, constructor: Any = None) 
         endpoint=endpoint,
     )
     state_dict_loader.load(sd, storage_reader=reader)
+
+
+def save(sd: Dict[str, Any], path: str, endpoint: str, **kwargs: Any) -> None:
+    """``dcp.save`` of ``sd`` to ``path`` through ``S3StorageWriter``."""
+    from torch.distributed.checkpoint import state_dict_saver
+
+    from s3torch_async.dcp import S3StorageWriter
+
+    writer = S3StorageWriter(
+        REGION, path, s3client_config=NO_RETRY, endpoint=endpoint, **kwargs
+    )
+    state_dict_saver.save(sd, storage_writer=writer)

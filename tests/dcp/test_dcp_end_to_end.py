@@ -23,7 +23,7 @@ from s3torch_async.dcp import (
     S3StorageWriter,
 )
 from s3torch_async.s3reader import S3ReaderConstructor
-from tests.dcp._helpers import NO_RETRY, REGION, load
+from tests.dcp._helpers import NO_RETRY, REGION, load, save
 
 pytestmark = [
     pytest.mark.torch,
@@ -84,13 +84,6 @@ def assert_equal(actual: Any, expected: Any) -> None:
 def keys(boto_s3: Any, bucket: str, prefix: str = "") -> list[str]:
     listing = boto_s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     return sorted(obj["Key"] for obj in listing.get("Contents", []))
-
-
-def save(sd: Dict[str, Any], path: str, endpoint: str, **kwargs: Any) -> None:
-    writer = S3StorageWriter(
-        REGION, path, s3client_config=NO_RETRY, endpoint=endpoint, **kwargs
-    )
-    state_dict_saver.save(sd, storage_writer=writer)
 
 
 def test_save_writes_one_data_file_and_metadata(

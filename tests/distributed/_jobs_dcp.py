@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import torch
+import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
@@ -138,7 +139,15 @@ def async_save_while_training(rank: int, world_size: int, path: str) -> Dict[str
     ddp = DistributedDataParallel(model)
     model_sd, _ = get_state_dict(ddp, optim)
     snapshot = _flat(model_sd)
-    future = dcp.async_save({"model": model_sd}, storage_writer=writer(path))
+    # The save's collectives run in a background thread: on the group DDP all-reduces on,
+    # the two threads' collectives interleave differently per rank (gloo: "Application
+    # timeout caused pair closure"). A group of its own keeps them apart.
+    checkpoint_group = dist.new_group(backend="gloo")
+    future = dcp.async_save(
+        {"model": model_sd},
+        storage_writer=writer(path),
+        process_group=checkpoint_group,
+    )
     step(ddp, optim, seed=4)  # changes the parameters in place while the upload runs
     running = not future.done()
     future.result(timeout=120)

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from s3torch_async import ObjectInfo, S3ClientConfig
+from s3torch_async import ObjectInfo, S3ClientConfig, S3Exception
+from s3torch_async._runner import LoopRunner, get_runner
 from s3torch_async._s3client import S3Client
 from s3torch_async._s3client._s3client import _Constant, _GetStream, _HeadObject
 from s3torch_async.s3reader import S3ReaderConstructor, SequentialS3Reader
@@ -158,18 +159,37 @@ def test_gets_after_the_first_carry_if_match(client, proxy, bucket, put):
     assert all(g.get("if-match") == etag for g in gets[1:])
 
 
+@pytest.mark.parametrize("sized", [True, False], ids=["listed", "unsized"])
+def test_reader_rebuilt_on_a_new_loop_stays_pinned_to_the_version_it_read(
+    client, bucket, put, sized
+):
+    # After the runner restarts (what a fork does), the reader's core is rebuilt on the new
+    # loop; it shares the reader's ObjectVersion, so it knows the size and keeps the ETag.
+    old = os.urandom(4 * PART)
+    put("obj", old)
+    reader = _reader(client, bucket, "obj", size=len(old) if sized else None)
+    assert reader.read(PART) == old[:PART]
+    assert reader._size == len(old)
+    put("obj", os.urandom(4 * PART))
+    get_runner().close()
+    reader.seek(2 * PART)
+    with pytest.raises(S3Exception) as info:
+        reader.read(PART)
+    assert info.value.status == 412
+
+
 def test_small_reads_cross_threads_once_per_part(client, bucket, put, monkeypatch):
     data = os.urandom(4 * PART)
     put("obj", data)
     crossings = 0
-    run = client._run
+    run = LoopRunner.run
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         nonlocal crossings
         crossings += 1
-        return run(*args)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(client, "_run", counting)
+    monkeypatch.setattr(LoopRunner, "run", counting)
     reader = _reader(client, bucket, "obj", size=len(data))
     got = bytearray()
     reads = 0

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 from s3torch_async import S3ClientConfig, S3Exception
 from s3torch_async._core._planning import MiB
 from s3torch_async._errors import INVALID_PART_SIZE
+from s3torch_async._runner import LoopRunner
 from s3torch_async._s3client import S3Client
 from s3torch_async.s3writer import S3Writer
 from tests._faultproxy import Fault, FaultProxy, FaultRule
@@ -196,13 +197,13 @@ def test_small_writes_cross_threads_per_part_and_upload_in_background(
     proxy, bucket, boto_s3, monkeypatch
 ):
     crossings = []
-    real_run = S3Client._run
+    real_run = LoopRunner.run
 
-    def counting_run(self: S3Client, fn: Any, *args: Any) -> Any:
-        crossings.append(fn.__name__)
-        return real_run(self, fn, *args)
+    def counting_run(self: LoopRunner, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        crossings.append(fn)
+        return real_run(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(S3Client, "_run", counting_run)
+    monkeypatch.setattr(LoopRunner, "run", counting_run)
     client = S3Client(REGION, endpoint=proxy.url, s3client_config=CONFIG)
     data = payload(3 * PART + 100)
     writer = client.put_object(bucket, "k")
