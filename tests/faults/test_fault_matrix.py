@@ -2,7 +2,8 @@
 
 Each test names the fault, the entry point and the behaviour required. Bit flips (uploads and
 downloads) live in ``test_checksums.py``; resets and truncation of reader bodies in
-``test_reader_faults.py``; failing parts in ``test_writer_faults.py``.
+``test_reader_faults.py``; failing parts in ``test_writer_faults.py``. Every entry point against
+every fault, table-driven: ``test_fault_matrix_entry_points.py``.
 """
 
 from __future__ import annotations

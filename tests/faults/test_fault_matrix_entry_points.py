@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -167,7 +168,7 @@ def _checkpoint_prepare(boto_s3: Any, bucket: str) -> Any:
     buffer = io.BytesIO()
     state = {"w": torch.arange(SIZE // 8, dtype=torch.float64)}
     torch.save(state, buffer)
-    boto_s3.put_object(Bucket=bucket, Key="blob", Body=buffer.getvalue())
+    boto_s3.put_object(Bucket=bucket, Key="ckpt", Body=buffer.getvalue())
     return state["w"]
 
 
@@ -179,7 +180,7 @@ def _checkpoint_load(ctx: Ctx) -> Any:
     checkpoint = S3Checkpoint(
         REGION, endpoint=ctx.url, s3client_config=part_config(PART, ctx.attempts)
     )
-    with checkpoint.reader(f"s3://{ctx.bucket}/blob") as reader:
+    with checkpoint.reader(f"s3://{ctx.bucket}/ckpt") as reader:
         return torch.load(reader)["w"]
 
 
@@ -225,32 +226,44 @@ def _dcp_load(ctx: Ctx) -> Any:
     return state["big"]
 
 
+def _blob(boto_s3: Any, bucket: str) -> bytes:
+    return _put_blob(boto_s3, bucket, "blob")
+
+
 @dataclass(frozen=True)
 class Read:
-    prepare: Callable[
-        [Any, str], Any
-    ]  # (boto_s3, bucket) -> the value a read must return
+    #: (boto_s3, bucket) -> the value a read must return; run once per module and target
+    prepare: Callable[[Any, str], Any]
     read: Callable[[Ctx], Any]
-    target: str = "/blob"  # the requests the fault hits
+    target: str = "/blob"  # the requests the fault hits (and the prepared object)
     torch: bool = False
 
 
 READS: dict[str, Read] = {
-    "async-reader": Read(lambda s3, b: _put_blob(s3, b, "blob"), _async_reader),
-    "sequential": Read(
-        lambda s3, b: _put_blob(s3, b, "blob"), _sync_reader("sequential")
+    "async-reader": Read(_blob, _async_reader),
+    "sequential": Read(_blob, _sync_reader("sequential")),
+    "range_based": Read(_blob, _sync_reader("range_based")),
+    "dcp_optimized": Read(_blob, _dcp_optimized),
+    "dataset": Read(_blob, _dataset(0)),
+    "dataset-1-worker": Read(_blob, _dataset(1), torch=True),
+    "checkpoint-load": Read(
+        _checkpoint_prepare, _checkpoint_load, target="/ckpt", torch=True
     ),
-    "range_based": Read(
-        lambda s3, b: _put_blob(s3, b, "blob"), _sync_reader("range_based")
-    ),
-    "dcp_optimized": Read(lambda s3, b: _put_blob(s3, b, "blob"), _dcp_optimized),
-    "dataset": Read(lambda s3, b: _put_blob(s3, b, "blob"), _dataset(0)),
-    "dataset-1-worker": Read(
-        lambda s3, b: _put_blob(s3, b, "blob"), _dataset(1), torch=True
-    ),
-    "checkpoint-load": Read(_checkpoint_prepare, _checkpoint_load, torch=True),
     "dcp-load": Read(_dcp_prepare, _dcp_load, target="distcp", torch=True),
 }
+
+
+@pytest.fixture(scope="module")
+def read_bucket(boto_s3: Any) -> str:
+    """One bucket for every read case: its objects are only read, so each is put once."""
+    name = f"matrix-{uuid.uuid4().hex[:16]}"
+    boto_s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def prepared() -> dict[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -477,13 +490,17 @@ def _equal(actual: Any, expected: Any) -> bool:
 
 
 @pytest.mark.parametrize(("entry", "fault"), list(_read_cases()))
-def test_read_entry_point_under_fault(proxy, bucket, boto_s3, entry, fault):
+def test_read_entry_point_under_fault(
+    proxy, read_bucket, prepared, boto_s3, entry, fault
+):
     spec, case = READS[entry], READ_FAULTS[fault]
     if spec.torch:
         pytest.importorskip("torch")
-    expected = spec.prepare(boto_s3, bucket)
+    if spec.target not in prepared:
+        prepared[spec.target] = spec.prepare(boto_s3, read_bucket)
+    expected = prepared[spec.target]
     proxy.add_fault(case.rule(spec.target))
-    ctx = Ctx(bucket, proxy.url, case.attempts)
+    ctx = Ctx(read_bucket, proxy.url, case.attempts)
     started = time.monotonic()
     if case.error is None:
         assert _equal(spec.read(ctx), expected)

@@ -348,3 +348,22 @@ async def test_object_larger_than_listed_reads_as_before(
         rest = await reader.read()
     assert first == data[:1000]
     assert rest == data[1000:]
+
+
+def test_small_checkpoint_of_unknown_size_is_checked(proxy, bucket):
+    # One ranged GET holds the whole object (its size was unknown): the HEAD for the checksum
+    # follows it, and the check runs before torch.load sees a byte.
+    torch = pytest.importorskip("torch")
+    from s3torch_async import S3Checkpoint
+
+    checkpoint = S3Checkpoint(REGION, endpoint=proxy.url, s3client_config=config())
+    state = {"w": torch.arange(10_000, dtype=torch.float64)}
+    with checkpoint.writer(f"s3://{bucket}/small.pt") as writer:
+        torch.save(state, writer)
+    with checkpoint.reader(f"s3://{bucket}/small.pt") as reader:
+        assert torch.equal(torch.load(reader)["w"], state["w"])
+    assert checksum_heads(proxy) == 1
+    proxy.add_fault(FaultRule(Fault.flip_response_bit(5000), method="GET"))
+    with pytest.raises(S3Exception, match="does not match"):  # noqa: SIM117
+        with checkpoint.reader(f"s3://{bucket}/small.pt") as reader:
+            torch.load(reader)
