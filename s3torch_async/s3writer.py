@@ -73,6 +73,14 @@ class _PutObjectStream:
             S3Exception: A part upload failed (the upload has been aborted).
             ValueError: The stream was closed or aborted.
         """
+        return self.write_with_crc32(data, None)
+
+    def write_with_crc32(self, data: Any, crc: Optional[int]) -> int:
+        """:meth:`write`, given the CRC-32 of ``data`` (or None).
+
+        A part made only of such writes, each whole within it, is uploaded with the CRC they
+        add up to instead of being hashed again.
+        """
         view = as_byte_view(data)
         if self._done:
             raise ValueError(_CLOSED_FILE)
@@ -81,9 +89,14 @@ class _PutObjectStream:
         pos = 0
         while pos < size:
             if parts.held is not None:
-                self._client._run(_put_part, self, parts.take_held())
-            pos = parts.feed(view, pos)
+                held_crc = parts.held_crc
+                self._client._run(_put_part, self, parts.take_held(), held_crc)
+            pos = parts.feed(view, pos, crc)
         return size
+
+    def part_room(self) -> int:
+        """Bytes that still fit in the part being filled (what a whole write may add)."""
+        return self._parts().room()
 
     def _parts(self) -> PartAssembler:
         if self._assembler is None:
@@ -183,9 +196,12 @@ else:  # pragma: no cover - every supported CPython has it
 
 
 async def _put_part(
-    async_client: Any, stream: _PutObjectStream, data: memoryview
+    async_client: Any,
+    stream: _PutObjectStream,
+    data: memoryview,
+    crc: Optional[int] = None,
 ) -> None:
-    await stream._async_writer(async_client)._put_owned(data)
+    await stream._async_writer(async_client)._put_owned(data, crc)
 
 
 async def _close_with(
@@ -252,10 +268,23 @@ class S3Writer(io.BufferedIOBase):
             S3Exception: An error occurred accessing S3.
             ValueError: If the writer is closed.
         """
+        return self._write(data, None)
+
+    def _write_with_crc32(self, data: Any, crc: int) -> int:
+        """:meth:`write`, given the CRC-32 of ``data``: saves hashing it again for upload."""
+        return self._write(data, crc)
+
+    def _part_room(self) -> Optional[int]:
+        """Bytes that still fit in the part being filled; None if not known."""
+        if isinstance(self.stream, _PutObjectStream) and not self._closed:
+            return self.stream.part_room()
+        return None
+
+    def _write(self, data: Any, crc: Optional[int]) -> int:
         if self._closed:
             raise ValueError(_CLOSED_FILE)
         if isinstance(self.stream, _PutObjectStream):
-            size = self.stream.write(data)
+            size = self.stream.write_with_crc32(data, crc)
         else:
             view = as_byte_view(data)
             size = len(view)

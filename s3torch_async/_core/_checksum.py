@@ -6,6 +6,9 @@ and completed with every part's checksum. The checksum is computed with ``zlib.c
 buffer about to be sent (about 4.5 GB/s here); buffers of 1 MiB or more are hashed on a worker
 thread (zlib releases the GIL), so hashing one part overlaps the upload of the previous ones,
 while smaller ones are hashed inline, where the thread hop (~50 us) would cost more than it saves.
+A writer whose caller already knows the CRC-32 of what it writes (the DCP writer hashes every
+record for its zip) gets each part's checksum by combining those CRCs (:func:`crc32_combine`),
+without hashing the part again.
 
 Whole-object GETs ask for the stored checksum (``x-amz-checksum-mode: ENABLED``) and check the
 body against a full-object CRC32 before delivering it. Not checked, by design:
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +44,8 @@ __all__ = [
     "checksum_mismatch",
     "crc32_b64",
     "crc32_b64_async",
+    "crc32_combine",
+    "crc32_to_b64",
     "expected_crc32",
     "upload_headers",
 ]
@@ -97,7 +103,62 @@ class ChecksumPolicy:
 
 def crc32_b64(data: Buffer, value: int = 0) -> str:
     """Base64 of the big-endian CRC32 of ``data``, as S3's ``x-amz-checksum-crc32`` wants it."""
-    return base64.b64encode(zlib.crc32(data, value).to_bytes(4, "big")).decode("ascii")
+    return crc32_to_b64(zlib.crc32(data, value))
+
+
+# CRC-32 arithmetic on bit-reflected polynomials modulo the CRC's generator (zlib's method).
+_REFLECTED_POLY = 0xEDB88320
+_ONE = 1 << 31  # the polynomial 1 in reflected form
+
+
+def _mulmod(a: int, b: int) -> int:
+    """``a * b`` modulo the CRC-32 polynomial (both reflected)."""
+    product = 0
+    mask = _ONE
+    while a:
+        if a & mask:
+            product ^= b
+            a ^= mask
+        mask >>= 1
+        b = (b >> 1) ^ _REFLECTED_POLY if b & 1 else b >> 1
+    return product
+
+
+def _square_table() -> tuple[int, ...]:
+    table = [1 << 30]  # x^(2^0) = x
+    for _ in range(31):
+        table.append(_mulmod(table[-1], table[-1]))
+    return tuple(table)
+
+
+_X_POW_2K = _square_table()  # x^(2^k) modulo the polynomial, k = 0..31
+
+
+@functools.lru_cache(maxsize=64)
+def _shift(nbytes: int) -> int:
+    """``x^(8 * nbytes)`` modulo the polynomial: appending ``nbytes`` bytes to a CRC."""
+    power = _ONE
+    k = 3  # 8 bits per byte: x^(n * 2^3)
+    while nbytes:
+        if nbytes & 1:
+            power = _mulmod(_X_POW_2K[k % 32], power)
+        nbytes >>= 1
+        k += 1
+    return power
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of ``a + b`` from ``crc1 = crc32(a)``, ``crc2 = crc32(b)`` and ``len(b)``.
+
+    zlib has this (``crc32_combine``) but CPython does not expose it. It lets a caller that
+    already computed the CRC of its pieces give a part's CRC without reading the bytes again.
+    """
+    return _mulmod(_shift(len2), crc1) ^ crc2
+
+
+def crc32_to_b64(crc: int) -> str:
+    """Base64 of the big-endian CRC-32 ``crc``, as ``x-amz-checksum-crc32`` wants it."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
 
 
 async def crc32_b64_async(data: Buffer) -> str:

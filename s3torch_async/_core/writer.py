@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
-from ._checksum import crc32_b64_async
+from ._checksum import crc32_b64_async, crc32_combine, crc32_to_b64
 from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
 
 if TYPE_CHECKING:
@@ -105,11 +105,19 @@ class PartAssembler:
         self._free: deque[mmap.mmap] = deque()
         self._fill: Optional[mmap.mmap] = None
         self._fill_len = 0
+        # CRC-32 of the current part so far, while every piece came with its CRC.
+        self._fill_crc: Optional[int] = None
         self.held: Optional[memoryview] = None
+        self.held_crc: Optional[int] = (
+            None  #: CRC-32 of ``held``, if its feeders gave it
+        )
         self.parts = 0  #: full parts cut so far
 
-    def feed(self, view: memoryview, pos: int) -> int:
+    def feed(self, view: memoryview, pos: int, crc: Optional[int] = None) -> int:
         """Copy ``view[pos:]`` into the current part until it is full; return the new ``pos``.
+
+        ``crc`` is the CRC-32 of all of ``view``, if the caller knows it: when every piece of a
+        part is whole and comes with one, the part's CRC is known without reading it again.
 
         Raises:
             S3Exception: The object would need more than 10,000 parts.
@@ -120,14 +128,27 @@ class PartAssembler:
         if fill is None:
             fill = self._fill = self._take(part_capacity(self.parts + 1, self._base))
             self._fill_len = 0
+            self._fill_crc = 0
         take = min(len(view) - pos, len(fill) - self._fill_len)
         fill[self._fill_len : self._fill_len + take] = view[pos : pos + take]
         self._fill_len += take
+        if self._fill_crc is not None:
+            if crc is not None and pos == 0 and take == len(view):
+                self._fill_crc = crc32_combine(self._fill_crc, crc, take)
+            else:
+                self._fill_crc = None
         if self._fill_len == len(fill):
             self.held = memoryview(fill)
+            self.held_crc = self._fill_crc
             self._fill = None
             self.parts += 1
         return pos + take
+
+    def room(self) -> int:
+        """Bytes the next ``feed`` can put into the current (or next) part."""
+        if self._fill is not None:
+            return len(self._fill) - self._fill_len
+        return part_capacity(self.parts + 1, self._base)
 
     def take_held(self) -> memoryview:
         """The held full part; the caller now owns it (and recycles it once uploaded)."""
@@ -321,10 +342,13 @@ class AsyncS3Writer:
         self._position += size
         return size
 
-    async def _put_part(self, data: memoryview, *, last: bool = False) -> None:
+    async def _put_part(
+        self, data: memoryview, *, last: bool = False, crc: Optional[int] = None
+    ) -> None:
         """Upload ``data`` as the next part (``last``: the final one). Waits for a window slot.
 
-        Callers hand over ownership of ``data`` (it is not copied).
+        Callers hand over ownership of ``data`` (it is not copied); ``crc``, its CRC-32 if
+        known, saves hashing it again.
         """
         self._check_open()
         if not last and len(data) < MIN_PART_SIZE:
@@ -344,7 +368,7 @@ class AsyncS3Writer:
             self._window.release()
             raise self._error
         self._parts_sent += 1
-        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data))
+        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data, crc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -358,14 +382,20 @@ class AsyncS3Writer:
             checksum_algorithm=None if self._crcs is None else "CRC32",
         )
 
-    async def _upload_part(self, part_number: int, data: memoryview) -> None:
+    async def _upload_part(
+        self, part_number: int, data: memoryview, known_crc: Optional[int] = None
+    ) -> None:
         assert self._upload_id is not None
         assert self._window is not None
         try:
             crc: Optional[str] = None
             if self._crcs is not None:
-                # On a worker thread for full parts: overlaps the parts already uploading.
-                crc = self._crcs[part_number] = await crc32_b64_async(data)
+                if known_crc is not None:
+                    crc = crc32_to_b64(known_crc)
+                else:
+                    # On a worker thread for full parts: overlaps the parts uploading.
+                    crc = await crc32_b64_async(data)
+                self._crcs[part_number] = crc
             etag = await self._client.upload_part(
                 self.bucket,
                 self.key,
@@ -416,11 +446,14 @@ class AsyncS3Writer:
                 pieces = [] if self._assembler is None else self._assembler.drain()
             await self._commit(pieces)
 
-    async def _put_owned(self, data: memoryview) -> None:
-        """Upload ``data``, a full part owned by the caller, as the next part (sync writer)."""
+    async def _put_owned(self, data: memoryview, crc: Optional[int] = None) -> None:
+        """Upload ``data``, a full part owned by the caller, as the next part (sync writer).
+
+        ``crc`` is its CRC-32 when the caller knows it.
+        """
         await self._check_usable()
         try:
-            await self._put_part(data)
+            await self._put_part(data, crc=crc)
         except BaseException as exc:
             await self._fail(exc)
             raise

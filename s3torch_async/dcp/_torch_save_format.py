@@ -37,6 +37,8 @@ from typing import IO, Any, List, Optional, Tuple
 
 import torch
 
+from .._core._checksum import crc32_combine
+
 __all__ = [
     "PREFIX_LIMIT",
     "StoredTensor",
@@ -414,16 +416,44 @@ def _template() -> _Template:
 
 
 class _ZipWriter:
-    """Lays out records as torch's zip writer does: stored, 64-byte aligned, descriptors."""
+    """Lays out records as torch's zip writer does: stored, 64-byte aligned, descriptors.
+
+    On an ``S3Writer`` every write carries its CRC-32, cut where the upload's parts end, so the
+    upload's part checksums come from the CRCs computed here instead of a second pass.
+    """
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._pos = 0
         self._entries: List[Tuple[bytes, int, int, int]] = []
+        self._write_crc = getattr(stream, "_write_with_crc32", None)
+        self._room = getattr(stream, "_part_room", None)
 
-    def _write(self, data: Any) -> None:
-        self._stream.write(data)
+    def _write(self, data: Any, crc: Optional[int] = None) -> None:
+        if self._write_crc is None:
+            self._stream.write(data)
+        else:
+            self._write_crc(data, zlib.crc32(data) if crc is None else crc)
         self._pos += len(data)
+
+    def _payload(self, payload: memoryview) -> int:
+        """Write ``payload``; return its CRC-32."""
+        crc = 0
+        at, size = 0, len(payload)
+        while at < size:
+            room = self._room() if self._room is not None else None
+            n = min(_CHUNK, size - at, room or _CHUNK)
+            chunk = payload[at : at + n]
+            if self._write_crc is None:
+                crc = zlib.crc32(chunk, crc)
+                self._stream.write(chunk)
+                self._pos += n
+            else:
+                chunk_crc = zlib.crc32(chunk)
+                crc = crc32_combine(crc, chunk_crc, n)
+                self._write(chunk, chunk_crc)
+            at += n
+        return crc
 
     def record(self, name: str, payload: memoryview) -> None:
         encoded = name.encode("utf-8")
@@ -435,12 +465,8 @@ class _ZipWriter:
             _LOCAL_SIGNATURE, 0, _FLAGS, 0, 0, 0, 0, 0, 0, len(encoded), len(extra)
         )
         self._write(header + encoded + extra)
-        crc = 0
+        crc = self._payload(payload)
         size = len(payload)
-        for at in range(0, size, _CHUNK):
-            chunk = payload[at : at + _CHUNK]
-            crc = zlib.crc32(chunk, crc)
-            self._write(chunk)
         self._write(_DESCRIPTOR.pack(0x08074B50, crc, size, size))
         self._entries.append((encoded, crc, size, offset))
 

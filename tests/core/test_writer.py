@@ -8,8 +8,9 @@ import logging
 import random
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from botocore.exceptions import ClientError
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
+from s3torch_async._core._checksum import crc32_combine
 from s3torch_async._core._planning import MiB
 from s3torch_async._core.writer import (
     AsyncS3Writer,
@@ -143,6 +145,61 @@ def test_assembler_cuts_full_parts_and_keeps_every_byte(
     assert all(0 < len(p) <= SMALL for p in rest)
     assert b"".join(out) + b"".join(bytes(p) for p in rest) == data
     assert parts.parts == len(data) // SMALL
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=SMALL + 10), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_assembler_adds_up_the_crcs_of_whole_pieces(
+    sizes: list[int], align: bool
+) -> None:
+    # A part whose pieces all came whole with their CRC gets its CRC without a second pass;
+    # any piece cut by a part boundary leaves that part's CRC unknown (None), never wrong.
+    data = memoryview(BLOB)[: sum(sizes)]
+    parts = PartAssembler(SMALL)
+    seen: list[tuple[bytes, Optional[int]]] = []
+    pos = 0
+    for size in sizes:
+        while size:
+            n = min(size, parts.room()) if align else size
+            view = data[pos : pos + n]
+            at = 0
+            while at < n:
+                if parts.held is not None:
+                    crc = parts.held_crc
+                    full = parts.take_held()
+                    seen.append((bytes(full), crc))
+                    parts.recycle(full)
+                at = parts.feed(view, at, zlib.crc32(view))
+            pos += n
+            size -= n
+    if parts.held is not None:
+        seen.append((bytes(parts.held), parts.held_crc))
+    for part, crc in seen:
+        assert crc is None or crc == zlib.crc32(part)
+    if align:
+        assert all(crc is not None for _part, crc in seen)
+
+
+def test_assembler_knows_no_crc_for_pieces_without_one() -> None:
+    parts = PartAssembler(SMALL)
+    half = memoryview(b"h" * (SMALL // 2))
+    parts.feed(half, 0, zlib.crc32(half))
+    parts.feed(half, 0)  # no CRC given
+    assert parts.held is not None
+    assert parts.held_crc is None
+    parts.take_held()
+    parts.feed(half, 0, zlib.crc32(half))
+    parts.feed(half, 0, zlib.crc32(half))
+    assert parts.held_crc == zlib.crc32(b"h" * SMALL)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.binary(max_size=3000))
+def test_crc32_combine_is_the_crc_of_the_concatenation(a: bytes, b: bytes) -> None:
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 def test_assembler_reuses_recycled_buffers_only() -> None:
