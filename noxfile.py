@@ -49,7 +49,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Mypy --strict on the package."""
     _install_torch(session)
-    session.install("-e", ".[demo]", *_group("typecheck", "test"), *CONSTRAINTS)
+    session.install(
+        "-e", ".[demo,fast-crc]", *_group("typecheck", "test"), *CONSTRAINTS
+    )
     session.run("mypy", PACKAGE)
 
 
@@ -61,7 +63,7 @@ def tests(session: nox.Session) -> None:
     two pytest-xdist workers (one moto server each) keep the doubled suite's wall time down.
     """
     _install_torch(session)
-    session.install("-e", ".[dcp,demo]", *_group("test"), *CONSTRAINTS)
+    session.install("-e", ".[dcp,demo,fast-crc]", *_group("test"), *CONSTRAINTS)
     workers = str(min(4, max(2, os.cpu_count() or 2)))
     session.run("pytest", "-n", workers, *session.posargs)
 
@@ -144,5 +146,5 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmarks (never a default session): ``nox -s bench -- --quick``."""
     _install_torch(session)
-    session.install("-e", ".", *_group("bench"), *CONSTRAINTS)
+    session.install("-e", ".[fast-crc]", *_group("bench"), *CONSTRAINTS)
     session.run("python", "-m", "benchmarks.run", *session.posargs)

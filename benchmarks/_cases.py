@@ -38,6 +38,7 @@ class Variant:
         requires: Modules that must be importable (installed packages, landed APIs).
         reference: This is the s3torchconnector variant the ratios divide by.
         count_requests: Requests can be counted cheaply (aiohttp/urllib3 in this process).
+        env: Environment variables set for this variant's worker process only.
     """
 
     family: str
@@ -47,6 +48,7 @@ class Variant:
     requires: Tuple[str, ...] = ()
     reference: bool = False
     count_requests: bool = True
+    env: Dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -84,7 +86,13 @@ class Bench:
         return next((v for v in self.variants if v.reference), None)
 
 
-def _ours(name: str, fn: str, requires: str, **options: Any) -> Variant:
+def _ours(
+    name: str,
+    fn: str,
+    requires: str,
+    env: Optional[Dict[str, str]] = None,
+    **options: Any,
+) -> Variant:
     return Variant(
         "s3torch-async",
         name,
@@ -92,6 +100,24 @@ def _ours(name: str, fn: str, requires: str, **options: Any) -> Variant:
         {**_OURS, **options},
         requires=(requires,),
         count_requests=options.get("num_workers", 0) == 0,
+        env=dict(env or {}),
+    )
+
+
+def _checksum_variants(name: str, fn: str, requires: str) -> Tuple[Variant, ...]:
+    """Variants showing what the upload checksum costs.
+
+    The stdlib CRC32 (no ``fast-crc`` extra), and no checksum at all (botocore's switch, as
+    for stores that reject the headers).
+    """
+    return (
+        _ours(f"{name}-zlib-crc", fn, requires, env={"S3TORCH_ASYNC_CRC32": "zlib"}),
+        _ours(
+            f"{name}-no-crc",
+            fn,
+            requires,
+            env={"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"},
+        ),
     )
 
 
@@ -217,6 +243,7 @@ def catalogue() -> List[Bench]:
             "MB/s",
             (
                 _ours("S3Writer", "write", "s3torch_async.s3writer"),
+                *_checksum_variants("S3Writer", "write", "s3torch_async.s3writer"),
                 _async("AsyncS3Writer", "write"),
                 _ref("S3Writer", "write", "s3torchconnector"),
                 _boto3("upload_fileobj", "upload_fileobj"),
@@ -254,6 +281,7 @@ def catalogue() -> List[Bench]:
             "MB/s",
             (
                 _ours("S3Checkpoint", "checkpoint_save", _CHECKPOINT),
+                *_checksum_variants("S3Checkpoint", "checkpoint_save", _CHECKPOINT),
                 _ref("S3Checkpoint", "checkpoint_save", "s3torchconnector"),
                 _boto3("BytesIO+upload_fileobj", "checkpoint_save"),
                 _s3fs("open-wb", "checkpoint_save"),

@@ -313,7 +313,7 @@ def measure_all(
                     count_requests=variant.count_requests,
                     import_torch=import_torch,
                 )
-                record = run_worker(job, env, timeout)
+                record = run_worker(job, {**env, **variant.env}, timeout)
                 if record.get("status") == "ok" and bench.writes:
                     record = _check_write(bench, keys, sizes, layout, record)
                 record.update(bench=bench.id, variant=variant.id, rep=rep)

@@ -99,6 +99,32 @@ class LoopRunner:
         self._loop, self._thread = loop, thread
         return loop
 
+    def prepare_background_work(self) -> None:
+        """Start the loop thread and a worker of its default executor now, if possible.
+
+        For finalizers that hand work to a helper thread that may still run while the
+        interpreter exits: CPython 3.12.0-3.12.2 refuse to start threads once the main thread
+        has finished (gh-113964), so the threads that work needs (the loop's, and one
+        executor worker, which aiobotocore uses to build its connector) are best started
+        while the program still runs. Best effort: never raises, never waits on a busy runner.
+        """
+        if self.in_runner_thread():
+            return
+        if self._loop is None:
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                self._start_locked()
+            except RuntimeError:
+                return  # already shutting down: the helper thread reports the failure
+            finally:
+                self._lock.release()
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_touch_default_executor(), loop).result(5)
+
     # -- calls --------------------------------------------------------------------------------
 
     def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
@@ -344,12 +370,12 @@ def runner_generation() -> int:
 def _before_fork() -> None:
     _global_lock.acquire()
     if _runner is not None:
-        _runner._before_fork()
+        _runner._before_fork()  # noqa: SLF001 - same module
 
 
 def _after_fork_in_parent() -> None:
     if _runner is not None:
-        _runner._after_fork_in_parent()
+        _runner._after_fork_in_parent()  # noqa: SLF001 - same module
     _global_lock.release()
 
 
@@ -366,7 +392,7 @@ def _shutdown() -> None:
     runner = _runner
     if (
         runner is not None
-        and runner._pid == os.getpid()
+        and runner._pid == os.getpid()  # noqa: SLF001 - same module
         and not runner.in_runner_thread()
     ):
         runner.close(_DRAIN_TIMEOUT)
@@ -379,3 +405,7 @@ if hasattr(os, "register_at_fork"):
         after_in_child=_after_fork_in_child,
     )
 atexit.register(_shutdown)
+
+
+async def _touch_default_executor() -> None:
+    await asyncio.get_running_loop().run_in_executor(None, int)

@@ -12,15 +12,15 @@ there.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+from typing import Optional, Tuple, TypeVar
 
-from ._s3_bucket_iterable import S3BucketIterable
-from ._s3bucket_key_data import S3BucketKeyData
-from ._s3client import S3Client
+from ._dataset_source import (
+    get_objects_from_prefix,
+    get_objects_from_uris,
+    parse_object_uris,
+)
 from ._uri import parse_s3_uri
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "get_rank_and_world_size",
     "get_worker_info",
     "identity",
+    "parse_object_uris",
     "parse_s3_uri",
     "resolve_rank",
 ]
@@ -41,50 +42,6 @@ T = TypeVar("T")
 def identity(obj: T) -> T:
     """Return ``obj`` unchanged (the datasets' default transform)."""
     return obj
-
-
-def get_objects_from_prefix(s3_uri: str, client: S3Client) -> Iterator[S3BucketKeyData]:
-    """Every object under ``s3_uri``, listed lazily (recursive, 1000 keys per page).
-
-    Args:
-        s3_uri: ``s3://bucket/prefix``; the prefix is used verbatim.
-        client: Client to list with.
-
-    Raises:
-        ValueError: ``s3_uri`` is not an ``s3://`` URI with a bucket (raised here, eagerly).
-        S3Exception: On iteration, e.g. ``Service error: The bucket does not exist``.
-    """
-    bucket, prefix = parse_s3_uri(s3_uri)
-    return iter(S3BucketIterable(client, bucket, prefix))
-
-
-def get_objects_from_uris(
-    object_uris: Union[str, Iterable[str]], client: S3Client
-) -> Iterator[S3BucketKeyData]:
-    """One item per URI, without checking that the objects exist.
-
-    Every URI is parsed when this is called (at iteration or listing time). A single string
-    counts as one URI.
-
-    Args:
-        object_uris: ``s3://bucket/key`` URIs.
-        client: Unused; kept for the reference's signature.
-
-    Raises:
-        ValueError: A URI is not an ``s3://`` URI with a bucket.
-    """
-    return iter(parse_object_uris(object_uris))
-
-
-def parse_object_uris(object_uris: Union[str, Iterable[str]]) -> List[S3BucketKeyData]:
-    """Parse ``object_uris`` into items (a single string counts as one URI).
-
-    Raises:
-        ValueError: A URI is not an ``s3://`` URI with a bucket.
-    """
-    if isinstance(object_uris, str):
-        object_uris = [object_uris]
-    return [S3BucketKeyData(*parse_s3_uri(uri)) for uri in object_uris]
 
 
 def get_rank_and_world_size() -> Tuple[int, int]:
@@ -152,36 +109,3 @@ def get_worker_info() -> Tuple[int, int]:
     if info is None:
         return 0, 1
     return info.id, info.num_workers
-
-
-# -- recognising the sources this package builds ------------------------------------------------
-
-
-def prefix_source(get_dataset_objects: Callable[..., Any]) -> Optional[str]:
-    """The ``s3_uri`` when ``get_dataset_objects`` is ``from_prefix``'s source, else ``None``."""
-    f = get_dataset_objects
-    if (
-        isinstance(f, functools.partial)
-        and f.func is get_objects_from_prefix
-        and len(f.args) == 1
-        and not f.keywords
-    ):
-        uri: str = f.args[0]
-        return uri
-    return None
-
-
-def uris_source(
-    get_dataset_objects: Callable[..., Any],
-) -> Optional[Union[str, Iterable[str]]]:
-    """The URIs when ``get_dataset_objects`` is ``from_objects``'s source, else ``None``."""
-    f = get_dataset_objects
-    if (
-        isinstance(f, functools.partial)
-        and f.func is get_objects_from_uris
-        and len(f.args) == 1
-        and not f.keywords
-    ):
-        uris: Union[str, Iterable[str]] = f.args[0]
-        return uris
-    return None

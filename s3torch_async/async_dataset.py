@@ -28,9 +28,9 @@ from ._core.prefetch import (
     prefix_items,
     shard_slot,
 )
+from ._dataset_source import DatasetSource, PrefixSource, UriSource, build_dataset
 from ._s3bucket_key_data import S3BucketKeyData
 from ._types import ObjectInfo
-from ._uri import parse_s3_uri
 from ._user_agent import UserAgent
 
 __all__ = ["AsyncS3Dataset", "S3Object"]
@@ -38,6 +38,9 @@ __all__ = ["AsyncS3Dataset", "S3Object"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFETCH_BYTES = 64 * MiB
+# 16, half of S3IterableDataset's 32: there a larger start means fewer crossings to the I/O
+# thread per object; an async consumer crosses no thread, and the window widens from the
+# observed latency and delivery rate anyway.
 DEFAULT_PREFETCH_COUNT = 16
 DEFAULT_SHUFFLE_BUFFER_SIZE = 1000
 
@@ -89,6 +92,8 @@ class AsyncS3Dataset:
         prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
         prefetch_count: Objects in the prefetch window at the start (it widens from the
             observed latency while ``prefetch_bytes`` allows); 0 disables prefetching.
+        source: What to read as built by ``from_prefix``/``from_objects`` (instead of
+            ``s3_uri`` or ``object_uris``).
 
     Raises:
         ValueError: Not exactly one source was given, or a parameter is out of range.
@@ -110,8 +115,10 @@ class AsyncS3Dataset:
         shard_count: int = 1,
         prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
         prefetch_count: int = DEFAULT_PREFETCH_COUNT,
+        source: Optional[DatasetSource] = None,
     ) -> None:
-        if (s3_uri is None) == (object_uris is None):
+        given = [s for s in (s3_uri, object_uris, source) if s is not None]
+        if len(given) != 1:
             raise ValueError("give exactly one of s3_uri and object_uris")
         for name, value in (
             ("shuffle_buffer_size", shuffle_buffer_size),
@@ -123,11 +130,17 @@ class AsyncS3Dataset:
         if shuffle and shuffle_buffer_size < 1:
             raise ValueError("shuffle_buffer_size must be >= 1 when shuffle=True")
         self._offset, self._stride = shard_slot(shard_index, shard_count, 0, 1)
-        if isinstance(object_uris, str):
-            object_uris = [object_uris]
+        if s3_uri is not None:
+            source = PrefixSource(s3_uri)
+        elif object_uris is not None:
+            source = UriSource(object_uris)
+        if isinstance(source, UriSource):
+            # Kept in a list, so every pass sees all of them (a string counts as one URI).
+            uris = source.object_uris
+            source = UriSource([uris] if isinstance(uris, str) else list(uris))
+        assert source is not None
         self._region = region
-        self._s3_uri = s3_uri
-        self._object_uris = None if object_uris is None else list(object_uris)
+        self._source = source
         self._endpoint = endpoint
         self._s3client_config = s3client_config
         self._client = client
@@ -166,21 +179,7 @@ class AsyncS3Dataset:
         Returns:
             The dataset.
         """
-        logger.info("Building AsyncS3Dataset from_prefix s3_uri=%r", s3_uri)
-        return cls(
-            region,
-            s3_uri=s3_uri,
-            endpoint=endpoint,
-            s3client_config=s3client_config,
-            client=client,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-            shard_index=shard_index,
-            shard_count=shard_count,
-            prefetch_bytes=prefetch_bytes,
-            prefetch_count=prefetch_count,
-        )
+        return build_dataset(cls, PrefixSource(s3_uri), "source", locals())
 
     @classmethod
     def from_objects(
@@ -207,21 +206,7 @@ class AsyncS3Dataset:
         Returns:
             The dataset.
         """
-        logger.info("Building AsyncS3Dataset from_objects")
-        return cls(
-            region,
-            object_uris=object_uris,
-            endpoint=endpoint,
-            s3client_config=s3client_config,
-            client=client,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-            shard_index=shard_index,
-            shard_count=shard_count,
-            prefetch_bytes=prefetch_bytes,
-            prefetch_count=prefetch_count,
-        )
+        return build_dataset(cls, UriSource(object_uris), "source", locals())
 
     # -- state --------------------------------------------------------------------------------
 
@@ -320,13 +305,12 @@ class AsyncS3Dataset:
         self, epoch: int, skip: int, position: List[int]
     ) -> AsyncIterator[S3Object]:
         client = self._get_client()
-        if self._s3_uri is not None:
-            bucket, prefix = parse_s3_uri(self._s3_uri)
-            source = prefix_items(client, bucket, prefix)
+        given = self._source
+        source: AsyncIterator[S3BucketKeyData]
+        if isinstance(given, PrefixSource):
+            source = prefix_items(client, *given.bucket_prefix())
         else:
-            assert self._object_uris is not None
-            items = [S3BucketKeyData(*parse_s3_uri(u)) for u in self._object_uris]
-            source = iterate_items(items)
+            source = iterate_items(given.items())
         selection = Selection(
             shuffle_buffer_size=self._shuffle_buffer_size if self._shuffle else 0,
             seed=self._seed,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -13,32 +12,21 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 import torch.utils.data
 
 from . import _s3dataset_common as _common
+from ._bridge import PrefetchSession, PrefetchSettings, PrefixItems
 from ._config import S3ClientConfig
 from ._core._planning import MiB
 from ._core._session import warm_models
-from ._core.client import AsyncS3Client
 from ._core.prefetch import (
-    FeedSource,
     Prefetched,
-    Prefetcher,
     Selection,
     StalePipelineError,
-    iterate_items,
-    open_object_pipeline,
-    prefix_items,
     shard_slot,
 )
-from ._runner import get_runner
+from ._dataset_source import PrefixSource, UriSource, build_dataset
 from ._s3bucket_key_data import S3BucketKeyData
 from ._s3client import S3Client
 from ._s3dataset_common import (
-    get_objects_from_prefix,
-    get_objects_from_uris,
     identity,
-    parse_object_uris,
-    parse_s3_uri,
-    prefix_source,
-    uris_source,
 )
 from ._types import ObjectInfo
 from ._user_agent import UserAgent
@@ -193,38 +181,14 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         The URIs are parsed when an iteration starts; a one-shot generator is consumed by the
         first iteration. The objects' existence is not checked until they are read.
 
-        Args:
-            object_uris: ``s3://bucket/key`` URIs (a single string counts as one).
-            region: AWS region of the bucket.
-            endpoint: Endpoint URL.
-            transform: Applied to each ``S3Reader``.
-            s3client_config: Client configuration.
-            enable_sharding: Shard by rank and DataLoader worker.
-            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
-            shuffle: Shuffle the order per epoch.
-            seed: Shuffle seed.
-            shuffle_buffer_size: Items held by the shuffle buffer.
-            prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-            prefetch_count: Objects in the prefetch window at the start (it widens from
-                the observed latency while ``prefetch_bytes`` allows).
+        ``object_uris`` are ``s3://bucket/key`` URIs (a single string counts as one).
+        The other arguments are the constructor's (see the class).
 
         Returns:
             The dataset.
         """
-        logger.info("Building S3IterableDataset from_objects")
-        return cls(
-            region,
-            _partial(get_objects_from_uris, object_uris),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            enable_sharding=enable_sharding,
-            reader_constructor=reader_constructor,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-            prefetch_bytes=prefetch_bytes,
-            prefetch_count=prefetch_count,
+        return build_dataset(
+            cls, UriSource(object_uris), "get_dataset_objects", locals()
         )
 
     @classmethod
@@ -250,39 +214,12 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         raises ``ValueError`` when an iteration starts; a missing bucket raises ``S3Exception``
         at the first item; an empty prefix gives an empty dataset.
 
-        Args:
-            s3_uri: ``s3://bucket/prefix``.
-            region: AWS region of the bucket.
-            endpoint: Endpoint URL.
-            transform: Applied to each ``S3Reader``.
-            s3client_config: Client configuration.
-            enable_sharding: Shard by rank and DataLoader worker.
-            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
-            shuffle: Shuffle the order per epoch.
-            seed: Shuffle seed.
-            shuffle_buffer_size: Items held by the shuffle buffer.
-            prefetch_bytes: Byte budget of the prefetch window; 0 disables prefetching.
-            prefetch_count: Objects in the prefetch window at the start (it widens from
-                the observed latency while ``prefetch_bytes`` allows).
+        The other arguments are the constructor's (see the class).
 
         Returns:
             The dataset.
         """
-        logger.info("Building S3IterableDataset from_prefix s3_uri=%r", s3_uri)
-        return cls(
-            region,
-            _partial(get_objects_from_prefix, s3_uri),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            enable_sharding=enable_sharding,
-            reader_constructor=reader_constructor,
-            shuffle=shuffle,
-            seed=seed,
-            shuffle_buffer_size=shuffle_buffer_size,
-            prefetch_bytes=prefetch_bytes,
-            prefetch_count=prefetch_count,
-        )
+        return build_dataset(cls, PrefixSource(s3_uri), "get_dataset_objects", locals())
 
     # -- properties and state -----------------------------------------------------------------
 
@@ -398,7 +335,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
             skip=skip,
         )
 
-    def _prefetch_settings(self, client: S3Client) -> _PrefetchSettings:
+    def _prefetch_settings(self, client: S3Client) -> PrefetchSettings:
         reader_type = S3ReaderConstructor.get_reader_type_string(
             self._reader_constructor
         )
@@ -408,11 +345,11 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
             and reader_type in _PREFETCHABLE_READERS
         )
         if not enabled:
-            return _PrefetchSettings(0, _UNPREFETCHED_WINDOW, 0)
+            return PrefetchSettings(0, _UNPREFETCHED_WINDOW, 0)
         max_object_size = min(
             self._prefetch_bytes // 4, client.s3client_config.part_size
         )
-        return _PrefetchSettings(
+        return PrefetchSettings(
             self._prefetch_bytes, self._prefetch_count, max_object_size
         )
 
@@ -424,17 +361,14 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         progress = self._progress = _Progress(epoch, skip)
         settings = self._prefetch_settings(client)
         # The reference's errors happen here too: a bad URI at iter(), S3 errors at next().
-        uri = prefix_source(self._get_dataset_objects)
-        if uri is not None:
-            bucket, prefix = parse_s3_uri(uri)
-            source: _Source = _PrefixSource(bucket, prefix)
+        given = self._get_dataset_objects
+        source: _Source
+        if isinstance(given, PrefixSource):
+            source = PrefixItems(*given.bucket_prefix())
+        elif isinstance(given, UriSource):
+            source = given.items()
         else:
-            uris = uris_source(self._get_dataset_objects)
-            if uris is not None:
-                source = _ListSource(parse_object_uris(uris))
-            else:
-                objects = self._get_dataset_objects(client)
-                source = _FedSource(selection.apply(objects))
+            source = _FedSource(selection.apply(given(client)))
         return self._iterate(client, source, selection, settings, progress)
 
     def _iterate(
@@ -442,15 +376,16 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         client: S3Client,
         source: _Source,
         selection: Selection,
-        settings: _PrefetchSettings,
+        settings: PrefetchSettings,
         progress: _Progress,
     ) -> Iterator[Any]:
         batch_size = max(1, settings.prefetch_count // 2)
         fed = source.items if isinstance(source, _FedSource) else None
+        listed = None if isinstance(source, _FedSource) else source
         lookahead = settings.prefetch_count + batch_size
         pending: Deque[S3BucketKeyData] = deque()  # fed, not yet delivered
         exhausted = fed is None
-        session: Optional[_Session] = None
+        session: Optional[PrefetchSession] = None
         finished = False
         try:
             while True:
@@ -459,11 +394,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                     # (Re)build the pipeline; after a fork or a runner restart it resumes
                     # after the last item delivered, as a resume from state_dict would.
                     skip = progress.yielded if fed is None else 0
-                    session = client._run(
-                        _open_pipeline,
-                        source if fed is None else None,
-                        dataclasses.replace(selection, skip=skip),
-                        settings,
+                    session = client.bridge.open_pipeline(
+                        listed, dataclasses.replace(selection, skip=skip), settings
                     )
                     to_feed.extend(pending)
                 if fed is not None and not exhausted:
@@ -477,19 +409,15 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                         finished = True
                         return
                 try:
-                    batch = get_runner().run(
-                        _next_batch,
-                        session,
-                        batch_size,
-                        to_feed if fed is not None else None,
-                        exhausted,
+                    batch = session.next_batch(
+                        batch_size, to_feed if fed is not None else None, exhausted
                     )
                 except StalePipelineError:
                     session = None
                     continue
                 if not batch:
                     finished = True
-                    if progress.yielded == 0 and isinstance(source, _PrefixSource):
+                    if progress.yielded == 0 and isinstance(source, PrefixItems):
                         _warn_if_prefix_empty(client, source)
                     return
                 for prefetched in batch:
@@ -501,9 +429,9 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         finally:
             if session is not None:
                 if finished:
-                    get_runner().run(_close_session, session)
+                    session.close()
                 else:  # abandoned (break, error, garbage collection): never block here
-                    get_runner().close_soon(session)
+                    session.close_soon()
 
     def _reader(
         self, client: S3Client, prefetched: Prefetched[S3BucketKeyData]
@@ -518,7 +446,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                 info = ObjectInfo(
                     key=item.key, etag=etag, size=len(prefetched.data), last_modified=0
                 )
-            return client._get_object_prefetched(
+            return client.get_prefetched_object(
                 item.bucket,
                 item.key,
                 object_info=info,
@@ -547,31 +475,6 @@ class _Progress:
         self.yielded = yielded
 
 
-class _PrefetchSettings:
-    __slots__ = ("max_object_size", "prefetch_bytes", "prefetch_count")
-
-    def __init__(
-        self, prefetch_bytes: int, prefetch_count: int, max_object_size: int
-    ) -> None:
-        self.prefetch_bytes = prefetch_bytes
-        self.prefetch_count = prefetch_count
-        self.max_object_size = max_object_size
-
-
-class _PrefixSource:
-    __slots__ = ("bucket", "prefix")
-
-    def __init__(self, bucket: str, prefix: str) -> None:
-        self.bucket, self.prefix = bucket, prefix
-
-
-class _ListSource:
-    __slots__ = ("items",)
-
-    def __init__(self, items: List[S3BucketKeyData]) -> None:
-        self.items = items
-
-
 class _FedSource:
     """A user's ``get_dataset_objects``: pulled on the caller's thread, already selected."""
 
@@ -581,10 +484,10 @@ class _FedSource:
         self.items = items
 
 
-_Source = Union[_PrefixSource, _ListSource, _FedSource]
+_Source = Union[PrefixItems, List[S3BucketKeyData], _FedSource]
 
 
-def _warn_if_prefix_empty(client: S3Client, source: _PrefixSource) -> None:
+def _warn_if_prefix_empty(client: S3Client, source: PrefixItems) -> None:
     # An iteration that yielded nothing may just be an empty shard; one 1-key listing tells.
     page = next(iter(client.list_objects(source.bucket, source.prefix, max_keys=1)))
     if not page.object_info:
@@ -593,67 +496,3 @@ def _warn_if_prefix_empty(client: S3Client, source: _PrefixSource) -> None:
             source.bucket,
             source.prefix,
         )
-
-
-def _partial(fn: Callable[..., Any], arg: Any) -> Callable[[S3Client], Any]:
-    return functools.partial(fn, arg)
-
-
-class _Session:
-    """One iteration's pipeline on the loop, and its feed when the caller supplies the items."""
-
-    __slots__ = ("feed", "pipeline")
-
-    def __init__(
-        self,
-        pipeline: Prefetcher[S3BucketKeyData],
-        feed: Optional[FeedSource[S3BucketKeyData]],
-    ) -> None:
-        self.pipeline, self.feed = pipeline, feed
-
-    async def aclose(self) -> None:
-        await self.pipeline.aclose()
-
-
-async def _open_pipeline(
-    client: AsyncS3Client,
-    source: Optional[Union[_PrefixSource, _ListSource]],
-    selection: Selection,
-    settings: _PrefetchSettings,
-) -> _Session:
-    feed: Optional[FeedSource[S3BucketKeyData]] = None
-    if isinstance(source, _PrefixSource):
-        items: Any = prefix_items(client, source.bucket, source.prefix)
-    elif isinstance(source, _ListSource):
-        items = iterate_items(source.items)
-    else:
-        # The caller selected already (on its own thread) and feeds the result.
-        feed = FeedSource()
-        items, selection = feed, Selection()
-    pipeline = open_object_pipeline(
-        client,
-        items,
-        selection=selection,
-        prefetch_bytes=settings.prefetch_bytes,
-        prefetch_count=settings.prefetch_count,
-        max_object_size=settings.max_object_size,
-        deliver_errors=False,
-    )
-    return _Session(pipeline, feed)
-
-
-async def _next_batch(
-    session: _Session,
-    max_items: int,
-    feed_items: Optional[List[S3BucketKeyData]],
-    end: bool,
-) -> List[Prefetched[S3BucketKeyData]]:
-    if not session.pipeline.belongs_to_running_loop():
-        raise StalePipelineError("the prefetch pipeline's event loop is gone")
-    if session.feed is not None and feed_items is not None:
-        session.feed.feed(feed_items, end=end)
-    return await session.pipeline.next_batch(max_items)
-
-
-async def _close_session(session: _Session) -> None:
-    await session.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import array
-import functools
 import logging
 import operator
 from collections.abc import Iterable
@@ -12,16 +11,12 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch.utils.data
 
 from ._config import S3ClientConfig
-from ._core.client import AsyncS3Client
-from ._core.prefetch import list_all, shuffle_rng
+from ._core.prefetch import shuffle_rng
+from ._dataset_source import PrefixSource, UriSource, build_dataset
 from ._s3bucket_key_data import S3BucketKeyData
 from ._s3client import S3Client
 from ._s3dataset_common import (
-    get_objects_from_prefix,
-    get_objects_from_uris,
     identity,
-    parse_s3_uri,
-    prefix_source,
 )
 from ._user_agent import UserAgent
 from .s3reader import S3Reader, S3ReaderConstructor
@@ -104,29 +99,14 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
         The URIs are parsed at the first ``len()`` or index.
 
-        Args:
-            object_uris: ``s3://bucket/key`` URIs (a single string counts as one).
-            region: AWS region of the bucket.
-            endpoint: Endpoint URL.
-            transform: Applied to each ``S3Reader``.
-            s3client_config: Client configuration.
-            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
-            shuffle: Permute the index mapping per epoch.
-            seed: Permutation seed.
+        ``object_uris`` are ``s3://bucket/key`` URIs (a single string counts as one).
+        The other arguments are the constructor's (see the class).
 
         Returns:
             The dataset.
         """
-        logger.info("Building S3MapDataset from_objects")
-        return cls(
-            region,
-            functools.partial(get_objects_from_uris, object_uris),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            reader_constructor=reader_constructor,
-            shuffle=shuffle,
-            seed=seed,
+        return build_dataset(
+            cls, UriSource(object_uris), "get_dataset_objects", locals()
         )
 
     @classmethod
@@ -147,30 +127,12 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         Listing happens at the first ``len()`` or index: an invalid URI raises ``ValueError``
         and a missing bucket ``S3Exception`` there; an empty prefix gives an empty dataset.
 
-        Args:
-            s3_uri: ``s3://bucket/prefix``.
-            region: AWS region of the bucket.
-            endpoint: Endpoint URL.
-            transform: Applied to each ``S3Reader``.
-            s3client_config: Client configuration.
-            reader_constructor: From ``S3ReaderConstructor``; sequential by default.
-            shuffle: Permute the index mapping per epoch.
-            seed: Permutation seed.
+        The other arguments are the constructor's (see the class).
 
         Returns:
             The dataset.
         """
-        logger.info("Building S3MapDataset from_prefix s3_uri=%r", s3_uri)
-        return cls(
-            region,
-            functools.partial(get_objects_from_prefix, s3_uri),
-            endpoint,
-            transform=transform,
-            s3client_config=s3client_config,
-            reader_constructor=reader_constructor,
-            shuffle=shuffle,
-            seed=seed,
-        )
+        return build_dataset(cls, PrefixSource(s3_uri), "get_dataset_objects", locals())
 
     @property
     def region(self) -> str:
@@ -228,12 +190,12 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
     def _list(self) -> List[S3BucketKeyData]:
         client = self._get_client()
-        uri = prefix_source(self._get_dataset_objects)
-        if uri is not None:
-            bucket, prefix = parse_s3_uri(uri)
+        given = self._get_dataset_objects
+        if isinstance(given, PrefixSource):
+            bucket, prefix = given.bucket_prefix()
             progress = _ListingProgress(f"s3://{bucket}/{prefix}")
-            items: List[S3BucketKeyData] = client._run(
-                _list_prefix, bucket, prefix, progress
+            items = client.bridge.list_all(
+                bucket, prefix, max_keys=_LIST_PAGE_SIZE, on_page=progress
             )
             progress.done(len(items))
             if not items:
@@ -305,11 +267,3 @@ class _ListingProgress:
                 objects,
                 self.pages,
             )
-
-
-async def _list_prefix(
-    client: AsyncS3Client, bucket: str, prefix: str, on_page: _ListingProgress
-) -> List[S3BucketKeyData]:
-    return await list_all(
-        client, bucket, prefix, max_keys=_LIST_PAGE_SIZE, on_page=on_page
-    )

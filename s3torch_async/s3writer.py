@@ -14,33 +14,32 @@ import logging
 import threading
 import warnings
 from types import TracebackType
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
-from ._config import validate_for_use
-from ._core.writer import AsyncS3Writer, PartAssembler, as_byte_view
+from ._bridge import Bridge, WriterHandle
+from ._config import S3ClientConfig, validate_for_use
+from ._core.writer import PartAssembler, as_byte_view
 from ._runner import get_runner
 
-__all__ = ["S3Writer"]
+__all__ = ["PutObjectStream", "S3Writer"]
 
 logger = logging.getLogger(__name__)
 
 _CLOSED_FILE = "I/O operation on closed file."
 
 
-class _ClientLike(Protocol):
-    """What the writer needs from ``S3Client`` (duck-typed: this layer cannot import it)."""
-
-    @property
-    def s3client_config(self) -> Any: ...
-
-    def _run(self, fn: Any, *args: Any) -> Any: ...
-
-
-class _PutObjectStream:
+class PutObjectStream:
     """The stream behind ``S3Writer.stream``: buffers parts and drives an ``AsyncS3Writer``.
 
     Mirrors the reference's ``PutObjectStream`` (``write``, ``close``, ``bucket``, ``key``) and
     adds ``abort``. Not thread-safe; ``S3Writer`` serialises ``close``.
+
+    Args:
+        bridge: How to reach the event loop (``S3Client.bridge``).
+        config: The client's configuration (its ``part_size`` cuts the parts).
+        bucket: Bucket name.
+        key: Object key.
+        storage_class: S3 storage class, if any.
 
     Attributes:
         bucket: Bucket name.
@@ -50,16 +49,18 @@ class _PutObjectStream:
 
     def __init__(
         self,
-        client: _ClientLike,
+        bridge: Bridge,
+        config: S3ClientConfig,
         bucket: str,
         key: str,
         storage_class: Optional[str] = None,
     ) -> None:
-        self._client = client
+        self._bridge = bridge
+        self._config = config
         self.bucket = bucket
         self.key = key
         self.storage_class = storage_class
-        self._writer: Optional[AsyncS3Writer] = None
+        self._upload: Optional[WriterHandle] = None
         self._assembler: Optional[PartAssembler] = None
         self._done = False
 
@@ -73,14 +74,6 @@ class _PutObjectStream:
             S3Exception: A part upload failed (the upload has been aborted).
             ValueError: The stream was closed or aborted.
         """
-        return self.write_with_crc32(data, None)
-
-    def write_with_crc32(self, data: Any, crc: Optional[int]) -> int:
-        """:meth:`write`, given the CRC-32 of ``data`` (or None).
-
-        A part made only of such writes, each whole within it, is uploaded with the CRC they
-        add up to instead of being hashed again.
-        """
         view = as_byte_view(data)
         if self._done:
             raise ValueError(_CLOSED_FILE)
@@ -89,21 +82,23 @@ class _PutObjectStream:
         pos = 0
         while pos < size:
             if parts.held is not None:
-                held_crc = parts.held_crc
-                self._client._run(_put_part, self, parts.take_held(), held_crc)
-            pos = parts.feed(view, pos, crc)
+                self._writer().put_part(parts.take_held())
+            pos = parts.feed(view, pos)
         return size
-
-    def part_room(self) -> int:
-        """Bytes that still fit in the part being filled (what a whole write may add)."""
-        return self._parts().room()
 
     def _parts(self) -> PartAssembler:
         if self._assembler is None:
-            config = self._client.s3client_config
-            validate_for_use(config)  # raises S3Exception naming a bad part_size
-            self._assembler = PartAssembler(int(config.part_size))
+            validate_for_use(self._config)  # raises S3Exception naming a bad part_size
+            self._assembler = PartAssembler(int(self._config.part_size))
         return self._assembler
+
+    def _writer(self) -> WriterHandle:
+        if self._upload is None:
+            # Uploaded parts' buffers come back to our assembler.
+            self._upload = self._bridge.writer(
+                self.bucket, self.key, self.storage_class, self._assembler
+            )
+        return self._upload
 
     def _drain(self) -> list[memoryview]:
         return [] if self._assembler is None else self._assembler.drain()
@@ -118,16 +113,16 @@ class _PutObjectStream:
         if self._done:
             raise ValueError(_CLOSED_FILE)
         self._done = True
-        self._client._run(_close_with, self, self._drain())
+        self._writer().commit(self._drain())
 
     def abort(self) -> None:
         """Discard the buffered data and abort the upload; no object is written."""
         self._done = True
         self._drain()
-        if self._writer is not None:
-            get_runner().run(self._writer.abort)
+        if self._upload is not None:
+            self._upload.abort()
 
-    def _commit_in_background(self) -> None:
+    def commit_in_background(self) -> None:
         """Commit what was written without blocking the caller (from a finalizer).
 
         A helper thread does the blocking call, so a finalizer that runs on the event-loop
@@ -138,33 +133,25 @@ class _PutObjectStream:
         self._done = True
         thread = threading.Thread(
             target=_commit_now,
-            args=(self, self._drain()),
+            args=(self, self._writer(), self._drain()),
             name="s3torch-async-commit",
             daemon=True,
         )
         with _commits_lock:
             _pending_commits.add(thread)
+        get_runner().prepare_background_work()
         thread.start()
-
-    def _async_writer(self, async_client: Any) -> AsyncS3Writer:
-        if self._writer is None:
-            writer: AsyncS3Writer = async_client.put_object(
-                self.bucket, self.key, self.storage_class
-            )
-            writer._assembler = (
-                self._assembler
-            )  # uploaded parts come back to our buffers
-            self._writer = writer
-        return self._writer
 
 
 _commits_lock = threading.Lock()
 _pending_commits: set[threading.Thread] = set()
 
 
-def _commit_now(stream: _PutObjectStream, pieces: list[memoryview]) -> None:
+def _commit_now(
+    stream: PutObjectStream, upload: WriterHandle, tail: list[memoryview]
+) -> None:
     try:
-        stream._client._run(_close_with, stream, pieces)
+        upload.commit(tail)
     except BaseException:
         logger.exception(
             "Committing s3://%s/%s of a writer that was never closed failed",
@@ -193,21 +180,6 @@ if _register is not None:
     _register(_join_pending_commits)
 else:  # pragma: no cover - every supported CPython has it
     atexit.register(_join_pending_commits)
-
-
-async def _put_part(
-    async_client: Any,
-    stream: _PutObjectStream,
-    data: memoryview,
-    crc: Optional[int] = None,
-) -> None:
-    await stream._async_writer(async_client)._put_owned(data, crc)
-
-
-async def _close_with(
-    async_client: Any, stream: _PutObjectStream, pieces: list[memoryview]
-) -> None:
-    await stream._async_writer(async_client)._close_with(pieces)
 
 
 class S3Writer(io.BufferedIOBase):
@@ -244,16 +216,6 @@ class S3Writer(io.BufferedIOBase):
         self._closed = False
         self._lock = threading.Lock()
 
-    @classmethod
-    def _for_client(
-        cls,
-        client: _ClientLike,
-        bucket: str,
-        key: str,
-        storage_class: Optional[str] = None,
-    ) -> S3Writer:
-        return cls(_PutObjectStream(client, bucket, key, storage_class))
-
     def write(self, data: Any) -> int:  # type: ignore[override]
         """Write bytes to the S3 object specified by bucket and key.
 
@@ -268,23 +230,10 @@ class S3Writer(io.BufferedIOBase):
             S3Exception: An error occurred accessing S3.
             ValueError: If the writer is closed.
         """
-        return self._write(data, None)
-
-    def _write_with_crc32(self, data: Any, crc: int) -> int:
-        """:meth:`write`, given the CRC-32 of ``data``: saves hashing it again for upload."""
-        return self._write(data, crc)
-
-    def _part_room(self) -> Optional[int]:
-        """Bytes that still fit in the part being filled; None if not known."""
-        if isinstance(self.stream, _PutObjectStream) and not self._closed:
-            return self.stream.part_room()
-        return None
-
-    def _write(self, data: Any, crc: Optional[int]) -> int:
         if self._closed:
             raise ValueError(_CLOSED_FILE)
-        if isinstance(self.stream, _PutObjectStream):
-            size = self.stream.write_with_crc32(data, crc)
+        if isinstance(self.stream, PutObjectStream):
+            size = self.stream.write(data)
         else:
             view = as_byte_view(data)
             size = len(view)
@@ -386,10 +335,10 @@ class S3Writer(io.BufferedIOBase):
         self._closed = True
         stream = getattr(self, "stream", None)
         where = ""
-        if isinstance(stream, _PutObjectStream):
+        if isinstance(stream, PutObjectStream):
             where = f" for s3://{stream.bucket}/{stream.key}"
             try:
-                stream._commit_in_background()
+                stream.commit_in_background()
             except Exception:  # e.g. during interpreter shutdown: nothing left to do
                 logger.debug("could not schedule the commit%s", where, exc_info=True)
         warnings.warn(

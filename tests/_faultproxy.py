@@ -32,6 +32,7 @@ import contextlib
 import copy
 import dataclasses
 import io
+import re
 import socket
 import struct
 import threading
@@ -139,6 +140,16 @@ class Fault:
         return cls("delay", seconds=seconds)
 
     @classmethod
+    def meet(cls, count: int, seconds: float) -> Fault:
+        """Hold the request until ``count`` requests held by this fault wait together (then
+        forward them all), or at most ``seconds``. ``FaultProxy.most_held`` tells how many
+        were ever held at once: a test of concurrency by events, not by timing.
+        """
+        if count < 1 or seconds < 0:
+            raise ValueError("count must be >= 1 and seconds >= 0")
+        return cls("meet", nbytes=count, seconds=seconds)
+
+    @classmethod
     def stall(cls, nbytes: int, seconds: float) -> Fault:
         """Forward, send headers and ``nbytes`` of body, go silent ``seconds``, then close."""
         if nbytes < 0 or seconds < 0:
@@ -178,6 +189,9 @@ class FaultRule:
     path_contains: Optional[str] = None
     query_contains: Optional[str] = None
     header_present: Optional[str] = None
+    #: ``(name, substring)``: the header is present and its value contains the substring,
+    #: e.g. ``("Range", "bytes=0-")`` for the GET of an object's first range.
+    header_contains: Optional[Tuple[str, str]] = None
     times: Optional[int] = 1
     hits: int = 0
 
@@ -194,6 +208,13 @@ class FaultRule:
         if self.header_present is not None:
             wanted = self.header_present.lower()
             if not any(name.lower() == wanted for name in headers):
+                return False
+        if self.header_contains is not None:
+            wanted, part = self.header_contains[0].lower(), self.header_contains[1]
+            if not any(
+                name.lower() == wanted and part in value
+                for name, value in headers.items()
+            ):
                 return False
         return True
 
@@ -219,10 +240,17 @@ class FaultProxy:
         # answers 400 BadDigest on a mismatch, without forwarding.
         self.verify_checksums = verify_checksums
         self.rejected_checksums = 0
+        # Accepted UploadPart bodies by (upload id, part number): a CompleteMultipartUpload
+        # carrying a FULL_OBJECT CRC32 is checked against the CRC32 of the listed parts' bytes,
+        # concatenated (computed here with zlib alone, not with the code under test).
+        self._part_bodies: Dict[Tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
         self._rules: List[FaultRule] = []
         self._requests: List[RequestRecord] = []
         self._faults_injected = 0
+        self._held = 0  # requests held by Fault.meet now, and at most
+        self._most_held = 0
+        self._meeting: Optional[asyncio.Event] = None
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._ready = threading.Event()
@@ -299,6 +327,7 @@ class FaultProxy:
             self._rules.clear()
             self._requests.clear()
             self._faults_injected = 0
+            self._most_held = 0
 
     @property
     def requests(self) -> List[RequestRecord]:
@@ -311,6 +340,31 @@ class FaultProxy:
         """How many requests a fault has been applied to."""
         with self._lock:
             return self._faults_injected
+
+    @property
+    def most_held(self) -> int:
+        """The most requests :meth:`Fault.meet` ever held at once (since ``clear``)."""
+        with self._lock:
+            return self._most_held
+
+    async def _meet(self, fault: Fault) -> None:
+        # Runs on the proxy's own loop (one thread): no lock needed for the meeting itself.
+        if self._meeting is None:
+            self._meeting = asyncio.Event()
+        meeting = self._meeting
+        self._held += 1
+        with self._lock:
+            self._most_held = max(self._most_held, self._held)
+        if self._held >= fault.nbytes:
+            meeting.set()
+            self._meeting = None
+        try:
+            await asyncio.wait_for(meeting.wait(), fault.seconds)
+        except asyncio.TimeoutError:
+            if self._meeting is meeting:
+                self._meeting = None
+        finally:
+            self._held -= 1
 
     @property
     def pending_rules(self) -> List[FaultRule]:
@@ -406,6 +460,9 @@ class FaultProxy:
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
             fault = None
+        if fault is not None and fault.kind == "meet":
+            await self._meet(fault)
+            fault = None
         if fault is not None and fault.kind == "flip_request":
             body = _flip(body, fault.nbytes)
             fault = None
@@ -417,10 +474,25 @@ class FaultProxy:
 
     def _check_crc32(self, request: web.Request, body: bytes) -> Optional[Fault]:
         claimed = request.headers.get("x-amz-checksum-crc32")
+        upload_id = request.query.get("uploadId")
         if claimed is None:
             return None
-        actual = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+        if request.method == "POST" and upload_id is not None:
+            # CompleteMultipartUpload: the header is the whole object's CRC32.
+            numbers = re.findall(rb"<PartNumber>\s*(\d+)\s*</PartNumber>", body)
+            with self._lock:
+                whole = b"".join(
+                    self._part_bodies.get((upload_id, n.decode()), b"") for n in numbers
+                )
+            checked = whole
+        else:
+            checked = body
+        actual = base64.b64encode(zlib.crc32(checked).to_bytes(4, "big")).decode()
         if actual == claimed:
+            part_number = request.query.get("partNumber")
+            if request.method == "PUT" and upload_id and part_number:
+                with self._lock:
+                    self._part_bodies[(upload_id, part_number)] = body
             return None
         with self._lock:
             self.rejected_checksums += 1

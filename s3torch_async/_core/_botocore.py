@@ -6,11 +6,15 @@ names (``x-amz-bucket-region``) once, re-signed, as part of the attempt.
 
 aiohttp follows HTTP redirects by itself, to any host and with every header (the session
 token included); :class:`NoRedirectSession` turns that off, so a 3xx reaches botocore as an
-error response and another host's bytes are never returned as the object.
+error response and another host's bytes are never returned as the object. It also bounds
+the wait for the first response from an endpoint (``first_answer_timeout``), as the lean
+transport's HTTP pool does (see ``_http.NoResponseError``); here the time counts from the start
+of the request, connecting included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -25,6 +29,7 @@ from botocore.exceptions import ClientError
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._checksum import expected_crc32
+from ._http import FIRST_ANSWER_BODY, NoResponseError
 from ._transport import Headers, ObjectBody, Transport
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "NoRedirectSession",
     "check_key_count",
     "client_error",
+    "no_redirect_session",
     "register_handlers",
 ]
 
@@ -50,16 +56,101 @@ class _NoRedirects:
         return self._session.request(*args, **kwargs)
 
 
+def _body_size(body: Any) -> Optional[int]:
+    if body is None:
+        return 0
+    if isinstance(body, (bytes, bytearray, str)):
+        return len(body)
+    if isinstance(body, memoryview):
+        return body.nbytes
+    return None  # a stream: size unknown
+
+
 class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
-    """aiobotocore's HTTP session with aiohttp's redirect following turned off."""
+    """aiobotocore's HTTP session with aiohttp's redirect following turned off.
+
+    ``first_answer_timeout`` (set by :func:`no_redirect_session`): seconds a request to an
+    origin that has not answered this session yet may take to get its response; then
+    ``NoResponseError``. Requests with bodies over 1 MiB (or of unknown size) are exempt.
+    """
+
+    first_answer_timeout: Optional[float] = None
+    _answered: Optional[set[str]] = None
+    # Until an origin has answered, one request at a time goes to it (the probe); the others
+    # wait for the probe's outcome, so a burst of first requests to a slow but working
+    # server does not time out all at once (as on the lean transport).
+    _probes: Optional[dict[str, asyncio.Future[Optional[BaseException]]]] = None
 
     async def _get_session(self, proxy_url: Any) -> Any:
         return _NoRedirects(await super()._get_session(proxy_url))
 
     async def send(self, request: Any) -> Any:
+        first = self.first_answer_timeout
+        if self._answered is None:
+            self._answered, self._probes = set(), {}
+        answered = self._answered
+        parts = urlsplit(request.url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if first is None or origin in answered:
+            return await self._send_one(request)
+        size = _body_size(request.body)
+        if size is None or size > FIRST_ANSWER_BODY:
+            return await self._send_one(request)
+        if not await self._probe_turn(origin):
+            return await self._send_one(request)
+        outcome: Optional[BaseException] = None
+        try:
+            return await self._send_probe(request, origin, first)
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            self._end_probe(origin, outcome)
+
+    async def _probe_turn(self, origin: str) -> bool:
+        """Wait until ``origin`` answered (``False``) or it is our turn to probe (``True``)."""
+        assert self._answered is not None
+        assert self._probes is not None
+        while origin not in self._answered:
+            probe = self._probes.get(origin)
+            if probe is None:
+                self._probes[origin] = asyncio.get_running_loop().create_future()
+                return True
+            outcome = await asyncio.shield(probe)
+            if isinstance(outcome, NoResponseError):
+                raise NoResponseError(str(outcome))
+        return False
+
+    def _end_probe(self, origin: str, outcome: Optional[BaseException]) -> None:
+        assert self._probes is not None
+        probe = self._probes.pop(origin, None)
+        if probe is not None and not probe.done():
+            probe.set_result(outcome)
+
+    async def _send_probe(self, request: Any, origin: str, first: float) -> Any:
+        assert self._answered is not None
+        task = asyncio.ensure_future(self._send_one(request))
+        try:
+            done, _ = await asyncio.wait((task,), timeout=first)
+            if not done and origin not in self._answered and task.cancel():
+                await asyncio.wait((task,))
+                if not task.cancelled():
+                    task.exception()  # ended otherwise meanwhile: seen, superseded
+                raise NoResponseError(
+                    f"no HTTP response from {origin} within {first:g} s: "
+                    "is this an S3 endpoint?"
+                )
+            return await task
+        except BaseException:
+            task.cancel()
+            raise
+
+    async def _send_one(self, request: Any) -> Any:
         response = await super().send(request)
-        # Belt and braces: never hand botocore a response from another origin.
         sent, got = urlsplit(request.url), urlsplit(str(response.url))
+        if self._answered is not None:
+            self._answered.add(f"{sent.scheme}://{sent.netloc}")  # any answer proves it
+        # Belt and braces: never hand botocore a response from another origin.
         if (sent.scheme, sent.netloc) != (got.scheme, got.netloc):
             response.raw.release()
             raise S3Exception(
@@ -74,6 +165,17 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             body = await response.content
             raise client_error(status, body, response.headers, "S3")
         return response
+
+
+def no_redirect_session(
+    first_answer_timeout: Optional[float],
+) -> type[NoRedirectSession]:
+    """The :class:`NoRedirectSession` class for a client, with its first-answer timeout."""
+    return type(
+        "NoRedirectSession",
+        (NoRedirectSession,),
+        {"first_answer_timeout": first_answer_timeout},
+    )
 
 
 def _pop_extra_headers(params: Any, context: Any, **_: Any) -> None:
@@ -210,6 +312,13 @@ class BotocoreTransport(Transport):
             storage_class=resp.get("StorageClass"),
             restore_status=restore_status(resp.get("Restore")),
         )
+
+    async def head_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        resp = await self._s3.head_object(
+            Bucket=bucket, Key=key, ChecksumMode="ENABLED"
+        )
+        headers = resp["ResponseMetadata"]["HTTPHeaders"]
+        return str(resp.get("ETag", "")), expected_crc32(headers)
 
     async def list_page(
         self,

@@ -381,7 +381,7 @@ class Response:
         self.version = parser.version
         self.headers = list(parser.headers.items())
         self.content_length = parser.content_length
-        self.keep_alive = parser._keep_alive
+        self.keep_alive = parser._keep_alive  # noqa: SLF001 - same module
 
 
 class Data:

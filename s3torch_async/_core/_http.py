@@ -4,7 +4,8 @@ aiohttp's per-request machinery (request/response objects, connector, timers, St
 copies) dominates event-loop CPU for small GETs. This client does only what our own signed S3
 requests need: keep-alive pools (bounded in total across hosts, idle connections expired
 before the server's idle limit), Content-Length / chunked / read-to-EOF framing, interim 1xx
-responses skipped at any time, a read timeout, and bodies received straight into caller
+responses skipped at any time, a read timeout (shorter for a host that has never answered,
+see :class:`NoResponseError`), and bodies received straight into caller
 buffers. A connection is one ``asyncio.BufferedProtocol`` around the sans-I/O parser of
 ``_h1`` (which parses the response in place in its receive buffer); while ``readinto`` waits,
 ``get_buffer`` hands the socket the caller's memory so the kernel writes the body there.
@@ -38,12 +39,14 @@ from ._h1 import (
 )
 
 __all__ = [
+    "FIRST_ANSWER_BODY",
     "HTTPConnectionError",
     "HTTPPool",
     "HTTPProtocolError",
     "HTTPResponse",
     "IncompleteBodyError",
     "InvalidRequestHeaderError",
+    "NoResponseError",
     "StaleConnectionError",
 ]
 
@@ -57,6 +60,16 @@ class StaleConnectionError(HTTPConnectionError):
     """
 
 
+class NoResponseError(asyncio.TimeoutError):
+    """A host that has never answered this pool sent nothing within the first-answer timeout.
+
+    Until a host has sent a response, a request to it waits for the response head at most
+    ``HTTPPool.first_answer_timeout`` seconds (counted once the request is sent): a wrong
+    endpoint that accepts connections but never answers then fails in seconds, not after the
+    full read timeout. Once the host has answered anything, only the read timeout applies.
+    """
+
+
 class InvalidRequestHeaderError(ValueError):
     """A request header name or value (or the request line) holds CR, LF or NUL."""
 
@@ -67,6 +80,9 @@ _HEAD_READ = 16 << 10  # socket read size while the headers are not in
 _PAUSE_AT = 1 << 20  # buffered, unread body bytes that pause the socket
 _RESUME_AT = 256 << 10
 _SMALL_BODY = 256 << 10  # bodies up to this go out in one write with the headers
+# Requests with larger bodies keep the full read timeout even to a host that never answered:
+# a server may take a while to store a large upload before it answers.
+FIRST_ANSWER_BODY = 1 << 20
 _SLICE = 1 << 20  # larger bodies: slices of this size, with flow control
 # read(): the first buffer; later ones double (to 16 MiB), bounded by what is left.
 _READ_CHUNK = 64 << 10
@@ -100,10 +116,14 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._lost_exc: Optional[BaseException] = None
         self._waiter: Optional[asyncio.Future[None]] = None
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._first_timer: Optional[asyncio.TimerHandle] = None
         self._rx_time = 0.0
         self._paused = False
         self._write_paused = False
         self._dview: Optional[memoryview] = None  # caller's memory the socket fills
+        self._given: Optional[memoryview] = (
+            None  # the last slice of it handed to the socket
+        )
         self._dpos = 0
         self._dlen = 0
         self._slot = False  # holds one of the pool's connection slots
@@ -124,7 +144,9 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
     def get_buffer(self, sizehint: int) -> memoryview:
         dview = self._dview
         if dview is not None:
-            return dview[self._dpos :]
+            self._release_given()
+            given = self._given = dview[self._dpos :]
+            return given
         wpos = self._wpos
         if len(self._in) - wpos < _MIN_FREE:
             self._make_room()
@@ -175,6 +197,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._eof = True
         self._lost_exc = exc
         self._dview = None
+        self._release_given()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -196,6 +219,16 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._wake()
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _release_given(self) -> None:
+        # The transport is done with it (one get_buffer per read); released here so that a
+        # traceback holding the transport's frame (a socket error) does not pin the
+        # caller's buffer.
+        given = self._given
+        if given is not None:
+            self._given = None
+            with contextlib.suppress(BufferError):
+                given.release()
 
     def _make_room(self) -> None:
         used = self._wpos - self._rpos
@@ -258,6 +291,30 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         else:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
+    def expect_first_answer(self, seconds: float, origin: str) -> None:
+        """Fail with :class:`NoResponseError` unless the host answers within ``seconds``."""
+        self._first_timer = self._loop.call_later(
+            seconds, self._on_first_timer, seconds, origin
+        )
+
+    def _on_first_timer(self, seconds: float, origin: str) -> None:
+        self._first_timer = None
+        # Another connection's answer proves the host (a busy server answering slowly):
+        # then only the read timeout applies to this one.
+        if self._got or self._state != _HEAD or self._host.answered:
+            return
+        self._fail(
+            NoResponseError(
+                f"no HTTP response from {origin} within {seconds:g} s: "
+                "is this an S3 endpoint?"
+            )
+        )
+
+    def _stop_first_timer(self) -> None:
+        if self._first_timer is not None:
+            self._first_timer.cancel()
+            self._first_timer = None
+
     def _fail(self, exc: BaseException) -> None:
         if self._exc is None:
             self._exc = exc
@@ -267,6 +324,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
     def abort(self) -> None:
         """Close now, discarding buffered output; frees the pool slot."""
         self._dview = None
+        self._release_given()
         self._eof = True
         if self._exc is None:  # a read-to-EOF body must not look complete
             self._exc = HTTPConnectionError("connection was closed by the client")
@@ -416,6 +474,33 @@ class _HostPool:
         self.ssl = ssl
         self.open = 0
         self.idle: list[_Conn] = []  # oldest first
+        # Any response received from this host (see NoResponseError). Until then one request
+        # at a time goes out (the probe) and the others wait for its outcome, so a burst of
+        # first requests to a slow but working server does not time out all at once.
+        self.answered = False
+        self.probe: Optional[asyncio.Future[Optional[BaseException]]] = None
+
+    async def probe_turn(self) -> bool:
+        """Wait until this host answered (``False``) or it is our turn to probe it (``True``).
+
+        Raises:
+            NoResponseError: The probe in flight got no answer within the first-answer timeout.
+        """
+        while not self.answered:
+            if self.probe is None:
+                self.probe = self.loop.create_future()
+                return True
+            outcome = await asyncio.shield(self.probe)
+            if isinstance(outcome, NoResponseError):
+                raise NoResponseError(str(outcome))
+            # Any other failure (refused, reset, cancelled): the next waiter probes.
+        return False
+
+    def end_probe(self, outcome: Optional[BaseException]) -> None:
+        """Wake the requests waiting for this host's first answer."""
+        probe, self.probe = self.probe, None
+        if probe is not None and not probe.done():
+            probe.set_result(outcome)
 
     def take(self) -> Optional[_Conn]:
         """The newest idle connection that is still open and not idle too long, or None."""
@@ -551,7 +636,7 @@ class HTTPResponse:
                 k = size - pos
                 if 0 <= left < k:
                     k = left
-                conn._dview = view[pos : pos + k]
+                dview = conn._dview = view[pos : pos + k]
                 conn._dpos = 0
                 conn._dlen = k
                 try:
@@ -559,6 +644,9 @@ class HTTPResponse:
                 except BaseException:
                     conn.abort()
                     raise
+                finally:
+                    conn._release_given()
+                    dview.release()
                 conn._dview = None
                 got = conn._dpos
                 pos += got
@@ -713,6 +801,9 @@ class HTTPPool:
         connect_timeout: Seconds for TCP (+TLS) connect, or None.
         read_timeout: Max seconds without receiving bytes while waiting for headers or body;
             then ``asyncio.TimeoutError`` and the connection is closed. None: no limit.
+        first_answer_timeout: Max seconds to wait for the response head from a host that
+            has not answered this pool yet (counted from the end of the request body; not
+            applied to bodies over 1 MiB); then :class:`NoResponseError`. None: no limit.
         ssl_context: For https; default ``ssl.create_default_context()``.
         limit_per_host: Max open connections per (scheme, host, port); default ``limit``.
         idle_timeout: Seconds a connection may sit idle before it is closed instead of
@@ -729,6 +820,7 @@ class HTTPPool:
         ssl_context: _ssl.SSLContext | None = None,
         limit_per_host: int | None = None,
         idle_timeout: float | None = 15.0,
+        first_answer_timeout: float | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -741,6 +833,7 @@ class HTTPPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
+        self.first_answer_timeout = first_answer_timeout
         self._ssl = ssl_context
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
@@ -991,6 +1084,38 @@ class HTTPPool:
         large = view is not None and view.nbytes > _SMALL_BODY
         data = head if view is None or large else head + view
         head_method = method == "HEAD"
+        first = self.first_answer_timeout
+        if view is not None and view.nbytes > FIRST_ANSWER_BODY:
+            first = None
+        probing = first is not None and await host.probe_turn()
+        try:
+            return await self._send(
+                host,
+                origin,
+                data,
+                view if large else None,
+                head_method,
+                first if probing else None,
+                retry_stale,
+            )
+        except BaseException as exc:
+            if probing:
+                host.end_probe(exc)
+            raise
+        finally:
+            if probing:
+                host.end_probe(None)
+
+    async def _send(
+        self,
+        host: _HostPool,
+        origin: str,
+        data: bytes,
+        large: memoryview | None,
+        head_method: bool,
+        first: float | None,
+        retry_stale: bool,
+    ) -> HTTPResponse:
         retried = False
         while True:
             conn = host.take() if not retried else None
@@ -998,14 +1123,20 @@ class HTTPPool:
                 conn = await self._acquire(host, retried)
             try:
                 conn.start(data, head_method)
-                if large:
-                    assert view is not None
-                    await conn.send_body(view)
+                if large is not None:
+                    await conn.send_body(large)
+                if first is not None and not host.answered:
+                    conn.expect_first_answer(first, origin)
                 while conn._state == _HEAD:
                     if conn._eof or conn._exc is not None:
                         raise conn._end_error()
                     await conn._arm()
+                conn._stop_first_timer()
+                host.answered = True
             except HTTPConnectionError as exc:
+                conn._stop_first_timer()
+                if conn._got:
+                    host.answered = True
                 stale = conn.reused and not conn._got
                 conn.abort()
                 if (
@@ -1023,6 +1154,7 @@ class HTTPPool:
                     continue
                 raise
             except BaseException:
+                conn._stop_first_timer()
                 conn.abort()
                 raise
             return HTTPResponse(conn)

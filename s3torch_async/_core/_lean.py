@@ -25,6 +25,7 @@ buckets) go to the :class:`~._botocore.BotocoreTransport` it wraps.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -41,6 +42,7 @@ from botocore.utils import get_environ_proxies
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
+from . import _listxml
 from ._botocore import (
     BotocoreTransport,
     check_key_count,
@@ -49,7 +51,7 @@ from ._botocore import (
     restore_status,
     text_of,
 )
-from ._checksum import expected_crc32
+from ._checksum import GET_HEADERS, expected_crc32
 from ._http import HTTPPool, HTTPResponse
 from ._transport import Headers, ObjectBody, Transport
 
@@ -157,20 +159,23 @@ class SigV4Signer:
 
 
 def _epoch_iso(text: str) -> int:
-    # "2026-11-28T20:49:24.000Z" -> seconds; cheaper than strptime per listed key.
-    return calendar.timegm(
-        (
-            int(text[0:4]),
-            int(text[5:7]),
-            int(text[8:10]),
-            int(text[11:13]),
-            int(text[14:16]),
-            int(text[17:19]),
-            0,
-            0,
-            0,
+    # "2026-11-28T20:49:24.000Z" -> seconds; cheaper than strptime per listed key. timegm
+    # is linear in the time of day, so each minute's start is computed once (keys listed
+    # together were mostly written in the same few minutes).
+    minute = text[0:16]
+    start = _minute_starts.get(minute)
+    if start is None:
+        start = calendar.timegm(
+            (int(text[0:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0, 0, 0, 0)
         )
-    )
+        start += int(text[11:13]) * 3600 + int(text[14:16]) * 60
+        if len(_minute_starts) >= 4096:
+            _minute_starts.clear()
+        _minute_starts[minute] = start
+    return start + int(text[17:19])
+
+
+_minute_starts: dict[str, int] = {}
 
 
 def _epoch_http(text: Optional[str]) -> int:
@@ -221,6 +226,8 @@ class LeanTransport(Transport):
         pool_size: Connection pool size.
         connect_timeout: Seconds to connect.
         read_timeout: Seconds without a byte while waiting for a response.
+        first_answer_timeout: Seconds to wait for a host's first response (None: the
+            read timeout); see ``_http.NoResponseError``.
         extra_headers: Headers sent with every request (user agent, request payer).
         unsigned: Send anonymous requests.
         ca_file: CA bundle for HTTPS endpoints (``None``: the system's).
@@ -242,6 +249,7 @@ class LeanTransport(Transport):
         extra_headers: dict[str, str],
         unsigned: bool,
         ca_file: Optional[str] = None,
+        first_answer_timeout: Optional[float] = None,
     ) -> None:
         self._s3 = s3
         self._fallback = fallback
@@ -264,6 +272,7 @@ class LeanTransport(Transport):
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             ssl_context=ssl_context,
+            first_answer_timeout=first_answer_timeout,
         )
 
     def __repr__(self) -> str:
@@ -465,6 +474,19 @@ class LeanTransport(Transport):
                 restore_status=restore_status(h.get("x-amz-restore")),
             )
 
+    async def head_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        base = await self._base(bucket)
+        if base is None:
+            return await self._fallback.head_checksum(bucket, key)
+        headers = dict(GET_HEADERS)
+        resp = await self._send(
+            "HEAD", base, bucket, key, (), headers, None, "HeadObject"
+        )
+        async with resp:
+            if resp.status >= 300:
+                raise client_error(resp.status, b"", resp.headers, "HeadObject")
+            return resp.headers.get("ETag", ""), expected_crc32(resp.headers)
+
     async def list_page(
         self,
         bucket: str,
@@ -648,11 +670,22 @@ def _error_code(body: bytes) -> Optional[str]:
 def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
     """One ListObjectsV2 page, whatever XML namespace the server answers under.
 
+    The usual page is read by ``_listxml.scan``, anything else by ElementTree
+    (:func:`parse_listing_tree`); both give the same result.
+
     Raises:
         ClientError: The body is not XML (HTTP 500, as botocore reports it).
         S3Exception: The body is not a ListBucketResult, or its ``KeyCount`` disagrees with
             the keys and prefixes in it.
     """
+    page = _listxml.scan(body)
+    if page is None:
+        return parse_listing_tree(body)
+    return _listing_result(page)
+
+
+def parse_listing_tree(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
+    """:func:`parse_listing` with ElementTree only (every body XML allows)."""
     try:
         root = ET.fromstring(body)
     except ET.ParseError:
@@ -664,35 +697,68 @@ def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
             "Client error: the ListObjectsV2 response is not a ListBucketResult "
             f"(root element {local_name(root.tag)!r})"
         )
-    fields: dict[str, Optional[str]] = {}
-    contents: list[ET.Element] = []
-    common: list[ET.Element] = []
-    for child in root:
-        name = local_name(child.tag)
-        if name == "Contents":
-            contents.append(child)
-        elif name == "CommonPrefixes":
-            common.append(child)
-        else:
-            fields[name] = child.text
+    return _listing_result(_listxml.tree(root))
+
+
+def _listing_result(page: _listxml.Page) -> tuple[ListObjectResult, Optional[str]]:
+    fields, rows, common = page
     decode: Callable[[str], str] = (
-        unquote_plus if fields.get("EncodingType") == "url" else (lambda s: s)
+        _url_decode if fields.get("EncodingType") == "url" else (lambda s: s)
     )
-    infos = []
-    for item in contents:
-        values = {local_name(c.tag): c.text or "" for c in item}
-        last_modified = values.get("LastModified")
-        infos.append(
-            ObjectInfo(
-                decode(values.get("Key", "")),
-                values.get("ETag", ""),
-                int(values.get("Size") or 0),
-                _epoch_iso(last_modified) if last_modified else 0,
-                values.get("StorageClass"),
-            )
+    infos = [
+        _object_info(
+            decode(key),
+            etag,
+            int(size or 0),
+            _epoch_iso(modified) if modified else 0,
+            storage_class,
         )
-    prefixes = [decode(text_of(p, "Prefix") or "") for p in common]
+        for key, etag, size, modified, storage_class in rows
+    ]
+    prefixes = [decode(p or "") for p in common]
     check_key_count(fields.get("KeyCount"), len(infos), len(prefixes))
     truncated = (fields.get("IsTruncated") or "").lower() == "true"
     token = fields.get("NextContinuationToken") if truncated else None
     return ListObjectResult(infos, prefixes), token
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+_OBJECT_INFO_FIELDS = (
+    "key",
+    "etag",
+    "size",
+    "last_modified",
+    "storage_class",
+    "restore_status",
+)
+if tuple(f.name for f in dataclasses.fields(ObjectInfo)) != _OBJECT_INFO_FIELDS:
+    raise ImportError("_object_info is out of date with ObjectInfo's fields")
+
+
+def _object_info(
+    key: str, etag: str, size: int, last_modified: int, storage_class: Optional[str]
+) -> ObjectInfo:
+    # ObjectInfo(...), a frozen dataclass, sets its six fields one object.__setattr__ at a
+    # time; a listing makes one per key, and setting one __dict__ is about twice as cheap.
+    info: ObjectInfo = _new_object(ObjectInfo)
+    _set_attribute(
+        info,
+        "__dict__",
+        {
+            "key": key,
+            "etag": etag,
+            "size": size,
+            "last_modified": last_modified,
+            "storage_class": storage_class,
+            "restore_status": None,
+        },
+    )
+    return info
+
+
+def _url_decode(text: str) -> str:
+    # unquote_plus, without its cost for the usual key that has nothing to decode
+    if "%" in text or "+" in text:
+        return unquote_plus(text)
+    return text

@@ -1,9 +1,9 @@
 """Sans-I/O planning: pure integer arithmetic behind every S3 transfer.
 
-This module owns the decisions that do not need a network: how requested
-byte ranges are coalesced into ranged GETs, how an object is cut into
-parts, which multipart part size to use, how many bytes may be in flight at
-once, and how many concurrent requests a throughput target calls for.
+This module owns the decisions that do not need a network: how byte ranges
+are grouped into requests and cut into ranged-GET parts, which multipart part
+size to use, how many bytes may be in flight at once, and how many concurrent
+requests a throughput target calls for.
 Everything here is a pure function of integers (plus one tiny state
 machine); it imports only the standard library and performs no I/O.
 """
@@ -11,9 +11,9 @@ machine); it imports only the standard library and performs no I/O.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -23,9 +23,6 @@ TiB = 1024 * GiB
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * GiB
 MAX_PARTS = 10_000
-
-DEFAULT_COALESCE_GAP = 1 * MiB
-DEFAULT_MAX_REQUEST_SIZE = 64 * MiB
 
 #: Parts 1..STREAMING_FIRST_TIER_PARTS of a streaming upload use the base size.
 STREAMING_FIRST_TIER_PARTS = 1000
@@ -38,143 +35,85 @@ MIN_CONCURRENCY = 2
 MAX_CONCURRENCY = 64
 
 
-@dataclass(frozen=True, order=True)
-class ByteRange:
-    """The half-open byte range ``[start, end)``."""
-
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if self.start < 0:
-            raise ValueError(f"start must be >= 0, got {self.start}")
-        if self.end < self.start:
-            raise ValueError(f"end must be >= start ({self.start}), got {self.end}")
-
-    @property
-    def size(self) -> int:
-        """Number of bytes in the range."""
-        return self.end - self.start
-
-    def __len__(self) -> int:
-        return self.end - self.start
+Span = Tuple[int, int]
+"""A half-open byte range ``(start, end)``."""
 
 
-@dataclass(frozen=True)
-class CoalescedRequest:
-    """One ranged GET ``[start, end)`` serving the requested ``members``.
+def split_spans(spans: Iterable[Span], part_size: int) -> Iterator[Span]:
+    """Cut each span into consecutive pieces of ``part_size`` bytes, in order.
 
-    Each member lies inside ``[start, end)``. A requested range that spans
-    several requests appears in each of them as the sub-range that request
-    covers.
-    """
-
-    start: int
-    end: int
-    members: Tuple[ByteRange, ...]
-
-    @property
-    def size(self) -> int:
-        """Number of bytes the request fetches."""
-        return self.end - self.start
-
-
-def _as_range(item: Union[Tuple[int, int], ByteRange], index: int) -> ByteRange:
-    if isinstance(item, ByteRange):
-        return item
-    start, end = item
-    try:
-        return ByteRange(start, end)
-    except ValueError as exc:
-        raise ValueError(f"ranges[{index}] = {item!r}: {exc}") from exc
-
-
-def coalesce_ranges(
-    ranges: Iterable[Union[Tuple[int, int], ByteRange]],
-    *,
-    gap: int = DEFAULT_COALESCE_GAP,
-    max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
-) -> List[CoalescedRequest]:
-    """Plan the ranged GETs that fetch ``ranges``.
-
-    Ranges may come in any order and may overlap or repeat; empty ones are
-    dropped. Sorted neighbours are merged when the hole between them is at
-    most ``gap`` bytes and the merged request stays within
-    ``max_request_size``; a range larger than ``max_request_size`` is split
-    into consecutive pieces.
-
-    Args:
-        ranges: Requested ``(start, end)`` pairs or :class:`ByteRange` objects.
-        gap: Largest hole (in bytes) worth fetching to save a request.
-        max_request_size: Largest span a single request may cover.
-
-    Returns:
-        Requests sorted by offset, pairwise disjoint, each at most
-        ``max_request_size`` bytes, jointly covering every requested byte.
-        Two consecutive requests are either more than ``gap`` bytes apart or
-        too large to merge.
+    The last piece of a span may be shorter; an empty span gives no piece. Every ranged GET
+    a reader sends for more than one part is planned here.
 
     Raises:
-        ValueError: If a range has a negative start or ends before it starts,
-            ``gap`` is negative, or ``max_request_size`` is less than 1.
+        ValueError: ``part_size`` is less than 1, or a span has a negative start or ends
+            before it starts (raised when that span is reached).
     """
-    if gap < 0:
-        raise ValueError(f"gap must be >= 0, got {gap}")
-    if max_request_size < 1:
-        raise ValueError(f"max_request_size must be >= 1, got {max_request_size}")
-    wanted = sorted(
-        {r for r in (_as_range(item, i) for i, item in enumerate(ranges)) if r.size}
-    )
-
-    # Pass 1: plan request spans. Only the part of each range past what is
-    # already planned is new; it either extends the last request or starts
-    # new ones (split at max_request_size).
-    spans: List[List[int]] = []
-    for r in wanted:
-        start = max(r.start, spans[-1][1]) if spans else r.start
-        while start < r.end:
-            if (
-                spans
-                and start - spans[-1][1] <= gap
-                and r.end - spans[-1][0] <= max_request_size
-            ):
-                spans[-1][1] = r.end
-                break
-            end = min(r.end, start + max_request_size)
-            spans.append([start, end])
-            start = end
-
-    # Pass 2: attach each range (clipped) to every request it overlaps.
-    ends = [end for _, end in spans]
-    members: List[Dict[ByteRange, None]] = [{} for _ in spans]
-    for r in wanted:
-        i = bisect_right(ends, r.start)
-        while i < len(spans) and spans[i][0] < r.end:
-            piece = ByteRange(max(r.start, spans[i][0]), min(r.end, spans[i][1]))
-            members[i][piece] = None
-            i += 1
-    return [
-        CoalescedRequest(start, end, tuple(m))
-        for (start, end), m in zip(spans, members)
-    ]
-
-
-def split_parts(size: int, part_size: int) -> List[ByteRange]:
-    """Cut ``[0, size)`` into consecutive ranges of ``part_size`` bytes.
-
-    The last range may be shorter; ``size == 0`` gives no ranges.
-
-    Raises:
-        ValueError: If ``size`` is negative or ``part_size`` is less than 1.
-    """
-    if size < 0:
-        raise ValueError(f"size must be >= 0, got {size}")
     if part_size < 1:
         raise ValueError(f"part_size must be >= 1, got {part_size}")
-    return [
-        ByteRange(start, min(start + part_size, size))
-        for start in range(0, size, part_size)
-    ]
+    for start, end in spans:
+        if start < 0 or end < start:
+            raise ValueError(f"invalid span [{start}, {end})")
+        for piece in range(start, end, part_size):
+            yield piece, min(piece + part_size, end)
+
+
+def group_ranges(ranges: Sequence[Span], max_gap: Union[int, float]) -> List[range]:
+    """Group sorted, disjoint, non-empty ``ranges`` that lie at most ``max_gap`` apart.
+
+    A range joins the group before it when the gap from the previous range's end is at most
+    ``max_gap`` (adjacent ranges always do).
+
+    Returns:
+        The groups as index ranges into ``ranges``, in order (they partition it). A group
+        is fetched with one request covering its gaps.
+
+    Raises:
+        ValueError: ``Invalid range: s-e``, ``Unsorted ranges: a-b and c-d`` or
+            ``Overlapping ranges: a-b and c-d`` (the DCP reader's messages).
+    """
+    if not ranges:
+        return []
+    start, end = ranges[0]
+    if not 0 <= start <= end:
+        raise ValueError(f"Invalid range: {start}-{end}")
+    groups: List[range] = []
+    first = 0
+    for i in range(1, len(ranges)):
+        (prev_start, prev_end), (start, end) = ranges[i - 1], ranges[i]
+        if end <= start:
+            raise ValueError(f"Invalid range: {start}-{end}")
+        if start < prev_end:
+            kind = "Unsorted" if start < prev_start else "Overlapping"
+            raise ValueError(
+                f"{kind} ranges: {prev_start}-{prev_end} and {start}-{end}"
+            )
+        if start - prev_end > max_gap:
+            groups.append(range(first, i))
+            first = i
+    groups.append(range(first, len(ranges)))
+    return groups
+
+
+def pieces_with_data(
+    groups: Iterable[Tuple[Span, Sequence[Span]]], part_size: int
+) -> List[Span]:
+    """Cut each group's span into ``part_size`` pieces, keeping those that hold wanted bytes.
+
+    ``groups`` pairs a request span with the ranges wanted inside it. A group covers its
+    gaps (that is what grouping buys: fewer requests), but a piece lying wholly inside a gap
+    would fetch only bytes nobody reads, so it is dropped.
+    """
+    pieces: List[Span] = []
+    for span, wanted in groups:
+        items = sorted((start, end) for start, end in wanted if end > start)
+        i = 0
+        for start, end in split_spans([span], part_size):
+            while i < len(items) and items[i][1] <= start:
+                i += 1
+            if i < len(items) and items[i][0] < end:
+                pieces.append((start, end))
+    return pieces
 
 
 def _check_part_size(part_size: int) -> None:
@@ -182,33 +121,6 @@ def _check_part_size(part_size: int) -> None:
         raise ValueError(f"part_size must be >= 1, got {part_size}")
     if part_size > MAX_PART_SIZE:
         raise ValueError(f"part_size must be <= {MAX_PART_SIZE}, got {part_size}")
-
-
-def part_size_for(total_size: Optional[int], part_size: int) -> int:
-    """Return the multipart part size for an upload of ``total_size`` bytes.
-
-    The result is at least ``part_size`` and at least :data:`MIN_PART_SIZE`.
-    When ``total_size`` is known and would need more than :data:`MAX_PARTS`
-    parts, the size grows to the smallest multiple of 1 MiB that fits.
-    For an unknown size (``None``) see :func:`part_size_for_part_number`.
-
-    Raises:
-        ValueError: If ``part_size`` is outside ``[1, MAX_PART_SIZE]``,
-            ``total_size`` is negative, or ``total_size`` exceeds
-            ``MAX_PART_SIZE * MAX_PARTS``.
-    """
-    _check_part_size(part_size)
-    size = max(part_size, MIN_PART_SIZE)
-    if total_size is None:
-        return size
-    if total_size < 0:
-        raise ValueError(f"total_size must be >= 0, got {total_size}")
-    if total_size > MAX_PART_SIZE * MAX_PARTS:
-        raise ValueError(
-            f"total_size must be <= {MAX_PART_SIZE * MAX_PARTS}, got {total_size}"
-        )
-    needed = -(-total_size // MAX_PARTS)
-    return max(size, -(-needed // MiB) * MiB)
 
 
 def part_size_for_part_number(part_number: int, part_size: int) -> int:

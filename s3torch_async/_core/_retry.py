@@ -12,7 +12,9 @@ Failures are classified (:func:`classify`) by how likely a retry is to help:
 * ``SLOW``: rarely heals in seconds (DNS failure, connection refused): retried quickly, for
   at most :data:`SLOW_BUDGET` seconds of waiting in total.
 * ``NO_ANSWER``: nothing came back within the connect or read timeout: at most
-  :data:`NO_ANSWER_RETRIES` retries (each costs a full timeout).
+  :data:`NO_ANSWER_RETRIES` retries (each costs a full timeout); an endpoint that has never
+  answered the client (``NoResponseError``, after the short first-answer timeout) gets at
+  most :data:`FIRST_ANSWER_RETRIES`.
 * ``TRANSIENT``: 5xx, throttling, resets, broken bodies: botocore's standard policy
   (exponential backoff with full jitter, base 1 s, capped at 20 s).
 
@@ -41,7 +43,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import SSLError as BotoSSLError
 
-from ._http import StaleConnectionError
+from ._http import NoResponseError, StaleConnectionError
 
 __all__ = ["Attempts", "Failure", "classify", "describe"]
 
@@ -51,6 +53,7 @@ logger = logging.getLogger("s3torch_async.retry")
 MAX_BACKOFF = 20.0
 SLOW_BUDGET = 2.0
 NO_ANSWER_RETRIES = 2
+FIRST_ANSWER_RETRIES = 1
 WARN_FROM = 3
 
 # botocore.retries.standard's classification of service errors, kept identical.
@@ -225,7 +228,10 @@ class Attempts:
             self._slow_waited += delay
         elif kind is Failure.NO_ANSWER:
             self._no_answer += 1
-            if self._no_answer > NO_ANSWER_RETRIES:
+            limit = NO_ANSWER_RETRIES
+            if any(isinstance(e, NoResponseError) for e in _chain(exc)):
+                limit = FIRST_ANSWER_RETRIES
+            if self._no_answer > limit:
                 return False
             delay = random.uniform(0, 0.2)
         elif any(isinstance(e, StaleConnectionError) for e in _chain(exc)):

@@ -25,13 +25,14 @@ from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from .._config import S3ClientConfig
 from .._errors import S3Exception
-from ._planning import concurrency_for
+from ._planning import MAX_WINDOW_ITEMS, concurrency_for
 
 __all__ = [
     "ResolvedSettings",
     "build_aio_config",
     "check_endpoint",
     "client_fingerprint",
+    "first_answer_timeout",
     "make_session",
     "resolve",
     "resolve_endpoint",
@@ -43,8 +44,13 @@ __all__ = [
 CONNECT_TIMEOUT = 10.0
 #: Seconds without a byte from the server before a request fails (``S3TORCH_ASYNC_READ_TIMEOUT``).
 READ_TIMEOUT = 60.0
+#: Seconds to wait for the first response from an endpoint that has not answered the client
+#: yet (``S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT``): a wrong endpoint that accepts connections but
+#: never answers fails in seconds. Once it answered anything, ``READ_TIMEOUT`` applies.
+FIRST_ANSWER_TIMEOUT = 2.0
 CONNECT_TIMEOUT_ENV = "S3TORCH_ASYNC_CONNECT_TIMEOUT"
 READ_TIMEOUT_ENV = "S3TORCH_ASYNC_READ_TIMEOUT"
+FIRST_ANSWER_TIMEOUT_ENV = "S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT"
 # Listing, HEADs and control calls share the pool with data transfers: leave them room.
 _POOL_HEADROOM = 8
 
@@ -112,7 +118,9 @@ class ResolvedSettings:
 
     @property
     def pool_size(self) -> int:
-        return self.max_concurrency * 2 + _POOL_HEADROOM
+        # Room for a full prefetch window of small GETs (one connection each; connections
+        # open only when used) or two transfers' worth of parts, whichever is larger.
+        return max(self.max_concurrency * 2, MAX_WINDOW_ITEMS) + _POOL_HEADROOM
 
 
 def resolve(
@@ -273,6 +281,20 @@ def timeouts(environ: Optional[Mapping[str, str]] = None) -> tuple[float, float]
     )
 
 
+def first_answer_timeout(environ: Optional[Mapping[str, str]] = None) -> float:
+    """Seconds to wait for an endpoint's first response, never more than the read timeout.
+
+    Raises:
+        ValueError: ``S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT`` (or the read timeout variable)
+            is set to something other than a positive number.
+    """
+    env = os.environ if environ is None else environ
+    return min(
+        _seconds(env, FIRST_ANSWER_TIMEOUT_ENV, FIRST_ANSWER_TIMEOUT),
+        _seconds(env, READ_TIMEOUT_ENV, READ_TIMEOUT),
+    )
+
+
 def build_aio_config(
     settings: ResolvedSettings,
     *,
@@ -307,6 +329,7 @@ _CLIENT_ENV = (
     "S3TORCH_ASYNC_FAST_PATH",
     CONNECT_TIMEOUT_ENV,
     READ_TIMEOUT_ENV,
+    FIRST_ANSWER_TIMEOUT_ENV,
     "AWS_REQUEST_CHECKSUM_CALCULATION",
     "AWS_RESPONSE_CHECKSUM_VALIDATION",
     "AWS_PROFILE",

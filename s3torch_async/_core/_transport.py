@@ -106,6 +106,14 @@ class Transport(abc.ABC):
         """HeadObject."""
 
     @abc.abstractmethod
+    async def head_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        """HeadObject with ``x-amz-checksum-mode: ENABLED``.
+
+        Returns:
+            The ETag and the full-object CRC32 (``None``: none that can be checked).
+        """
+
+    @abc.abstractmethod
     async def list_page(
         self,
         bucket: str,

@@ -22,25 +22,34 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from .._user_agent import UserAgent
 from . import _session
-from ._botocore import BotocoreTransport, NoRedirectSession, register_handlers
+from ._botocore import BotocoreTransport, no_redirect_session, register_handlers
 from ._checksum import (
     CREATE_HEADERS,
     GET_HEADERS,
     ChecksumPolicy,
     checksum_mismatch,
     crc32_b64_async,
+    full_object_headers,
     upload_headers,
 )
+from ._interface import RangeMeta
 from ._lean import LeanTransport
 from ._retry import Attempts
 from ._translate import translate
 from ._transport import Transport
-from .writer import AsyncS3Writer
+from .writer import AsyncS3Writer, PartAssembler
 
 if TYPE_CHECKING:
     from .reader import AsyncS3Reader
 
-__all__ = ["AsyncS3Client", "ClientState", "GetResult", "ListObjectsPager", "RangeMeta"]
+__all__ = [
+    "AsyncS3Client",
+    "ClientState",
+    "GetResult",
+    "ListObjectsPager",
+    "ListingCursor",
+    "RangeMeta",
+]
 
 T = TypeVar("T")
 Buffer = Union[bytes, bytearray, memoryview]
@@ -53,15 +62,6 @@ class ClientState(enum.Enum):
     UNOPENED = 1
     OPENED = 2
     CLOSED = 3
-
-
-@dataclass(frozen=True)
-class RangeMeta:
-    """What a ranged read learned: the version read, the object's size and the bytes delivered."""
-
-    etag: str
-    object_size: int
-    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,7 @@ class AsyncS3Client:
     async def _open(self) -> None:
         validate_for_use(self._config)
         connect_timeout, read_timeout = _session.timeouts()
+        first_answer_timeout = _session.first_answer_timeout()
         settings = self._resolved()
         _session.check_endpoint(settings.endpoint)
         session = _session.make_session(settings)
@@ -257,7 +258,7 @@ class AsyncS3Client:
                         settings,
                         connect_timeout=connect_timeout,
                         read_timeout=read_timeout,
-                        http_session_cls=NoRedirectSession,
+                        http_session_cls=no_redirect_session(first_answer_timeout),
                     ),
                 )
             )
@@ -286,6 +287,7 @@ class AsyncS3Client:
                     ca_file=get_cert_path(
                         session.get_config_variable("ca_bundle") or True
                     ),
+                    first_answer_timeout=first_answer_timeout,
                 )
             stack.push_async_callback(transport.aclose)
         except Exception as exc:
@@ -363,7 +365,7 @@ class AsyncS3Client:
             start_after=start_after,
         )
 
-    async def _list_page(
+    async def list_page(
         self,
         bucket: str,
         prefix: str,
@@ -372,6 +374,13 @@ class AsyncS3Client:
         token: Optional[str],
         start_after: str = "",
     ) -> tuple[ListObjectResult, Optional[str]]:
+        """Fetch one ListObjectsV2 page; return it and the token of the next (``None``: last).
+
+        Arguments are not validated here (``list_objects`` does that).
+
+        Raises:
+            S3Exception: The request failed.
+        """
         return await self._call(
             "ListObjectsV2",
             bucket,
@@ -392,6 +401,17 @@ class AsyncS3Client:
         _check_names(bucket, key)
         return await self._call(
             "HeadObject", bucket, key, lambda t: t.head_object(bucket, key)
+        )
+
+    async def object_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        """The object's ETag and full-object CRC32 (``None``: none that can be checked); a HEAD.
+
+        Raises:
+            S3Exception: The HEAD request failed.
+        """
+        _check_names(bucket, key)
+        return await self._call(
+            "HeadObject", bucket, key, lambda t: t.head_checksum(bucket, key)
         )
 
     def get_object(
@@ -445,22 +465,36 @@ class AsyncS3Client:
         view: Union[memoryview, bytearray],
         *,
         if_match: Optional[str] = None,
+        whole: bool = False,
     ) -> RangeMeta:
         """GET ``[start, start + len(view))`` straight into ``view``; resume a broken body.
 
         Fewer bytes than ``len(view)`` are delivered only at the end of the object.
+
+        ``whole`` (with ``start`` 0, for a ``view`` expected to hold the whole object): send
+        a GET without ``Range``, so that S3 reports the object's checksum and the bytes are
+        checked as in :meth:`get_range`; if the object turns out larger than ``view``, the
+        first ``len(view)`` bytes are fetched with a ranged GET instead, unchecked.
 
         Raises:
             S3Exception: The request failed, or the object changed (``if_match``) mid-read.
         """
         _check_names(bucket, key)
         _check_header_value("if_match", if_match, bucket, key)
-        mv = memoryview(view).cast("B")
-        if mv.readonly:
-            raise TypeError("view must be a writable buffer")
-        if len(mv) == 0:
-            raise ValueError("view must not be empty")
-        meta = await self._get_into(bucket, key, start, start + len(mv), mv, if_match)
+        # Every view of the caller's buffer made here is released before returning, also on
+        # failure: a traceback kept in a reference cycle must not pin the buffer (a bytearray
+        # could not be resized until the garbage collector ran).
+        with memoryview(view) as base, base.cast("B") as mv:
+            if mv.readonly:
+                raise TypeError("view must be a writable buffer")
+            if len(mv) == 0:
+                raise ValueError("view must not be empty")
+            if whole and start != 0:
+                raise ValueError(f"whole needs start 0, got {start}")
+            begin = None if whole else start
+            meta = await self._get_into(
+                bucket, key, begin, start + len(mv), mv, if_match
+            )
         assert isinstance(meta, RangeMeta)
         return meta
 
@@ -511,6 +545,15 @@ class AsyncS3Client:
                         continue
                     raise
                 try:
+                    if (
+                        start is None
+                        and view is not None
+                        and body.content_length > len(view)
+                    ):
+                        # Larger than the caller expected (replaced since it learned the
+                        # size): fetch what fits with a range, unchecked, as a ranged read.
+                        start, checked = 0, False
+                        continue
                     if whole:
                         checksum = body.checksum_crc32
                     etag = etag or body.etag
@@ -518,7 +561,8 @@ class AsyncS3Client:
                     if expected is None:
                         expected = body.content_length
                     if view is not None:
-                        received += await body.readinto(view[received:expected])
+                        with view[received:expected] as rest:
+                            received += await body.readinto(rest)
                     else:
                         try:
                             await body.read_chunks(chunks)
@@ -567,6 +611,7 @@ class AsyncS3Client:
         storage_class: Optional[str] = None,
         *,
         if_none_match: bool = False,
+        assembler: Optional[PartAssembler] = None,
     ) -> AsyncS3Writer:
         """Return a writer for ``s3://bucket/key``; no request is sent until data is written.
 
@@ -579,6 +624,8 @@ class AsyncS3Client:
             storage_class: S3 storage class, e.g. ``"STANDARD_IA"``.
             if_none_match: Refuse to overwrite: the commit raises ``S3Exception`` (HTTP 412)
                 if the key already exists.
+            assembler: The part buffers, for a caller that cuts parts itself and feeds them
+                to ``AsyncS3Writer.put_part`` (see ``AsyncS3Writer``).
 
         Raises:
             TypeError: ``bucket`` or ``key`` is not a string.
@@ -587,7 +634,12 @@ class AsyncS3Client:
         _check_names(bucket, key)
         _check_header_value("storage_class", storage_class, bucket, key)
         return AsyncS3Writer(
-            self, bucket, key, storage_class, if_none_match=if_none_match
+            self,
+            bucket,
+            key,
+            storage_class,
+            if_none_match=if_none_match,
+            assembler=assembler,
         )
 
     async def put_object_bytes(
@@ -702,10 +754,13 @@ class AsyncS3Client:
         *,
         if_none_match: bool = False,
         checksums: Optional[Mapping[int, str]] = None,
+        full_crc32: Optional[str] = None,
     ) -> str:
         """Complete a multipart upload from ``(part_number, etag)`` pairs; return the ETag.
 
-        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32).
+        ``checksums`` maps part numbers to their CRC32 (uploads created with CRC32);
+        ``full_crc32`` is the whole object's CRC32 (a FULL_OBJECT upload), which S3 checks
+        against the parts it stored.
 
         Raises:
             ValueError: ``checksums`` lacks one of the parts.
@@ -716,6 +771,8 @@ class AsyncS3Client:
                 raise ValueError(
                     f"checksums lacks parts {missing} of s3://{bucket}/{key}"
                 )
+        _check_header_value("full_crc32", full_crc32, bucket, key)
+        headers = None if full_crc32 is None else full_object_headers(full_crc32)
         return await self._call(
             "CompleteMultipartUpload",
             bucket,
@@ -727,6 +784,7 @@ class AsyncS3Client:
                 parts,
                 if_none_match=if_none_match,
                 checksums=checksums,
+                extra_headers=headers,
             ),
         )
 
@@ -778,8 +836,11 @@ class AsyncS3Client:
         )
 
 
-class ListObjectsPager:
-    """Async iterator over the pages of one listing; resumable from ``continuation_token``.
+class ListingCursor:
+    """Where one listing stands: what is listed and the token of its next page.
+
+    Plain state, no I/O and no client, so it pickles: ``ListObjectsPager`` (async) and the
+    sync ``ListObjectStream`` are both cursors and differ only in how they reach the loop.
 
     Attributes:
         bucket: Bucket being listed.
@@ -793,7 +854,6 @@ class ListObjectsPager:
 
     def __init__(
         self,
-        client: AsyncS3Client,
         bucket: str,
         prefix: str,
         delimiter: str,
@@ -803,22 +863,23 @@ class ListObjectsPager:
         *,
         start_after: str = "",
     ) -> None:
-        self._client = client
-        self.start_after = start_after
         self.bucket = bucket
         self.prefix = prefix
         self.delimiter = delimiter
         self.max_keys = max_keys
         self.continuation_token = continuation_token
         self.complete = complete
+        self.start_after = start_after
 
-    def __aiter__(self) -> ListObjectsPager:
-        return self
+    async def fetch_next(self, client: AsyncS3Client) -> Optional[ListObjectResult]:
+        """Fetch the next page with ``client`` and move past it; ``None`` once complete.
 
-    async def __anext__(self) -> ListObjectResult:
+        Raises:
+            S3Exception: The request failed (the cursor does not move).
+        """
         if self.complete:
-            raise StopAsyncIteration
-        page, token = await self._client._list_page(
+            return None
+        page, token = await client.list_page(
             self.bucket,
             self.prefix,
             self.delimiter,
@@ -828,6 +889,27 @@ class ListObjectsPager:
         )
         self.continuation_token = token
         self.complete = token is None
+        return page
+
+
+class ListObjectsPager(ListingCursor):
+    """Async iterator over the pages of one listing; resumable from ``continuation_token``.
+
+    Build it with :meth:`AsyncS3Client.list_objects`. The arguments after ``client`` and the
+    attributes are those of :class:`ListingCursor`.
+    """
+
+    def __init__(self, client: AsyncS3Client, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client = client
+
+    def __aiter__(self) -> ListObjectsPager:
+        return self
+
+    async def __anext__(self) -> ListObjectResult:
+        page = await self.fetch_next(self._client)
+        if page is None:
+            raise StopAsyncIteration
         return page
 
     async def objects(self) -> AsyncIterator[ObjectInfo]:

@@ -43,6 +43,7 @@ from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, window_items
 from .client import AsyncS3Client
 
 __all__ = [
+    "DeliveryRate",
     "FeedSource",
     "ObjectFetcher",
     "Prefetched",
@@ -389,14 +390,15 @@ class Prefetcher(Generic[T]):
         self._adaptive_cap = adaptive_cap
         # Exponentially weighted means of what the window is sized from.
         self._latency: Optional[float] = None
-        self._interval: Optional[float] = None
+        self._deliveries = DeliveryRate()
         self._mean_cost: Optional[float] = None
-        self._last_delivery: Optional[float] = None
         # Growth on trial: (time, deliveries, rate before, size before) of the last growth.
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
-        self._history: Deque[Tuple[float, int]] = deque(maxlen=64)
+        self._history: Deque[Tuple[float, int]] = deque(
+            maxlen=max(64, adaptive_cap + 1)
+        )
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
@@ -436,24 +438,24 @@ class Prefetcher(Generic[T]):
         Little's law gives the size, but a fetch's duration also grows with the queueing in
         front of a saturated CPU or link, which would inflate the window for nothing. So a
         window only grows on trial: it keeps the larger size when the delivery rate over the
-        next ``max(size, 32)`` deliveries beats the rate before by 10 %, and otherwise goes
-        back and holds for ``20 x size`` deliveries before trying again.
+        next ``max(size, 32)`` deliveries beats the rate over as many deliveries before by
+        10 %, and otherwise goes back and holds for ``20 x size`` deliveries before trying
+        again.
         """
         if not self._adaptive() or not count:
             return
         now = self._loop.time()
-        if self._last_delivery is not None:
-            self._interval = _ewma(self._interval, (now - self._last_delivery) / count)
-        self._last_delivery = now
+        self._deliveries.record(now, count)
         self._total += count
         self._history.append((now, self._total))
-        if self._latency is None or self._interval is None:
+        interval = self._deliveries.interval
+        if self._latency is None or interval is None:
             return
         window = self._window
         current = window.max_items
         target = window_items(
             self._latency,
-            self._interval,
+            interval,
             self._mean_cost or 0.0,
             window.budget_bytes,
             self._floor,
@@ -467,6 +469,13 @@ class Prefetcher(Generic[T]):
             self._trial = None
             rate_after = (self._total - at) / max(now - started, 1e-9)
             if rate_after < rate_before * _TRIAL_GAIN:
+                logger.debug(
+                    "prefetch window %d -> %d items (%.0f/s, not above %.0f/s)",
+                    current,
+                    previous,
+                    rate_after,
+                    rate_before,
+                )
                 window.max_items = previous
                 self._hold_until = self._total + _TRIAL_HOLD * previous
                 return
@@ -475,7 +484,14 @@ class Prefetcher(Generic[T]):
             return
         if self._total < self._hold_until or len(self._history) < 2:
             return
+        # the rate over as many deliveries as the trial will be judged on: a shorter span
+        # would be a burst of items that were ready at once
+        span = max(current, _TRIAL_DELIVERIES)
         first_time, first_total = self._history[0]
+        for then, total in reversed(self._history):
+            if self._total - total >= span:
+                first_time, first_total = then, total
+                break
         if now <= first_time:
             return
         rate_before = (self._total - first_total) / (now - first_time)
@@ -489,6 +505,13 @@ class Prefetcher(Generic[T]):
         )
         window.max_items = min(
             self._adaptive_cap, max(target, min(by_bytes, int(current * 1.5)))
+        )
+        logger.debug(
+            "prefetch window %d -> %d items (fetch %.1f ms, interval %.3f ms)",
+            current,
+            window.max_items,
+            self._latency * 1e3,
+            interval * 1e3,
         )
         self._trial = (now, self._total, rate_before, current)
         self._history.clear()
@@ -630,6 +653,34 @@ _TRIAL_HOLD = 20
 
 def _ewma(mean: Optional[float], sample: float) -> float:
     return sample if mean is None else mean + _EWMA_WEIGHT * (sample - mean)
+
+
+class DeliveryRate:
+    """The recent seconds per delivered item, from deliveries that may come in batches.
+
+    It is the ratio of two running means (seconds between deliveries, items per delivery),
+    so a batch of 16 weighs 16 times one item; a mean of per-batch intervals would let one
+    slow single delivery outweigh a batch and overstate the interval.
+    """
+
+    def __init__(self) -> None:
+        self._last: Optional[float] = None
+        self._seconds: Optional[float] = None
+        self._items: Optional[float] = None
+
+    def record(self, now: float, count: int) -> None:
+        """``count`` items were delivered at time ``now`` (seconds, monotonic)."""
+        if self._last is not None:
+            self._seconds = _ewma(self._seconds, now - self._last)
+            self._items = _ewma(self._items, float(count))
+        self._last = now
+
+    @property
+    def interval(self) -> Optional[float]:
+        """Seconds per item, or ``None`` before two deliveries."""
+        if self._seconds is None or not self._items:
+            return None
+        return self._seconds / self._items
 
 
 # -- whole-object fetches for S3 items --------------------------------------------------------

@@ -18,6 +18,9 @@ This module owns how bytes of one object get from S3 into memory:
 
 Bodies that break mid-transfer are resumed by the client (``get_range_into``) on the
 ``max_attempts`` budget.
+
+A reader that reads the whole object checks it against the object's full-object CRC32, though
+it reads in ranges (``_wholecheck.py``: what is checked, when the error comes, what is not).
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
 import anyio
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
+from ._interface import ReadClient
+from ._object import ObjectVersion
+from ._planning import split_spans
+from ._wholecheck import WholeReadCheck
 
 __all__ = [
     "DEFAULT_WINDOW_BYTES",
@@ -197,7 +201,7 @@ class _Fetcher:
                 self._exhausted = True
                 break
             start, end = span
-            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))
+            task = asyncio.ensure_future(self._reader._fetch_piece(start, end))  # noqa: SLF001 - same module
             task.add_done_callback(_retrieve)
             self._pending.append(_Part(start, end, task))
             self._issued += 1
@@ -256,7 +260,7 @@ class RangeStream:
         max_parts: int,
     ) -> None:
         self._reader = reader
-        pieces = list(_split_spans(spans, reader.part_size))
+        pieces = list(split_spans(spans, reader.part_size))
         self._fetcher = _Fetcher(
             reader,
             iter(pieces),
@@ -281,16 +285,6 @@ class RangeStream:
         self._fetcher.cancel()
 
 
-def _split_spans(
-    spans: Sequence[tuple[int, int]], part_size: int
-) -> Iterator[tuple[int, int]]:
-    for start, end in spans:
-        if start < 0 or end < start:
-            raise ValueError(f"invalid span [{start}, {end})")
-        for piece_start in range(start, end, part_size):
-            yield piece_start, min(piece_start + part_size, end)
-
-
 class AsyncS3Reader:
     """Read-only, seekable view of one S3 object for ``asyncio`` code.
 
@@ -310,17 +304,21 @@ class AsyncS3Reader:
         object_info: Listing or HEAD information; its size saves the size lookup.
         part_size: Size of each ranged GET; defaults to the client's ``part_size``.
         window_bytes: Most bytes the sequential read-ahead keeps in flight.
+        version: What is known of the object's version, shared with the caller: a reader
+            rebuilt for the same object (after a fork) passes the first one's, so it keeps
+            its size and pinned ETag.
     """
 
     def __init__(
         self,
-        client: AsyncS3Client,
+        client: ReadClient,
         bucket: str,
         key: str,
         *,
         object_info: Union[ObjectInfo, HeadObjectResult, None] = None,
         part_size: Optional[int] = None,
         window_bytes: int = DEFAULT_WINDOW_BYTES,
+        version: Optional[ObjectVersion] = None,
     ) -> None:
         if not isinstance(bucket, str) or not bucket:
             raise ValueError(f"bucket must be a non-empty string, got {bucket!r}")
@@ -335,17 +333,21 @@ class AsyncS3Reader:
         self._key = key
         self._part_size = part_size
         self._window_bytes = window_bytes
-        self._size: Optional[int] = None if object_info is None else object_info.size
-        self._etag: Optional[str] = None
+        if version is None:
+            version = ObjectVersion.from_info(object_info)
+        elif object_info is not None:
+            version.learn_size(object_info)
+        self._version = version
         self._pos = 0
         self._last: Optional[Chunk] = None
         self._window: Optional[_Fetcher] = None
         self._closed = False
+        self._whole_check: Optional[WholeReadCheck] = None
 
     # -- properties -------------------------------------------------------------------------
 
     @property
-    def client(self) -> AsyncS3Client:
+    def client(self) -> ReadClient:
         return self._client
 
     @property
@@ -361,14 +363,19 @@ class AsyncS3Reader:
         return self._part_size
 
     @property
+    def version(self) -> ObjectVersion:
+        """The object version being read (shared, updated as responses arrive)."""
+        return self._version
+
+    @property
     def etag(self) -> Optional[str]:
         """The ETag every request is pinned to, once the first response arrived."""
-        return self._etag
+        return self._version.etag
 
     @property
     def known_size(self) -> Optional[int]:
         """The object's size if already known (no request), else ``None``."""
-        return self._size
+        return self._version.size
 
     @property
     def closed(self) -> bool:
@@ -378,13 +385,6 @@ class AsyncS3Reader:
     def last_chunk(self) -> Optional[Chunk]:
         """The part most recently fetched for sequential reading, as ``(start, data)``."""
         return self._last
-
-    def _adopt(self, *, size: Optional[int], etag: Optional[str]) -> None:
-        """Take over what an earlier reader of the same object learned (size, pinned ETag)."""
-        if size is not None:
-            self._size = size
-        if etag is not None:
-            self._etag = etag
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -403,6 +403,8 @@ class AsyncS3Reader:
         """Cancel read-ahead and drop buffers. Idempotent."""
         self._closed = True
         self.forget()
+        if self._whole_check is not None:
+            self._whole_check.close()
 
     def forget(self) -> None:
         """Drop the retained part and cancel read-ahead (the reader stays usable)."""
@@ -423,12 +425,13 @@ class AsyncS3Reader:
         Raises:
             S3Exception: The HEAD request failed.
         """
-        if self._size is None:
-            head = await self._client.head_object(self._bucket, self._key)
-            self._size = head.size
-            if self._etag is None:
-                self._etag = head.etag or None
-        return self._size
+        version = self._version
+        if version.size is not None:
+            return version.size
+        head = await self._client.head_object(self._bucket, self._key)
+        if version.etag is None:
+            version.etag = head.etag or None
+        return version.learn_size(head)
 
     def tell(self) -> int:
         """Return the cursor position."""
@@ -451,17 +454,17 @@ class AsyncS3Reader:
         elif whence == io.SEEK_CUR:
             target = self._pos + offset
         elif whence == io.SEEK_END:
-            if self._size is None:
+            if self._version.size is None:
                 raise ValueError(
                     "SEEK_END needs the object size: pass object_info or await size() first"
                 )
-            target = self._size + offset
+            target = self._version.size + offset
         else:
             raise ValueError("Seek must be passed SEEK_CUR, SEEK_SET, or SEEK_END")
         if target < 0:
             raise ValueError(f"negative seek value {target}")
-        if self._size is not None:
-            target = min(target, self._size)
+        if self._version.size is not None:
+            target = min(target, self._version.size)
         self._pos = target
         return target
 
@@ -478,10 +481,12 @@ class AsyncS3Reader:
         pos = self._pos
         if size == 0:
             return b""
-        if self._size is None and (size is None or size < 0 or size > self._part_size):
+        if self._version.size is None and (
+            size is None or size < 0 or size > self._part_size
+        ):
             await self.chunk_at(pos)  # learn the size before allocating
-        if self._size is not None:
-            want = self._size - pos
+        if self._version.size is not None:
+            want = self._version.size - pos
             if size is not None and size >= 0:
                 want = min(want, size)
         else:
@@ -509,8 +514,8 @@ class AsyncS3Reader:
         return finish_bytes(bio, view, nbytes)
 
     def _clamp(self) -> None:
-        if self._size is not None and self._pos > self._size:
-            self._pos = self._size
+        if self._version.size is not None and self._pos > self._version.size:
+            self._pos = self._version.size
 
     async def readinto(self, buf: WritableBuffer) -> int:
         """Read into ``buf`` from the cursor; return the bytes read (0 at the end).
@@ -519,9 +524,9 @@ class AsyncS3Reader:
             TypeError: ``buf`` is not a writable bytes-like object.
             S3Exception: A request failed or the object changed during the read.
         """
-        view = writable_view(buf)
-        self._check_open()
-        nbytes = await self.read_at(self._pos, view)
+        with writable_view(buf) as view:
+            self._check_open()
+            nbytes = await self.read_at(self._pos, view)
         self._pos += nbytes
         self._clamp()
         return nbytes
@@ -558,7 +563,7 @@ class AsyncS3Reader:
 
     def _seq_spans(self, pos: int) -> Iterator[tuple[int, int]]:
         while True:
-            size = self._size
+            size = self._version.size
             if size is not None and pos >= size:
                 return
             end = pos + self._part_size
@@ -600,7 +605,7 @@ class AsyncS3Reader:
         last = self._last
         if last is not None and last[0] <= pos < last[0] + len(last[1]):
             return last
-        if self._size is not None and pos >= self._size:
+        if self._version.size is not None and pos >= self._version.size:
             return pos, b""
         window = self._window
         if window is None or not window.advance_to(pos):
@@ -625,12 +630,15 @@ class AsyncS3Reader:
         two parts or more is fetched directly into ``buf`` with parallel ranged GETs.
         """
         self._check_open()
-        view = writable_view(buf)
+        with writable_view(buf) as view:
+            return await self._read_at(pos, view)
+
+    async def _read_at(self, pos: int, view: memoryview) -> int:
         end = pos + len(view)
         done = 0
         while True:
-            if self._size is not None:
-                end = min(end, self._size)
+            if self._version.size is not None:
+                end = min(end, self._version.size)
             here = pos + done
             if here >= end:
                 break
@@ -649,7 +657,8 @@ class AsyncS3Reader:
                 if not data:
                     break
                 continue
-            done += await self.read_direct(here, view[done : end - pos])
+            with view[done : end - pos] as rest:
+                done += await self.read_direct(here, rest)
             break
         return done
 
@@ -660,19 +669,23 @@ class AsyncS3Reader:
         retained part are copied rather than fetched again; read-ahead is cancelled.
         """
         self._check_open()
-        view = writable_view(buf)
         if self._window is not None:
             self._window.cancel()
             self._window = None
+        with writable_view(buf) as view:
+            return await self._read_direct(pos, view)
+
+    async def _read_direct(self, pos: int, view: memoryview) -> int:
         total = len(view)
         done = 0
-        if self._size is None and total:
+        if self._version.size is None and total:
             first = min(total, self._part_size)
-            done = await self._get_into(pos, view[:first])
+            with view[:first] as head:
+                done = await self._get_into(pos, head)
             if done < first:
                 return done
-        if self._size is not None:
-            total = max(done, min(total, self._size - pos))
+        if self._version.size is not None:
+            total = max(done, min(total, self._version.size - pos))
         holes = [(pos + done, pos + total)]
         last = self._last
         if last is not None:
@@ -681,12 +694,17 @@ class AsyncS3Reader:
             hi = min(pos + total, last[0] + len(last[1]))
             if lo < hi:
                 view[lo - pos : hi - pos] = last[1][lo - last[0] : hi - last[0]]
-        pieces = list(_split_spans(holes, self._part_size))
-        jobs = [
-            _bind(self._get_into, start, view[start - pos : stop - pos])
-            for start, stop in pieces
-        ]
-        got = await _gather_bounded(jobs, self._client.max_concurrency)
+        pieces = list(split_spans(holes, self._part_size))
+        slices = [view[start - pos : stop - pos] for start, stop in pieces]
+        try:
+            jobs = [
+                _bind(self._get_into, start, piece)
+                for (start, _), piece in zip(pieces, slices)
+            ]
+            got = await _gather_bounded(jobs, self._client.max_concurrency)
+        finally:
+            for piece in slices:  # every job has ended (the task group waited)
+                piece.release()
         for (start, stop), nbytes in zip(pieces, got):
             if nbytes < stop - start:
                 raise S3Exception(
@@ -710,41 +728,64 @@ class AsyncS3Reader:
         return finish_bytes(bio, view, nbytes)
 
     async def _get_into(self, start: int, view: memoryview) -> int:
+        whole = False
+        if start == 0 and self._whole_check is None:
+            whole = await self._begin_whole_check(len(view))
+        if self._whole_check is not None:
+            self._whole_check.issued(start, len(view))
         try:
             meta = await self._client.get_range_into(
-                self._bucket, self._key, start, view, if_match=self._etag
+                self._bucket,
+                self._key,
+                start,
+                view,
+                if_match=self._version.etag,
+                whole=whole,
             )
         except S3Exception as exc:
             if exc.status != 416:
                 raise
             # Range not satisfiable: the request started at or past the end.
-            if self._size is None and start == 0:
-                self._size = 0
-            elif self._size is None:
+            if self._version.size is None and start == 0:
+                self._version.size = 0
+            elif self._version.size is None:
                 await self.size()
-            if self._size is not None and start >= self._size:
+            if self._version.size is not None and start >= self._version.size:
                 return 0
             raise
         self._learn(meta.etag, meta.object_size)
+        check = self._whole_check
+        if check is not None:
+            piece = view[: meta.nbytes]
+            try:
+                await check.record(start, piece, self._version.size, self._version.etag)
+            except S3Exception:
+                self._last = (
+                    None  # a repeated read fetches (and checks) every byte again
+                )
+                raise
+            finally:
+                piece.release()  # no export left behind: finish_bytes can adopt the buffer
         return meta.nbytes
 
+    async def _begin_whole_check(self, nbytes: int) -> bool:
+        """Prepare checking a read that begins with a GET of ``nbytes`` at offset 0.
+
+        Returns whether that GET holds the whole object: it then goes without ``Range``, so
+        that S3 sends the checksum with it. Otherwise the ranges this reader receives are
+        checked together once they cover the object (:class:`WholeReadCheck`).
+        """
+        if not (await self._client.checksum_policy()).validate or self._closed:
+            return False
+        size = self._version.size
+        if size is not None and 0 < size <= nbytes:
+            return True
+        if self._whole_check is None:
+            self._whole_check = WholeReadCheck(self._client, self._bucket, self._key)
+        return False
+
     def _learn(self, etag: str, object_size: int) -> None:
-        if etag:
-            if self._etag is None:
-                self._etag = etag
-            elif etag != self._etag:
-                raise S3Exception(
-                    f"Service error: GetObject s3://{self._bucket}/{self._key} failed: "
-                    f"PreconditionFailed (HTTP 412): the object changed while it was read "
-                    f"(ETag {etag}, expected {self._etag})",
-                    bucket=self._bucket,
-                    key=self._key,
-                    operation="GetObject",
-                    code="PreconditionFailed",
-                    status=412,
-                )
-        if object_size >= 0:
-            self._size = object_size
+        self._version.observe(etag, object_size, bucket=self._bucket, key=self._key)
 
 
 def _bind(

@@ -12,8 +12,10 @@ Nothing becomes visible before the commit. An error from any request, an excepti
 that cleanup runs shielded from cancellation, so no multipart upload is left pending.
 
 Integrity: unless the checksum policy says ``when_required``, the multipart upload is created
-with ``ChecksumAlgorithm=CRC32``, each part carries its CRC32 (hashed on a worker thread while
-earlier parts upload) and the commit lists them; a single PutObject carries its CRC32 too.
+with ``ChecksumAlgorithm=CRC32`` and ``ChecksumType=FULL_OBJECT``, each part carries its CRC32
+(hashed on a worker thread while earlier parts upload) and the commit lists them together with
+the whole object's CRC32, combined from the parts' (so the object can be checked whole when it
+is read back); a single PutObject carries its CRC32 too.
 
 Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
 zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
@@ -29,15 +31,13 @@ import mmap
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
+from typing import Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
-from ._checksum import crc32_b64_async, crc32_combine, crc32_to_b64
+from ._checksum import crc32_b64_async, crc32_combine, crc32_from_b64, crc32_to_b64
+from ._interface import WriteClient
 from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
-
-if TYPE_CHECKING:
-    from .client import AsyncS3Client
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
@@ -105,19 +105,11 @@ class PartAssembler:
         self._free: deque[mmap.mmap] = deque()
         self._fill: Optional[mmap.mmap] = None
         self._fill_len = 0
-        # CRC-32 of the current part so far, while every piece came with its CRC.
-        self._fill_crc: Optional[int] = None
         self.held: Optional[memoryview] = None
-        self.held_crc: Optional[int] = (
-            None  #: CRC-32 of ``held``, if its feeders gave it
-        )
         self.parts = 0  #: full parts cut so far
 
-    def feed(self, view: memoryview, pos: int, crc: Optional[int] = None) -> int:
+    def feed(self, view: memoryview, pos: int) -> int:
         """Copy ``view[pos:]`` into the current part until it is full; return the new ``pos``.
-
-        ``crc`` is the CRC-32 of all of ``view``, if the caller knows it: when every piece of a
-        part is whole and comes with one, the part's CRC is known without reading it again.
 
         Raises:
             S3Exception: The object would need more than 10,000 parts.
@@ -128,27 +120,14 @@ class PartAssembler:
         if fill is None:
             fill = self._fill = self._take(part_capacity(self.parts + 1, self._base))
             self._fill_len = 0
-            self._fill_crc = 0
         take = min(len(view) - pos, len(fill) - self._fill_len)
         fill[self._fill_len : self._fill_len + take] = view[pos : pos + take]
         self._fill_len += take
-        if self._fill_crc is not None:
-            if crc is not None and pos == 0 and take == len(view):
-                self._fill_crc = crc32_combine(self._fill_crc, crc, take)
-            else:
-                self._fill_crc = None
         if self._fill_len == len(fill):
             self.held = memoryview(fill)
-            self.held_crc = self._fill_crc
             self._fill = None
             self.parts += 1
         return pos + take
-
-    def room(self) -> int:
-        """Bytes the next ``feed`` can put into the current (or next) part."""
-        if self._fill is not None:
-            return len(self._fill) - self._fill_len
-        return part_capacity(self.parts + 1, self._base)
 
     def take_held(self) -> memoryview:
         """The held full part; the caller now owns it (and recycles it once uploaded)."""
@@ -237,16 +216,21 @@ class AsyncS3Writer:
         storage_class: S3 storage class, e.g. ``"STANDARD_IA"``.
         if_none_match: Create only: the commit fails with ``S3Exception`` (HTTP 412) if the key
             already exists.
+        assembler: Where ``write()`` buffers parts and where uploaded parts' buffers return;
+            by default one sized by the client's ``part_size``, made on the first write. A
+            caller that cuts parts itself (the sync ``S3Writer``) passes its own and feeds
+            full parts to :meth:`put_part`.
     """
 
     def __init__(
         self,
-        client: AsyncS3Client,
+        client: WriteClient,
         bucket: str,
         key: str,
         storage_class: Optional[str] = None,
         *,
         if_none_match: bool = False,
+        assembler: Optional[PartAssembler] = None,
     ) -> None:
         self._client = client
         self.bucket = bucket
@@ -255,7 +239,7 @@ class AsyncS3Writer:
         self.if_none_match = if_none_match
         self._state = _State.OPEN
         self._position = 0
-        self._assembler: Optional[PartAssembler] = None
+        self._assembler = assembler
         self._parts_sent = 0
         self._create_task: Optional[asyncio.Task[str]] = None
         self._upload_id: Optional[str] = None
@@ -264,6 +248,7 @@ class AsyncS3Writer:
         self._etags: dict[int, str] = {}
         # Part CRC32s, when the upload was created with ChecksumAlgorithm=CRC32.
         self._crcs: Optional[dict[int, str]] = None
+        self._part_sizes: dict[int, int] = {}
         self._error: Optional[S3Exception] = None
         self._abort_task: Optional[asyncio.Task[None]] = None
         self._close_lock: Optional[asyncio.Lock] = None
@@ -342,13 +327,10 @@ class AsyncS3Writer:
         self._position += size
         return size
 
-    async def _put_part(
-        self, data: memoryview, *, last: bool = False, crc: Optional[int] = None
-    ) -> None:
+    async def _put_part(self, data: memoryview, *, last: bool = False) -> None:
         """Upload ``data`` as the next part (``last``: the final one). Waits for a window slot.
 
-        Callers hand over ownership of ``data`` (it is not copied); ``crc``, its CRC-32 if
-        known, saves hashing it again.
+        Callers hand over ownership of ``data`` (it is not copied).
         """
         self._check_open()
         if not last and len(data) < MIN_PART_SIZE:
@@ -368,7 +350,7 @@ class AsyncS3Writer:
             self._window.release()
             raise self._error
         self._parts_sent += 1
-        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data, crc))
+        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -382,20 +364,15 @@ class AsyncS3Writer:
             checksum_algorithm=None if self._crcs is None else "CRC32",
         )
 
-    async def _upload_part(
-        self, part_number: int, data: memoryview, known_crc: Optional[int] = None
-    ) -> None:
+    async def _upload_part(self, part_number: int, data: memoryview) -> None:
         assert self._upload_id is not None
         assert self._window is not None
         try:
             crc: Optional[str] = None
             if self._crcs is not None:
-                if known_crc is not None:
-                    crc = crc32_to_b64(known_crc)
-                else:
-                    # On a worker thread for full parts: overlaps the parts uploading.
-                    crc = await crc32_b64_async(data)
-                self._crcs[part_number] = crc
+                # On a worker thread for full parts: overlaps the parts already uploading.
+                crc = self._crcs[part_number] = await crc32_b64_async(data)
+                self._part_sizes[part_number] = len(data)
             etag = await self._client.upload_part(
                 self.bucket,
                 self.key,
@@ -432,28 +409,42 @@ class AsyncS3Writer:
             S3Exception: An upload request failed; the upload was aborted and no object was
                 written (an existing object is kept).
         """
-        await self._close_with(None)
+        await self.commit(None)
 
-    async def _close_with(self, pieces: Optional[Sequence[memoryview]]) -> None:
-        """Commit; ``pieces`` (owned, all but the last full parts) replace the own buffers."""
+    async def commit(self, tail: Optional[Sequence[memoryview]] = None) -> None:
+        """Upload ``tail`` and commit the object; idempotent once committed or aborted.
+
+        ``tail`` is the data not yet handed to :meth:`put_part`, as buffers the writer now owns
+        (all but the last must be full parts); ``None`` takes it from the assembler.
+
+        Raises:
+            S3Exception: An upload request failed; the upload was aborted and no object was
+                written (an existing object is kept).
+        """
         if self._close_lock is None:
             self._close_lock = asyncio.Lock()
         async with self._close_lock:
             if self._state in (_State.COMMITTED, _State.ABORTED):
                 return
             await self._check_usable()
-            if pieces is None:
-                pieces = [] if self._assembler is None else self._assembler.drain()
-            await self._commit(pieces)
+            if tail is None:
+                tail = [] if self._assembler is None else self._assembler.drain()
+            await self._commit(tail)
 
-    async def _put_owned(self, data: memoryview, crc: Optional[int] = None) -> None:
-        """Upload ``data``, a full part owned by the caller, as the next part (sync writer).
+    async def put_part(self, data: memoryview) -> None:
+        """Upload ``data``, a full part the writer now owns, as the next part.
 
-        ``crc`` is its CRC-32 when the caller knows it.
+        For callers that cut parts themselves; returns once the part is queued (it uploads in
+        the background, at most ``max_concurrency`` at a time). Its buffer goes back to the
+        assembler after a successful upload.
+
+        Raises:
+            S3Exception: This or an earlier part failed; the upload was aborted.
+            ValueError: The writer is closed, or ``data`` is smaller than S3's minimum part.
         """
         await self._check_usable()
         try:
-            await self._put_part(data, crc=crc)
+            await self._put_part(data)
         except BaseException as exc:
             await self._fail(exc)
             raise
@@ -496,12 +487,24 @@ class AsyncS3Writer:
                         parts,
                         if_none_match=self.if_none_match,
                         checksums=self._crcs,
+                        full_crc32=self._full_crc32(),
                     )
                 )
         except BaseException as exc:
             await self._fail(exc)
             raise
         self._state = _State.COMMITTED
+
+    def _full_crc32(self) -> Optional[str]:
+        """The whole object's CRC32, combined from the parts' (``None`` without checksums)."""
+        if self._crcs is None:
+            return None
+        total = 0
+        for number in range(1, self._parts_sent + 1):
+            part = crc32_from_b64(self._crcs[number])
+            assert part is not None  # computed here
+            total = crc32_combine(total, part, self._part_sizes[number])
+        return crc32_to_b64(total)
 
     async def _final(self, request: Awaitable[T]) -> T:
         """Send the committing request and learn its outcome even if we are cancelled.

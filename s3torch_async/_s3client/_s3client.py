@@ -8,18 +8,20 @@ and never pickled.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
 
+from .._bridge import Bridge
 from .._config import S3ClientConfig
+from .._core._object import ObjectVersion
 from .._core._session import client_fingerprint
-from .._core.client import AsyncS3Client, GetResult
+from .._core.client import AsyncS3Client, ListingCursor
 from .._errors import S3Exception
 from .._runner import get_runner
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from .._uri import validate_bucket_key
 from .._user_agent import UserAgent
-from ..s3writer import S3Writer
+from ..s3writer import PutObjectStream, S3Writer
 
 if TYPE_CHECKING:
     from ..s3reader import S3Reader
@@ -71,6 +73,7 @@ class S3Client:
         self._endpoint = endpoint
         self._user_agent = user_agent or UserAgent()
         self._s3client_config = s3client_config or S3ClientConfig()
+        self._bridge = Bridge(self._async_client)
 
     # -- reference properties ---------------------------------------------------------------
 
@@ -93,6 +96,11 @@ class S3Client:
     def user_agent_prefix(self) -> str:
         """The user-agent prefix sent with every request."""
         return self._user_agent.prefix
+
+    @property
+    def bridge(self) -> Bridge:
+        """How this client's sync objects reach the event loop (internal to the package)."""
+        return self._bridge
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -119,16 +127,6 @@ class S3Client:
             s3client_config=self._s3client_config,
             user_agent=self._user_agent,
         )
-
-    async def _with_client(
-        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]
-    ) -> T:
-        return await fn(self._async_client(), *args)
-
-    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(async_client, *args)`` on the loop thread and return the result."""
-        result: T = get_runner().run(self._with_client, fn, args)
-        return result
 
     # -- operations -------------------------------------------------------------------------
 
@@ -171,7 +169,7 @@ class S3Client:
             bucket, key, object_info, reader_constructor, _GetStream(self, bucket, key)
         )
 
-    def _get_object_prefetched(
+    def get_prefetched_object(
         self,
         bucket: str,
         key: str,
@@ -230,7 +228,11 @@ class S3Client:
         """
         logger.debug("PutObject s3://%s/%s", bucket, key)
         validate_bucket_key(bucket, key)
-        return S3Writer._for_client(self, bucket, key, storage_class)
+        return S3Writer(
+            PutObjectStream(
+                self._bridge, self._s3client_config, bucket, key, storage_class
+            )
+        )
 
     def list_objects(
         self, bucket: str, prefix: str = "", delimiter: str = "", max_keys: int = 1000
@@ -251,7 +253,7 @@ class S3Client:
             S3Exception: ``Service error: The object was not found`` for a missing object.
         """
         logger.debug("HeadObject s3://%s/%s", bucket, key)
-        return self._run(AsyncS3Client.head_object, bucket, key)
+        return self._bridge.head_object(bucket, key)
 
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete an object (a missing key is not an error).
@@ -260,7 +262,7 @@ class S3Client:
             S3Exception: ``Service error: The bucket does not exist`` for a missing bucket.
         """
         logger.debug("DeleteObject s3://%s/%s", bucket, key)
-        self._run(AsyncS3Client.delete_object, bucket, key)
+        self._bridge.delete_object(bucket, key)
 
     def copy_object(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
@@ -277,7 +279,7 @@ class S3Client:
             dst_bucket,
             dst_key,
         )
-        self._run(AsyncS3Client.copy_object, src_bucket, src_key, dst_bucket, dst_key)
+        self._bridge.copy_object(src_bucket, src_key, dst_bucket, dst_key)
 
 
 def _validate_listing(bucket: Any, prefix: Any, delimiter: Any, max_keys: Any) -> None:
@@ -331,8 +333,8 @@ class PrefetchedObject(NamedTuple):
 class _GetStream:
     """The ``get_stream(start=None, end=None)`` callable handed to reader constructors.
 
-    Besides the reference's stream it exposes ``client``, ``bucket`` and ``key`` so this
-    package's readers can run the async core directly (parallel ranged GETs into buffers),
+    Besides the reference's stream it exposes ``client``, ``bridge``, ``bucket`` and ``key`` so
+    this package's readers can run the async core directly (parallel ranged GETs into buffers),
     ``prefetched`` (the object's bytes, already downloaded: readers then send no request) and
     ``part_size`` (ranged-GET size for reads; ``None`` means the client's ``part_size``).
     """
@@ -347,6 +349,7 @@ class _GetStream:
         part_size: Optional[int] = None,
     ) -> None:
         self.client, self.bucket, self.key = client, bucket, key
+        self.bridge = client.bridge
         self.prefetched = prefetched
         self.part_size = part_size
 
@@ -362,7 +365,19 @@ class _GetStream:
     def __call__(
         self, start: Optional[int] = None, end: Optional[int] = None
     ) -> GetObjectStream:
-        return self.client._get_object_stream(self.bucket, self.key, start, end)
+        # The reference's request hook: users patch it to trace or count requests.
+        return self.client._get_object_stream(self.bucket, self.key, start, end)  # noqa: SLF001 - the reference's hook
+
+    def is_untouched(self, stream: Any, start: int, end: int) -> bool:
+        """Whether ``stream`` is the client's own lazy stream of ``[start, end)``, unread.
+
+        A reader then fetches the range itself (parallel parts) instead of iterating it.
+        """
+        return (
+            type(stream) is GetObjectStream
+            and stream.opened_by(self.client, self.bucket, self.key, end)
+            and stream.tell() == start
+        )
 
 
 class GetObjectStream:
@@ -386,21 +401,30 @@ class GetObjectStream:
         self.key = key
         self._pos = start or 0
         self._end = end if start is not None else None
-        self._etag: Optional[str] = None
-        self._size: Optional[int] = None
+        self._version = ObjectVersion()
         self._done = False
 
     def tell(self) -> int:
         """Offset of the next byte this stream yields."""
         return self._pos
 
+    def opened_by(self, client: S3Client, bucket: str, key: str, end: int) -> bool:
+        """Whether ``client`` opened this stream on ``s3://bucket/key`` up to ``end``."""
+        return (
+            self._client is client
+            and self.bucket == bucket
+            and self.key == key
+            and self._end == end
+        )
+
     def __iter__(self) -> GetObjectStream:
         return self
 
     def __next__(self) -> bytes:
-        limit = self._end if self._end is not None else self._size
-        if limit is not None:
-            limit = min(limit, self._size) if self._size is not None else limit
+        size = self._version.size
+        limit = self._end if self._end is not None else size
+        if limit is not None and size is not None:
+            limit = min(limit, size)
         if self._done or (limit is not None and self._pos >= limit):
             self._done = True
             raise StopIteration
@@ -408,16 +432,17 @@ class GetObjectStream:
         if limit is not None:
             stop = min(stop, limit)
         try:
-            result: GetResult = self._client._run(
-                _get_pinned, self.bucket, self.key, self._pos, stop, self._etag
+            result = self._client.bridge.get_range(
+                self.bucket, self.key, self._pos, stop, self._version.etag
             )
         except S3Exception as exc:
             if exc.status == 416 and self._pos == 0:  # empty object
                 self._done = True
                 raise StopIteration from None
             raise
-        self._etag = result.etag
-        self._size = result.object_size
+        self._version.observe(
+            result.etag, result.object_size, bucket=self.bucket, key=self.key
+        )
         self._pos += len(result.data)
         if not result.data:
             self._done = True
@@ -425,18 +450,7 @@ class GetObjectStream:
         return result.data
 
 
-async def _get_pinned(
-    client: AsyncS3Client,
-    bucket: str,
-    key: str,
-    start: int,
-    end: int,
-    etag: Optional[str],
-) -> GetResult:
-    return await client.get_range(bucket, key, start, end, if_match=etag)
-
-
-class ListObjectStream:
+class ListObjectStream(ListingCursor):
     """Lazy, picklable iterator over listing pages; a pickled stream resumes at the next page.
 
     Attributes:
@@ -458,39 +472,16 @@ class ListObjectStream:
         continuation_token: Optional[str] = None,
         complete: bool = False,
     ) -> None:
+        super().__init__(
+            bucket, prefix, delimiter, max_keys, continuation_token, complete
+        )
         self._client = client
-        self.bucket = bucket
-        self.prefix = prefix
-        self.delimiter = delimiter
-        self.max_keys = max_keys
-        self.continuation_token = continuation_token
-        self.complete = complete
 
     def __iter__(self) -> Iterator[ListObjectResult]:
         return self
 
     def __next__(self) -> ListObjectResult:
-        if self.complete:
+        page = self._client.bridge.list_page(self)
+        if page is None:
             raise StopIteration
-        page, token = self._client._run(
-            _list_page,
-            self.bucket,
-            self.prefix,
-            self.delimiter,
-            self.max_keys,
-            self.continuation_token,
-        )
-        self.continuation_token = token
-        self.complete = token is None
         return page
-
-
-async def _list_page(
-    client: AsyncS3Client,
-    bucket: str,
-    prefix: str,
-    delimiter: str,
-    max_keys: int,
-    token: Optional[str],
-) -> tuple[ListObjectResult, Optional[str]]:
-    return await client._list_page(bucket, prefix, delimiter, max_keys, token)

@@ -15,7 +15,8 @@ Anything unexpected raises :class:`UnsupportedFormat`, and the caller falls back
 :func:`save_tensor` writes the same bytes as ``torch.save(tensor, stream)``: torch's own
 ``_save`` produces the records (pickle, version markers, storage), this module lays out the
 zip container as torch's writer does. The difference is the CRC-32 of each record: torch's
-writer computes it holding the GIL, at a fraction of the speed of ``zlib.crc32``, which
+writer computes it holding the GIL, at a fraction of the speed of the package's CRC-32
+(``_core._checksum.crc32``: ISA-L with the ``fast-crc`` extra, else ``zlib.crc32``), which
 releases it, so the upload threads keep running while a checkpoint is serialised.
 """
 
@@ -31,13 +32,12 @@ import struct
 import sys
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass
 from typing import IO, Any, List, Optional, Tuple
 
 import torch
 
-from .._core._checksum import crc32_combine
+from .._core._checksum import crc32
 
 __all__ = [
     "PREFIX_LIMIT",
@@ -416,43 +416,24 @@ def _template() -> _Template:
 
 
 class _ZipWriter:
-    """Lays out records as torch's zip writer does: stored, 64-byte aligned, descriptors.
-
-    On an ``S3Writer`` every write carries its CRC-32, cut where the upload's parts end, so the
-    upload's part checksums come from the CRCs computed here instead of a second pass.
-    """
+    """Lays out records as torch's zip writer does: stored, 64-byte aligned, descriptors."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._pos = 0
         self._entries: List[Tuple[bytes, int, int, int]] = []
-        self._write_crc = getattr(stream, "_write_with_crc32", None)
-        self._room = getattr(stream, "_part_room", None)
 
-    def _write(self, data: Any, crc: Optional[int] = None) -> None:
-        if self._write_crc is None:
-            self._stream.write(data)
-        else:
-            self._write_crc(data, zlib.crc32(data) if crc is None else crc)
+    def _write(self, data: Any) -> None:
+        self._stream.write(data)
         self._pos += len(data)
 
     def _payload(self, payload: memoryview) -> int:
-        """Write ``payload``; return its CRC-32."""
+        """Write ``payload`` a chunk at a time; return its CRC-32."""
         crc = 0
-        at, size = 0, len(payload)
-        while at < size:
-            room = self._room() if self._room is not None else None
-            n = min(_CHUNK, size - at, room or _CHUNK)
-            chunk = payload[at : at + n]
-            if self._write_crc is None:
-                crc = zlib.crc32(chunk, crc)
-                self._stream.write(chunk)
-                self._pos += n
-            else:
-                chunk_crc = zlib.crc32(chunk)
-                crc = crc32_combine(crc, chunk_crc, n)
-                self._write(chunk, chunk_crc)
-            at += n
+        for at in range(0, len(payload), _CHUNK):
+            chunk = payload[at : at + _CHUNK]
+            crc = crc32(chunk, crc)
+            self._write(chunk)
         return crc
 
     def record(self, name: str, payload: memoryview) -> None:

@@ -487,7 +487,7 @@ class S3StorageWriter(FileSystemWriter):
             S3Exception: A data file could not be written. The files this rank wrote for this
                 save are deleted (no committed checkpoint refers to them).
         """
-        tracker = self.fs._writes
+        tracker = self.fs._writes  # noqa: SLF001 - same module
         tracker.reset()
         results: List[WriteResult] = []
         try:
@@ -559,7 +559,7 @@ class S3StorageWriter(FileSystemWriter):
         base = _path_to_str(self.path).rstrip("/")
         for folder in sorted({posixpath.dirname(name) for name in names}):
             bucket, prefix = parse_s3_uri(posixpath.join(base, folder, ""))
-            listing = self.fs._client.list_objects(bucket, prefix, delimiter="/")
+            listing = self.fs._client.list_objects(bucket, prefix, delimiter="/")  # noqa: SLF001 - same module
             for page in listing:
                 for info in page.object_info:
                     name = info.key[len(prefix) :]
@@ -643,7 +643,7 @@ class S3StorageReader(FileSystemReader):
     def _reader_constructor(self) -> ReaderConstructor:
         # The file system's, so that a replaced ``fs`` (the reference's endpoint workaround)
         # receives the ranges its readers need.
-        return self.fs._reader_constructor
+        return self.fs._reader_constructor  # noqa: SLF001 - same module
 
     def prepare_local_plan(self, plan: LoadPlan) -> LoadPlan:
         """Sort the plan's items by storage offset and inject their ranges into the reader.

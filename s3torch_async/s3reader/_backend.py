@@ -3,8 +3,9 @@
 A reader is handed ``get_stream`` by ``S3Client.get_object``. This module duck-types it:
 
 * ``get_stream.prefetched`` set: the whole object is already in memory; no request is sent.
-* ``get_stream.client._run`` present (this package's ``_GetStream``): an ``AsyncS3Reader`` runs
-  on the runner's loop, and every call crosses threads once per part, not once per read.
+* ``get_stream.bridge`` is a ``Bridge`` (this package's ``_GetStream``): an ``AsyncS3Reader``
+  runs on the runner's loop behind a ``ReaderHandle``, and every call crosses threads once per
+  part, not once per read.
 * anything else (a user's ``get_stream(start=None, end=None)`` returning an iterator of
   ``bytes``): plain iteration, one stream per request, as the reference does.
 
@@ -18,8 +19,10 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any, Callable, List, Optional, Protocol, Tuple, Union
 
-from .._core.reader import AsyncS3Reader, RangeStream, writable_view
-from .._runner import get_runner
+from .._bridge import Bridge
+from .._core._object import ObjectVersion
+from .._core._planning import pieces_with_data
+from .._core.reader import writable_view
 from .._types import HeadObjectResult, ObjectInfo
 
 logger = logging.getLogger(__name__)
@@ -46,11 +49,12 @@ class PieceStream(Protocol):
 class Backend(Protocol):
     """Positional access to one object's bytes.
 
-    ``size`` is the object's size once known (``None`` before). ``learns_size`` says whether
-    reads reveal it (ranged GETs do: ``Content-Range``).
+    ``version`` is the reader's own ``ObjectVersion`` (the same instance): what the backend
+    learns (size, pinned ETag) the reader sees. ``learns_size`` says whether reads reveal the
+    size (ranged GETs do: ``Content-Range``).
     """
 
-    size: Optional[int]
+    version: ObjectVersion
     learns_size: bool
 
     def chunk_at(self, pos: int) -> Chunk: ...
@@ -67,25 +71,19 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-    def pinned_etag(self) -> Optional[str]: ...
 
-
-def make_backend(
-    get_stream: Any, size: Optional[int], etag: Optional[str] = None
-) -> Backend:
+def make_backend(get_stream: Any, version: ObjectVersion) -> Backend:
     """Pick the backend for ``get_stream`` (see the module docstring)."""
     prefetched = getattr(get_stream, "prefetched", None)
     if prefetched is not None:
-        return PrefetchedBackend(prefetched.data, prefetched.etag)
-    client = getattr(get_stream, "client", None)
+        return PrefetchedBackend(prefetched.data, prefetched.etag, version)
     if (
-        client is not None
-        and callable(getattr(client, "_run", None))
+        isinstance(getattr(get_stream, "bridge", None), Bridge)
         and isinstance(getattr(get_stream, "bucket", None), str)
         and isinstance(getattr(get_stream, "key", None), str)
     ):
-        return CoreBackend(get_stream, size, etag)
-    return StreamBackend(get_stream, size)
+        return CoreBackend(get_stream, version)
+    return StreamBackend(get_stream, version)
 
 
 def covers(chunk: Optional[Chunk], pos: int) -> bool:
@@ -97,90 +95,56 @@ def _nbytes(data: Data) -> int:
 
 
 def group_pieces(groups: Sequence[Group], part_size: int) -> List[Span]:
-    """Cut each group into ``part_size`` pieces, dropping pieces that hold no item bytes.
-
-    A group covers its gaps (that is what coalescing buys: fewer requests), but a piece that
-    lies wholly inside a gap would fetch only bytes nobody reads.
-    """
-    pieces: List[Span] = []
-    for group in groups:
-        items = sorted((r.start, r.end) for r in group.item_ranges if r.end > r.start)
-        i = 0
-        for start in range(group.start, group.end, part_size):
-            end = min(start + part_size, group.end)
-            while i < len(items) and items[i][1] <= start:
-                i += 1
-            if i < len(items) and items[i][0] < end:
-                pieces.append((start, end))
-    return pieces
+    """The ranged GETs for ``groups``: see ``_planning.pieces_with_data``."""
+    return pieces_with_data(
+        (((g.start, g.end), [(r.start, r.end) for r in g.item_ranges]) for g in groups),
+        part_size,
+    )
 
 
 # -- async core -------------------------------------------------------------------------------
 
 
 class CoreBackend:
-    """Runs an ``AsyncS3Reader`` on the runner's loop, rebuilt when the loop or client changes."""
+    """Reads through a ``ReaderHandle``: an ``AsyncS3Reader`` on the runner's loop."""
 
     learns_size = True
 
-    def __init__(
-        self, get_stream: Any, size: Optional[int], etag: Optional[str]
-    ) -> None:
+    def __init__(self, get_stream: Any, version: ObjectVersion) -> None:
         self._get_stream = get_stream
-        self._client = get_stream.client
         self._bucket: str = get_stream.bucket
         self._key: str = get_stream.key
-        self._part_size: Optional[int] = getattr(get_stream, "part_size", None)
-        self.size = size
-        self.etag = etag
-        self._core: Optional[AsyncS3Reader] = None
-
-    @property
-    def part_size(self) -> int:
-        return self._part_size or int(self._client.s3client_config.part_size)
-
-    def pinned_etag(self) -> Optional[str]:
-        return self.etag
-
-    def _core_for(self, async_client: Any) -> AsyncS3Reader:
-        core = self._core
-        if core is None or core.client is not async_client:
-            # First use, or the runner's loop/client changed (fork, runner restart).
-            core = AsyncS3Reader(
-                async_client, self._bucket, self._key, part_size=self._part_size
-            )
-            self._core = core
-        core._adopt(size=self.size, etag=self.etag)
-        return core
-
-    def _call(self, op: Callable[..., Any], *args: Any) -> Any:
-        return self._client._run(_on_loop, self, op, args)
+        part_size: Optional[int] = getattr(get_stream, "part_size", None)
+        self.part_size = part_size or int(get_stream.client.s3client_config.part_size)
+        self.version = version
+        bridge: Bridge = get_stream.bridge
+        self._reader = bridge.reader(
+            self._bucket, self._key, part_size=part_size, version=version
+        )
 
     def chunk_at(self, pos: int) -> Chunk:
-        result: Chunk = self._call(_op_chunk, pos)
-        return result
+        return self._reader.chunk_at(pos)
 
     def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
-        result: tuple[int, Optional[Chunk]] = self._call(_op_fill, pos, view)
-        return result
+        return self._reader.read_at(pos, view)
 
     def load(self, pos: int, view: memoryview) -> int:
-        return int(self._call(_op_load, pos, view))
+        return self._reader.load(pos, view)
 
     def get_into(self, pos: int, view: memoryview) -> int:
         foreign = self._open_hook(pos, pos + len(view))
         if foreign is not None:
             return _copy_stream(foreign, view)
-        return int(self._call(_op_get_into, pos, view))
+        return self._reader.read_direct(pos, view)
 
     def prefetch(self, pos: int) -> None:
-        self._call(_op_prefetch, pos)
+        self._reader.prefetch(pos)
 
     def open_stream(self, groups: Sequence[Group]) -> PieceStream:
         # The reference's request hook sees one call per group, in ascending order.
         opened = [(group, self._open_hook(group.start, group.end)) for group in groups]
         if all(foreign is None for _group, foreign in opened):
-            return _CoreStream(self, group_pieces(groups, self.part_size))
+            return self._reader.ranges(group_pieces(groups, self.part_size))
         return _IterStream(self._mixed(opened))
 
     def _open_hook(self, start: int, end: int) -> Optional[Iterator[Data]]:
@@ -191,14 +155,7 @@ class CoreBackend:
         the iterator it returned, read as is.
         """
         stream = self._get_stream(start, end)
-        if (
-            getattr(stream, "_client", None) is self._client
-            and getattr(stream, "bucket", None) == self._bucket
-            and getattr(stream, "key", None) == self._key
-            and getattr(stream, "_end", None) == end
-            and callable(getattr(stream, "tell", None))
-            and stream.tell() == start
-        ):
+        if self._get_stream.is_untouched(stream, start, end):
             return None
         chunks: Iterator[Data] = iter(stream)
         return chunks
@@ -208,7 +165,7 @@ class CoreBackend:
     ) -> Iterator[Chunk]:
         for group, foreign in opened:
             if foreign is None:
-                stream = _CoreStream(self, group_pieces([group], self.part_size))
+                stream = self._reader.ranges(group_pieces([group], self.part_size))
                 try:
                     while (chunk := stream.next()) is not None:
                         yield chunk
@@ -221,97 +178,7 @@ class CoreBackend:
                     pos += _nbytes(data)
 
     def close(self) -> None:
-        core, self._core = self._core, None
-        if core is not None:
-            _close_soon(core)
-
-
-def _close_soon(resource: Any) -> None:
-    # Never blocks (close() also runs from finalizers); read-ahead is cancelled on the loop.
-    try:
-        get_runner().close_soon(resource)
-    except Exception:  # interpreter shutdown: nothing left to cancel
-        logger.debug("could not schedule closing %r", resource, exc_info=True)
-
-
-async def _on_loop(
-    async_client: Any,
-    backend: CoreBackend,
-    op: Callable[..., Any],
-    args: tuple[Any, ...],
-) -> Any:
-    core = backend._core_for(async_client)
-    try:
-        return await op(core, *args)
-    finally:
-        if core.known_size is not None:
-            backend.size = core.known_size
-        if core.etag is not None:
-            backend.etag = core.etag
-
-
-async def _op_chunk(core: AsyncS3Reader, pos: int) -> Chunk:
-    return await core.chunk_at(pos)
-
-
-async def _op_fill(
-    core: AsyncS3Reader, pos: int, view: memoryview
-) -> tuple[int, Optional[Chunk]]:
-    nbytes = await core.read_at(pos, view)
-    return nbytes, core.last_chunk
-
-
-async def _op_load(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
-    nbytes = await core.read_at(pos, view)
-    core.forget()  # the caller keeps the whole result; drop the core's copy of a part
-    return nbytes
-
-
-async def _op_get_into(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
-    return await core.read_direct(pos, view)
-
-
-async def _op_prefetch(core: AsyncS3Reader, pos: int) -> None:
-    core.prefetch(pos)
-
-
-class _CoreStream:
-    """Pieces of a ``RangeStream`` delivered to the sync side one part per thread crossing."""
-
-    def __init__(self, backend: CoreBackend, pieces: List[Span]) -> None:
-        self._backend = backend
-        self._pieces = pieces
-        self._index = 0
-        self._stream: Optional[RangeStream] = None
-        self._core: Optional[AsyncS3Reader] = None
-
-    def next(self) -> Optional[Chunk]:
-        if self._index >= len(self._pieces):
-            return None
-        result: Optional[Chunk] = self._backend._call(_op_stream_next, self)
-        return result
-
-    def close(self) -> None:
-        stream, self._stream = self._stream, None
-        self._index = len(self._pieces)
-        if stream is not None:
-            _close_soon(stream)
-
-
-async def _op_stream_next(core: AsyncS3Reader, cs: _CoreStream) -> Optional[Chunk]:
-    if cs._stream is None or cs._core is not core:
-        # (Re)open from the first piece not yet delivered, e.g. after a fork.
-        cs._stream = core.iter_ranges(cs._pieces[cs._index :])
-        cs._core = core
-    try:
-        item = await cs._stream.__anext__()
-    except StopAsyncIteration:
-        return None
-    except BaseException:
-        cs._stream = None
-        raise
-    cs._index += 1
-    return item
+        self._reader.close()
 
 
 def _copy_stream(chunks: Iterator[Data], view: memoryview) -> int:
@@ -338,15 +205,12 @@ class StreamBackend:
 
     learns_size = False
 
-    def __init__(self, get_stream: Callable[..., Any], size: Optional[int]) -> None:
+    def __init__(self, get_stream: Callable[..., Any], version: ObjectVersion) -> None:
         self._get_stream = get_stream
-        self.size = size
+        self.version = version
         self._it: Optional[Iterator[Data]] = None
         self._it_pos = 0
         self._last: Optional[Chunk] = None
-
-    def pinned_etag(self) -> Optional[str]:
-        return None
 
     def _open(self, start: int, end: Optional[int] = None) -> Iterator[Data]:
         if start == 0 and end is None:
@@ -357,14 +221,15 @@ class StreamBackend:
         if covers(self._last, pos):
             assert self._last is not None
             return self._last
-        if self.size is not None and pos >= self.size:
+        size = self.version.size
+        if size is not None and pos >= size:
             return pos, b""
         if self._it is None or self._it_pos > pos:
             self._it, self._it_pos = self._open(pos), pos
         while True:
             chunk = next(self._it, None)
             if chunk is None:
-                self.size = self._it_pos
+                self.version.size = self._it_pos
                 self._it = None
                 return pos, b""
             start = self._it_pos
@@ -431,14 +296,14 @@ class PrefetchedBackend:
 
     learns_size = True
 
-    def __init__(self, data: Data, etag: Optional[str]) -> None:
+    def __init__(self, data: Data, etag: Optional[str], version: ObjectVersion) -> None:
         self._data = data
         self._view = memoryview(data).cast("B")
-        self.size: Optional[int] = len(self._view)
-        self._etag = etag
-
-    def pinned_etag(self) -> Optional[str]:
-        return self._etag
+        # The bytes are that version: the reader now knows its size and ETag.
+        self.version = version
+        version.size = len(self._view)
+        if etag:
+            version.etag = etag
 
     def chunk_at(self, pos: int) -> Chunk:
         if pos >= len(self._view):
@@ -470,16 +335,16 @@ class PrefetchedBackend:
 class ObjectSize:
     """Identity, backend and size bookkeeping shared by the sequential and range-based readers.
 
-    A reader using it sets ``_bucket``, ``_key``, ``_size``, ``_etag``, ``_backend``,
+    A reader using it sets ``_bucket``, ``_key``, ``_version``, ``_backend``,
     ``_get_object_info`` and ``_get_stream``. The size comes, cheapest first, from a response
     already received, listing info, prefetched data, and only then from ``get_object_info()``
-    (a HEAD).
+    (a HEAD). ``_version`` is shared with the backend and the core reader, so a size or ETag
+    any of them learns is known to all.
     """
 
     _bucket: str
     _key: str
-    _size: Optional[int]
-    _etag: Optional[str]
+    _version: ObjectVersion
     _backend: Optional[Backend]
     _get_object_info: Callable[[], Union[ObjectInfo, HeadObjectResult]]
     _get_stream: Any
@@ -494,12 +359,19 @@ class ObjectSize:
         """The object's key."""
         return self._key
 
+    @property
+    def _size(self) -> Optional[int]:
+        # The reference's attribute (tests read it); the size lives in the shared version.
+        return self._version.size
+
+    @_size.setter
+    def _size(self, value: Optional[int]) -> None:
+        self._version.size = value
+
     def _get_backend(self) -> Backend:
         backend = self._backend
         if backend is None:
-            backend = self._backend = make_backend(
-                self._get_stream, self._size, self._etag
-            )
+            backend = self._backend = make_backend(self._get_stream, self._version)
         return backend
 
     @cached_property
@@ -508,22 +380,17 @@ class ObjectSize:
 
     def _known_size(self) -> Optional[int]:
         """The size if known without a request."""
-        if self._size is None:
-            backend = self._backend
-            if backend is not None and backend.size is not None:
-                self._size = backend.size
-            else:
-                info = getattr(self._get_object_info, "object_info", None)
-                if info is not None:
-                    self._size = int(info.size)
-                elif getattr(self._get_stream, "prefetched", None) is not None:
-                    self._size = self._get_backend().size
-        return self._size
+        version = self._version
+        if version.size is None:
+            info = getattr(self._get_object_info, "object_info", None)
+            if info is not None:
+                version.learn_size(info)
+            elif getattr(self._get_stream, "prefetched", None) is not None:
+                self._get_backend()  # knows the size of the bytes it holds
+        return version.size
 
     def _get_size(self) -> int:
         size = self._known_size()
         if size is None:
-            size = self._size = int(self._object_info.size)
-            if self._backend is not None and self._backend.size is None:
-                self._backend.size = size
+            size = self._version.learn_size(self._object_info)
         return size

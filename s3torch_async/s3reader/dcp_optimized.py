@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from io import SEEK_CUR, SEEK_END, SEEK_SET
 from typing import Any, Callable, Iterator, List, NoReturn, Optional, Union
 
+from .._core._object import ObjectVersion
+from .._core._planning import group_ranges
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, PieceStream, make_backend
@@ -87,28 +89,15 @@ def validate_and_coalesce_ranges(
         ValueError: ``Invalid range: s-e``, ``Unsorted ranges: a-b and c-d`` or
             ``Overlapping ranges: a-b and c-d``.
     """
-    if not item_ranges:
-        return []
-    first = item_ranges[0]
-    if not 0 <= first.start <= first.end:
-        raise ValueError(f"Invalid range: {first.start}-{first.end}")
-    groups: List[RangeGroup] = []
-    items = [first]
-    for prev, r in zip(item_ranges, item_ranges[1:]):
-        if r.end <= r.start:
-            raise ValueError(f"Invalid range: {r.start}-{r.end}")
-        if r.start < prev.end:
-            kind = "Unsorted" if r.start < prev.start else "Overlapping"
-            raise ValueError(
-                f"{kind} ranges: {prev.start}-{prev.end} and {r.start}-{r.end}"
-            )
-        if r.start - prev.end <= max_gap_size:
-            items.append(r)
-        else:
-            groups.append(RangeGroup(items[0].start, items[-1].end, items))
-            items = [r]
-    groups.append(RangeGroup(items[0].start, items[-1].end, items))
-    return groups
+    spans = [(r.start, r.end) for r in item_ranges]
+    return [
+        RangeGroup(
+            item_ranges[g.start].start,
+            item_ranges[g.stop - 1].end,
+            item_ranges[g.start : g.stop],
+        )
+        for g in group_ranges(spans, max_gap_size)
+    ]
 
 
 def _prepare_ranges(item_ranges: List[ItemRange]) -> List[ItemRange]:
@@ -346,7 +335,7 @@ class DCPOptimizedS3Reader(S3Reader):
     def _item_views(self, item: ItemRange) -> Iterator[memoryview]:
         """Views of the received parts covering ``item``, in order, as they arrive."""
         if self._stream is None:
-            self._backend = make_backend(self._get_stream, None)
+            self._backend = make_backend(self._get_stream, ObjectVersion())
             self._stream = self._backend.open_stream(self._range_groups)
         need = item.start
         while need < item.end:

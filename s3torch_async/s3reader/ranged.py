@@ -5,6 +5,7 @@ from __future__ import annotations
 from io import SEEK_SET
 from typing import Any, Callable, Optional, Union
 
+from .._core._object import ObjectVersion
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, ObjectSize
@@ -66,9 +67,8 @@ class RangedS3Reader(ObjectSize, S3Reader):
         self._key = key
         self._get_object_info = get_object_info
         self._get_stream = get_stream
-        self._size: Optional[int] = None
+        self._version = ObjectVersion()
         self._position = 0
-        self._etag: Optional[str] = None
         if buffer_size is None:
             self._buffer_size = DEFAULT_BUFFER_SIZE
             self._enable_buffering = True
@@ -85,8 +85,6 @@ class RangedS3Reader(ObjectSize, S3Reader):
         self._buffer_end = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        if self._backend is not None:
-            self._etag = self._backend.pinned_etag() or self._etag
         state = self.__dict__.copy()
         for name in ("_backend", "_buffer", "_buffer_view"):
             state[name] = None
@@ -308,7 +306,6 @@ class RangedS3Reader(ObjectSize, S3Reader):
         # getattr: also runs from the finalizer of a reader whose __init__ raised.
         backend = getattr(self, "_backend", None)
         if not self.closed and backend is not None:
-            self._etag = backend.pinned_etag() or self._etag
             backend.close()
             self._reset_buffers()
         super().close()

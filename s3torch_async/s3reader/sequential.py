@@ -5,6 +5,7 @@ from __future__ import annotations
 from io import SEEK_END, SEEK_SET
 from typing import Any, Callable, Optional, Union
 
+from .._core._object import ObjectVersion
 from .._core.reader import alloc_bytes, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, Chunk, Data, ObjectSize
@@ -63,10 +64,9 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         self._key = key
         self._get_object_info = get_object_info
         self._get_stream = get_stream
+        self._version = ObjectVersion()
         self._position = 0
-        self._size: Optional[int] = None
         self._random_access = False
-        self._etag: Optional[str] = None
         self._reset_buffers()
 
     def _reset_buffers(self) -> None:
@@ -77,8 +77,6 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         self._whole = False
 
     def __getstate__(self) -> dict[str, Any]:
-        if self._backend is not None:
-            self._etag = self._backend.pinned_etag() or self._etag
         state = self.__dict__.copy()
         for name in ("_backend", "_chunk", "_chunk_obj"):
             state[name] = None
@@ -395,7 +393,6 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         # getattr: also runs from the finalizer of a reader whose __init__ raised.
         backend = getattr(self, "_backend", None)
         if not self.closed and backend is not None:
-            self._etag = backend.pinned_etag() or self._etag
             backend.close()
             self._reset_buffers()
         super().close()

@@ -807,6 +807,73 @@ async def test_silent_server_hits_the_read_timeout(
     assert srv.connections == 2
 
 
+async def test_host_that_never_answered_fails_after_the_first_answer_timeout(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def silent(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await srv.read_request(reader)
+        await reader.read()
+
+    srv = await serve(silent)
+    pool = HTTPPool(
+        limit=1, connect_timeout=5, read_timeout=30, first_answer_timeout=0.2
+    )
+    try:
+        with pytest.raises(_http.NoResponseError) as info:
+            await pool.request("GET", srv.url("/x"), srv.host)
+    finally:
+        await pool.aclose()
+    origin = f"http://127.0.0.1:{srv.port}"
+    assert str(info.value) == (
+        f"no HTTP response from {origin} within 0.2 s: is this an S3 endpoint?"
+    )
+    assert isinstance(info.value, asyncio.TimeoutError)
+
+
+async def test_first_answer_timeout_ends_once_the_host_answered(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    # The first request is answered at once; the second after 0.6 s, past the 0.2 s
+    # first-answer timeout: the host has answered, so only the read timeout applies. A
+    # large upload to a host that never answered keeps the read timeout too.
+    async def slower(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while (head := await srv.read_request(reader)) is not None:
+            if len(srv.heads) > 1:
+                await asyncio.sleep(0.6)
+            writer.write(reply(head.split(b" ")[1]))
+            await writer.drain()
+
+    srv = await serve(slower)
+    pool = HTTPPool(
+        limit=1, connect_timeout=5, read_timeout=30, first_answer_timeout=0.2
+    )
+    try:
+        for path in ("/a", "/b"):
+            async with await pool.request("GET", srv.url(path), srv.host) as resp:
+                assert await resp.read() == path.encode()
+    finally:
+        await pool.aclose()
+
+    srv = await serve(slower)
+    srv.heads.append(b"")  # this server answers every request after 0.6 s
+    pool = HTTPPool(
+        limit=1, connect_timeout=5, read_timeout=30, first_answer_timeout=0.2
+    )
+    try:
+        with pytest.raises(_http.NoResponseError):
+            await pool.request("PUT", srv.url("/small"), srv.host, b"x")
+        body = bytes(_http.FIRST_ANSWER_BODY + 1)
+        resp = await pool.request("PUT", srv.url("/big"), srv.host, body)
+        async with resp:
+            assert await resp.read() == b"/big"
+    finally:
+        await pool.aclose()
+
+
 async def test_slow_but_steady_body_is_not_a_timeout(
     serve: Callable[[Handler], Awaitable[RawServer]],
 ) -> None:

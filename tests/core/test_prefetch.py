@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._core.prefetch import (
+    DeliveryRate,
     FeedSource,
     ObjectFetcher,
     Prefetcher,
@@ -338,6 +339,38 @@ def test_adaptive_window_does_not_grow_when_a_shared_link_is_the_limit():
     # at the end, and load on the machine may let one pass by chance)
     assert most <= 16
     assert count <= 16
+
+
+@given(
+    per_item=st.floats(1e-5, 1.0),
+    counts=st.lists(st.integers(1, 32), min_size=2, max_size=50),
+)
+def test_delivery_rate_of_a_steady_consumer_is_its_per_item_time(
+    per_item: float, counts: list[int]
+) -> None:
+    rate = DeliveryRate()
+    now = 0.0
+    rate.record(now, counts[0])
+    for count in counts[1:]:
+        now += per_item * count
+        rate.record(now, count)
+    assert rate.interval == pytest.approx(per_item, rel=1e-9)
+
+
+def test_delivery_rate_weighs_a_batch_by_its_items() -> None:
+    # The sync datasets take ready items in batches: one item after waiting 2 ms, then 15
+    # more 1 ms later, over and over, is 16 items per 3 ms. A mean of per-delivery intervals
+    # (2 ms and 1/15 ms) would say about 1 ms per item and keep the window five times short.
+    rate = DeliveryRate()
+    assert rate.interval is None
+    now = 0.0
+    rate.record(now, 15)
+    for _ in range(50):
+        now += 0.002
+        rate.record(now, 1)
+        now += 0.001
+        rate.record(now, 15)
+    assert rate.interval == pytest.approx(0.003 / 16, rel=0.15)
 
 
 def test_window_without_adaptive_cap_keeps_its_count():

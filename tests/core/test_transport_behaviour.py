@@ -13,6 +13,7 @@ from typing import Optional
 import pytest
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
+from s3torch_async._core import _listxml
 from tests._scripted import Request, ScriptedServer, response
 
 REGION = "us-east-1"
@@ -154,6 +155,41 @@ async def test_listing_is_parsed_whatever_the_namespace(s3_transport, ns):
         async with _client(srv.url) as c:
             listed = [o.key async for o in c.list_objects("bkt").objects()]
     assert listed == keys
+
+
+_S3_PAGE = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<Name>bkt</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys>"
+    b"<Delimiter>/</Delimiter><EncodingType>url</EncodingType>"
+    b"<IsTruncated>false</IsTruncated>"
+    b"<Contents><Key>a%26b+c%2B</Key><LastModified>2026-12-07T00:17:21.811Z</LastModified>"
+    b"<ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag>"
+    b"<ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType>"
+    b"<Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>"
+    b"<Contents><Key>%C3%BC</Key><LastModified>2026-12-07T00:18:02.000Z</LastModified>"
+    b"<ETag>&quot;e-2&quot;</ETag><Size>10485760</Size>"
+    b"<StorageClass>GLACIER</StorageClass></Contents>"
+    b"<CommonPrefixes><Prefix>d%2F/</Prefix></CommonPrefixes>"
+    b"</ListBucketResult>"
+)
+
+
+async def test_an_s3_shaped_listing_page_reads_the_same_on_both(s3_transport):
+    # The lean transport reads this shape with _listxml's scanner; botocore with its own
+    # parser: the objects and prefixes must be the same.
+    assert _listxml.scan(_S3_PAGE) is not None
+    with ScriptedServer(lambda req: response(200, _S3_PAGE)) as srv:
+        async with _client(srv.url) as c:
+            page = await c.list_objects("bkt", delimiter="/").__anext__()
+    assert [
+        (o.key, o.etag, o.size, o.last_modified, o.storage_class)
+        for o in page.object_info
+    ] == [
+        ("a&b c+", '"0cc175b9c0f1b6a831c399e269772661"', 1, 1796602641, "STANDARD"),
+        ("\u00fc", '"e-2"', 10485760, 1796602682, "GLACIER"),
+    ]
+    assert page.common_prefixes == ["d//"]
 
 
 async def test_listing_whose_key_count_disagrees_raises(s3_transport):

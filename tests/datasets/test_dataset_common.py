@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import pytest
 
-from s3torch_async import _s3_bucket_iterable
+from s3torch_async import (
+    AsyncS3Dataset,
+    S3IterableDataset,
+    S3MapDataset,
+    _s3_bucket_iterable,
+)
+from s3torch_async._dataset_source import PrefixSource, UriSource
 from s3torch_async._s3_bucket_iterable import S3BucketIterable
 from s3torch_async._s3bucket_key_data import S3BucketKeyData
 from s3torch_async._s3client import S3Client
@@ -93,3 +100,52 @@ def test_pickled_listing_iterator_resumes_at_the_next_item(
     resumed = pickle.loads(pickle.dumps(it))
     assert head + [i.key for i in resumed] == keys
     assert [i.key for i in it] == keys[3:]
+
+
+# -- the sources from_prefix / from_objects build ----------------------------------------------
+
+
+def test_from_prefix_source_is_the_reference_partial_and_names_its_uri(endpoint):
+    ds = S3IterableDataset.from_prefix("s3://b/p/", region=REGION, endpoint=endpoint)
+    source = ds._get_dataset_objects
+    # As in the reference: a functools.partial of the module-level helper...
+    assert isinstance(source, functools.partial)
+    assert source.func is get_objects_from_prefix
+    assert source.args == ("s3://b/p/",)
+    # ...that also says what it lists, and keeps saying it through pickling.
+    assert isinstance(source, PrefixSource)
+    copy = pickle.loads(pickle.dumps(source))
+    assert isinstance(copy, PrefixSource)
+    assert (copy.s3_uri, copy.bucket_prefix()) == ("s3://b/p/", ("b", "p/"))
+
+
+@pytest.mark.parametrize(
+    "build", [S3IterableDataset.from_objects, S3MapDataset.from_objects]
+)
+def test_from_objects_source_is_the_reference_partial_and_keeps_its_uris(build):
+    uris = ["s3://b/k1", "s3://b/k2"]
+    source = build(uris, region=REGION)._get_dataset_objects
+    assert isinstance(source, UriSource)
+    assert source.func is get_objects_from_uris
+    copy = pickle.loads(pickle.dumps(source))
+    assert copy.object_uris == uris
+    assert copy.items() == [S3BucketKeyData("b", "k1"), S3BucketKeyData("b", "k2")]
+
+
+def test_a_users_own_partial_of_the_prefix_helper_still_lists_that_prefix(
+    endpoint, bucket, put
+):
+    # Not one of ours, so the dataset calls it rather than looking inside it.
+    for key in ("a/1", "a/2", "b/1"):
+        put(key, b"x")
+    source = functools.partial(get_objects_from_prefix, f"s3://{bucket}/a/")
+    ds = S3MapDataset(REGION, source, endpoint, transform=lambda r: r.key)
+    assert [ds[i] for i in range(len(ds))] == ["a/1", "a/2"]
+
+
+async def test_async_dataset_takes_the_same_sources():
+    ds = AsyncS3Dataset.from_objects("s3://b/k", region=REGION)
+    again = AsyncS3Dataset(REGION, source=UriSource(iter(["s3://b/k"])))
+    with pytest.raises(ValueError, match="exactly one of s3_uri and object_uris"):
+        AsyncS3Dataset(REGION, s3_uri="s3://b/", source=PrefixSource("s3://b/"))
+    assert ds.state_dict() == again.state_dict()

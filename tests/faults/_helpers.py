@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import random
+import zlib
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
+from s3torch_async import S3ClientConfig
 
 
 def assert_nothing_left(boto_s3: Any, bucket: str, key: str) -> None:
@@ -20,3 +24,12 @@ def assert_nothing_left(boto_s3: Any, bucket: str, key: str) -> None:
 def payload(size: int, seed: int = 0) -> bytes:
     """``size`` reproducible pseudo-random bytes."""
     return random.Random(seed).randbytes(size)
+
+
+def crc(data: bytes) -> str:
+    """``x-amz-checksum-crc32`` of ``data``, computed with zlib alone."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def part_config(part_size: int, max_attempts: int = 1) -> S3ClientConfig:
+    return S3ClientConfig(part_size=part_size, max_attempts=max_attempts)

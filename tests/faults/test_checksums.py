@@ -9,9 +9,6 @@ bytes it received and answers ``400 BadDigest`` as S3 does.
 
 from __future__ import annotations
 
-import base64
-import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,30 +17,19 @@ from botocore.exceptions import ClientError
 from s3torch_async import AsyncS3Client, AsyncS3Dataset, S3ClientConfig, S3Exception
 from s3torch_async._s3client import S3Client
 from tests._faultproxy import Fault, FaultProxy, FaultRule
-from tests.faults._helpers import assert_nothing_left, payload
+from tests.faults._helpers import assert_nothing_left, crc, part_config, payload
 
 REGION = "us-east-1"
 PART = 5 * 1024 * 1024
 
 
-def crc(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-
-
-def composite(parts: list[bytes]) -> str:
-    # S3's COMPOSITE checksum: the CRC32 of the concatenated raw part CRC32s (GET adds
-    # "-<parts>"; HEAD, used here, does not).
-    return crc(b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts))
-
-
 @pytest.fixture
-def proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto_endpoint, verify_checksums=True) as p:
-        yield p
+def proxy(checking_proxy: FaultProxy) -> FaultProxy:
+    return checking_proxy
 
 
 def config(max_attempts: int = 1) -> S3ClientConfig:
-    return S3ClientConfig(part_size=PART, max_attempts=max_attempts)
+    return part_config(PART, max_attempts)
 
 
 def client(proxy: FaultProxy, max_attempts: int = 1) -> AsyncS3Client:
@@ -129,9 +115,11 @@ async def test_multipart_parts_and_complete_carry_crc32(
         if m == "POST" and path.endswith("?uploads")
     ]
     assert create[0]["x-amz-checksum-algorithm"] == "CRC32"
-    # S3 (and moto) derive the stored composite checksum from the part checksums listed at
-    # CompleteMultipartUpload: it matches only if every part's CRC32 went through.
-    assert stored_checksum(boto_s3, bucket, "k") == composite(parts)
+    assert create[0]["x-amz-checksum-type"] == "FULL_OBJECT"
+    # A FULL_OBJECT upload: the stored checksum is the whole object's CRC32 (which the
+    # proxy, playing S3, checked against the parts' bytes at CompleteMultipartUpload).
+    assert stored_checksum(boto_s3, bucket, "k") == crc(b"".join(parts))
+    assert proxy.rejected_checksums == 0
     assert boto_s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"".join(parts)
 
 
@@ -147,9 +135,7 @@ def test_sync_writer_and_checkpoint_carry_crc32(proxy, bucket, boto_s3):
         f"s3://{bucket}/c"
     ) as writer:
         writer.write(b"small")
-    assert stored_checksum(boto_s3, bucket, "w") == composite(
-        [data[:PART], data[PART : 2 * PART], data[2 * PART :]]
-    )
+    assert stored_checksum(boto_s3, bucket, "w") == crc(data)  # FULL_OBJECT
     assert stored_checksum(boto_s3, bucket, "c") == crc(b"small")
 
 
@@ -296,12 +282,17 @@ async def test_validation_off_sends_no_checksum_mode(
     assert all("x-amz-checksum-mode" not in h for _, _, h in proxy.requests)
 
 
-async def test_composite_checksum_is_not_checked(proxy, bucket, boto_s3):
+async def test_own_multipart_object_is_checked_whole(proxy, bucket, boto_s3):
+    # Our multipart uploads store a FULL_OBJECT CRC32, so a whole GET can check them (a
+    # COMPOSITE one cannot: test_whole_read_checksums covers that it is left alone).
     parts = [payload(PART, 4), payload(10, 5)]
     async with client(proxy) as c:
         async with c.put_object(bucket, "mp") as writer:
             await writer.write(b"".join(parts))
         assert (await c.get_range(bucket, "mp")).data == b"".join(parts)
+        proxy.add_fault(FaultRule(Fault.flip_response_bit(PART + 3), method="GET"))
+        with pytest.raises(S3Exception, match="does not match"):
+            await c.get_range(bucket, "mp")
 
 
 async def test_dataset_never_yields_a_corrupted_object(proxy, bucket, stored):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 
 import pytest
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
-from tests._scripted import HANG, ScriptedServer
+from tests._scripted import HANG, ScriptedServer, response
 
 REGION = "us-east-1"
 BOUND = 8.0
@@ -78,20 +79,119 @@ async def test_https_against_an_http_server_fails_at_once(s3_transport, moto_end
     assert elapsed < BOUND
 
 
-async def test_server_that_never_answers_fails_after_the_read_timeout(
-    s3_transport, monkeypatch
-):
-    monkeypatch.setenv("S3TORCH_ASYNC_READ_TIMEOUT", "0.5")
+async def test_server_that_never_answers_fails_fast_naming_the_cause(s3_transport):
+    # Default timeouts: the endpoint has never answered, so the short first-answer timeout
+    # (2 s) applies instead of the 60 s read timeout, and it is retried once only.
     with ScriptedServer(lambda req: HANG) as srv:
         exc, elapsed = await _fails(srv.url)
         requests = len(srv.requests)
-    assert "no response within the timeout" in str(exc)
-    assert requests == 3  # the first attempt and at most two retries
+    assert (
+        f"no HTTP response from {srv.url} within 2 s: is this an S3 endpoint?"
+        in str(exc)
+    )
+    assert str(exc).startswith("Client error: GetObject s3://bkt/k failed")
+    assert requests == 2  # the first attempt and one retry
     assert elapsed < BOUND
 
 
+def _get_answer(req):
+    return response(200, b"abc", {"ETag": '"e"', "Content-Type": "binary/octet-stream"})
+
+
+async def test_endpoint_that_answered_gets_the_read_timeout(s3_transport, monkeypatch):
+    # Once the endpoint has answered, a slower answer (here 1 s, over the 0.3 s first-answer
+    # timeout) is waited for; a silence past the read timeout (1.5 s) still fails, after the
+    # usual two retries.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.3")
+    monkeypatch.setenv("S3TORCH_ASYNC_READ_TIMEOUT", "1.5")
+    answers = iter([0.0, 1.0])
+
+    def handler(req):
+        delay = next(answers, None)
+        if delay is None:
+            return HANG
+        time.sleep(delay)
+        return _get_answer(req)
+
+    with ScriptedServer(handler) as srv:
+        async with _client(srv.url) as c:
+            assert (await c.get_range("bkt", "k")).data == b"abc"
+            assert (await c.get_range("bkt", "k")).data == b"abc"  # answered after 1 s
+            with pytest.raises(S3Exception) as info:
+                await c.get_range("bkt", "k")
+        requests = len(srv.requests)
+    assert "no response within the timeout" in str(info.value)
+    assert "is this an S3 endpoint" not in str(info.value)
+    assert requests == 2 + 3  # the third call: the first attempt and two retries
+
+
+async def test_burst_of_first_requests_to_a_busy_endpoint_all_succeed(
+    s3_transport, monkeypatch
+):
+    # A busy endpoint shares its CPU between the requests it holds (each needs 0.1 s of it),
+    # as moto does on a loaded machine; the first-answer timeout is 0.3 s. Eight first
+    # requests at once would all be answered after ~0.8 s, every one over the timeout. The
+    # first one goes alone instead, is answered in 0.1 s and proves the endpoint; the others
+    # then wait as long as the read timeout allows.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.3")
+    lock = threading.Lock()
+    inflight = [0]
+
+    def handler(req):
+        with lock:
+            inflight[0] += 1
+        done = 0.0
+        while done < 0.1:
+            time.sleep(0.01)
+            with lock:
+                done += 0.01 / inflight[0]
+        with lock:
+            inflight[0] -= 1
+        return _get_answer(req)
+
+    with ScriptedServer(handler) as srv:
+        async with _client(srv.url, max_attempts=1) as c:
+            results = await asyncio.gather(*(c.get_range("bkt", "k") for _ in range(8)))
+        requests = len(srv.requests)
+    assert [r.data for r in results] == [b"abc"] * 8
+    assert requests == 8  # none failed and was retried
+
+
+async def test_burst_of_first_requests_to_a_silent_endpoint_fails_together(
+    s3_transport, monkeypatch
+):
+    # Requests queued behind an unanswered probe fail with its error at once: a burst costs
+    # one first-answer timeout, not one per request.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.5")
+    with ScriptedServer(lambda req: HANG) as srv:
+        start = time.monotonic()
+        async with _client(srv.url, max_attempts=1) as c:
+            results = await asyncio.gather(
+                *(c.get_range("bkt", "k") for _ in range(6)), return_exceptions=True
+            )
+        elapsed = time.monotonic() - start
+        requests = len(srv.requests)
+    for exc in results:
+        assert isinstance(exc, S3Exception)
+        assert f"no HTTP response from {srv.url} within 0.5 s" in str(exc)
+    assert requests == 1  # only the probe went out
+    assert elapsed < BOUND
+
+
+async def test_first_answer_timeout_is_settable(s3_transport, monkeypatch):
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.25")
+    with ScriptedServer(lambda req: HANG) as srv:
+        exc, _ = await _fails(srv.url)
+    assert f"no HTTP response from {srv.url} within 0.25 s" in str(exc)
+
+
 @pytest.mark.parametrize(
-    "name", ["S3TORCH_ASYNC_READ_TIMEOUT", "S3TORCH_ASYNC_CONNECT_TIMEOUT"]
+    "name",
+    [
+        "S3TORCH_ASYNC_READ_TIMEOUT",
+        "S3TORCH_ASYNC_CONNECT_TIMEOUT",
+        "S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT",
+    ],
 )
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan"])
 async def test_bad_timeout_variable_is_a_value_error_naming_it(

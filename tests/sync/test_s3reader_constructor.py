@@ -200,7 +200,7 @@ def test_prefetched_reader_serves_every_read_from_memory(
 ):
     data = memoryview(PAYLOAD) if as_view else PAYLOAD
     info = ObjectInfo("obj", '"etag"', len(PAYLOAD), 0)
-    reader = client._get_object_prefetched(
+    reader = client.get_prefetched_object(
         bucket,
         "obj",
         object_info=info,
@@ -232,7 +232,7 @@ def test_prefetched_dcp_reader_reads_items_without_requests(client, proxy, bucke
     constructor._item_ranges_by_file = {
         f"s3://{bucket}/f.distcp": [ItemRange(10, 20), ItemRange(30, 50)]
     }
-    reader = client._get_object_prefetched(
+    reader = client.get_prefetched_object(
         bucket,
         "f.distcp",
         object_info=ObjectInfo("f.distcp", "", len(PAYLOAD), 0),

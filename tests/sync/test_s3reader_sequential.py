@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from s3torch_async import ObjectInfo, S3ClientConfig
+from s3torch_async import ObjectInfo, S3ClientConfig, S3Exception
+from s3torch_async._runner import LoopRunner, get_runner
 from s3torch_async._s3client import S3Client
 from s3torch_async._s3client._s3client import _Constant, _GetStream, _HeadObject
 from s3torch_async.s3reader import S3ReaderConstructor, SequentialS3Reader
@@ -36,6 +37,13 @@ def client(proxy):
     return S3Client(
         REGION, endpoint=proxy.url, s3client_config=S3ClientConfig(max_attempts=1)
     )
+
+
+def _checksum_heads_only(proxy, key):
+    """The number of HEADs for ``key``, all of them asking for the object's checksum."""
+    heads = _requests(proxy, "HEAD", key)
+    assert all(h.get("x-amz-checksum-mode") == "ENABLED" for h in heads)
+    return len(heads)
 
 
 def _requests(proxy, method, key):
@@ -129,7 +137,9 @@ def test_whole_read_sends_one_ranged_get_per_part(
     assert _ranges(proxy, "obj") == [
         (i * PART, min((i + 1) * PART, len(data))) for i in range(6)
     ]
-    assert _requests(proxy, "HEAD", "obj") == []
+    # One HEAD, for the full-object CRC32 the whole read is checked against (never for the
+    # size: that comes with the first GET).
+    assert _checksum_heads_only(proxy, "obj") == 1
     # the result is kept (no copy): backward seeks cost nothing
     reader.seek(PART + 3)
     assert reader.read(10) == data[PART + 3 : PART + 13]
@@ -149,18 +159,37 @@ def test_gets_after_the_first_carry_if_match(client, proxy, bucket, put):
     assert all(g.get("if-match") == etag for g in gets[1:])
 
 
+@pytest.mark.parametrize("sized", [True, False], ids=["listed", "unsized"])
+def test_reader_rebuilt_on_a_new_loop_stays_pinned_to_the_version_it_read(
+    client, bucket, put, sized
+):
+    # After the runner restarts (what a fork does), the reader's core is rebuilt on the new
+    # loop; it shares the reader's ObjectVersion, so it knows the size and keeps the ETag.
+    old = os.urandom(4 * PART)
+    put("obj", old)
+    reader = _reader(client, bucket, "obj", size=len(old) if sized else None)
+    assert reader.read(PART) == old[:PART]
+    assert reader._size == len(old)
+    put("obj", os.urandom(4 * PART))
+    get_runner().close()
+    reader.seek(2 * PART)
+    with pytest.raises(S3Exception) as info:
+        reader.read(PART)
+    assert info.value.status == 412
+
+
 def test_small_reads_cross_threads_once_per_part(client, bucket, put, monkeypatch):
     data = os.urandom(4 * PART)
     put("obj", data)
     crossings = 0
-    run = client._run
+    run = LoopRunner.run
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         nonlocal crossings
         crossings += 1
-        return run(*args)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(client, "_run", counting)
+    monkeypatch.setattr(LoopRunner, "run", counting)
     reader = _reader(client, bucket, "obj", size=len(data))
     got = bytearray()
     reads = 0
@@ -224,7 +253,7 @@ def test_zip_reader_pattern_loads_the_object_once(client, proxy, bucket, put):
     assert _ranges(proxy, "obj") == [
         (i * PART, min((i + 1) * PART, len(data))) for i in range(7)
     ]
-    assert _requests(proxy, "HEAD", "obj") == []
+    assert _checksum_heads_only(proxy, "obj") == 1  # the whole load is checked
 
 
 def test_large_read_in_the_middle_goes_straight_to_the_result(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import random
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -27,9 +25,9 @@ from hypothesis.stateful import (
 )
 
 from s3torch_async import S3ClientConfig, S3Exception
-from s3torch_async._core._checksum import crc32_b64
 from s3torch_async._core._planning import MiB
 from s3torch_async._errors import INVALID_PART_SIZE
+from s3torch_async._runner import LoopRunner
 from s3torch_async._s3client import S3Client
 from s3torch_async.s3writer import S3Writer
 from tests._faultproxy import Fault, FaultProxy, FaultRule
@@ -199,13 +197,13 @@ def test_small_writes_cross_threads_per_part_and_upload_in_background(
     proxy, bucket, boto_s3, monkeypatch
 ):
     crossings = []
-    real_run = S3Client._run
+    real_run = LoopRunner.run
 
-    def counting_run(self: S3Client, fn: Any, *args: Any) -> Any:
-        crossings.append(fn.__name__)
-        return real_run(self, fn, *args)
+    def counting_run(self: LoopRunner, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        crossings.append(fn)
+        return real_run(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(S3Client, "_run", counting_run)
+    monkeypatch.setattr(LoopRunner, "run", counting_run)
     client = S3Client(REGION, endpoint=proxy.url, s3client_config=CONFIG)
     data = payload(3 * PART + 100)
     writer = client.put_object(bucket, "k")
@@ -405,53 +403,3 @@ def test_writer_matches_bytesio_oracle(client, bucket, boto_s3):
             max_examples=12, stateful_step_count=8, deadline=None, derandomize=True
         ),
     )
-
-
-# -- CRC-32s given by the caller ---------------------------------------------------------------
-
-
-def part_checksums(proxy: FaultProxy) -> list[Optional[str]]:
-    return [
-        {k.lower(): v for k, v in headers.items()}.get("x-amz-checksum-crc32")
-        for method, path, headers in proxy.requests
-        if method == "PUT" and "partNumber=" in path
-    ]
-
-
-def write_in_part_sized_crc_pieces(
-    writer: S3Writer, data: bytes, crc_of: Any = zlib.crc32
-) -> None:
-    pos = 0
-    while pos < len(data):
-        room = writer._part_room()
-        assert room is not None
-        piece = data[pos : pos + min(room, 1 * MiB)]
-        writer._write_with_crc32(piece, crc_of(piece))
-        pos += len(piece)
-
-
-def test_parts_of_writes_given_their_crc32_upload_with_the_crc_they_add_up_to(
-    proxy, bucket, boto_s3
-):
-    client = S3Client(REGION, endpoint=proxy.url, s3client_config=CONFIG)
-    data = payload(2 * PART + 12345, seed=7)
-    with client.put_object(bucket, "crc-given") as writer:
-        write_in_part_sized_crc_pieces(writer, data)
-    parts = [data[:PART], data[PART : 2 * PART], data[2 * PART :]]
-    assert part_checksums(proxy) == [crc32_b64(part) for part in parts]
-    assert object_data(boto_s3, bucket, "crc-given") == data
-
-
-def test_a_given_crc32_is_sent_as_given_not_recomputed(proxy, bucket):
-    # Pieces that claim CRC 0: the part goes out with the CRC they add up to (0), which
-    # shows the part was not hashed again. (moto does not verify part checksums; S3 would
-    # refuse this part, hence no assertion on the outcome.)
-    client = S3Client(REGION, endpoint=proxy.url, s3client_config=CONFIG)
-    data = payload(PART + 100, seed=8)
-    writer = client.put_object(bucket, "crc-claimed")
-    write_in_part_sized_crc_pieces(writer, data, lambda piece: 0)
-    with contextlib.suppress(S3Exception):
-        writer.close()
-    first = part_checksums(proxy)[0]
-    assert first == "AAAAAA=="  # base64 of the CRC 0 the pieces add up to
-    assert first != crc32_b64(data[:PART])

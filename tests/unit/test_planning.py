@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import List, Set, Tuple
 
 import pytest
@@ -8,25 +9,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3torch_async._core._planning import (
-    DEFAULT_COALESCE_GAP,
-    DEFAULT_MAX_REQUEST_SIZE,
     MAX_PART_SIZE,
     MAX_PARTS,
     MAX_WINDOW_ITEMS,
     MIN_PART_SIZE,
     WINDOW_HEADROOM,
-    ByteRange,
-    CoalescedRequest,
     GiB,
     KiB,
     MiB,
     PrefetchWindow,
     TiB,
-    coalesce_ranges,
     concurrency_for,
-    part_size_for,
+    group_ranges,
     part_size_for_part_number,
-    split_parts,
+    pieces_with_data,
+    split_spans,
     window_items,
 )
 
@@ -37,263 +34,133 @@ range_pairs = st.tuples(
     st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=80)
 ).map(lambda t: (t[0], t[0] + t[1]))
 range_lists = st.lists(range_pairs, max_size=20)
-gaps = st.integers(min_value=0, max_value=40)
-max_sizes = st.integers(min_value=1, max_value=120)
+part_sizes = st.integers(min_value=1, max_value=120)
 
 
-def _bytes_of(ranges: List[Tuple[int, int]]) -> Set[int]:
+@st.composite
+def sorted_disjoint(draw: st.DrawFn) -> List[Tuple[int, int]]:
+    """Sorted, disjoint, non-empty ranges (what a DCP plan hands the reader)."""
+    lengths = draw(st.lists(st.integers(1, 50), max_size=15))
+    out, pos = [], draw(st.integers(0, 30))
+    for length in lengths:
+        out.append((pos, pos + length))
+        pos += length + draw(st.integers(0, 40))
+    return out
+
+
+def _bytes_of(ranges: Iterable[Tuple[int, int]]) -> Set[int]:
     return {b for start, end in ranges for b in range(start, end)}
-
-
-def _plan(
-    ranges: List[Tuple[int, int]], gap: int, max_request_size: int
-) -> List[CoalescedRequest]:
-    return coalesce_ranges(ranges, gap=gap, max_request_size=max_request_size)
-
-
-# --------------------------------------------------------------------------
-# constants and ByteRange
 
 
 def test_constants_match_s3_limits():
     assert (KiB, MiB, GiB) == (1024, 1024**2, 1024**3)
     limits = (MIN_PART_SIZE, MAX_PART_SIZE, MAX_PARTS)
     assert limits == (5 * MiB, 5 * GiB, 10_000)
-    defaults = (DEFAULT_COALESCE_GAP, DEFAULT_MAX_REQUEST_SIZE)
-    assert defaults == (1 * MiB, 64 * MiB)
-
-
-def test_byte_range_is_half_open_and_reports_its_size():
-    r = ByteRange(3, 10)
-    assert r.size == 7
-    assert len(r) == 7
-    assert ByteRange(4, 4).size == 0
-
-
-@pytest.mark.parametrize(("start", "end"), [(-1, 5), (5, 4)])
-def test_byte_range_rejects_invalid_bounds(start, end):
-    with pytest.raises(ValueError, match=str(start if start < 0 else end)):
-        ByteRange(start, end)
 
 
 # --------------------------------------------------------------------------
-# coalesce_ranges: explicit examples
+# split_spans: the parts every multi-part ranged read requests
 
 
-def test_ranges_separated_by_exactly_gap_merge_into_one_request():
-    assert coalesce_ranges([(0, 10), (20, 30)], gap=10) == [
-        CoalescedRequest(0, 30, (ByteRange(0, 10), ByteRange(20, 30)))
-    ]
+@given(range_lists, part_sizes)
+def test_split_spans_tile_each_span_in_order_in_part_size_steps(spans, part_size):
+    pieces = list(split_spans(spans, part_size))
+    cursor = 0
+    for start, end in spans:
+        mine = []
+        while cursor < len(pieces) and len(mine) * part_size < end - start:
+            mine.append(pieces[cursor])
+            cursor += 1
+        assert [p for p in mine if p[1] > p[0]] == mine  # no empty piece
+        assert (mine[0][0] if mine else start) == start
+        assert (mine[-1][1] if mine else end) == end
+        for (_, a_end), (b_start, _) in zip(mine, mine[1:]):
+            assert a_end == b_start
+        assert all(e - s == part_size for s, e in mine[:-1])
+        assert all(0 < e - s <= part_size for s, e in mine)
+    assert cursor == len(pieces)
 
 
-def test_ranges_separated_by_more_than_gap_stay_separate():
-    assert coalesce_ranges([(0, 10), (20, 30)], gap=9) == [
-        CoalescedRequest(0, 10, (ByteRange(0, 10),)),
-        CoalescedRequest(20, 30, (ByteRange(20, 30),)),
-    ]
-
-
-def test_duplicate_ranges_collapse_into_one_member():
-    assert coalesce_ranges([(5, 9), ByteRange(5, 9), (5, 9)]) == [
-        CoalescedRequest(5, 9, (ByteRange(5, 9),))
-    ]
-
-
-def test_unsorted_overlapping_ranges_merge():
-    assert coalesce_ranges([(8, 20), (0, 10)], gap=0) == [
-        CoalescedRequest(0, 20, (ByteRange(0, 10), ByteRange(8, 20)))
-    ]
-
-
-def test_empty_ranges_are_dropped():
-    assert coalesce_ranges([(4, 4), (0, 0)]) == []
-    assert coalesce_ranges([]) == []
-
-
-def test_oversized_range_is_split_into_consecutive_pieces():
-    assert coalesce_ranges([(0, 25)], max_request_size=10) == [
-        CoalescedRequest(0, 10, (ByteRange(0, 10),)),
-        CoalescedRequest(10, 20, (ByteRange(10, 20),)),
-        CoalescedRequest(20, 25, (ByteRange(20, 25),)),
-    ]
-
-
-def test_merge_that_would_exceed_max_request_size_starts_a_new_request():
-    assert coalesce_ranges([(0, 6), (6, 12)], gap=0, max_request_size=10) == [
-        CoalescedRequest(0, 6, (ByteRange(0, 6),)),
-        CoalescedRequest(6, 12, (ByteRange(6, 12),)),
-    ]
-
-
-def test_range_overlapping_an_earlier_request_is_shared_between_requests():
-    requests = coalesce_ranges([(0, 8), (5, 12)], gap=0, max_request_size=10)
-    assert requests == [
-        CoalescedRequest(0, 8, (ByteRange(0, 8), ByteRange(5, 8))),
-        CoalescedRequest(8, 12, (ByteRange(8, 12),)),
-    ]
+def test_split_spans_of_an_object_and_of_nothing():
+    assert list(split_spans([(0, 10)], 4)) == [(0, 4), (4, 8), (8, 10)]
+    assert list(split_spans([(3, 3)], 4)) == []
+    assert list(split_spans([], 4)) == []
 
 
 @pytest.mark.parametrize(
-    ("ranges", "kwargs", "message"),
+    ("spans", "part_size", "message"),
     [
-        ([(-1, 5)], {}, r"ranges\[0\].*-1"),
-        ([(0, 1), (7, 3)], {}, r"ranges\[1\].*3"),
-        ([(0, 1)], {"gap": -1}, r"gap.*-1"),
-        ([(0, 1)], {"max_request_size": 0}, r"max_request_size.*0"),
+        ([(-1, 5)], 4, r"invalid span \[-1, 5\)"),
+        ([(5, 4)], 4, r"invalid span \[5, 4\)"),
+        ([(0, 5)], 0, "part_size must be >= 1, got 0"),
     ],
 )
-def test_coalesce_rejects_invalid_input_naming_argument_and_value(
-    ranges, kwargs, message
-):
+def test_split_spans_rejects_invalid_input(spans, part_size, message):
     with pytest.raises(ValueError, match=message):
-        coalesce_ranges(ranges, **kwargs)
+        list(split_spans(spans, part_size))
 
 
 # --------------------------------------------------------------------------
-# coalesce_ranges: properties
+# group_ranges: which neighbouring ranges share one request
 
 
-@settings(deadline=None)
-@given(range_lists, gaps, max_sizes)
-def test_coalesced_requests_cover_every_requested_byte(ranges, gap, max_size):
-    covered = _bytes_of([(r.start, r.end) for r in _plan(ranges, gap, max_size)])
-    assert _bytes_of(ranges) <= covered
+@given(sorted_disjoint(), st.integers(0, 60))
+def test_groups_partition_the_ranges_and_split_exactly_at_large_gaps(ranges, gap):
+    groups = group_ranges(ranges, gap)
+    assert [i for g in groups for i in g] == list(range(len(ranges)))
+    assert all(len(g) > 0 for g in groups)
+    for g in groups:
+        for i in g[1:]:
+            assert ranges[i][0] - ranges[i - 1][1] <= gap
+    for a, b in zip(groups, groups[1:]):
+        assert ranges[b[0]][0] - ranges[a[-1]][1] > gap
 
 
-@settings(deadline=None)
-@given(range_lists, gaps, max_sizes)
-def test_coalesced_requests_are_sorted_and_never_overlap(ranges, gap, max_size):
-    requests = _plan(ranges, gap, max_size)
-    for req in requests:
-        assert req.start < req.end
-    for prev, nxt in zip(requests, requests[1:]):
-        assert prev.end <= nxt.start
-
-
-@settings(deadline=None)
-@given(range_lists, gaps, max_sizes)
-def test_no_coalesced_request_exceeds_max_request_size(ranges, gap, max_size):
-    assert all(req.size <= max_size for req in _plan(ranges, gap, max_size))
-
-
-@settings(deadline=None)
-@given(range_lists, gaps, max_sizes)
-def test_consecutive_requests_are_far_apart_or_too_big_to_merge(ranges, gap, max_size):
-    requests = _plan(ranges, gap, max_size)
-    for prev, nxt in zip(requests, requests[1:]):
-        assert nxt.start - prev.end > gap or nxt.end - prev.start > max_size
-
-
-@settings(deadline=None)
-@given(range_lists, gaps, max_sizes)
-def test_members_lie_inside_their_request_and_are_exactly_the_requested_bytes(
-    ranges, gap, max_size
-):
-    requests = _plan(ranges, gap, max_size)
-    member_bytes: Set[int] = set()
-    for req in requests:
-        assert req.members
-        assert len(set(req.members)) == len(req.members)
-        for m in req.members:
-            assert req.start <= m.start < m.end <= req.end
-            member_bytes |= set(range(m.start, m.end))
-    assert member_bytes == _bytes_of(ranges)
-
-
-@settings(deadline=None)
-@given(range_lists, gaps, max_sizes, st.randoms(use_true_random=False))
-def test_coalescing_does_not_depend_on_input_order(ranges, gap, max_size, rnd):
-    shuffled = list(ranges)
-    rnd.shuffle(shuffled)
-    assert _plan(shuffled, gap, max_size) == _plan(ranges, gap, max_size)
-
-
-# --------------------------------------------------------------------------
-# split_parts
-
-
-def test_split_parts_last_part_may_be_shorter():
-    assert split_parts(10, 4) == [ByteRange(0, 4), ByteRange(4, 8), ByteRange(8, 10)]
-
-
-def test_split_parts_of_empty_object_is_empty():
-    assert split_parts(0, 4) == []
+@given(sorted_disjoint())
+def test_an_infinite_gap_makes_one_group_and_zero_joins_only_adjacent(ranges):
+    assert len(group_ranges(ranges, float("inf"))) == min(1, len(ranges))
+    touching = sum(
+        1 for a, b in zip(ranges, ranges[1:]) if b[0] == a[1]
+    )  # adjacent pairs always share a request
+    assert len(group_ranges(ranges, 0)) == max(0, len(ranges) - touching)
 
 
 @pytest.mark.parametrize(
-    ("size", "part_size", "message"),
-    [(-1, 4, r"size.*-1"), (10, 0, r"part_size.*0")],
-)
-def test_split_parts_rejects_invalid_input(size, part_size, message):
-    with pytest.raises(ValueError, match=message):
-        split_parts(size, part_size)
-
-
-@given(
-    st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=500)
-)
-def test_split_parts_tile_the_object_in_part_size_steps(size, part_size):
-    parts = split_parts(size, part_size)
-    assert len(parts) == math.ceil(size / part_size)
-    assert sum(p.size for p in parts) == size
-    position = 0
-    for i, part in enumerate(parts):
-        assert part.start == position
-        if i < len(parts) - 1:
-            assert part.size == part_size
-        else:
-            assert 1 <= part.size <= part_size
-        position = part.end
-
-
-# --------------------------------------------------------------------------
-# part_size_for
-
-
-def test_part_size_for_small_upload_uses_requested_size_but_at_least_minimum():
-    assert part_size_for(100 * MiB, 8 * MiB) == 8 * MiB
-    assert part_size_for(100 * MiB, 1 * MiB) == MIN_PART_SIZE
-    assert part_size_for(None, 1) == MIN_PART_SIZE
-
-
-def test_part_size_for_grows_to_fit_max_parts_in_whole_mib():
-    total = 100_000 * MiB + 1
-    size = part_size_for(total, 8 * MiB)
-    assert size == 11 * MiB
-    assert math.ceil(total / size) <= MAX_PARTS
-
-
-def test_part_size_for_largest_uploadable_size_is_max_part_size():
-    assert part_size_for(MAX_PART_SIZE * MAX_PARTS, 8 * MiB) == MAX_PART_SIZE
-
-
-@pytest.mark.parametrize(
-    ("total", "part_size", "message"),
+    ("ranges", "message"),
     [
-        (MAX_PART_SIZE * MAX_PARTS + 1, 8 * MiB, r"total_size"),
-        (-1, 8 * MiB, r"total_size.*-1"),
-        (10, 0, r"part_size.*0"),
-        (10, MAX_PART_SIZE + 1, r"part_size"),
+        ([(5, 3)], "Invalid range: 5-3"),
+        ([(0, 4), (6, 6)], "Invalid range: 6-6"),
+        ([(10, 20), (0, 5)], "Unsorted ranges: 10-20 and 0-5"),
+        ([(0, 10), (5, 20)], "Overlapping ranges: 0-10 and 5-20"),
     ],
 )
-def test_part_size_for_rejects_invalid_input(total, part_size, message):
+def test_group_ranges_names_the_offending_ranges(ranges, message):
     with pytest.raises(ValueError, match=message):
-        part_size_for(total, part_size)
+        group_ranges(ranges, 10)
 
 
-@given(
-    st.one_of(st.none(), st.integers(min_value=0, max_value=MAX_PART_SIZE * MAX_PARTS)),
-    st.integers(min_value=1, max_value=MAX_PART_SIZE),
-)
-def test_part_size_for_is_bounded_and_fits_total_in_max_parts(total, part_size):
-    size = part_size_for(total, part_size)
-    assert max(part_size, MIN_PART_SIZE) <= size <= MAX_PART_SIZE
-    if total is not None:
-        assert math.ceil(total / size) <= MAX_PARTS
-        if size > max(part_size, MIN_PART_SIZE):
-            # grown: a whole number of MiB and no larger than necessary
-            assert size % MiB == 0
-            assert math.ceil(total / (size - MiB)) > MAX_PARTS
+# --------------------------------------------------------------------------
+# pieces_with_data: the parts of grouped requests that hold wanted bytes
+
+
+@given(sorted_disjoint(), st.integers(0, 60), part_sizes)
+def test_pieces_cover_every_wanted_byte_and_each_holds_some(ranges, gap, part_size):
+    groups = [
+        ((ranges[g[0]][0], ranges[g[-1]][1]), [ranges[i] for i in g])
+        for g in group_ranges(ranges, gap)
+    ]
+    pieces = pieces_with_data(groups, part_size)
+    all_parts = list(split_spans([span for span, _ in groups], part_size))
+    assert set(pieces) <= set(all_parts)
+    assert pieces == sorted(pieces)
+    assert _bytes_of(ranges) <= _bytes_of(pieces)
+    wanted = _bytes_of(ranges)
+    assert all(_bytes_of([p]) & wanted for p in pieces)
+
+
+def test_a_part_wholly_inside_a_gap_is_not_fetched():
+    group = ((0, 30), [(0, 5), (25, 30)])
+    assert pieces_with_data([group], 10) == [(0, 10), (20, 30)]
 
 
 # --------------------------------------------------------------------------

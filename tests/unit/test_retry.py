@@ -15,8 +15,9 @@ from botocore.exceptions import (
 )
 
 from s3torch_async._core import _retry
+from s3torch_async._core._http import NoResponseError
 from s3torch_async._core._retry import Attempts, Failure, classify
-from s3torch_async._core._session import timeouts
+from s3torch_async._core._session import first_answer_timeout, timeouts
 
 
 def _client_error(status: int, code: str) -> ClientError:
@@ -118,3 +119,37 @@ def test_timeouts_from_environment():
     assert timeouts(env) == (2.5, 7.0)
     with pytest.raises(ValueError, match=r"S3TORCH_ASYNC_READ_TIMEOUT.*'soon'"):
         timeouts({"S3TORCH_ASYNC_READ_TIMEOUT": "soon"})
+
+
+def test_first_answer_timeout_from_environment():
+    assert first_answer_timeout({}) == 2.0
+    assert first_answer_timeout({"S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT": "0.5"}) == 0.5
+    # Never longer than the read timeout.
+    assert first_answer_timeout({"S3TORCH_ASYNC_READ_TIMEOUT": "1"}) == 1.0
+    with pytest.raises(ValueError, match=r"S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT.*'-2'"):
+        first_answer_timeout({"S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT": "-2"})
+
+
+@pytest.mark.parametrize(
+    ("exc", "retries"),
+    [
+        (NoResponseError("no HTTP response"), _retry.FIRST_ANSWER_RETRIES),
+        (asyncio.TimeoutError("no data received"), _retry.NO_ANSWER_RETRIES),
+    ],
+)
+async def test_an_endpoint_that_never_answered_is_retried_once(
+    monkeypatch, exc, retries
+):
+    async def no_sleep(seconds):
+        pass
+
+    monkeypatch.setattr(_retry.asyncio, "sleep", no_sleep)
+    budget = Attempts(10, "GetObject", "s3://b/k", "http://e")
+
+    async def silent():
+        raise exc
+
+    with pytest.raises(asyncio.TimeoutError):
+        await budget.run(silent)
+    assert budget.used == 1 + retries
+    assert _retry.FIRST_ANSWER_RETRIES == 1

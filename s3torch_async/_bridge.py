@@ -1,0 +1,492 @@
+"""The typed door between the sync adapters and the async core.
+
+A sync object (``S3Client``, a reader's backend, ``S3Writer``'s stream, a dataset) never runs
+coroutines of its own on the event loop. It asks a :class:`Bridge` for one of the operations
+listed here; each is one thread crossing that runs one core operation on the runner's loop,
+with the ``AsyncS3Client`` that ``open_client()`` returns there, and blocks for the result.
+Objects that live on the loop across calls (a reader's ``AsyncS3Reader``, a writer's
+``AsyncS3Writer``, a dataset's prefetch pipeline) are held by handles made here, which rebuild
+them when the loop's client changes (fork, runner restart).
+
+This module sits above both the runner (which knows nothing about S3) and the core (which
+knows nothing about threads); the sync layers import it, never the runner's ``run`` with a
+core coroutine of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+
+from ._core._object import ObjectVersion
+from ._core.client import AsyncS3Client, GetResult, ListingCursor
+from ._core.prefetch import (
+    FeedSource,
+    Prefetched,
+    Prefetcher,
+    Selection,
+    StalePipelineError,
+    iterate_items,
+    list_all,
+    open_object_pipeline,
+    prefix_items,
+)
+from ._core.reader import AsyncS3Reader, RangeStream
+from ._core.writer import AsyncS3Writer, PartAssembler
+from ._runner import get_runner
+from ._s3bucket_key_data import S3BucketKeyData
+from ._types import HeadObjectResult, ListObjectResult
+
+__all__ = [
+    "Bridge",
+    "Chunk",
+    "PrefetchSession",
+    "PrefetchSettings",
+    "PrefixItems",
+    "RangeHandle",
+    "ReaderHandle",
+    "StalePipelineError",
+    "WriterHandle",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Chunk = Tuple[int, bytes]
+"""``(start, data)``: bytes of an object starting at offset ``start``."""
+
+
+async def _with_client(
+    open_client: Callable[[], AsyncS3Client],
+    fn: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+) -> T:
+    return await fn(open_client(), *args)
+
+
+def close_soon(resource: Any) -> None:
+    """Close ``resource`` (anything with ``aclose()``) on the loop without blocking.
+
+    For ``close()`` methods that also run from finalizers; does nothing when the interpreter
+    is shutting down.
+    """
+    try:
+        get_runner().close_soon(resource)
+    except Exception:  # interpreter shutdown: nothing left to cancel
+        logger.debug("could not schedule closing %r", resource, exc_info=True)
+
+
+class Bridge:
+    """What a sync object may ask of the event loop, for one client configuration.
+
+    Args:
+        open_client: Returns the ``AsyncS3Client`` to use; called on the loop thread before
+            every operation (``S3Client`` returns its shared client for the current loop). It
+            is kept, so a bridge pickles when ``open_client`` does.
+    """
+
+    def __init__(self, open_client: Callable[[], AsyncS3Client]) -> None:
+        self._open_client = open_client
+
+    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        result: T = get_runner().run(_with_client, self._open_client, fn, args)
+        return result
+
+    # -- one request each -------------------------------------------------------------------
+
+    def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        """HEAD one object."""
+        return self._run(AsyncS3Client.head_object, bucket, key)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one object."""
+        self._run(AsyncS3Client.delete_object, bucket, key)
+
+    def copy_object(
+        self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
+    ) -> None:
+        """Copy one object server-side."""
+        self._run(AsyncS3Client.copy_object, src_bucket, src_key, dst_bucket, dst_key)
+
+    def get_range(
+        self, bucket: str, key: str, start: int, end: int, if_match: Optional[str]
+    ) -> GetResult:
+        """GET the bytes ``[start, end)`` (``If-Match: if_match`` when given)."""
+        return self._run(_get_range, bucket, key, start, end, if_match)
+
+    def list_page(self, cursor: ListingCursor) -> Optional[ListObjectResult]:
+        """Fetch the next page of ``cursor``'s listing and advance it; ``None`` when complete."""
+        return self._run(_fetch_next, cursor)
+
+    def list_all(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        max_keys: int,
+        on_page: Optional[Callable[[int, int], None]] = None,
+    ) -> List[S3BucketKeyData]:
+        """The whole listing of ``prefix``; the next page is requested while one is read.
+
+        ``on_page(pages, objects)`` is called on the loop thread after each page.
+        """
+        return self._run(_list_all, bucket, prefix, max_keys, on_page)
+
+    # -- objects that live on the loop --------------------------------------------------------
+
+    def reader(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        part_size: Optional[int],
+        version: ObjectVersion,
+    ) -> ReaderHandle:
+        """A handle on an ``AsyncS3Reader`` of one object; no request is sent yet."""
+        return ReaderHandle(self, bucket, key, part_size, version)
+
+    def writer(
+        self,
+        bucket: str,
+        key: str,
+        storage_class: Optional[str],
+        assembler: Optional[PartAssembler],
+    ) -> WriterHandle:
+        """A handle on an ``AsyncS3Writer`` fed with parts cut by ``assembler``; no request yet."""
+        return WriterHandle(self, bucket, key, storage_class, assembler)
+
+    def open_pipeline(
+        self,
+        source: Union[PrefixItems, Sequence[S3BucketKeyData], None],
+        selection: Selection,
+        settings: PrefetchSettings,
+    ) -> PrefetchSession:
+        """Start a dataset's prefetch pipeline on the loop.
+
+        ``source`` is a prefix to list, a list of items, or ``None``: the caller then selects
+        on its own thread and feeds the items through :meth:`PrefetchSession.next_batch`.
+        """
+        return self._run(_open_pipeline, source, selection, settings)
+
+
+async def _get_range(
+    client: AsyncS3Client,
+    bucket: str,
+    key: str,
+    start: int,
+    end: int,
+    if_match: Optional[str],
+) -> GetResult:
+    return await client.get_range(bucket, key, start, end, if_match=if_match)
+
+
+async def _fetch_next(
+    client: AsyncS3Client, cursor: ListingCursor
+) -> Optional[ListObjectResult]:
+    return await cursor.fetch_next(client)
+
+
+async def _list_all(
+    client: AsyncS3Client,
+    bucket: str,
+    prefix: str,
+    max_keys: int,
+    on_page: Optional[Callable[[int, int], None]],
+) -> List[S3BucketKeyData]:
+    return await list_all(client, bucket, prefix, max_keys=max_keys, on_page=on_page)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+class _ObjectHandle:
+    def __init__(self, bridge: Bridge, bucket: str, key: str) -> None:
+        self._bridge = bridge
+        self.bucket = bucket
+        self.key = key
+
+
+class ReaderHandle(_ObjectHandle):
+    """An ``AsyncS3Reader`` of one object on the loop, seen from a sync reader.
+
+    The core reader is built on first use and rebuilt when the loop's client changes (fork,
+    runner restart); every one shares ``version``, so a rebuilt reader keeps the size and the
+    pinned ETag. Each method is one thread crossing.
+    """
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        bucket: str,
+        key: str,
+        part_size: Optional[int],
+        version: ObjectVersion,
+    ) -> None:
+        super().__init__(bridge, bucket, key)
+        self._part_size = part_size
+        self.version = version
+        self._core: Optional[AsyncS3Reader] = None
+
+    def _core_for(self, client: AsyncS3Client) -> AsyncS3Reader:
+        core = self._core
+        if core is None or core.client is not client:
+            core = self._core = AsyncS3Reader(
+                client,
+                self.bucket,
+                self.key,
+                part_size=self._part_size,
+                version=self.version,
+            )
+        return core
+
+    async def _call(
+        self,
+        client: AsyncS3Client,
+        op: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+    ) -> T:
+        return await op(self._core_for(client), *args)
+
+    def _run(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        result: T = self._bridge._run(self._call, op, args)  # noqa: SLF001 - same module
+        return result
+
+    def chunk_at(self, pos: int) -> Chunk:
+        """The part holding ``pos`` as ``(start, data)`` (``(pos, b"")`` at the end)."""
+        return self._run(AsyncS3Reader.chunk_at, pos)
+
+    def read_at(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
+        """Fill ``view`` from ``pos``; return the bytes read and the part now retained."""
+        return self._run(_read_at, pos, view)
+
+    def load(self, pos: int, view: memoryview) -> int:
+        """Fill ``view`` from ``pos`` and retain nothing (the caller keeps the whole result)."""
+        return self._run(_load, pos, view)
+
+    def read_direct(self, pos: int, view: memoryview) -> int:
+        """GET exactly ``[pos, pos + len(view))`` into ``view``, in parallel parts."""
+        return self._run(AsyncS3Reader.read_direct, pos, view)
+
+    def prefetch(self, pos: int) -> None:
+        """Start fetching the part at ``pos`` without waiting for it."""
+        self._run(_prefetch, pos)
+
+    def ranges(self, spans: List[tuple[int, int]]) -> RangeHandle:
+        """Fetch ``spans`` (sorted, each at most one part) ahead, one part per crossing."""
+        return RangeHandle(self, spans)
+
+    def close(self) -> None:
+        """Cancel read-ahead on the loop; never blocks."""
+        core, self._core = self._core, None
+        if core is not None:
+            close_soon(core)
+
+
+async def _read_at(
+    core: AsyncS3Reader, pos: int, view: memoryview
+) -> tuple[int, Optional[Chunk]]:
+    nbytes = await core.read_at(pos, view)
+    return nbytes, core.last_chunk
+
+
+async def _load(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
+    nbytes = await core.read_at(pos, view)
+    core.forget()  # the caller keeps the whole result; drop the core's copy of a part
+    return nbytes
+
+
+async def _prefetch(core: AsyncS3Reader, pos: int) -> None:
+    core.prefetch(pos)
+
+
+class RangeHandle:
+    """The pieces of a ``RangeStream``, delivered to the sync side one part per crossing.
+
+    Reopened from the first piece not yet delivered when the reader's core was rebuilt.
+    """
+
+    def __init__(self, reader: ReaderHandle, pieces: List[tuple[int, int]]) -> None:
+        self._reader = reader
+        self._pieces = pieces
+        self._index = 0
+        self._stream: Optional[RangeStream] = None
+        self._core: Optional[AsyncS3Reader] = None
+
+    def next(self) -> Optional[Chunk]:
+        """The next piece as ``(start, data)``; ``None`` after the last."""
+        if self._index >= len(self._pieces):
+            return None
+        return self._reader._run(self._next)  # noqa: SLF001 - same module
+
+    async def _next(self, core: AsyncS3Reader) -> Optional[Chunk]:
+        if self._stream is None or self._core is not core:
+            self._stream = core.iter_ranges(self._pieces[self._index :])
+            self._core = core
+        try:
+            item = await self._stream.__anext__()
+        except StopAsyncIteration:
+            return None
+        except BaseException:
+            self._stream = None
+            raise
+        self._index += 1
+        return item
+
+    def close(self) -> None:
+        """Cancel the pieces in flight; never blocks."""
+        stream, self._stream = self._stream, None
+        self._index = len(self._pieces)
+        if stream is not None:
+            close_soon(stream)
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+class WriterHandle(_ObjectHandle):
+    """An ``AsyncS3Writer`` on the loop, fed parts that the sync side cut with ``assembler``.
+
+    The writer is created on the first part or at commit; uploaded parts' buffers go back to
+    ``assembler``.
+    """
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        bucket: str,
+        key: str,
+        storage_class: Optional[str],
+        assembler: Optional[PartAssembler],
+    ) -> None:
+        super().__init__(bridge, bucket, key)
+        self.storage_class = storage_class
+        self._assembler = assembler
+        self._writer: Optional[AsyncS3Writer] = None
+
+    def _writer_for(self, client: AsyncS3Client) -> AsyncS3Writer:
+        if self._writer is None:
+            self._writer = client.put_object(
+                self.bucket, self.key, self.storage_class, assembler=self._assembler
+            )
+        return self._writer
+
+    async def _put_part(self, client: AsyncS3Client, data: memoryview) -> None:
+        await self._writer_for(client).put_part(data)
+
+    async def _commit(self, client: AsyncS3Client, tail: List[memoryview]) -> None:
+        await self._writer_for(client).commit(tail)
+
+    def put_part(self, data: memoryview) -> None:
+        """Queue ``data``, a full part the writer now owns, for upload."""
+        self._bridge._run(self._put_part, data)  # noqa: SLF001 - same module
+
+    def commit(self, tail: List[memoryview]) -> None:
+        """Upload ``tail`` (owned; all but the last are full parts) and commit the object."""
+        self._bridge._run(self._commit, tail)  # noqa: SLF001 - same module
+
+    def abort(self) -> None:
+        """Abort the upload if one was started; no object is written."""
+        if self._writer is not None:
+            get_runner().run(self._writer.abort)
+
+
+# -- dataset pipelines --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefixItems:
+    """A pipeline source: every object under ``prefix``, listed on the loop."""
+
+    bucket: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class PrefetchSettings:
+    """How far a dataset's pipeline downloads ahead (see ``open_object_pipeline``)."""
+
+    prefetch_bytes: int
+    prefetch_count: int
+    max_object_size: int
+
+
+class PrefetchSession:
+    """One dataset iteration's prefetch pipeline on the loop, and its feed if the caller feeds."""
+
+    __slots__ = ("_feed", "_pipeline")
+
+    def __init__(
+        self,
+        pipeline: Prefetcher[S3BucketKeyData],
+        feed: Optional[FeedSource[S3BucketKeyData]],
+    ) -> None:
+        self._pipeline, self._feed = pipeline, feed
+
+    def next_batch(
+        self,
+        max_items: int,
+        feed_items: Optional[List[S3BucketKeyData]] = None,
+        end: bool = False,
+    ) -> List[Prefetched[S3BucketKeyData]]:
+        """Feed ``feed_items`` (``end``: no more follow), then take up to ``max_items``.
+
+        Raises:
+            StalePipelineError: The pipeline's loop is gone (fork, runner restart); open a
+                new one.
+        """
+        return get_runner().run(self._next_batch, max_items, feed_items, end)
+
+    async def _next_batch(
+        self,
+        max_items: int,
+        feed_items: Optional[List[S3BucketKeyData]],
+        end: bool,
+    ) -> List[Prefetched[S3BucketKeyData]]:
+        if not self._pipeline.belongs_to_running_loop():
+            raise StalePipelineError("the prefetch pipeline's event loop is gone")
+        if self._feed is not None and feed_items is not None:
+            self._feed.feed(feed_items, end=end)
+        return await self._pipeline.next_batch(max_items)
+
+    async def aclose(self) -> None:
+        """Stop the pipeline (on the loop)."""
+        await self._pipeline.aclose()
+
+    def close(self) -> None:
+        """Stop the pipeline and wait for it."""
+        get_runner().run(self.aclose)
+
+    def close_soon(self) -> None:
+        """Stop the pipeline without blocking (abandoned iterations, finalizers)."""
+        get_runner().close_soon(self)
+
+
+async def _open_pipeline(
+    client: AsyncS3Client,
+    source: Union[PrefixItems, Sequence[S3BucketKeyData], None],
+    selection: Selection,
+    settings: PrefetchSettings,
+) -> PrefetchSession:
+    feed: Optional[FeedSource[S3BucketKeyData]] = None
+    items: Any
+    if isinstance(source, PrefixItems):
+        items = prefix_items(client, source.bucket, source.prefix)
+    elif source is not None:
+        items = iterate_items(source)
+    else:
+        # The caller selected already (on its own thread) and feeds the result.
+        feed = FeedSource()
+        items, selection = feed, Selection()
+    pipeline = open_object_pipeline(
+        client,
+        items,
+        selection=selection,
+        prefetch_bytes=settings.prefetch_bytes,
+        prefetch_count=settings.prefetch_count,
+        max_object_size=settings.max_object_size,
+        deliver_errors=False,
+    )
+    return PrefetchSession(pipeline, feed)

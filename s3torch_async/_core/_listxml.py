@@ -1,0 +1,211 @@
+"""ListObjectsV2 pages read without building an XML tree, when they have the shape S3 sends.
+
+ElementTree builds ~7 elements per listed key, which made XML most of a listing's CPU.
+:func:`scan` reads the usual page with one regular expression over the run of ``Contents``
+elements (split into columns, no match objects) and a short loop over the few other
+top-level elements. It returns ``None`` for anything it is not sure to read exactly as an
+XML parser would: another encoding, a comment, CDATA, a DOCTYPE, a namespace prefix,
+attributes other than the root's ``xmlns``, white space or unknown elements inside a
+``Contents``, an entity other than XML's five and character references, a carriage
+return (which XML normalises), a character XML forbids. The caller then parses the page with
+ElementTree (:func:`tree`), so a malformed page is reported by one parser only.
+
+Both return a :data:`Page`; the tests check they agree on generated and mutated bodies.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Optional
+
+__all__ = ["Page", "Row", "scan", "tree"]
+
+#: One ``Contents``: ``(Key, ETag, Size, LastModified, StorageClass)`` texts. An absent or
+#: empty Key / ETag / Size is ``""``; an absent LastModified or StorageClass is ``None``.
+Row = tuple[str, str, str, Optional[str], Optional[str]]
+#: ``(top-level fields, rows, the Prefix of each CommonPrefixes)``. A field is ``None`` when
+#: its element is empty, a CommonPrefixes without a Prefix gives ``None``. The last of
+#: repeated fields and Contents children counts, the first Prefix of a CommonPrefixes (as
+#: ElementTree reads them).
+Page = tuple[dict[str, Optional[str]], list[Row], list[Optional[str]]]
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_S = r"[ \t\n]"  # XML's white space ("\r" never gets this far)
+_PROLOG = re.compile(
+    rf"(?:<\?xml{_S}+version=([\"'])1\.0\1"
+    rf"(?:{_S}+encoding=([\"'])[Uu][Tt][Ff]-8\2)?"
+    rf"(?:{_S}+standalone=([\"'])(?:yes|no)\3)?{_S}*\?>)?"
+    rf"{_S}*<ListBucketResult(?:{_S}+xmlns=\"[^\"<&]*\")?{_S}*>"
+)
+# Bytes XML 1.0 forbids in a UTF-8 document, and "\r" (a parser turns "\r\n" into "\n").
+_UNSURE_BYTES = bytes(range(0x09)) + b"\x0b\x0c" + bytes(range(0x0E, 0x20)) + b"\r"
+# One Contents in S3's order (ListObjectsV2 API reference); five groups, so re.split gives
+# a gap and five fields per element.
+_CONTENTS = re.compile(
+    r"<Contents><Key>([^<]*)</Key>"
+    r"<LastModified>([^<]*)</LastModified>"
+    r"<ETag>([^<]*)</ETag>"
+    r"(?:<ChecksumAlgorithm>[^<]*</ChecksumAlgorithm>)*"
+    r"(?:<ChecksumType>[^<]*</ChecksumType>)?"
+    r"<Size>([^<]*)</Size>"
+    r"(?:<Owner>(?:<ID>[^<]*</ID>|<DisplayName>[^<]*</DisplayName>)*</Owner>)?"
+    r"(?:<StorageClass>([^<]*)</StorageClass>)?"
+    r"(?:<RestoreStatus>(?:<IsRestoreInProgress>[^<]*</IsRestoreInProgress>"
+    r"|<RestoreExpiryDate>[^<]*</RestoreExpiryDate>)*</RestoreStatus>)?"
+    r"</Contents>"
+)
+_GROUPS = 5
+_LISTS = ("Contents", "CommonPrefixes")
+# The other top-level elements: a leaf, an empty element, or a CommonPrefixes of leaves.
+_TOP = re.compile(
+    rf"{_S}*(?:<({_NAME})>([^<]*)</\1>|<({_NAME}){_S}*/>"
+    rf"|<CommonPrefixes>((?:{_S}*<{_NAME}>[^<]*</{_NAME}>)*){_S}*</CommonPrefixes>)"
+)
+_LEAF = re.compile(rf"<({_NAME})>([^<]*)</\1>")
+_REF = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+class _Unsure(Exception):
+    """The body is outside the shape :func:`scan` reads."""
+
+
+def _ref(m: re.Match[str]) -> str:
+    named, dec, hexa = m.groups()
+    if named is not None:
+        return _NAMED[named]
+    code = int(dec) if dec is not None else int(hexa, 16)
+    # XML 1.0 "Char": a reference to anything else is an error ElementTree reports.
+    if (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    ):
+        return chr(code)
+    raise _Unsure
+
+
+def _text(raw: str) -> str:
+    """``raw`` with its entity and character references replaced."""
+    if "&" not in raw:
+        return raw
+    quotes = raw.count("&quot;")
+    if quotes and quotes == raw.count("&"):  # every S3 ETag
+        return raw.replace("&quot;", '"')
+    out, count = _REF.subn(_ref, raw)
+    if count != raw.count("&"):
+        raise _Unsure  # an entity XML does not define, or a bare "&"
+    return out
+
+
+def _texts(column: list[str]) -> list[str]:
+    """:func:`_text` of each, in one pass (NUL cannot occur in the document)."""
+    joined = "\0".join(column)
+    return _text(joined).split("\0") if "&" in joined else column
+
+
+def _check_refs(raw: str) -> None:
+    """Raise :class:`_Unsure` unless every ``&`` in ``raw`` starts a valid reference."""
+    if raw.count("&") != raw.count("&quot;"):
+        _text(raw)
+
+
+def _top(text: str, pos: int, end: int, page: Page) -> None:
+    """Read the top-level elements other than Contents in ``text[pos:end]`` into ``page``."""
+    fields, _, prefixes = page
+    while True:
+        m = _TOP.match(text, pos, end)
+        if m is None:
+            break
+        pos = m.end()
+        name, value, empty, common = m.groups()
+        if name in _LISTS or empty in _LISTS:
+            raise _Unsure  # a Contents out of the run, or an empty CommonPrefixes
+        if name is not None:
+            fields[name] = _text(value) or None
+        elif empty is not None:
+            fields[empty] = None
+        else:
+            leaves = _LEAF.findall(common)
+            if common.count("<") != 2 * len(leaves):
+                raise _Unsure  # a child whose end tag is another's
+            found = [v for k, v in leaves if k == "Prefix"]
+            prefixes.append(_text(found[0]) if found else None)
+    if text[pos:end].strip(" \t\n"):
+        raise _Unsure
+
+
+def scan(body: bytes) -> Optional[Page]:
+    """The page, or ``None`` when ``body`` is not in the shape this reads (use :func:`tree`)."""
+    if len(body.translate(None, _UNSURE_BYTES)) != len(body) or b"]]>" in body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\ufffe" in text or "\uffff" in text:
+        return None
+    head = _PROLOG.match(text)
+    end = text.rfind("</ListBucketResult>")
+    if head is None or end < head.end():
+        return None
+    if text[end + len("</ListBucketResult>") :].strip(" \t\n"):
+        return None  # text after the document
+    start = head.end()
+    rows: list[Row] = []
+    page: Page = ({}, rows, [])
+    try:
+        first = text.find("<Contents>", start, end)
+        if first < 0:
+            _top(text, start, end, page)
+            return page
+        last = text.rfind("</Contents>", first, end) + len("</Contents>")
+        _top(text, start, first, page)
+        _top(text, last, end, page)
+        run = text[first:last]
+        parts = _CONTENTS.split(run)
+        if any(parts[0 :: _GROUPS + 1]):
+            return None  # something else between or inside the Contents elements
+        keys, modified, etags, sizes, classes = (
+            parts[i :: _GROUPS + 1] for i in range(1, _GROUPS + 1)
+        )
+        if "&" in run:
+            _check_refs(run)  # in the fields read and in the others
+            keys, modified, etags, sizes = map(_texts, (keys, modified, etags, sizes))
+            classes = [None if c is None else _text(c) for c in classes]
+        rows.extend(zip(keys, etags, sizes, modified, classes))
+    except _Unsure:
+        return None
+    return page
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def tree(root: ET.Element) -> Page:
+    """The page from a parsed ``ListBucketResult`` element (any namespace)."""
+    fields: dict[str, Optional[str]] = {}
+    rows: list[Row] = []
+    prefixes: list[Optional[str]] = []
+    for child in root:
+        name = _local(child.tag)
+        if name == "Contents":
+            values = {_local(c.tag): c.text or "" for c in child}
+            rows.append(
+                (
+                    values.get("Key", ""),
+                    values.get("ETag", ""),
+                    values.get("Size", ""),
+                    values.get("LastModified"),
+                    values.get("StorageClass"),
+                )
+            )
+        elif name == "CommonPrefixes":
+            found = [c.text or "" for c in child if _local(c.tag) == "Prefix"]
+            prefixes.append(found[0] if found else None)
+        else:
+            fields[name] = child.text
+    return fields, rows, prefixes

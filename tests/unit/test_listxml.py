@@ -1,0 +1,328 @@
+"""The ListObjectsV2 scanner (``_core/_listxml.py``), differentially tested against ElementTree.
+
+``parse_listing`` reads the usual page with the scanner and anything else with ElementTree;
+``parse_listing_tree`` is ElementTree alone, the oracle. Over generated pages (S3's shape and
+variations of it) and mutations of them (inserted markup, references, bytes XML forbids,
+random edits), both must give the same result or raise the same error. The generated S3-shaped
+pages must also take the scanner's path, or the comparison would prove nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+from urllib.parse import quote
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from s3torch_async._core import _listxml
+from s3torch_async._core._lean import parse_listing, parse_listing_tree
+
+Parse = Callable[[bytes], object]
+
+
+def _outcome(parse: Parse, body: bytes) -> tuple[object, ...]:
+    try:
+        return ("ok", parse(body))
+    except Exception as exc:  # the error itself is part of the contract
+        return ("error", type(exc).__name__, str(exc))
+
+
+def _same(body: bytes) -> None:
+    assert _outcome(parse_listing, body) == _outcome(parse_listing_tree, body), body
+
+
+def _escape(text: str, quotes: bool) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if quotes else text
+
+
+_key_text = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters="\x00\r\ufffe\uffff",
+        max_codepoint=0x1F600,
+    ).filter(lambda c: c in "\t\n" or ord(c) >= 0x20),
+    max_size=12,
+)
+_stamp = st.builds(
+    "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:03d}Z".format,
+    st.integers(1970, 2100),
+    st.integers(1, 12),
+    st.integers(1, 28),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(0, 59),
+    st.integers(0, 999),
+)
+
+
+@st.composite
+def _contents(draw: st.DrawFn, url: bool) -> str:
+    key = draw(_key_text)
+    key = quote(key, safe="/") if url else _escape(key, draw(st.booleans()))
+    etag = draw(st.sampled_from(['"abc"', '"d41d8cd98f00b204e9800998ecf8427e-3"', ""]))
+    etag = _escape(etag, draw(st.booleans()))
+    parts = [
+        f"<Contents><Key>{key}</Key>",
+        f"<LastModified>{draw(_stamp)}</LastModified>",
+        f"<ETag>{etag}</ETag>",
+    ]
+    algorithms = draw(st.lists(st.sampled_from(["CRC32", "CRC64NVME"]), max_size=2))
+    parts += [f"<ChecksumAlgorithm>{a}</ChecksumAlgorithm>" for a in algorithms]
+    if draw(st.booleans()):
+        parts.append("<ChecksumType>FULL_OBJECT</ChecksumType>")
+    parts.append(f"<Size>{draw(st.integers(0, 2**40))}</Size>")
+    owner = ["<ID>o&amp;1</ID>", "<DisplayName>me</DisplayName>"]
+    if draw(st.booleans()):
+        parts.append(f"<Owner>{''.join(draw(st.permutations(owner)))}</Owner>")
+    storage = draw(st.sampled_from([None, "STANDARD", "GLACIER", ""]))
+    if storage is not None:
+        parts.append(f"<StorageClass>{storage}</StorageClass>")
+    if draw(st.booleans()):
+        parts.append(
+            "<RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress>"
+            "<RestoreExpiryDate>2026-12-10T00:00:00.000Z</RestoreExpiryDate>"
+            "</RestoreStatus>"
+        )
+    parts.append("</Contents>")
+    return "".join(parts)
+
+
+@st.composite
+def pages(draw: st.DrawFn) -> bytes:
+    """A ListObjectsV2 page in the shape S3 sends (with its optional elements)."""
+    url = draw(st.booleans())
+    keys = draw(st.lists(_contents(url), max_size=8))
+    prefixes = [
+        f"<CommonPrefixes><Prefix>{quote(p) if url else _escape(p, True)}</Prefix>"
+        "</CommonPrefixes>"
+        for p in draw(st.lists(_key_text, max_size=3))
+    ]
+    count = len(keys) + len(prefixes) + draw(st.sampled_from([0, 0, 0, 1]))
+    truncated = draw(st.booleans())
+    head = [
+        "<Name>bucket</Name>",
+        draw(
+            st.sampled_from(["<Prefix></Prefix>", "<Prefix/>", "<Prefix>a/</Prefix>"])
+        ),
+        f"<KeyCount>{count}</KeyCount>",
+        "<MaxKeys>1000</MaxKeys>",
+        f"<IsTruncated>{str(truncated).lower()}</IsTruncated>",
+    ]
+    if truncated:
+        token = _escape(draw(_key_text), False)
+        head.append(f"<NextContinuationToken>{token}</NextContinuationToken>")
+    if url:
+        head.append("<EncodingType>url</EncodingType>")
+    head = draw(st.permutations(head))
+    split = draw(st.integers(0, len(head)))
+    decl = draw(
+        st.sampled_from(
+            [
+                '<?xml version="1.0" encoding="UTF-8"?>\n',
+                "<?xml version='1.0'?>",
+                "",
+                '<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n',
+            ]
+        )
+    )
+    xmlns = draw(
+        st.sampled_from(
+            [' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', "", ' xmlns=""']
+        )
+    )
+    body = (
+        f"{decl}<ListBucketResult{xmlns}>{''.join(head[:split])}{''.join(keys)}"
+        f"{''.join(prefixes)}{''.join(head[split:])}</ListBucketResult>"
+    )
+    return body.encode("utf-8")
+
+
+@given(pages())
+@example(
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="x"><Name>b</Name>'
+    b"<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>a</Key>"
+    b"<LastModified>2026-12-07T00:17:21.811Z</LastModified><ETag>&quot;e&quot;</ETag>"
+    b"<Size>3</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>"
+)
+def test_pages_in_s3s_shape_take_the_scanner_and_agree_with_elementtree(
+    body: bytes,
+) -> None:
+    assert _listxml.scan(body) is not None
+    _same(body)
+
+
+_SNIPPETS = [
+    "<!-- c -->",
+    "<![CDATA[x]]>",
+    "<!DOCTYPE x>",
+    "<?pi x?>",
+    "&bogus;",
+    "&amp;",
+    "&#0;",
+    "&#65;",
+    "&#x41;",
+    "&#X41;",
+    "&#xD800;",
+    "&",
+    "\r",
+    "\r\n",
+    "\x01",
+    "\x0c",
+    "\ufffe",
+    "\u2028",
+    "\xa0",
+    " ",
+    "\n  ",
+    "x",
+    "<X/>",
+    "<X>y</X>",
+    "<X a='1'>y</X>",
+    "<s3:Key>k</s3:Key>",
+    "<Contents>",
+    "</Contents>",
+    "<Contents/>",
+    "<CommonPrefixes/>",
+    "<CommonPrefixes></CommonPrefixes>",
+    "<CommonPrefixes><Prefix>p</Prefix><Prefix>q</Prefix></CommonPrefixes>",
+    "<Key>k2</Key>",
+    "<Size>zz</Size>",
+    "<Size></Size>",
+    "<LastModified>bad</LastModified>",
+    "<LastModified>2026-13-01T00:00:00Z</LastModified>",
+    "<KeyCount>99</KeyCount>",
+    "<IsTruncated>TRUE</IsTruncated>",
+    "</ListBucketResult>",
+    "<ListBucketResult>",
+    "]]>",
+    "<Owner><ID>i</ID></Owner>",
+    "<RestoreStatus><IsRestoreInProgress>true</IsRestoreInProgress></RestoreStatus>",
+]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    body = draw(pages())
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(body)))
+        kind = draw(st.sampled_from(["text", "text", "insert", "delete", "byte"]))
+        if kind == "text":  # where an element's content starts: text, then its end tag
+            starts = [i + 1 for i, c in enumerate(body) if c == ord(">")]
+            at = draw(st.sampled_from(starts))
+            snippet = draw(st.sampled_from(_SNIPPETS)).encode("utf-8")
+            body = body[:at] + snippet + body[at:]
+        elif kind == "insert":
+            snippet = draw(st.sampled_from(_SNIPPETS)).encode("utf-8")
+            body = body[:at] + snippet + body[at:]
+        elif kind == "delete":
+            body = body[:at] + body[at + draw(st.integers(1, 8)) :]
+        else:
+            body = body[:at] + bytes([draw(st.integers(0, 255))]) + body[at + 1 :]
+    return body
+
+
+_ONE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="x">'
+    "<Name>b</Name><KeyCount>{count}</KeyCount><IsTruncated>false</IsTruncated>"
+    "<Contents><Key>{key}</Key><LastModified>2026-12-07T00:17:21.811Z</LastModified>"
+    "<ETag>&quot;e&quot;</ETag><Size>3</Size>{extra}</Contents>{tail}</ListBucketResult>"
+)
+
+
+def _one(key: str = "a", extra: str = "", tail: str = "", count: int = 1) -> bytes:
+    return _ONE.format(key=key, extra=extra, tail=tail, count=count).encode("utf-8")
+
+
+@given(_mutated())
+@example(_one(key="a\x01b"))
+@example(_one(key="a]]>b"))
+@example(_one(key="a\rb"))
+@example(_one(key="a&bogus;b"))
+@example(_one(key="a&#0;b"))
+@example(_one(extra="<Owner><ID>&bogus;</ID></Owner>"))
+@example(_one(extra="<Owner><ID>&#1;</ID></Owner>"))
+@example(_one(tail="<CommonPrefixes><Prefix>p</X></CommonPrefixes>"))
+@example(
+    _one(tail="<CommonPrefixes><X><Prefix>p</Prefix></X></CommonPrefixes>", count=2)
+)
+@example(_one(tail="<Name>n</Name>junk"))
+@example(_one(tail="<!-- c -->"))
+@example(_one() + b"junk")
+@example(_one(key="a\ufffeb"))
+@example(_one(tail="<Contents/>", count=2))
+@example(_one(tail="<CommonPrefixes/>", count=2))
+@example(_one(tail="<CommonPrefixes></CommonPrefixes>", count=2))
+def test_mutated_pages_agree_with_elementtree(body: bytes) -> None:
+    _same(body)
+
+
+def _page(inner: str, decl: str = "") -> bytes:
+    return f"{decl}<ListBucketResult>{inner}</ListBucketResult>".encode()
+
+
+def test_shapes_the_scanner_leaves_to_elementtree_still_parse() -> None:
+    # Each is valid XML outside the scanner's shape: the result comes from ElementTree.
+    contents = (
+        "<Contents><Key>k</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>"
+        "<ETag>e</ETag><Size>1</Size></Contents>"
+    )
+    bodies = [
+        _page(contents.replace("<Key>", "\n  <Key>")),  # pretty-printed
+        _page(contents.replace("<Size>1</Size>", "<Size>1</Size><!-- n -->")),
+        _page(contents.replace("<Key>k</Key>", "<Key><![CDATA[a<b]]></Key>")),
+        _page(contents, decl='<?xml version="1.0" encoding="ISO-8859-1"?>'),
+        _page(
+            contents + "<CommonPrefixes><Prefix>a/</Prefix></CommonPrefixes>" + contents
+        ),
+        _page(contents.replace("</Contents>", "<Extra>x</Extra></Contents>")),
+    ]
+    for body in bodies:
+        assert _listxml.scan(body) is None, body
+        result, _ = parse_listing(body)
+        assert [i.key for i in result.object_info] in (["k"], ["a<b"], ["k", "k"]), body
+        _same(body)
+
+
+def test_references_are_replaced_as_xml_defines_them() -> None:
+    body = _page(
+        "<Contents><Key>&lt;a&amp;b&gt;&apos;&quot;&#65;&#x42;&#x1F600;</Key>"
+        "<LastModified>2026-01-02T03:04:05.000Z</LastModified>"
+        "<ETag>&quot;e&quot;</ETag><Size>1</Size></Contents>"
+    )
+    assert _listxml.scan(body) is not None
+    (info,) = parse_listing(body)[0].object_info
+    assert info.key == "<a&b>'\"AB\U0001f600"
+    assert info.etag == '"e"'
+    _same(body)
+
+
+def _first_key(body: bytes) -> Optional[str]:
+    result, _ = parse_listing(body)
+    return result.object_info[0].key if result.object_info else None
+
+
+def test_last_modified_matches_calendar_timegm_across_minutes_and_dates() -> None:
+    import calendar
+
+    for stamp in [
+        "1970-01-01T00:00:00.000Z",
+        "2026-12-07T23:59:59.999Z",
+        "2024-02-29T12:30:01Z",
+        "2026-12-07T23:59:58.000Z",
+    ]:
+        body = _page(
+            f"<Contents><Key>k</Key><LastModified>{stamp}</LastModified>"
+            "<ETag>e</ETag><Size>1</Size></Contents>"
+        )
+        (info,) = parse_listing(body)[0].object_info
+        fields = (
+            stamp[0:4],
+            stamp[5:7],
+            stamp[8:10],
+            stamp[11:13],
+            stamp[14:16],
+            stamp[17:19],
+        )
+        expected = calendar.timegm((*map(int, fields), 0, 0, 0))
+        assert info.last_modified == expected
