@@ -15,7 +15,8 @@ Anything unexpected raises :class:`UnsupportedFormat`, and the caller falls back
 :func:`save_tensor` writes the same bytes as ``torch.save(tensor, stream)``: torch's own
 ``_save`` produces the records (pickle, version markers, storage), this module lays out the
 zip container as torch's writer does. The difference is the CRC-32 of each record: torch's
-writer computes it holding the GIL, at a fraction of the speed of ``zlib.crc32``, which
+writer computes it holding the GIL, at a fraction of the speed of the package's CRC-32
+(``_core._checksum.crc32``: ISA-L with the ``fast-crc`` extra, else ``zlib.crc32``), which
 releases it, so the upload threads keep running while a checkpoint is serialised.
 """
 
@@ -31,11 +32,12 @@ import struct
 import sys
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass
 from typing import IO, Any, List, Optional, Tuple
 
 import torch
+
+from .._core._checksum import crc32
 
 __all__ = [
     "PREFIX_LIMIT",
@@ -425,6 +427,15 @@ class _ZipWriter:
         self._stream.write(data)
         self._pos += len(data)
 
+    def _payload(self, payload: memoryview) -> int:
+        """Write ``payload`` a chunk at a time; return its CRC-32."""
+        crc = 0
+        for at in range(0, len(payload), _CHUNK):
+            chunk = payload[at : at + _CHUNK]
+            crc = crc32(chunk, crc)
+            self._write(chunk)
+        return crc
+
     def record(self, name: str, payload: memoryview) -> None:
         encoded = name.encode("utf-8")
         offset = self._pos
@@ -435,12 +446,8 @@ class _ZipWriter:
             _LOCAL_SIGNATURE, 0, _FLAGS, 0, 0, 0, 0, 0, 0, len(encoded), len(extra)
         )
         self._write(header + encoded + extra)
-        crc = 0
+        crc = self._payload(payload)
         size = len(payload)
-        for at in range(0, size, _CHUNK):
-            chunk = payload[at : at + _CHUNK]
-            crc = zlib.crc32(chunk, crc)
-            self._write(chunk)
         self._write(_DESCRIPTOR.pack(0x08074B50, crc, size, size))
         self._entries.append((encoded, crc, size, offset))
 
