@@ -173,9 +173,10 @@ async def test_burst_of_first_requests_to_a_busy_endpoint_all_succeed(
     with ScriptedServer(handler) as srv:
         async with _client(srv.url, max_attempts=1) as c:
             results = await asyncio.gather(*(c.get_range("bkt", "k") for _ in range(8)))
-        requests = len(srv.requests)
+        gets = [r for r in srv.requests if r.method == "GET"]
     assert [r.data for r in results] == [b"abc"] * 8
-    assert requests == 8  # none failed and was retried
+    # None failed and was retried (a liveness probe, HEAD /, may go out under load).
+    assert len(gets) == 8
 
 
 async def test_burst_of_first_requests_to_a_silent_endpoint_fails_together(
