@@ -15,11 +15,7 @@ import threading
 from typing import Any, List, Optional, Tuple
 
 import torch
-from torch.distributed.checkpoint.filesystem import (
-    DEFAULT_SUFFIX,
-    _split_by_size_and_type,
-    _StorageInfo,
-)
+from torch.distributed.checkpoint.filesystem import DEFAULT_SUFFIX
 from torch.distributed.checkpoint.planner import (
     SavePlan,
     SavePlanner,
@@ -29,6 +25,17 @@ from torch.distributed.checkpoint.planner import (
 from torch.distributed.checkpoint.storage import WriteResult
 
 from ._torch_save_format import UnsupportedFormat, save_tensor
+
+try:  # torch internals this writer shares with FileSystemWriter; if a release drops them,
+    # can_write says so and the save goes through torch's own write_data instead.
+    from torch.distributed.checkpoint.filesystem import (
+        _split_by_size_and_type,
+        _StorageInfo,
+    )
+except ImportError:  # pragma: no cover - depends on the torch release
+    _INTERNALS = False
+else:
+    _INTERNALS = True
 
 __all__ = ["can_write", "write_plan"]
 
@@ -140,6 +147,8 @@ def _result(item: WriteItem, name: str, offset: int, length: int) -> WriteResult
 
 def can_write(writer: Any) -> Optional[str]:
     """Why ``write_plan`` cannot serve ``writer`` (a ``FileSystemWriter``), or None."""
+    if not _INTERNALS:
+        return "this torch has no _split_by_size_and_type/_StorageInfo"
     if getattr(writer, "serialization_format", None) is None:
         return "unknown serialization format"
     if writer.serialization_format.value != "torch_save":

@@ -323,6 +323,31 @@ def save_tensor(tensor: torch.Tensor, stream: IO[bytes]) -> None:
         UnsupportedFormat: torch's records are not the ones this writer knows, or the blob
             would need zip64 sizes; call ``torch.save`` instead.
     """
+    if not _round_trips():
+        raise UnsupportedFormat("this torch does not load what this writer lays out")
+    _write_tensor(tensor, stream)
+
+
+@functools.cache
+def _round_trips() -> bool:
+    """Once per process: does ``torch.load`` read back a sample this writer laid out?
+
+    The layout is taken from ``torch.save`` at run time and tested byte for byte against it
+    in CI on one torch release; this guards the other releases a user may have, so that a
+    checkpoint is never written in a form torch cannot load.
+    """
+    sample = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    buffer = io.BytesIO()
+    try:
+        _write_tensor(sample, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=True)
+    except Exception:  # any failure means: leave the writing to torch.save
+        return False
+    return isinstance(loaded, torch.Tensor) and torch.equal(loaded, sample)
+
+
+def _write_tensor(tensor: torch.Tensor, stream: IO[bytes]) -> None:
     records = _records_of(tensor)
     template = _template()
     total = sum(len(payload) for _name, payload in records) + 4096

@@ -141,3 +141,23 @@ def test_writer_leaves_empty_storages_to_torch_save(obj: Any) -> None:
     with pytest.raises(UnsupportedFormat):
         save_tensor(obj, stream)
     assert stream.getvalue() == b""
+
+
+def test_this_torch_loads_what_the_writer_lays_out() -> None:
+    from s3torch_async.dcp import _torch_save_format as fmt
+
+    assert fmt._round_trips()
+
+
+def test_writer_steps_aside_when_torch_would_not_load_its_layout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another torch release whose loader disagrees with the layout: nothing is written and
+    # the caller falls back to torch.save.
+    from s3torch_async.dcp import _torch_save_format as fmt
+
+    monkeypatch.setattr(fmt, "_round_trips", lambda: False)
+    buffer = io.BytesIO()
+    with pytest.raises(UnsupportedFormat, match="does not load"):
+        save_tensor(torch.ones(3), buffer)
+    assert buffer.getvalue() == b""
