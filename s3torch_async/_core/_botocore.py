@@ -73,7 +73,8 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     ``first_answer_timeout`` (set by :func:`no_redirect_session`): seconds a request to an
     origin that has not answered this session yet may take to get its response; then the
     origin is probed as on the lean transport, and ``NoResponseError`` raised if it is
-    silent too. Requests with bodies over 1 MiB (or of unknown size) are exempt.
+    silent too. Requests with bodies over 1 MiB (or of unknown size), and requests sent
+    through a proxy, are exempt.
     """
 
     first_answer_timeout: Optional[float] = None
@@ -93,7 +94,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
         answered = self._answered
         parts = urlsplit(request.url)
         origin = f"{parts.scheme}://{parts.netloc}"
-        if first is None or origin in answered:
+        if first is None or origin in answered or self._proxied(request.url):
             return await self._send_one(request)
         size = _body_size(request.body)
         if size is None or size > FIRST_ANSWER_BODY:
@@ -152,6 +153,11 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
         except BaseException:
             task.cancel()
             raise
+
+    def _proxied(self, url: str) -> bool:
+        # Through an HTTP(S) proxy the probe (a direct connection) would prove nothing.
+        config = getattr(self, "_proxy_config", None)
+        return config is not None and bool(config.proxy_url_for(url))
 
     async def _send_one(self, request: Any) -> Any:
         response = await super().send(request)

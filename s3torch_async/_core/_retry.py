@@ -165,6 +165,8 @@ def describe(exc: BaseException) -> str:
         what = "connection refused"
     elif any(isinstance(e, _TLS_ERRORS) for e in chain):
         what = "TLS error"
+    elif any(isinstance(e, NoResponseError) for e in chain):
+        return str(exc)  # names the endpoint and the likely cause already
     elif kind is Failure.NO_ANSWER:
         what = "no response within the timeout"
     else:
