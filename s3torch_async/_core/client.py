@@ -441,8 +441,12 @@ class AsyncS3Client:
         end: Optional[int] = None,
         *,
         if_match: Optional[str] = None,
+        limit: Optional[int] = None,
     ) -> GetResult:
         """GET ``[start, end)`` (the whole object when ``start`` is None) into memory.
+
+        ``limit`` (whole-object GETs): an object larger than that many bytes is not
+        downloaded; the result then holds no data and the object's size.
 
         Raises:
             S3Exception: The request failed (``Service error: The key does not exist``...).
@@ -453,7 +457,9 @@ class AsyncS3Client:
             raise ValueError(
                 f"empty or inverted range [{start}, {end}) for s3://{bucket}/{key}"
             )
-        result = await self._get_into(bucket, key, start, end, None, if_match)
+        if limit is not None and start is not None:
+            raise ValueError("limit applies to whole-object GETs (start None) only")
+        result = await self._get_into(bucket, key, start, end, None, if_match, limit)
         assert isinstance(result, GetResult)
         return result
 
@@ -506,6 +512,7 @@ class AsyncS3Client:
         end: Optional[int],
         view: Optional[memoryview],
         if_match: Optional[str],
+        limit: Optional[int] = None,
     ) -> Union[RangeMeta, GetResult]:
         """One GET, resumed from the last byte received when the body breaks.
 
@@ -545,6 +552,14 @@ class AsyncS3Client:
                         continue
                     raise
                 try:
+                    if (
+                        limit is not None
+                        and not received
+                        and body.content_length > limit
+                    ):
+                        # Too large to keep: give up on it (the unread body is dropped).
+                        etag, object_size = etag or body.etag, body.object_size
+                        break
                     if (
                         start is None
                         and view is not None

@@ -691,8 +691,8 @@ class ObjectFetcher:
 
     Objects with listing info are fetched with one GET when small enough and not at all
     otherwise. Objects without it (built from URIs) reserve ``max_object_size`` and are fetched
-    with one ranged GET of that many bytes; when the object turns out to be larger (or empty, where
-    S3 answers a ranged GET with 416) the bytes are dropped and the item is delivered without data.
+    with one whole-object GET (so their checksum is checked too) that is given up as soon as its
+    headers show a larger object; that item is then delivered without data.
 
     Args:
         client: Client to fetch with.
@@ -724,7 +724,9 @@ class ObjectFetcher:
             if item.object_info is not None:
                 whole = await self._client.get_range(item.bucket, item.key)
                 return whole.data, whole.etag
-            head = await self._client.get_range(item.bucket, item.key, 0, self._max)
+            # One whole-object GET, so that S3 sends the checksum and the bytes are checked;
+            # given up at the headers if the object is larger than we keep.
+            head = await self._client.get_range(item.bucket, item.key, limit=self._max)
         except S3Exception as exc:
             if item.object_info is None and exc.status == 416:
                 return None  # empty object: the reader handles it

@@ -213,7 +213,7 @@ def test_objects_over_the_threshold_are_not_prefetched(proxy, bucket, put):
     assert object_gets(proxy, bucket).count("a-small") == 1
 
 
-def test_from_objects_prefetches_with_one_ranged_get(proxy, bucket, objects):
+def test_from_objects_prefetches_with_one_get(proxy, bucket, objects):
     made = objects(6)
     uris = [f"s3://{bucket}/{k}" for k in made]
     assert list(from_objects(uris, proxy.url, transform=read_all)) == list(made.items())

@@ -367,3 +367,32 @@ def test_small_checkpoint_of_unknown_size_is_checked(proxy, bucket):
     with pytest.raises(S3Exception, match="does not match"):  # noqa: SIM117
         with checkpoint.reader(f"s3://{bucket}/small.pt") as reader:
             torch.load(reader)
+
+
+@pytest.mark.parametrize("times", [1, None], ids=["once", "always"])
+def test_dataset_from_uris_never_yields_a_corrupted_object(
+    proxy, bucket, boto_s3, times
+):
+    # Objects built from URIs (size unknown) are prefetched with one whole GET, so S3 sends
+    # their checksum: a flipped bit is caught; the reader then asks again.
+    from s3torch_async import S3IterableDataset
+
+    data = payload(100_000, 31)
+    boto_s3.put_object(Bucket=bucket, Key="u/small", Body=data)
+    proxy.add_fault(
+        FaultRule(
+            Fault.flip_response_bit(5), method="GET", path_contains="/u/", times=times
+        )
+    )
+    dataset = S3IterableDataset.from_objects(
+        [f"s3://{bucket}/u/small"],
+        region=REGION,
+        endpoint=proxy.url,
+        s3client_config=config(),
+        transform=lambda r: r.read(),
+    )
+    if times == 1:
+        assert list(dataset) == [data]  # the reader's own GET came clean
+    else:
+        with pytest.raises(S3Exception, match="does not match"):
+            list(dataset)
