@@ -392,12 +392,13 @@ class Prefetcher(Generic[T]):
         self._latency: Optional[float] = None
         self._deliveries = DeliveryRate()
         self._mean_cost: Optional[float] = None
-        # Growth on trial: (time, deliveries, rate before, size before) of the last growth.
+        # Growth on trial: (time, deliveries, rate before, size before) of the last growth;
+        # deliveries is -1 until one fetch latency has passed since the growth.
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
         self._history: Deque[Tuple[float, int]] = deque(
-            maxlen=max(64, adaptive_cap + 1)
+            maxlen=max(64, 2 * adaptive_cap + 1)
         )
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
@@ -437,10 +438,11 @@ class Prefetcher(Generic[T]):
 
         Little's law gives the size, but a fetch's duration also grows with the queueing in
         front of a saturated CPU or link, which would inflate the window for nothing. So a
-        window only grows on trial: it keeps the larger size when the delivery rate over the
-        next ``max(size, 32)`` deliveries beats the rate over as many deliveries before by
-        10 %, and otherwise goes back and holds for ``20 x size`` deliveries before trying
-        again.
+        window only grows on trial: it keeps the larger size when the delivery rate over
+        ``max(size, 32)`` deliveries, counted from one fetch latency after the growth (when
+        the added items start to arrive), beats the rate over twice as many deliveries before
+        it by 10 %, and otherwise goes back and holds for ``20 x size`` deliveries before
+        trying again.
         """
         if not self._adaptive() or not count:
             return
@@ -464,6 +466,13 @@ class Prefetcher(Generic[T]):
         trial = self._trial
         if trial is not None:
             started, at, rate_before, previous = trial
+            if at < 0:
+                # the items the growth added arrive one fetch latency later: the rate
+                # after it is counted from then on
+                if now - started < self._latency:
+                    return
+                self._trial = trial = (now, self._total, rate_before, previous)
+                started, at = now, self._total
             if self._total - at < max(current, _TRIAL_DELIVERIES):
                 return  # still judging the last growth
             self._trial = None
@@ -486,7 +495,7 @@ class Prefetcher(Generic[T]):
             return
         # the rate over as many deliveries as the trial will be judged on: a shorter span
         # would be a burst of items that were ready at once
-        span = max(current, _TRIAL_DELIVERIES)
+        span = 2 * max(current, _TRIAL_DELIVERIES)
         first_time, first_total = self._history[0]
         for then, total in reversed(self._history):
             if self._total - total >= span:
@@ -513,7 +522,7 @@ class Prefetcher(Generic[T]):
             self._latency * 1e3,
             interval * 1e3,
         )
-        self._trial = (now, self._total, rate_before, current)
+        self._trial = (now, -1, rate_before, current)
         self._history.clear()
         self._space.set()
 
