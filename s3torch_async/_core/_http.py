@@ -592,6 +592,7 @@ class _HostPool:
         """Open a connection with a slot already reserved; the slot is freed on failure."""
         pool = self.pool
         conn = _Conn(self)
+        silent_tls = False
         try:
             coro = self.loop.create_connection(
                 lambda: conn,
@@ -600,12 +601,29 @@ class _HostPool:
                 ssl=self.ssl,
                 server_hostname=self.host if self.ssl is not None else None,
             )
-            if pool.connect_timeout is not None:
-                await asyncio.wait_for(coro, pool.connect_timeout)
+            limit = pool.connect_timeout
+            first = pool.first_answer_timeout
+            # A TLS handshake with a host that never answered: a server that accepts and
+            # stays silent (a wrong port) fails as fast as a silent HTTP server does.
+            silent_tls = (
+                self.ssl is not None
+                and not self.answered
+                and first is not None
+                and (limit is None or first < limit)
+            )
+            if silent_tls:
+                limit = first
+            if limit is not None:
+                await asyncio.wait_for(coro, limit)
             else:
                 await coro
         except asyncio.TimeoutError:
             self.release_slot()
+            if silent_tls:
+                raise NoResponseError(
+                    f"no TLS answer from {self.host}:{self.port} within {limit:g} s: "
+                    "is this an https S3 endpoint?"
+                ) from None
             raise asyncio.TimeoutError(
                 f"connecting to {self.host}:{self.port} timed out"
             ) from None

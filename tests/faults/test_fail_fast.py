@@ -201,6 +201,21 @@ async def test_burst_of_first_requests_to_a_silent_endpoint_fails_together(
     assert elapsed < BOUND
 
 
+async def test_https_to_a_server_that_never_answers_fails_fast(s3_transport):
+    # A port that accepts connections and stays silent, reached over https: the TLS
+    # handshake gets the first-answer timeout too (it took 3 x the 10 s connect timeout).
+    if s3_transport != "lean":
+        pytest.skip(
+            "aiohttp's handshake keeps the connect timeout on the botocore transport"
+        )
+    with ScriptedServer(lambda req: HANG) as srv:
+        url = srv.url.replace("http://", "https://")
+        exc, elapsed = await _fails(url)
+    assert "no TLS answer from 127.0.0.1:" in str(exc)
+    assert "within 2 s: is this an https S3 endpoint?" in str(exc)
+    assert elapsed < BOUND
+
+
 async def test_first_answer_timeout_is_settable(s3_transport, monkeypatch):
     monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.25")
     with ScriptedServer(lambda req: HANG) as srv:
