@@ -284,9 +284,16 @@ def test_partial_of_reference_prefix_helper_behaves_like_from_prefix(
 
 
 def test_abandoned_iteration_leaves_the_dataset_usable(proxy, bucket, objects):
-    objects(30)
+    objects(
+        30
+    )  # 32 bytes each: a 128-byte budget holds the window to 4 objects, however
+    # far the adaptive window would grow on its own
     ds = from_prefix(
-        f"s3://{bucket}/data/", proxy.url, transform=key_of, prefetch_count=4
+        f"s3://{bucket}/data/",
+        proxy.url,
+        transform=key_of,
+        prefetch_count=4,
+        prefetch_bytes=128,
     )
     it = iter(ds)
     assert [next(it) for _ in range(3)] == ["data/000", "data/001", "data/002"]
