@@ -46,6 +46,11 @@ nitpick_ignore_regex = [
     # private bases and aliases (``_backend.ObjectSize``...) and type variables
     ("py:class", r"s3torch_async\.(\w+\.)*_\w+(\.\w+)*"),
     ("py:class", r"(ReaderConstructor|T|R)"),
+    # internal types named bare in annotations of documented classes
+    (
+        "py:class",
+        r"(DatasetSource|ReadClient|WriteClient|ObjectVersion|PartAssembler|ListingCursor)",
+    ),
     ("py:class", r"s3torch_async\..*\.[A-Z]"),
 ]
 

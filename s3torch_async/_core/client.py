@@ -910,8 +910,8 @@ class ListingCursor:
 class ListObjectsPager(ListingCursor):
     """Async iterator over the pages of one listing; resumable from ``continuation_token``.
 
-    Build it with :meth:`AsyncS3Client.list_objects`. The arguments after ``client`` and the
-    attributes are those of :class:`ListingCursor`.
+    Build it with :meth:`s3torch_async.AsyncS3Client.list_objects`. The arguments after
+    ``client`` and the attributes are those of ``ListingCursor``.
     """
 
     def __init__(self, client: AsyncS3Client, *args: Any, **kwargs: Any) -> None:

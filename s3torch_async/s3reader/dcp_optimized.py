@@ -363,7 +363,7 @@ class DCPOptimizedS3Reader(S3Reader):
 
     @property
     def item_ranges(self) -> List[ItemRange]:
-        """The ranges this reader fetches: the planned ones, without empty or repeated ones."""
+        """The ranges this reader fetches (the planned ones, without empty or repeated ones)."""
         return list(self._item_ranges)
 
     def iter_items(self) -> Iterator[tuple[int, memoryview]]:
