@@ -240,29 +240,17 @@ class Attempts:
             delay = 0.0  # a kept-alive connection the server had closed: resend at once
         else:
             delay = random.random() * min(MAX_BACKOFF, 2.0 ** (self.used - 1))
-        cause = describe(exc)
-        if self.used >= WARN_FROM:
-            logger.warning(
-                "%s %s at %s: attempt %d of %d failed (%s); retrying in %.2f s",
-                self.operation,
-                self.where,
-                self.endpoint,
-                self.used,
-                self.max_attempts,
-                cause,
-                delay,
-            )
-        else:
-            logger.debug(
-                "%s %s at %s: attempt %d of %d failed (%s); retrying in %.2f s",
-                self.operation,
-                self.where,
-                self.endpoint,
-                self.used,
-                self.max_attempts,
-                cause,
-                delay,
-            )
+        logger.log(
+            logging.WARNING if self.used >= WARN_FROM else logging.DEBUG,
+            "%s %s at %s: attempt %d of %d failed (%s); retrying in %.2f s",
+            self.operation,
+            self.where,
+            self.endpoint,
+            self.used,
+            self.max_attempts,
+            describe(exc),
+            delay,
+        )
         await asyncio.sleep(delay)
         return True
 
