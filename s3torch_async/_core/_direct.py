@@ -38,11 +38,9 @@ calls the lean transport leaves to botocore (multipart control calls, copy, dele
 
 from __future__ import annotations
 
-import configparser
 import ipaddress
 import os
 import re
-import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -282,6 +280,8 @@ def _file_problem(path: str, variable: str) -> Optional[str]:
     path = os.path.expanduser(os.path.expandvars(path))
     if not os.path.isfile(path):
         return None
+    import configparser  # only for a file that exists
+
     parser = configparser.RawConfigParser()
     try:
         parser.read([path])
@@ -302,6 +302,8 @@ def _is_default_profile(section: str) -> bool:
         return True
     if not section.startswith("profile"):
         return False
+    import shlex
+
     try:
         parts = shlex.split(section)
     except ValueError:

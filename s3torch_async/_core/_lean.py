@@ -36,7 +36,6 @@ import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable, Optional, Protocol
 from urllib.parse import quote, unquote_plus, urlsplit
 
@@ -182,6 +181,9 @@ _minute_starts: dict[str, int] = {}
 def _epoch_http(text: Optional[str]) -> int:
     if not text:
         return 0
+    # email.utils costs ~4 ms to import: only once a HEAD needs it.
+    from email.utils import parsedate_to_datetime
+
     try:
         return int(parsedate_to_datetime(text).timestamp())
     except (TypeError, ValueError):
