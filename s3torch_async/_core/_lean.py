@@ -34,7 +34,6 @@ import hmac
 import re
 import ssl
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any, Awaitable, Callable, Optional, Protocol
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -50,6 +49,7 @@ from ._responses import (
     check_key_count,
     client_error,
     local_name,
+    parse_xml,
     restore_status,
     text_of,
 )
@@ -716,11 +716,8 @@ async def _read_capped(resp: HTTPResponse, cap: int = _MAX_LISTING) -> bytes:
 def _error_code(body: bytes) -> Optional[str]:
     if not body:
         return None
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        return None
-    return text_of(root, "Code")
+    root = parse_xml(body)
+    return None if root is None else text_of(root, "Code")
 
 
 def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
@@ -742,12 +739,11 @@ def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
 
 def parse_listing_tree(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
     """:func:`parse_listing` with ElementTree only (every body XML allows)."""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+    root = parse_xml(body)
+    if root is None:
         # As botocore: a 200 whose body does not parse is an error S3 embedded in a 200,
         # handled exactly like a 500 (and retried as one).
-        raise client_error(500, b"", {}, "ListObjectsV2") from None
+        raise client_error(500, b"", {}, "ListObjectsV2")
     if local_name(root.tag) != "ListBucketResult":
         raise S3Exception(
             "Client error: the ListObjectsV2 response is not a ListBucketResult "
