@@ -178,6 +178,55 @@ async def test_credentials_and_signing_scope_are_botocores(
     assert query["X-Amz-Security-Token"] == ["security-token"]
 
 
+@pytest.mark.parametrize(
+    ("region", "endpoint", "bucket"),
+    [
+        ("eu-west-1", None, "mybucket"),
+        ("us-east-1", "http://127.0.0.1:9000", "my.bucket"),
+        ("ap-south-2", "https://minio.local:8443/pre", "data"),
+    ],
+)
+async def test_a_direct_request_is_signed_as_botocore_signs_it(
+    region, endpoint, bucket
+):
+    """The whole signature: our signer, the direct start's credentials and address."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from s3torch_async._core._lean import EMPTY_SHA256, SigV4Signer
+
+    plan = _plan(region, endpoint)
+    assert isinstance(plan, _direct.DirectStart)
+    assert plan.credentials is not None
+    base = plan.base(bucket)
+    assert base is not None
+    origin, host, prefix = base
+    path = prefix + "dir/a%20b.bin"
+    start = await _botocore_start(region, endpoint)
+    try:
+        botocores = await (
+            await start.session.get_credentials()
+        ).get_frozen_credentials()
+    finally:
+        await start.aclose()
+    request = AWSRequest(
+        method="GET", url=origin + path, headers={"X-Amz-Content-SHA256": EMPTY_SHA256}
+    )
+    S3SigV4Auth(botocores, "s3", region).add_auth(request)
+    headers: dict[str, str] = {}
+    SigV4Signer(region).sign(
+        "GET",
+        host,
+        path,
+        [],
+        headers,
+        await plan.credentials.get_frozen_credentials(),
+        request.headers["X-Amz-Date"],
+    )
+    assert headers["Authorization"] == request.headers["Authorization"]
+    assert headers["x-amz-security-token"] == request.headers["X-Amz-Security-Token"]
+
+
 def test_ca_bundle_is_botocores(monkeypatch):
     from botocore.httpsession import get_cert_path
 
