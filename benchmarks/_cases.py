@@ -1,6 +1,6 @@
 """The catalogue: which benchmarks each case runs, with which client variants.
 
-A *case* is one of the issue's six scenarios; it runs one or more *benchmarks* (case 2 once
+A *case* is one of the issue's scenarios; it runs one or more *benchmarks* (case 2 once
 with ``num_workers=0`` and once with 2 workers, cases 5 and 6 once to save and once to load).
 Each benchmark lists client *variants*; the s3torchconnector variant marked ``reference``
 is what the ratios divide by.
@@ -21,6 +21,7 @@ _BOTO3 = "benchmarks.clients.boto3_client"
 _S3FS = "benchmarks.clients.s3fs_client"
 _OBSTORE = "benchmarks.clients.obstore_client"
 _DCP_RANKS = "benchmarks.clients.dcp_ranks"
+_COLD = "benchmarks.clients.coldstart:first_byte"
 
 _OURS = {"package": "s3torch_async"}
 _REF = {"package": "s3torchconnector"}
@@ -62,9 +63,10 @@ class Bench:
 
     Attributes:
         id: ``"1"``, ``"2-w0"``, ``"5-save"``...
-        case: The case number (1-6).
+        case: The case number (1-7).
         title: Human description.
-        unit: ``"MB/s"``, ``"obj/s"`` or ``"keys/s"``: what throughput means here.
+        unit: ``"MB/s"``, ``"obj/s"`` or ``"keys/s"``: what throughput means here; or
+            ``"ms"``: a time, lower is better (case 7's first call).
         variants: The client variants.
         writes: Key this benchmark writes (checked and deleted by the runner), if any.
         primary: The s3torch-async variant that carries the targets.
@@ -356,7 +358,40 @@ def catalogue() -> List[Bench]:
             ),
             primary="s3torch-async/S3StorageReader",
         ),
+        Bench(
+            "7",
+            7,
+            "cold start: fresh process, first call to first object's bytes "
+            "(lower is better; import time in the note)",
+            "ms",
+            (
+                _cold("s3torch-async", "S3Client.get_object", "s3torch_async.S3Client"),
+                _cold("s3torch-async", "S3MapDataset[0]", "s3torch_async.S3MapDataset"),
+                _cold(
+                    "s3torchconnector",
+                    "S3Client.get_object",
+                    "s3torchconnector.S3Client",
+                    reference=True,
+                ),
+                _cold("boto3", "get_object", "boto3"),
+                _cold("obstore", "get", "obstore"),
+            ),
+            primary="s3torch-async/S3Client.get_object",
+        ),
     ]
+
+
+def _cold(family: str, name: str, client: str, *, reference: bool = False) -> Variant:
+    """A case 7 variant: the timed child process runs ``client``'s script."""
+    return Variant(
+        family,
+        name,
+        _COLD,
+        {"client": client},
+        requires=(client.split(".")[0],),
+        reference=reference,
+        count_requests=False,  # the requests are the child's
+    )
 
 
 def _ranks(variant: Variant, fn: str) -> Variant:

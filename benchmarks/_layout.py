@@ -111,6 +111,8 @@ class Layout:
             self._small_objects()
         if "4" in ids:
             self._listing()
+        if "7" in ids:
+            self._cold_object()
         if "5-load" in ids:
             self._checkpoint()
         if "6-load" in ids:
@@ -122,6 +124,13 @@ class Layout:
             return
         logger.info("uploading %s (%d bytes)", key, size)
         _upload(self.s3, self.target.bucket, key, payload(size))
+
+    def _cold_object(self) -> None:
+        from .clients.coldstart import SEED
+
+        size, key = self.keys.sizes.small_size, self.keys.cold_object
+        if _size_of(self.s3, self.target.bucket, key) != size:
+            _upload(self.s3, self.target.bucket, key, payload(size, SEED))
 
     def _small_objects(self) -> None:
         sizes = self.keys.sizes

@@ -102,6 +102,11 @@ class Keys:
         return f"{self.small_prefix}{index:06d}"
 
     @property
+    def cold_object(self) -> str:
+        """The small object case 7's fresh processes read first."""
+        return f"{self.prefix}cold/{human_size(self.sizes.small_size)}"
+
+    @property
     def list_prefix(self) -> str:
         """The prefix holding case 4's empty objects (ends with ``/``)."""
         return f"{self.prefix}list/{self.sizes.list_count}/"

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cases",
         type=_cases_arg,
-        help="comma-separated case numbers 1-6 (default: all)",
+        help="comma-separated case numbers 1-7 (default: all)",
     )
     parser.add_argument(
         "--clients",

@@ -16,28 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from http import HTTPStatus
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.httpsession import AIOHTTPSession
-from botocore.exceptions import ClientError
 
 from .._errors import S3Exception
-from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
+from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from ._checksum import expected_crc32
 from ._http import FIRST_ANSWER_BODY, NoResponseError, probe
+from ._responses import check_key_count, client_error, epoch, restore_status
 from ._transport import Headers, ObjectBody, Transport
 
 __all__ = [
     "BotocoreTransport",
     "NoRedirectSession",
-    "check_key_count",
-    "client_error",
     "no_redirect_session",
     "register_handlers",
 ]
@@ -223,26 +218,6 @@ def register_handlers(s3: Any, *, requester_pays: bool) -> None:
     events.register("before-sign.s3", _add_extra_headers)
     if requester_pays:
         events.register("before-sign.s3", _add_requester_pays)
-
-
-def epoch(value: Any) -> int:
-    """Seconds since the epoch from botocore's datetimes (or a number)."""
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    return int(value or 0)
-
-
-def restore_status(value: Any) -> Optional[RestoreStatus]:
-    """``RestoreStatus`` from a listing's dict or HEAD's ``x-amz-restore`` header."""
-    if not value:
-        return None
-    if isinstance(value, dict):
-        expiry = value.get("RestoreExpiryDate")
-        return RestoreStatus(
-            bool(value.get("IsRestoreInProgress")), epoch(expiry) if expiry else None
-        )
-    # HEAD's x-amz-restore header: ongoing-request="false", expiry-date="..."
-    return RestoreStatus('ongoing-request="true"' in str(value), None)
 
 
 class _AiohttpBody(ObjectBody):
@@ -482,57 +457,3 @@ class BotocoreTransport(Transport):
             Key=dst_key,
             CopySource={"Bucket": src_bucket, "Key": src_key},
         )
-
-
-def check_key_count(declared: Any, keys: int, prefixes: int) -> None:
-    """Raise when a listing page's ``KeyCount`` disagrees with the entries parsed from it.
-
-    S3 counts keys and common prefixes; a server that counts keys alone is accepted too.
-    """
-    if declared is None or declared == "":
-        return
-    try:
-        count = int(declared)
-    except (TypeError, ValueError):
-        return
-    if count not in (keys + prefixes, keys):
-        raise S3Exception(
-            f"Client error: ListObjectsV2 page declares KeyCount {count} but "
-            f"{keys} keys and {prefixes} prefixes were parsed from it"
-        )
-
-
-def local_name(tag: Any) -> str:
-    # "{namespace}Name" -> "Name": S3-compatible servers answer under other namespaces or none.
-    return str(tag).rpartition("}")[2]
-
-
-def text_of(elem: ET.Element, name: str) -> Optional[str]:
-    for child in elem:
-        if local_name(child.tag) == name:
-            return child.text or ""
-    return None
-
-
-def client_error(status: int, body: bytes, headers: Any, operation: str) -> ClientError:
-    code, message = str(status), ""
-    request_id = headers.get("x-amz-request-id", "")
-    if body:
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError:
-            root = None
-        if root is not None:
-            code = text_of(root, "Code") or code
-            message = text_of(root, "Message") or ""
-            request_id = text_of(root, "RequestId") or request_id
-    if not message:  # as botocore: the reason phrase stands in for a missing error body
-        try:
-            message = HTTPStatus(status).phrase
-        except ValueError:
-            message = ""
-    response = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": request_id},
-    }
-    return ClientError(response, operation)  # type: ignore[arg-type]

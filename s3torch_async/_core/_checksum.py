@@ -141,9 +141,18 @@ class ChecksumPolicy:
         Raises:
             ValueError: A setting is neither ``when_supported`` nor ``when_required``.
         """
+        return cls.from_settings(session.get_config_variable)
+
+    @classmethod
+    def from_settings(cls, setting: Callable[[str], Any]) -> ChecksumPolicy:
+        """The policy from ``setting(name)`` for botocore's two setting names (``None``: unset).
+
+        Raises:
+            ValueError: A setting is neither ``when_supported`` nor ``when_required``.
+        """
         values = []
         for name in ("request_checksum_calculation", "response_checksum_validation"):
-            value = str(session.get_config_variable(name) or "when_supported").lower()
+            value = str(setting(name) or "when_supported").lower()
             if value not in _VALUES:
                 raise ValueError(
                     f"{name} must be one of {', '.join(_VALUES)}, got {value!r}"

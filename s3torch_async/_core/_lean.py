@@ -8,7 +8,9 @@ ListObjectsV2, PutObject and UploadPart, this transport:
 * takes credentials from the session's public API (``AioSession.get_credentials()``, then
   ``get_frozen_credentials()`` per request, so refreshable credentials refresh) and each
   bucket's base URL from the aiobotocore client's endpoint rules (a presigned probe URL), so
-  profiles, addressing style and FIPS/dual-stack stay botocore's;
+  profiles, addressing style and FIPS/dual-stack stay botocore's; or, when ``_direct`` could
+  decide both for the configuration, takes them from there and opens botocore only when a
+  call or a bucket needs it;
 * signs requests with SigV4 itself (verified against botocore's signer in the unit tests);
 * sends them with ``_http.HTTPPool`` (bodies go straight into the caller's buffers);
 * turns error responses into the same ``ClientError`` shape botocore produces, so
@@ -19,11 +21,12 @@ ListObjectsV2, PutObject and UploadPart, this transport:
 
 The multipart control calls, copy and delete, and every call for a bucket this transport
 cannot serve (endpoints botocore reaches through an HTTP(S) proxy, S3 Express directory
-buckets) go to the :class:`~._botocore.BotocoreTransport` it wraps.
+buckets) go to the :class:`~._botocore.BotocoreTransport` it wraps, opened on first need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import dataclasses
 import hashlib
@@ -31,31 +34,28 @@ import hmac
 import re
 import ssl
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Protocol
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from botocore.exceptions import HTTPClientError, NoCredentialsError
-from botocore.utils import get_environ_proxies
 
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from . import _listxml
-from ._botocore import (
-    BotocoreTransport,
+from ._checksum import GET_HEADERS, expected_crc32
+from ._http import HTTPPool, HTTPResponse
+from ._responses import (
     check_key_count,
     client_error,
     local_name,
+    parse_xml,
     restore_status,
     text_of,
 )
-from ._checksum import GET_HEADERS, expected_crc32
-from ._http import HTTPPool, HTTPResponse
 from ._transport import Headers, ObjectBody, Transport
 
-__all__ = ["LeanTransport", "SigV4Signer"]
+__all__ = ["BotocoreSide", "LeanTransport", "SigV4Signer"]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -181,6 +181,9 @@ _minute_starts: dict[str, int] = {}
 def _epoch_http(text: Optional[str]) -> int:
     if not text:
         return 0
+    # email.utils costs ~4 ms to import: only once a HEAD needs it.
+    from email.utils import parsedate_to_datetime
+
     try:
         return int(parsedate_to_datetime(text).timestamp())
     except (TypeError, ValueError):
@@ -214,13 +217,26 @@ class _LeanBody(ObjectBody):
 _Base = tuple[str, str, str]  # (scheme://host, host, path prefix)
 
 
+class BotocoreSide(Protocol):
+    """botocore's half of a lean transport: the opened aiobotocore client and its transport."""
+
+    @property
+    def s3(self) -> Any: ...
+
+    @property
+    def transport(self) -> Transport: ...
+
+    async def aclose(self) -> None: ...
+
+
 class LeanTransport(Transport):
-    """The hot S3 calls on our own HTTP client; the rest on ``fallback``.
+    """The hot S3 calls on our own HTTP client; the rest on botocore's transport.
 
     Args:
-        s3: The opened aiobotocore S3 client (endpoint rules, through presigned URLs).
-        fallback: The botocore transport over ``s3``.
-        credentials: ``await session.get_credentials()`` (``None``: none found).
+        botocore: Opens botocore's side (called once, when first needed; may return one
+            already open). The transport closes it.
+        credentials: ``await session.get_credentials()``, or the environment's (``None``:
+            none found).
         region: Signing region.
         endpoint: The custom endpoint URL, or ``None`` for AWS.
         pool_size: Connection pool size.
@@ -230,15 +246,16 @@ class LeanTransport(Transport):
             read timeout); see ``_http.NoResponseError``.
         extra_headers: Headers sent with every request (user agent, request payer).
         unsigned: Send anonymous requests.
+        tls: The endpoint is HTTPS (``ca_file`` then applies).
         ca_file: CA bundle for HTTPS endpoints (``None``: the system's).
+        direct_base: A bucket's base URL without asking botocore (``None``: ask it).
     """
 
     name = "lean"
 
     def __init__(
         self,
-        s3: Any,
-        fallback: BotocoreTransport,
+        botocore: Callable[[], Awaitable[BotocoreSide]],
         *,
         credentials: Any,
         region: str,
@@ -248,11 +265,15 @@ class LeanTransport(Transport):
         read_timeout: float,
         extra_headers: dict[str, str],
         unsigned: bool,
+        tls: bool,
         ca_file: Optional[str] = None,
         first_answer_timeout: Optional[float] = None,
+        direct_base: Optional[Callable[[str], Optional[_Base]]] = None,
     ) -> None:
-        self._s3 = s3
-        self._fallback = fallback
+        self._open_botocore = botocore
+        self._side: Optional[BotocoreSide] = None
+        self._side_lock: Optional[asyncio.Lock] = None
+        self._direct_base = direct_base
         self._credentials = credentials
         self._region = region
         self._custom_endpoint = endpoint is not None
@@ -262,10 +283,10 @@ class LeanTransport(Transport):
         self._unsigned = unsigned
         self._extra_headers = extra_headers
         self._base_urls: dict[str, Optional[_Base]] = {}
-        # TLS trusts what botocore trusts (AWS_CA_BUNDLE / ca_bundle, else its default bundle).
-        endpoint_url = str(getattr(s3.meta, "endpoint_url", "") or "")
+        # TLS trusts what botocore trusts (AWS_CA_BUNDLE / ca_bundle, else its default
+        # bundle). Loading a CA bundle costs 10-20 ms: only for an HTTPS endpoint.
         ssl_context: Optional[ssl.SSLContext] = None
-        if endpoint_url.lower().startswith("https:"):
+        if tls:
             ssl_context = ssl.create_default_context(cafile=ca_file)
         self._http = HTTPPool(
             limit=pool_size,
@@ -280,37 +301,60 @@ class LeanTransport(Transport):
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        await self._fallback.aclose()
+        side, self._side = self._side, None
+        if side is not None:
+            await side.aclose()
+
+    async def _botocore(self) -> BotocoreSide:
+        """The botocore side, opened on first use."""
+        if self._side is None:
+            if self._side_lock is None:
+                self._side_lock = asyncio.Lock()
+            async with self._side_lock:
+                if self._side is None:
+                    self._side = await self._open_botocore()
+        return self._side
+
+    async def _fallback(self) -> Transport:
+        return (await self._botocore()).transport
 
     # -- addressing ---------------------------------------------------------------------------
 
     async def _base(self, bucket: str) -> Optional[_Base]:
         """``(scheme://host, host, path prefix)`` for ``bucket``, or ``None`` for botocore.
 
-        botocore's endpoint rules decide (virtual-host vs path style, FIPS, custom endpoints);
-        we ask them once per bucket through a presigned URL for a probe key.
+        botocore's endpoint rules decide (virtual-host vs path style, FIPS, custom endpoints):
+        ``direct_base`` where it knows their answer, else we ask them once per bucket through
+        a presigned URL for a probe key.
         """
         try:
             return self._base_urls[bucket]
         except KeyError:
             pass
-        result: Optional[_Base] = None
+        result = self._direct_base(bucket) if self._direct_base is not None else None
         # S3 Express needs session auth: leave it to botocore.
-        if not bucket.endswith("--x-s3"):
-            url = await self._s3.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
-            )
-            parts = urlsplit(url)
-            scheme = parts.scheme.lower()
-            origin = f"{scheme}://{parts.netloc}"
-            # botocore sends through HTTP(S)_PROXY (unless NO_PROXY matches); this transport
-            # connects directly, so proxied endpoints stay on botocore's path.
-            proxied = scheme in get_environ_proxies(origin)
-            if parts.path.endswith("/" + _PROBE_KEY) and not proxied:
-                prefix = parts.path[: -len(_PROBE_KEY)]
-                result = (origin, parts.netloc, prefix)
+        if result is None and not bucket.endswith("--x-s3"):
+            result = await self._probe_base(bucket)
         self._base_urls[bucket] = result
         return result
+
+    async def _probe_base(self, bucket: str) -> Optional[_Base]:
+        from botocore.utils import get_environ_proxies
+
+        s3 = (await self._botocore()).s3
+        url = await s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
+        )
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        origin = f"{scheme}://{parts.netloc}"
+        # botocore sends through HTTP(S)_PROXY (unless NO_PROXY matches); this transport
+        # connects directly, so proxied endpoints stay on botocore's path.
+        proxied = scheme in get_environ_proxies(origin)
+        if parts.path.endswith("/" + _PROBE_KEY) and not proxied:
+            prefix = parts.path[: -len(_PROBE_KEY)]
+            return (origin, parts.netloc, prefix)
+        return None
 
     def _signer(self, region: str) -> SigV4Signer:
         signer = self._signers.get(region)
@@ -434,7 +478,8 @@ class LeanTransport(Transport):
     ) -> ObjectBody:
         base = await self._base(bucket)
         if base is None:
-            return await self._fallback.open_get(
+            fallback = await self._fallback()
+            return await fallback.open_get(
                 bucket,
                 key,
                 range_header=range_header,
@@ -460,7 +505,8 @@ class LeanTransport(Transport):
     async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
         base = await self._base(bucket)
         if base is None:
-            return await self._fallback.head_object(bucket, key)
+            fallback = await self._fallback()
+            return await fallback.head_object(bucket, key)
         resp = await self._send("HEAD", base, bucket, key, (), {}, None, "HeadObject")
         async with resp:
             if resp.status >= 300:
@@ -477,7 +523,8 @@ class LeanTransport(Transport):
     async def head_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
         base = await self._base(bucket)
         if base is None:
-            return await self._fallback.head_checksum(bucket, key)
+            fallback = await self._fallback()
+            return await fallback.head_checksum(bucket, key)
         headers = dict(GET_HEADERS)
         resp = await self._send(
             "HEAD", base, bucket, key, (), headers, None, "HeadObject"
@@ -498,7 +545,8 @@ class LeanTransport(Transport):
     ) -> tuple[ListObjectResult, Optional[str]]:
         base = await self._base(bucket)
         if base is None:
-            return await self._fallback.list_page(
+            fallback = await self._fallback()
+            return await fallback.list_page(
                 bucket, prefix, delimiter, max_keys, token, start_after
             )
         query = [
@@ -561,7 +609,8 @@ class LeanTransport(Transport):
         etag = await self._put(bucket, key, body, (), headers, "PutObject")
         if etag is not None:
             return etag
-        return await self._fallback.put_object(
+        fallback = await self._fallback()
+        return await fallback.put_object(
             bucket,
             key,
             body,
@@ -586,7 +635,8 @@ class LeanTransport(Transport):
         )
         if etag is not None:
             return etag
-        return await self._fallback.upload_part(
+        fallback = await self._fallback()
+        return await fallback.upload_part(
             bucket, key, upload_id, part_number, body, extra_headers=extra_headers
         )
 
@@ -599,7 +649,8 @@ class LeanTransport(Transport):
         storage_class: Optional[str] = None,
         extra_headers: Headers = None,
     ) -> str:
-        return await self._fallback.create_multipart_upload(
+        fallback = await self._fallback()
+        return await fallback.create_multipart_upload(
             bucket, key, storage_class=storage_class, extra_headers=extra_headers
         )
 
@@ -614,7 +665,8 @@ class LeanTransport(Transport):
         checksums: Optional[Mapping[int, str]] = None,
         extra_headers: Headers = None,
     ) -> str:
-        return await self._fallback.complete_multipart_upload(
+        fallback = await self._fallback()
+        return await fallback.complete_multipart_upload(
             bucket,
             key,
             upload_id,
@@ -627,20 +679,24 @@ class LeanTransport(Transport):
     async def abort_multipart_upload(
         self, bucket: str, key: str, upload_id: str
     ) -> None:
-        await self._fallback.abort_multipart_upload(bucket, key, upload_id)
+        fallback = await self._fallback()
+        await fallback.abort_multipart_upload(bucket, key, upload_id)
 
     async def list_multipart_uploads(
         self, bucket: str, prefix: str
     ) -> list[tuple[str, str]]:
-        return await self._fallback.list_multipart_uploads(bucket, prefix)
+        fallback = await self._fallback()
+        return await fallback.list_multipart_uploads(bucket, prefix)
 
     async def delete_object(self, bucket: str, key: str) -> None:
-        await self._fallback.delete_object(bucket, key)
+        fallback = await self._fallback()
+        await fallback.delete_object(bucket, key)
 
     async def copy_object(
         self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str
     ) -> None:
-        await self._fallback.copy_object(src_bucket, src_key, dst_bucket, dst_key)
+        fallback = await self._fallback()
+        await fallback.copy_object(src_bucket, src_key, dst_bucket, dst_key)
 
 
 async def _read_capped(resp: HTTPResponse, cap: int = _MAX_LISTING) -> bytes:
@@ -660,11 +716,8 @@ async def _read_capped(resp: HTTPResponse, cap: int = _MAX_LISTING) -> bytes:
 def _error_code(body: bytes) -> Optional[str]:
     if not body:
         return None
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        return None
-    return text_of(root, "Code")
+    root = parse_xml(body)
+    return None if root is None else text_of(root, "Code")
 
 
 def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
@@ -686,12 +739,11 @@ def parse_listing(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
 
 def parse_listing_tree(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
     """:func:`parse_listing` with ElementTree only (every body XML allows)."""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+    root = parse_xml(body)
+    if root is None:
         # As botocore: a 200 whose body does not parse is an error S3 embedded in a 200,
         # handled exactly like a 500 (and retried as one).
-        raise client_error(500, b"", {}, "ListObjectsV2") from None
+        raise client_error(500, b"", {}, "ListObjectsV2")
     if local_name(root.tag) != "ListBucketResult":
         raise S3Exception(
             "Client error: the ListObjectsV2 response is not a ListBucketResult "

@@ -16,8 +16,10 @@ Both return a :data:`Page`; the tests check they agree on generated and mutated 
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 __all__ = ["Page", "Row", "scan", "tree"]
 

@@ -30,10 +30,10 @@ import logging
 import random
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable
 from typing import Callable, Optional, TypeVar
 
-import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -45,7 +45,7 @@ from botocore.exceptions import SSLError as BotoSSLError
 
 from ._http import NoResponseError, StaleConnectionError
 
-__all__ = ["Attempts", "Failure", "classify", "describe"]
+__all__ = ["Attempts", "Failure", "aiohttp_errors", "classify", "describe"]
 
 T = TypeVar("T")
 logger = logging.getLogger("s3torch_async.retry")
@@ -79,15 +79,42 @@ _RETRYABLE_CODES = frozenset(
     }
 )
 
-_TLS_ERRORS = (ssl.SSLError, ssl.CertificateError, BotoSSLError, aiohttp.ClientSSLError)
-_DNS_ERRORS = (socket.gaierror, aiohttp.ClientConnectorDNSError)
-_SLOW_ERRORS = (*_DNS_ERRORS, ConnectionRefusedError)
-_BODY_ERRORS = (
-    ConnectionError,
-    asyncio.TimeoutError,
-    aiohttp.ClientError,
-    BotoCoreError,
-)
+
+def aiohttp_errors(name: str) -> tuple[type[BaseException], ...]:
+    """``(aiohttp.<name>,)`` once aiohttp is loaded, else ``()``.
+
+    aiohttp is imported only with botocore's transport (see ``_direct``): before that, no
+    aiohttp error can exist, and classifying one must not import it.
+    """
+    module = sys.modules.get("aiohttp")
+    cls = getattr(module, name, None) if module is not None else None
+    return (cls,) if isinstance(cls, type) else ()
+
+
+def _tls_errors() -> tuple[type[BaseException], ...]:
+    return (
+        ssl.SSLError,
+        ssl.CertificateError,
+        BotoSSLError,
+        *aiohttp_errors("ClientSSLError"),
+    )
+
+
+def _dns_errors() -> tuple[type[BaseException], ...]:
+    return (socket.gaierror, *aiohttp_errors("ClientConnectorDNSError"))
+
+
+def _slow_errors() -> tuple[type[BaseException], ...]:
+    return (*_dns_errors(), ConnectionRefusedError)
+
+
+def _body_errors() -> tuple[type[BaseException], ...]:
+    return (
+        ConnectionError,
+        asyncio.TimeoutError,
+        *aiohttp_errors("ClientError"),
+        BotoCoreError,
+    )
 
 
 class Failure(enum.Enum):
@@ -127,17 +154,20 @@ def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
             return Failure.TRANSIENT
         return Failure.FATAL
     chain = _chain(exc)
-    if any(isinstance(e, _TLS_ERRORS) for e in chain):
+    if any(isinstance(e, _tls_errors()) for e in chain):
         return Failure.FATAL
-    if any(isinstance(e, _SLOW_ERRORS) for e in chain):
+    if any(isinstance(e, _slow_errors()) for e in chain):
         return Failure.SLOW
     if in_body:
-        if isinstance(exc, _BODY_ERRORS):
+        if isinstance(exc, _body_errors()):
             return Failure.TRANSIENT
         return Failure.FATAL
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError, asyncio.TimeoutError)):
         return Failure.NO_ANSWER
-    if isinstance(exc, (ConnectionError, EndpointConnectionError, aiohttp.ClientError)):
+    if isinstance(
+        exc,
+        (ConnectionError, EndpointConnectionError, *aiohttp_errors("ClientError")),
+    ):
         return Failure.TRANSIENT
     if isinstance(exc, BotoCoreError) and type(exc).__name__ in (
         "ConnectionClosedError",
@@ -159,11 +189,11 @@ def describe(exc: BaseException) -> str:
         )
     kind = classify(exc)
     chain = _chain(exc)
-    if any(isinstance(e, _DNS_ERRORS) for e in chain):
+    if any(isinstance(e, _dns_errors()) for e in chain):
         what = "DNS lookup failed"
     elif any(isinstance(e, ConnectionRefusedError) for e in chain):
         what = "connection refused"
-    elif any(isinstance(e, _TLS_ERRORS) for e in chain):
+    elif any(isinstance(e, _tls_errors()) for e in chain):
         what = "TLS error"
     elif any(isinstance(e, NoResponseError) for e in chain):
         return str(exc)  # names the endpoint and the likely cause already

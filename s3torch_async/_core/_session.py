@@ -1,4 +1,4 @@
-"""Endpoint, addressing, credentials and botocore configuration: resolved in exactly one place.
+"""Endpoint, addressing and timeouts: resolved in exactly one place (botocore's set-up: _botostart).
 
 Precedence of the endpoint: the ``endpoint=`` argument, else ``AWS_ENDPOINT_URL_S3``, else
 ``AWS_ENDPOINT_URL``, else AWS's own endpoint for the region.
@@ -6,22 +6,12 @@ Precedence of the endpoint: the ``endpoint=`` argument, else ``AWS_ENDPOINT_URL_
 
 from __future__ import annotations
 
-import gzip
 import ipaddress
-import json
 import math
 import os
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 from urllib.parse import urlsplit
-
-import botocore
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
-from botocore.loaders import JSONFileLoader, Loader
-from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from .._config import S3ClientConfig
 from .._errors import S3Exception
@@ -29,15 +19,12 @@ from ._planning import MAX_WINDOW_ITEMS, concurrency_for
 
 __all__ = [
     "ResolvedSettings",
-    "build_aio_config",
     "check_endpoint",
     "client_fingerprint",
     "first_answer_timeout",
-    "make_session",
     "resolve",
     "resolve_endpoint",
     "timeouts",
-    "warm_models",
 ]
 
 #: Seconds to open a connection (TCP + TLS); ``S3TORCH_ASYNC_CONNECT_TIMEOUT`` overrides it.
@@ -76,7 +63,12 @@ def check_endpoint(endpoint: Optional[str]) -> None:
     Raises:
         S3Exception: ``endpoint`` is not a valid URL.
     """
-    if endpoint is None or is_valid_endpoint_url(endpoint):
+    if endpoint is None:
+        return
+    # botocore's own rules, loaded only for a client that starts through botocore.
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    if is_valid_endpoint_url(endpoint):
         return
     if is_valid_ipv6_endpoint_url(endpoint):
         return
@@ -139,119 +131,6 @@ def resolve(
     )
 
 
-class _PlainJSONFileLoader(JSONFileLoader):  # type: ignore[misc]
-    """Parses botocore's JSON into plain dicts (ordered too), not ``OrderedDict``.
-
-    botocore's ``object_pairs_hook=OrderedDict`` runs Python code for every JSON object and
-    makes parsing the S3 models about twice as slow; nothing depends on the type.
-    """
-
-    def load_file(self, file_path: str) -> Any:
-        for ext, opener in ((".json", open), (".json.gz", gzip.open)):
-            if os.path.isfile(file_path + ext):
-                with opener(file_path + ext, "rb") as f:
-                    return json.loads(f.read().decode("utf-8"))
-        return None
-
-
-class _KnownServices:
-    """The answer to ``Loader.list_available_services``, scanned only when listed.
-
-    botocore asks for the list only to check that a service exists before loading its model;
-    scanning all ~400 service folders for that costs ~20 ms per model type at start-up.
-    """
-
-    def __init__(self, loader: _FastLoader, type_name: str) -> None:
-        self._loader = loader
-        self._type_name = type_name
-
-    def __contains__(self, service: object) -> bool:
-        if not isinstance(service, str):
-            return False
-        for base in self._loader.search_paths:
-            folder = os.path.join(base, service)
-            try:
-                versions = os.listdir(folder)
-            except OSError:
-                continue
-            for version in versions:
-                path = os.path.join(folder, version, self._type_name)
-                if self._loader.file_loader.exists(path):
-                    return True
-        return False
-
-    def _all(self) -> list[str]:
-        return list(self._loader.scan_services(self._type_name))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-
-class _FastLoader(Loader):  # type: ignore[misc]
-    """botocore's data loader with a faster start-up (same files, same results)."""
-
-    def __init__(self, extra_search_paths: Optional[list[str]] = None) -> None:
-        super().__init__(
-            extra_search_paths=extra_search_paths, file_loader=_PlainJSONFileLoader()
-        )
-
-    def list_available_services(self, type_name: str) -> Any:
-        return _KnownServices(self, type_name)
-
-    def scan_services(self, type_name: str) -> list[str]:
-        """The full scan botocore does (for callers that iterate the list)."""
-        return list(Loader.list_available_services(self, type_name))
-
-
-def _create_loader(data_path: Optional[str]) -> Loader:
-    # As botocore's create_loader (AWS_DATA_PATH: os.pathsep-separated, ~ and $VARS expanded).
-    if data_path is None:
-        return _FastLoader()
-    paths = [
-        os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)
-    ]
-    return _FastLoader(extra_search_paths=paths)
-
-
-# botocore parses its JSON models (service, endpoint rules, partitions) per session, ~0.1 s
-# of CPU per client; one loader per data path shares them across every client in the process
-# (and, once warmed, with forked DataLoader workers).
-_loaders: dict[Optional[str], Any] = {}
-_loaders_lock = threading.Lock()
-
-
-def _shared_loader(data_path: Optional[str]) -> Any:
-    with _loaders_lock:
-        loader = _loaders.get(data_path)
-        if loader is None:
-            loader = _loaders[data_path] = _create_loader(data_path)
-        return loader
-
-
-def make_session(settings: ResolvedSettings) -> AioSession:
-    session = (
-        AioSession(profile=settings.config.profile)
-        if settings.config.profile
-        else AioSession()
-    )
-    session.register_component(
-        "data_loader", _shared_loader(session.get_config_variable("data_path"))
-    )
-    return session
-
-
-def warm_models() -> None:
-    """Parse botocore's S3 models now, so that clients (and forked workers) start fast."""
-    loader = _shared_loader(os.environ.get("AWS_DATA_PATH"))
-    loader.load_service_model("s3", "service-2")
-    loader.load_service_model("s3", "endpoint-rule-set-1")
-    loader.load_data("endpoints")
-    loader.load_data("partitions")
-
-
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
     text = environ.get(name, "").strip()
     if not text:
@@ -293,34 +172,6 @@ def first_answer_timeout(environ: Optional[Mapping[str, str]] = None) -> float:
         _seconds(env, FIRST_ANSWER_TIMEOUT_ENV, FIRST_ANSWER_TIMEOUT),
         _seconds(env, READ_TIMEOUT_ENV, READ_TIMEOUT),
     )
-
-
-def build_aio_config(
-    settings: ResolvedSettings,
-    *,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    read_timeout: float = READ_TIMEOUT,
-    http_session_cls: Optional[type] = None,
-) -> AioConfig:
-    kwargs: dict[str, Any] = {
-        "region_name": settings.region,
-        # One attempt per call: retries are _retry.Attempts' (one budget on both transports).
-        "retries": {"mode": "standard", "total_max_attempts": 1},
-        "max_pool_connections": settings.pool_size,
-        "connect_timeout": connect_timeout,
-        "read_timeout": read_timeout,
-        "user_agent_extra": settings.user_agent,
-        # botocore computes and checks no checksum of its own: ours (CRC32, see _checksum)
-        # are added explicitly on both transports, under the user's own botocore setting.
-        "request_checksum_calculation": "when_required",
-        "response_checksum_validation": "when_required",
-        "s3": {"addressing_style": "path" if settings.path_style else "auto"},
-    }
-    if http_session_cls is not None:
-        kwargs["http_session_cls"] = http_session_cls
-    if settings.config.unsigned:
-        kwargs["signature_version"] = botocore.UNSIGNED
-    return AioConfig(**kwargs)
 
 
 # Environment variables read when a client opens; a shared client is only reused while they

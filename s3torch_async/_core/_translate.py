@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Optional
 
-import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -22,7 +21,7 @@ from .._errors import (
     OBJECT_NOT_FOUND,
     S3Exception,
 )
-from ._retry import describe
+from ._retry import aiohttp_errors, describe
 
 __all__ = ["translate", "translating_errors"]
 
@@ -74,7 +73,13 @@ def translate(
     if isinstance(exc, ParamValidationError):
         return ValueError(f"{operation}{_where(bucket, key)}: {exc}")
     if isinstance(
-        exc, (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+        exc,
+        (
+            BotoCoreError,
+            *aiohttp_errors("ClientError"),
+            asyncio.TimeoutError,
+            OSError,
+        ),
     ):
         return S3Exception(
             f"Client error: {operation}{_where(bucket, key)} failed: {describe(exc)}",

@@ -1,7 +1,9 @@
 """``AsyncS3Client``: lifecycle, loop binding and every S3 operation the package uses.
 
-All requests go through one aiobotocore client, opened lazily on the first operation (or by
-``async with``) and bound to the event loop that opened it.
+The transport opens on the first operation (or by ``async with``) and is bound to the event
+loop that opened it: the lean transport, started without botocore when ``_direct`` can decide
+the configuration alone (botocore then opens only when something needs it), else started
+through an aiobotocore client; or, with ``S3TORCH_ASYNC_FAST_PATH=0``, that client alone.
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
-
-from botocore.httpsession import get_cert_path
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
 
 from .._config import S3ClientConfig, validate_for_use
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from .._user_agent import UserAgent
-from . import _session
-from ._botocore import BotocoreTransport, no_redirect_session, register_handlers
+from . import _direct, _session
 from ._checksum import (
     CREATE_HEADERS,
     GET_HEADERS,
@@ -33,13 +32,14 @@ from ._checksum import (
     upload_headers,
 )
 from ._interface import RangeMeta
-from ._lean import LeanTransport
+from ._lean import BotocoreSide, LeanTransport
 from ._retry import Attempts
 from ._translate import translate
 from ._transport import Transport
 from .writer import AsyncS3Writer, PartAssembler
 
 if TYPE_CHECKING:
+    from ._botostart import BotocoreStart
     from .reader import AsyncS3Reader
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "ListObjectsPager",
     "ListingCursor",
     "RangeMeta",
+    "warm_start",
 ]
 
 T = TypeVar("T")
@@ -56,6 +57,12 @@ Buffer = Union[bytes, bytearray, memoryview]
 
 #: Set to ``0`` to send every request through aiobotocore instead of the lean transport.
 FAST_PATH_ENV = "S3TORCH_ASYNC_FAST_PATH"
+
+
+class _Timeouts(NamedTuple):
+    connect_timeout: float
+    read_timeout: float
+    first_answer_timeout: float
 
 
 class ClientState(enum.Enum):
@@ -98,6 +105,38 @@ def _check_names(bucket: Any, key: Any = "", *, key_required: bool = True) -> No
         raise TypeError(f"key must be a str, got {type(key).__name__}")
     if key_required and not key:
         raise ValueError(f"key must be a non-empty string (bucket {bucket!r})")
+
+
+def warm_start(
+    region: str, endpoint: Optional[str], config: Optional[S3ClientConfig] = None
+) -> None:
+    """Prepare this process for clients of this configuration to start fast.
+
+    A client that starts through botocore parses botocore's models first (~0.1 s): they are
+    parsed now, and shared by later clients (and forked DataLoader workers). A client that
+    starts without botocore (see ``_direct``) needs nothing: then nothing is loaded.
+    """
+    if config is None:
+        config = S3ClientConfig()
+    if not isinstance(config, S3ClientConfig) or not isinstance(region, str):
+        return  # the client reports it when it opens
+    if os.environ.get(FAST_PATH_ENV, "1") != "0":
+        resolved = _session.resolve_endpoint(endpoint)
+        try:
+            direct = _direct.plan(
+                region=region,
+                endpoint=resolved,
+                path_style=_session.wants_path_style(resolved, config.force_path_style),
+                unsigned=config.unsigned,
+                profile=config.profile,
+            )
+        except ValueError:
+            return  # the client reports it when it opens
+        if isinstance(direct, _direct.DirectStart):
+            return
+    from ._botostart import warm_models
+
+    warm_models()
 
 
 class AsyncS3Client:
@@ -153,6 +192,8 @@ class AsyncS3Client:
         self._open_lock: Optional[asyncio.Lock] = None
         self._settings: Optional[_session.ResolvedSettings] = None
         self._checksums = ChecksumPolicy()
+        # How the client started: "direct" (no botocore until needed) or "botocore (why)".
+        self._start: Optional[str] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -243,62 +284,120 @@ class AsyncS3Client:
     async def _open(self) -> None:
         validate_for_use(self._config)
         connect_timeout, read_timeout = _session.timeouts()
-        first_answer_timeout = _session.first_answer_timeout()
+        timeouts = _Timeouts(
+            connect_timeout, read_timeout, _session.first_answer_timeout()
+        )
         settings = self._resolved()
-        _session.check_endpoint(settings.endpoint)
-        session = _session.make_session(settings)
-        self._checksums = ChecksumPolicy.from_session(session)
-        stack = AsyncExitStack()
-        try:
-            s3 = await stack.enter_async_context(
-                session.create_client(
-                    "s3",
-                    endpoint_url=settings.endpoint,
-                    config=_session.build_aio_config(
-                        settings,
-                        connect_timeout=connect_timeout,
-                        read_timeout=read_timeout,
-                        http_session_cls=no_redirect_session(first_answer_timeout),
-                    ),
-                )
+        # The transport is chosen once, here (documented in docs/configuration.md).
+        lean = os.environ.get(FAST_PATH_ENV, "1") != "0"
+        direct = (
+            _direct.plan(
+                region=settings.region,
+                endpoint=settings.endpoint,
+                path_style=settings.path_style,
+                unsigned=self._config.unsigned,
+                profile=self._config.profile,
             )
-            register_handlers(s3, requester_pays=self._config.requester_pays)
-            botocore_transport = BotocoreTransport(s3, settings.endpoint)
-            transport: Transport = botocore_transport
-            # The transport is chosen once, here (documented in docs/configuration.md).
-            if os.environ.get(FAST_PATH_ENV, "1") != "0":
-                extra = {"User-Agent": settings.user_agent}
-                if self._config.requester_pays:
-                    extra["x-amz-request-payer"] = "requester"
-                credentials = (
-                    None if self._config.unsigned else await session.get_credentials()
+            if lean
+            else f"{FAST_PATH_ENV}=0"
+        )
+        stack = AsyncExitStack()
+        if isinstance(direct, _direct.DirectStart):
+            # No botocore until something needs it (see _direct).
+            self._start = "direct"
+            self._checksums = direct.checksums
+
+            async def open_botocore() -> BotocoreSide:
+                from ._botostart import BotocoreStart, make_session
+
+                return await BotocoreStart.open(
+                    make_session(settings), settings, **timeouts._asdict()
                 )
-                transport = LeanTransport(
-                    s3,
-                    botocore_transport,
-                    credentials=credentials,
-                    region=settings.region,
-                    endpoint=settings.endpoint,
-                    pool_size=settings.pool_size,
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    extra_headers=extra,
-                    unsigned=self._config.unsigned,
-                    ca_file=get_cert_path(
-                        session.get_config_variable("ca_bundle") or True
-                    ),
-                    first_answer_timeout=first_answer_timeout,
-                )
+
+            transport: Transport = self._lean_transport(
+                open_botocore,
+                timeouts,
+                credentials=direct.credentials,
+                tls=direct.ca_file is not None,
+                ca_file=direct.ca_file,
+                direct_base=direct.base,
+            )
             stack.push_async_callback(transport.aclose)
-        except Exception as exc:
-            await stack.aclose()
-            new = translate(exc, operation="CreateClient", bucket=None, key=None)
-            if new is exc:
-                raise
-            raise new from exc
+        else:
+            from ._botostart import BotocoreStart, make_session
+
+            self._start = f"botocore ({direct})"
+            _session.check_endpoint(settings.endpoint)
+            session = make_session(settings)
+            self._checksums = ChecksumPolicy.from_session(session)
+            try:
+                start = await BotocoreStart.open(
+                    session, settings, **timeouts._asdict()
+                )
+                stack.push_async_callback(start.aclose)
+                transport = start.transport
+                if lean:
+                    transport = await self._lean_over(start, timeouts)
+                    stack.push_async_callback(transport.aclose)
+            except Exception as exc:
+                await stack.aclose()
+                new = translate(exc, operation="CreateClient", bucket=None, key=None)
+                if new is exc:
+                    raise
+                raise new from exc
         self._stack, self._transport = stack, transport
         self._loop = asyncio.get_running_loop()
         self._state = ClientState.OPENED
+
+    async def _lean_over(
+        self, start: BotocoreStart, timeouts: _Timeouts
+    ) -> LeanTransport:
+        """The lean transport over an opened botocore start (its credentials, its rules)."""
+        credentials = (
+            None if self._config.unsigned else await start.session.get_credentials()
+        )
+
+        async def opened() -> BotocoreSide:
+            return start
+
+        endpoint_url = str(start.s3.meta.endpoint_url or "")
+        return self._lean_transport(
+            opened,
+            timeouts,
+            credentials=credentials,
+            tls=endpoint_url.lower().startswith("https:"),
+            ca_file=start.ca_file(),
+        )
+
+    def _lean_transport(
+        self,
+        botocore: Callable[[], Awaitable[BotocoreSide]],
+        timeouts: _Timeouts,
+        *,
+        credentials: Any,
+        tls: bool,
+        ca_file: Optional[str],
+        direct_base: Optional[Callable[[str], Any]] = None,
+    ) -> LeanTransport:
+        settings = self._resolved()
+        extra = {"User-Agent": settings.user_agent}
+        if self._config.requester_pays:
+            extra["x-amz-request-payer"] = "requester"
+        return LeanTransport(
+            botocore,
+            credentials=credentials,
+            region=settings.region,
+            endpoint=settings.endpoint,
+            pool_size=settings.pool_size,
+            connect_timeout=timeouts.connect_timeout,
+            read_timeout=timeouts.read_timeout,
+            extra_headers=extra,
+            unsigned=self._config.unsigned,
+            tls=tls,
+            ca_file=ca_file,
+            first_answer_timeout=timeouts.first_answer_timeout,
+            direct_base=direct_base,
+        )
 
     def _attempts(self, operation: str, bucket: str, key: str = "") -> Attempts:
         where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"

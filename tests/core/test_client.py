@@ -308,7 +308,7 @@ async def test_connection_pool_is_sized_from_config(endpoint):
         transport = c._transport
         if transport.name == "lean":
             assert transport._http.limit >= c.max_concurrency
-            transport = transport._fallback
+            transport = await transport._fallback()  # botocore's side, opened if needed
         assert transport._s3.meta.config.max_pool_connections >= c.max_concurrency
 
 

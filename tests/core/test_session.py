@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import UnknownServiceError
 from botocore.loaders import Loader
 
-from s3torch_async._core._session import _create_loader
+from s3torch_async._core._botostart import _create_loader
 
 
 @pytest.fixture(scope="module")

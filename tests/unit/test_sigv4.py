@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -62,14 +63,13 @@ def test_signature_matches_botocore(path, query, token):
     ],
 )
 def test_region_redirect_base_stays_within_s3(host, expected):
-    from types import SimpleNamespace
-
     from s3torch_async._core._lean import LeanTransport
 
-    s3 = SimpleNamespace(meta=SimpleNamespace(endpoint_url=f"https://{host}"))
+    async def no_botocore() -> Any:
+        raise AssertionError("the region redirect must not need botocore")
+
     lean = LeanTransport(
-        s3,
-        None,  # type: ignore[arg-type]
+        no_botocore,
         credentials=None,
         region="us-east-1",
         endpoint=None,
@@ -78,6 +78,7 @@ def test_region_redirect_base_stays_within_s3(host, expected):
         read_timeout=1,
         extra_headers={},
         unsigned=True,
+        tls=False,
     )
     base = lean._region_base((f"https://{host}", host, "/"), "eu-west-1")
     if expected is None:

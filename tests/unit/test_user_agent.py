@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -36,3 +37,20 @@ def test_comments_are_joined_in_parentheses():
 def test_comments_must_be_a_list(bad):
     with pytest.raises(ValueError, match=r"^Argument comments must be a List\[str\]$"):
         UserAgent(bad)
+
+
+def test_torch_version_without_torch_imported_is_the_installed_distributions(
+    monkeypatch,
+):
+    from importlib.metadata import version
+
+    from s3torch_async._user_agent import _torch_version
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert _torch_version.__wrapped__() == version("torch")
+
+
+def test_package_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    assert __version__ == version("s3torch-async")

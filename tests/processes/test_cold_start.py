@@ -1,0 +1,95 @@
+"""Cold start in a fresh interpreter: no aiobotocore/aiohttp unless something needs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.process
+
+HEAVY = ("aiobotocore", "aiohttp", "botocore.client", "botocore.session", "urllib3")
+
+
+def _run(code: str, **env: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _loaded(names: tuple[str, ...] = HEAVY) -> str:
+    return (
+        f"sorted(m for m in sys.modules if m in {names!r} or m.startswith('aiohttp.'))"
+    )
+
+
+def test_importing_the_public_modules_loads_no_botocore_client_machinery():
+    result = _run(
+        f"""
+        import json, sys
+        import s3torch_async
+        from s3torch_async import S3ClientConfig, S3Exception, AsyncS3Client
+        from s3torch_async._s3client import S3Client, S3ClientConfig
+        import s3torch_async.s3reader, s3torch_async.s3writer, s3torch_async.async_dataset
+        import s3torch_async.s3iterable_dataset, s3torch_async.s3map_dataset
+        import s3torch_async.s3checkpoint
+        print(json.dumps({{"loaded": {_loaded()}}}))
+        """
+    )
+    assert result["loaded"] == []
+
+
+def _first_get(endpoint: str, bucket: str, **env: str) -> dict[str, object]:
+    """A fresh process's first GET, then a delete (a call the lean transport leaves to
+    botocore), with the heavy modules loaded after each."""
+    return _run(
+        f"""
+        import json, os, sys
+        from s3torch_async._s3client import S3Client
+        client = S3Client("us-east-1", endpoint=os.environ["TEST_ENDPOINT"])
+        data = client.get_object(os.environ["TEST_BUCKET"], "obj").read()
+        after_get = {_loaded()}
+        client.delete_object(os.environ["TEST_BUCKET"], "obj")
+        after_delete = {_loaded()}
+        print(json.dumps({{"data": data.decode(), "after_get": after_get,
+                          "after_delete": after_delete}}))
+        """,
+        TEST_ENDPOINT=endpoint,
+        TEST_BUCKET=bucket,
+        **env,
+    )
+
+
+def test_a_first_get_needs_no_botocore_and_the_rest_opens_it_on_demand(
+    s3_transport, moto_endpoint, bucket, put
+):
+    if s3_transport == "botocore":
+        pytest.skip("the direct start is the lean transport's")
+    put("obj", b"cold start")
+    result = _first_get(moto_endpoint, bucket)
+    assert result["data"] == "cold start"
+    assert result["after_get"] == []
+    assert "aiobotocore" in result["after_delete"]  # type: ignore[operator]
+
+
+def test_a_configuration_left_to_botocore_starts_through_it(
+    s3_transport, moto_endpoint, bucket, put
+):
+    if s3_transport == "botocore":
+        pytest.skip("the direct start is the lean transport's")
+    put("obj", b"via botocore")
+    # A botocore setting (one that changes nothing here): botocore decides.
+    result = _first_get(moto_endpoint, bucket, AWS_DEFAULTS_MODE="legacy")
+    assert result["data"] == "via botocore"
+    assert "aiobotocore" in result["after_get"]  # type: ignore[operator]
