@@ -31,7 +31,7 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._checksum import expected_crc32
 from ._http import FIRST_ANSWER_BODY, NoResponseError, probe
-from ._transport import Headers, ObjectBody, Transport
+from ._transport import Headers, ObjectBody, OnToken, Transport
 
 __all__ = [
     "BotocoreTransport",
@@ -350,6 +350,8 @@ class BotocoreTransport(Transport):
         max_keys: int,
         token: Optional[str],
         start_after: str = "",
+        *,
+        on_token: OnToken = None,  # botocore parses before we see the token
     ) -> tuple[ListObjectResult, Optional[str]]:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         params["MaxKeys"] = max_keys

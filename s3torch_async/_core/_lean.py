@@ -53,7 +53,7 @@ from ._botocore import (
 )
 from ._checksum import GET_HEADERS, expected_crc32
 from ._http import HTTPPool, HTTPResponse
-from ._transport import Headers, ObjectBody, Transport
+from ._transport import Headers, ObjectBody, OnToken, Transport
 
 __all__ = ["LeanTransport", "SigV4Signer"]
 
@@ -495,6 +495,8 @@ class LeanTransport(Transport):
         max_keys: int,
         token: Optional[str],
         start_after: str = "",
+        *,
+        on_token: OnToken = None,
     ) -> tuple[ListObjectResult, Optional[str]]:
         base = await self._base(bucket)
         if base is None:
@@ -520,6 +522,12 @@ class LeanTransport(Transport):
             body = await _read_capped(resp)
             if resp.status >= 300:
                 raise client_error(resp.status, body, resp.headers, "ListObjectsV2")
+        if on_token is not None:
+            # The connection is back in the pool: the next page's request can reuse it
+            # and be answered while this page is parsed.
+            hint = _listxml.peek_token(body)
+            if hint is not None:
+                await on_token(hint)
         return parse_listing(body)
 
     async def _put(

@@ -19,7 +19,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Optional
 
-__all__ = ["Page", "Row", "scan", "tree"]
+__all__ = ["Page", "Row", "peek_token", "scan", "tree"]
 
 #: One ``Contents``: ``(Key, ETag, Size, LastModified, StorageClass)`` texts. An absent or
 #: empty Key / ETag / Size is ``""``; an absent LastModified or StorageClass is ``None``.
@@ -179,6 +179,29 @@ def scan(body: bytes) -> Optional[Page]:
     except _Unsure:
         return None
     return page
+
+
+_TRUNCATED = b"<IsTruncated>true</IsTruncated>"
+_TOKEN_OPEN, _TOKEN_CLOSE = b"<NextContinuationToken>", b"</NextContinuationToken>"
+
+
+def peek_token(body: bytes) -> Optional[str]:
+    """The next page's token of a truncated page, found without parsing it; else ``None``.
+
+    A hint only: the parsed page decides. No ``<`` can occur in a key's text, so the tags are
+    found by a plain search (before the Contents in S3's answers, after them in some servers').
+    """
+    if body.find(_TRUNCATED) < 0:
+        return None
+    start = body.find(_TOKEN_OPEN) + len(_TOKEN_OPEN)
+    end = body.find(_TOKEN_CLOSE, start)
+    if start < len(_TOKEN_OPEN) or end < 0:
+        return None
+    try:
+        token = _text(body[start:end].decode("utf-8"))
+    except (UnicodeDecodeError, _Unsure):
+        return None
+    return token if token and "<" not in token else None
 
 
 def _local(tag: str) -> str:

@@ -38,7 +38,7 @@ from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 
 from .._errors import S3Exception
 from .._s3bucket_key_data import S3BucketKeyData
-from .._types import ListObjectResult, ObjectInfo
+from .._types import ObjectInfo
 from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, window_items
 from .client import AsyncS3Client
 
@@ -206,12 +206,6 @@ class Selection:
 # -- sources ----------------------------------------------------------------------------------
 
 
-async def _next_page(pager: Any) -> ListObjectResult:
-    # A coroutine (not __anext__ itself) so the task never has to carry StopAsyncIteration.
-    page: ListObjectResult = await pager.__anext__()
-    return page
-
-
 async def list_ahead(
     client: AsyncS3Client,
     bucket: str,
@@ -221,6 +215,9 @@ async def list_ahead(
     on_page: Optional[Callable[[int, int], None]] = None,
 ) -> AsyncGenerator[ObjectInfo, None]:
     """Every object under ``prefix`` (recursive), requesting the next page while one is consumed.
+
+    Unlike a plain ``list_objects`` pager, the second page is read ahead too (a caller of
+    this reads the whole listing).
 
     Args:
         client: The client to list with.
@@ -233,16 +230,10 @@ async def list_ahead(
         S3Exception: A listing request failed (``Service error: The bucket does not exist``...).
     """
     pager = client.list_objects(bucket, prefix, "", max_keys)
-    pending: Optional[asyncio.Task[ListObjectResult]] = asyncio.ensure_future(
-        _next_page(pager)
-    )
+    pager.read_ahead_from = 1
     pages = objects = 0
     try:
-        while pending is not None:
-            page = await pending
-            pending = None
-            if not pager.complete:
-                pending = asyncio.ensure_future(_next_page(pager))
+        async for page in pager:
             pages += 1
             objects += len(page.object_info)
             if on_page is not None:
@@ -250,9 +241,7 @@ async def list_ahead(
             for info in page.object_info:
                 yield info
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+        await pager.aclose()
 
 
 async def list_all(
