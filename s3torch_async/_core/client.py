@@ -892,7 +892,7 @@ class _PageFetch:
         self.client, self.query, self.token = client, query, token
         self.number = number  # of this page in its cursor's life (1: the first)
         self.ahead_from = ahead_from
-        self.wanted = False  # the caller asked for this page
+        self.wanted = asyncio.Event()  # set once the caller asks for this page
         self.hint: Optional[str] = None  # the next token, read before the parse
         self.next: Optional[_PageFetch] = None
         self.task: asyncio.Task[tuple[ListObjectResult, Optional[str]]]
@@ -912,8 +912,13 @@ class _PageFetch:
         )
 
     async def _on_token(self, token: str) -> None:
+        # A page read ahead is parsed once asked for, right after the request of the page
+        # after it leaves: the server prepares that one while this one is parsed. Parsing
+        # earlier would gain nothing (the caller's thread holds the GIL meanwhile) and would
+        # leave the next request waiting until the caller comes back.
         self.hint = token
-        if self.wanted and self.follow(token):
+        await self.wanted.wait()
+        if self.follow(token):
             await asyncio.sleep(0)  # its request leaves before this page is parsed
 
     def follow(self, token: str) -> bool:
@@ -1056,9 +1061,7 @@ class ListingCursor:
             fetch = _PageFetch(
                 client, query, token, self._served + 1, self.read_ahead_from
             )
-        fetch.wanted = True
-        if fetch.hint is not None:  # its answer is in: request the next page now
-            fetch.follow(fetch.hint)
+        fetch.wanted.set()
         try:
             page, next_token = await fetch.task
         except BaseException:
