@@ -123,6 +123,22 @@ async def test_list_ahead_reads_ahead_from_the_first_page(proxy, listed):
     assert _lists(proxy) == 5
 
 
+async def test_an_abandoned_list_ahead_cancels_its_page_read_ahead(
+    proxy, listed, strict
+):
+    tokens = await _tokens(proxy, listed)
+    before = _lists(proxy)
+    proxy.add_fault(FaultRule(Fault.delay(30), query_contains=tokens[0]))
+    async with _client(proxy) as c:
+        listing = list_ahead(c, listed, "k/", max_keys=PAGE)
+        assert (await listing.__anext__()).key == KEYS[0]
+        await _until(lambda: _lists(proxy) == before + 2)  # page 2, held at the proxy
+        await listing.aclose()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not [t for t in pending if "_PageFetch" in repr(t)]
+    assert _lists(proxy) == before + 2
+
+
 @pytest.fixture
 def strict(caplog):
     """Fail on any warning, and on asyncio's "destroyed"/"never retrieved" error logs."""

@@ -31,7 +31,6 @@ from s3torch_async._core.prefetch import (
     shuffle_rng,
 )
 from s3torch_async._s3bucket_key_data import S3BucketKeyData
-from s3torch_async._types import ListObjectResult, ObjectInfo
 
 REGION = "us-east-1"
 
@@ -588,63 +587,8 @@ def test_feed_source_waits_for_items_until_ended():
 
 
 # -- listing ahead ----------------------------------------------------------------------------
-
-
-class FakePager:
-    def __init__(self, pages: list[list[str]], log: list[str]) -> None:
-        self.pages = pages
-        self.log = log
-        self.complete = False
-        self.index = 0
-
-    async def __anext__(self) -> ListObjectResult:
-        i = self.index
-        self.index += 1
-        self.log.append(f"request page {i}")
-        await asyncio.sleep(0)
-        self.complete = self.index == len(self.pages)
-        infos = [
-            ObjectInfo(key=k, etag="", size=1, last_modified=0) for k in self.pages[i]
-        ]
-        return ListObjectResult(infos)
-
-
-class FakeListingClient:
-    def __init__(self, pages: list[list[str]]) -> None:
-        self.pages = pages
-        self.log: list[str] = []
-
-    def list_objects(
-        self, bucket: str, prefix: str, delimiter: str, max_keys: int
-    ) -> Any:
-        return FakePager(self.pages, self.log)
-
-
-def test_next_listing_page_is_requested_while_the_current_one_is_consumed():
-    async def main() -> list[str]:
-        client = FakeListingClient([["a", "b"], ["c"], ["d"]])
-        async for info in list_ahead(client, "b"):  # type: ignore[arg-type]
-            await asyncio.sleep(0)
-            client.log.append(f"consume {info.key}")
-        return client.log
-
-    log = asyncio.run(main())
-    assert log.index("request page 1") < log.index("consume a")
-    assert log.index("request page 2") < log.index("consume c")
-    assert log.count("request page 2") == 1
-    assert len([x for x in log if x.startswith("request")]) == 3
-
-
-def test_abandoned_listing_cancels_the_page_requested_ahead():
-    async def main() -> bool:
-        client = FakeListingClient([["a", "b"], ["c"]])
-        gen = list_ahead(client, "b")  # type: ignore[arg-type]
-        assert (await gen.__anext__()).key == "a"
-        await gen.aclose()
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        return not pending
-
-    assert asyncio.run(main())
+# list_ahead reads one page ahead from the first page on (the pager's read-ahead): tested
+# against a real server in test_list_read_ahead.py.
 
 
 # -- against moto -----------------------------------------------------------------------------
