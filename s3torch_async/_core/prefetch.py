@@ -380,6 +380,10 @@ class Prefetcher(Generic[T]):
         # Exponentially weighted means of what the window is sized from.
         self._latency: Optional[float] = None
         self._deliveries = DeliveryRate()
+        # The consumer's own time per item (from a hand-out to its next request): the rate
+        # it could take items at, which a window too small to keep up hides.
+        self._demand = DeliveryRate()
+        self._handed: Optional[Tuple[float, int]] = None
         self._mean_cost: Optional[float] = None
         # Growth on trial: (time, deliveries, rate before, size before) of the last growth;
         # deliveries is -1 until one fetch latency has passed since the growth.
@@ -436,12 +440,18 @@ class Prefetcher(Generic[T]):
         if not self._adaptive() or not count:
             return
         now = self._loop.time()
+        self._handed = (now, count)
         self._deliveries.record(now, count)
         self._total += count
         self._history.append((now, self._total))
         interval = self._deliveries.interval
         if self._latency is None or interval is None:
             return
+        demand = self._demand.interval
+        if demand is not None:
+            # sized for the rate the consumer could take, not only the rate it got: a
+            # window too small to keep up finds its size in one growth, not in many trials
+            interval = min(interval, demand)
         window = self._window
         current = window.max_items
         target = window_items(
@@ -492,7 +502,13 @@ class Prefetcher(Generic[T]):
                 break
         if now <= first_time:
             return
-        rate_before = (self._total - first_total) / (now - first_time)
+        # ``current`` items each taking one fetch latency deliver at most current / latency
+        # per second: a faster rate measured over a short history is a burst of items that
+        # were ready at once (the first window arriving together, most of all)
+        rate_before = min(
+            (self._total - first_total) / (now - first_time),
+            current / max(self._latency, 1e-9),
+        )
         # a step big enough for its gain to show (a few % would drown in the noise), never
         # past what the byte budget holds (``target`` already respects it)
         mean_cost = self._mean_cost or 0.0
@@ -502,7 +518,8 @@ class Prefetcher(Generic[T]):
             else self._adaptive_cap
         )
         window.max_items = min(
-            self._adaptive_cap, max(target, min(by_bytes, int(current * 1.5)))
+            self._adaptive_cap,
+            max(min(target, current * _GROWTH_MOST), min(by_bytes, int(current * 1.5))),
         )
         logger.debug(
             "prefetch window %d -> %d items (fetch %.1f ms, interval %.3f ms)",
@@ -576,6 +593,10 @@ class Prefetcher(Generic[T]):
 
     async def _next(self) -> Prefetched[T]:
         self._check()
+        if self._handed is not None:
+            handed_at, count = self._handed
+            self._handed = None
+            self._demand.pace(self._loop.time() - handed_at, count)
         while not self._entries:
             if self._source_done:
                 if self._error is not None:
@@ -647,6 +668,8 @@ _TRIAL_DELIVERIES = 32
 _TRIAL_GAIN = 1.1
 #: After a growth that did not pay: deliveries to wait, per item of the window, before the next.
 _TRIAL_HOLD = 20
+#: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
+_GROWTH_MOST = 4
 
 
 def _ewma(mean: Optional[float], sample: float) -> float:
@@ -669,9 +692,13 @@ class DeliveryRate:
     def record(self, now: float, count: int) -> None:
         """``count`` items were delivered at time ``now`` (seconds, monotonic)."""
         if self._last is not None:
-            self._seconds = _ewma(self._seconds, now - self._last)
-            self._items = _ewma(self._items, float(count))
+            self.pace(now - self._last, count)
         self._last = now
+
+    def pace(self, seconds: float, count: int) -> None:
+        """``count`` items took ``seconds`` (a span measured by the caller)."""
+        self._seconds = _ewma(self._seconds, seconds)
+        self._items = _ewma(self._items, float(count))
 
     @property
     def interval(self) -> Optional[float]:

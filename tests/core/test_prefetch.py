@@ -331,6 +331,51 @@ def test_adaptive_window_widens_when_fetches_are_slow_and_stays_ordered():
     assert count > 4
 
 
+async def _traced_run(
+    latency: float, consume: float, floor: int, n: int, batch: int
+) -> tuple[list[tuple[int, int]], float]:
+    """``(deliveries so far, window)`` after each hand-out, and the virtual time at the end;
+    ``batch`` > 1 takes items as the sync datasets do (``next_batch``)."""
+    pf: Prefetcher[int]
+
+    async def fetch(item: int) -> tuple[bytes, str]:
+        await asyncio.sleep(latency)
+        return b"x" * 100, "e"
+
+    pf = Prefetcher(
+        iterate_items(range(n)),
+        fetch,
+        lambda _i: 100,
+        budget_bytes=10**7,
+        max_items=floor,
+        adaptive_cap=256,
+    )
+    trace: list[tuple[int, int]] = []
+    got = 0
+    while True:
+        items = await pf.next_batch(batch)
+        if not items:
+            break
+        got += len(items)
+        trace.append((got, pf.max_items))
+        await asyncio.sleep(consume * len(items))
+    await pf.aclose()
+    return trace, asyncio.get_running_loop().time()
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_adaptive_window_finds_its_size_from_the_consumers_pace_and_keeps_it(batch):
+    # 30 ms fetches, a consumer that takes 0.5 ms per item: 60 items must be in flight. The
+    # window is sized from the rate the consumer could take items at, in one growth (it
+    # used to grow by half a window per trial, and its first trial compared the rate with
+    # the first window's burst and took the growth back to the floor for 320 deliveries).
+    trace, end = run_virtual(_traced_run(0.03, 0.0005, floor=16, n=2000, batch=batch))
+    first = next(done for done, window in trace if window >= 60)
+    assert first <= 40
+    assert min(window for done, window in trace if done > 100) >= 60
+    assert end <= 1.1 * (2000 * 0.0005 + 0.03)
+
+
 def test_adaptive_window_keeps_its_floor_when_fetches_are_fast():
     _, count, _ = run_virtual(
         _paced_run(0.0, 0.002, floor=4, cap=256, budget=10**6, n=60)
