@@ -291,13 +291,12 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
         loop.close()
 
 
-async def _paced_run(
-    latency: float, consume: float, *, floor: int, cap: int, budget: int, n: int
-) -> tuple[int, int, list[int]]:
-    """Fetches that take ``latency`` s, a consumer taking ``consume`` s per item: the most
-    items seen in flight, the final window count, and the delivered order."""
+def _sleepy(
+    n: int, latency: float, *, floor: int, cap: int, budget: int, seen: list[int]
+) -> Prefetcher[int]:
+    """A window over ``n`` items of 100 bytes whose fetches take ``latency`` s; ``seen[0]``
+    is kept at the most items in flight a fetch saw."""
     pf: Prefetcher[int]
-    seen = [0]
 
     async def fetch(item: int) -> tuple[bytes, str]:
         seen[0] = max(seen[0], pf.in_flight_items)
@@ -312,6 +311,16 @@ async def _paced_run(
         max_items=floor,
         adaptive_cap=cap,
     )
+    return pf
+
+
+async def _paced_run(
+    latency: float, consume: float, *, floor: int, cap: int, budget: int, n: int
+) -> tuple[int, int, list[int]]:
+    """Fetches that take ``latency`` s, a consumer taking ``consume`` s per item: the most
+    items seen in flight, the final window count, and the delivered order."""
+    seen = [0]
+    pf = _sleepy(n, latency, floor=floor, cap=cap, budget=budget, seen=seen)
     order = []
     async for got in pf:
         order.append(got.item)
@@ -336,20 +345,7 @@ async def _traced_run(
 ) -> tuple[list[tuple[int, int]], float]:
     """``(deliveries so far, window)`` after each hand-out, and the virtual time at the end;
     ``batch`` > 1 takes items as the sync datasets do (``next_batch``)."""
-    pf: Prefetcher[int]
-
-    async def fetch(item: int) -> tuple[bytes, str]:
-        await asyncio.sleep(latency)
-        return b"x" * 100, "e"
-
-    pf = Prefetcher(
-        iterate_items(range(n)),
-        fetch,
-        lambda _i: 100,
-        budget_bytes=10**7,
-        max_items=floor,
-        adaptive_cap=256,
-    )
+    pf = _sleepy(n, latency, floor=floor, cap=256, budget=10**7, seen=[0])
     trace: list[tuple[int, int]] = []
     got = 0
     while True:
