@@ -31,6 +31,7 @@ from collections.abc import (
     Awaitable,
     Iterable,
     Iterator,
+    Sequence,
 )
 from dataclasses import dataclass
 from itertools import islice
@@ -51,6 +52,7 @@ __all__ = [
     "Selection",
     "ShuffleBuffer",
     "StalePipelineError",
+    "fetch_batch",
     "iterate_items",
     "list_ahead",
     "list_all",
@@ -767,6 +769,36 @@ class ObjectFetcher:
         if head.object_size > len(head.data):
             return None
         return head.data, head.etag
+
+
+async def fetch_batch(
+    client: AsyncS3Client,
+    items: Sequence[S3BucketKeyData],
+    *,
+    max_object_size: int,
+    budget_bytes: int,
+) -> List[Optional[Tuple[bytes, str]]]:
+    """Download the objects of ``items`` whole and concurrently, as :class:`ObjectFetcher` does.
+
+    An item gets ``None`` (read later by its reader) when it is larger than ``max_object_size``,
+    when it does not fit in what ``budget_bytes`` has left after the items before it, or when
+    its GET failed (the reader's own request then raises where a reader raises).
+    """
+    fetcher = ObjectFetcher(client, max_object_size, deliver_errors=False)
+    left = budget_bytes
+
+    async def none() -> None:
+        return None
+
+    fetches: List[Awaitable[Optional[Tuple[bytes, str]]]] = []
+    for item in items:
+        cost = fetcher.cost(item)
+        if cost is None or cost > left:
+            fetches.append(none())
+        else:
+            left -= cost
+            fetches.append(fetcher.fetch(item))
+    return list(await asyncio.gather(*fetches))
 
 
 def open_object_pipeline(
