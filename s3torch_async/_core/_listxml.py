@@ -65,6 +65,8 @@ _TOP = re.compile(
 _LEAF = re.compile(rf"<({_NAME})>([^<]*)</\1>")
 _REF = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+# An "&" that does not start "&quot;" (one regex pass beats counting both).
+_OTHER_AMP = re.compile(r"&(?!quot;)")
 
 
 class _Unsure(Exception):
@@ -91,8 +93,7 @@ def _text(raw: str) -> str:
     """``raw`` with its entity and character references replaced."""
     if "&" not in raw:
         return raw
-    quotes = raw.count("&quot;")
-    if quotes and quotes == raw.count("&"):  # every S3 ETag
+    if _OTHER_AMP.search(raw) is None:  # only &quot;: every S3 ETag
         return raw.replace("&quot;", '"')
     out, count = _REF.subn(_ref, raw)
     if count != raw.count("&"):
@@ -108,7 +109,7 @@ def _texts(column: list[str]) -> list[str]:
 
 def _check_refs(raw: str) -> None:
     """Raise :class:`_Unsure` unless every ``&`` in ``raw`` starts a valid reference."""
-    if raw.count("&") != raw.count("&quot;"):
+    if _OTHER_AMP.search(raw) is not None:
         _text(raw)
 
 
