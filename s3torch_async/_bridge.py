@@ -28,6 +28,7 @@ from ._core.prefetch import (
     Prefetcher,
     Selection,
     StalePipelineError,
+    fetch_batch,
     iterate_items,
     list_all,
     open_object_pipeline,
@@ -135,6 +136,16 @@ class Bridge:
         """
         return self._run(_list_all, bucket, prefix, max_keys, on_page)
 
+    def fetch_batch(
+        self,
+        items: Sequence[S3BucketKeyData],
+        *,
+        max_object_size: int,
+        budget_bytes: int,
+    ) -> List[Optional[Tuple[bytes, str]]]:
+        """Download ``items`` whole and concurrently; see ``prefetch.fetch_batch``."""
+        return self._run(_fetch_batch, items, max_object_size, budget_bytes)
+
     # -- objects that live on the loop --------------------------------------------------------
 
     def reader(
@@ -187,6 +198,17 @@ async def _fetch_next(
     client: AsyncS3Client, cursor: ListingCursor
 ) -> Optional[ListObjectResult]:
     return await cursor.fetch_next(client)
+
+
+async def _fetch_batch(
+    client: AsyncS3Client,
+    items: Sequence[S3BucketKeyData],
+    max_object_size: int,
+    budget_bytes: int,
+) -> List[Optional[Tuple[bytes, str]]]:
+    return await fetch_batch(
+        client, items, max_object_size=max_object_size, budget_bytes=budget_bytes
+    )
 
 
 async def _list_all(

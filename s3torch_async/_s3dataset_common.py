@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Optional, Tuple, TypeVar, Union
 
 from ._dataset_source import (
     get_objects_from_prefix,
     get_objects_from_uris,
     parse_object_uris,
 )
+from ._s3bucket_key_data import S3BucketKeyData
+from ._types import ObjectInfo
 from ._uri import parse_s3_uri
+
+if TYPE_CHECKING:
+    from ._s3client import S3Client
+    from .s3reader import S3Reader
+    from .s3reader.protocol import S3ReaderConstructorProtocol
 
 __all__ = [
     "get_objects_from_prefix",
@@ -31,6 +38,7 @@ __all__ = [
     "identity",
     "parse_object_uris",
     "parse_s3_uri",
+    "reader_for",
     "resolve_rank",
 ]
 
@@ -42,6 +50,42 @@ T = TypeVar("T")
 def identity(obj: T) -> T:
     """Return ``obj`` unchanged (the datasets' default transform)."""
     return obj
+
+
+#: Readers that serve reads from prefetched bytes (the DCP-optimized one ignores them).
+PREFETCHABLE_READERS = ("sequential", "range_based")
+
+
+def reader_for(
+    client: S3Client,
+    item: S3BucketKeyData,
+    data: Optional[Union[bytes, memoryview]],
+    etag: Optional[str],
+    reader_constructor: Optional[S3ReaderConstructorProtocol],
+) -> S3Reader:
+    """A reader of ``item``: from ``data`` (the whole object, at ``etag``) when given."""
+    if data is None:
+        return client.get_object(
+            item.bucket,
+            item.key,
+            object_info=item.object_info,
+            reader_constructor=reader_constructor,
+        )
+    info = item.object_info
+    if info is None:
+        # From URIs: the download told us the size, so the reader never needs a HEAD.
+        # (The GET does not report the listing's last_modified; it is left at 0.)
+        info = ObjectInfo(
+            key=item.key, etag=etag or "", size=len(data), last_modified=0
+        )
+    return client.get_prefetched_object(
+        item.bucket,
+        item.key,
+        object_info=info,
+        data=data,
+        etag=etag or "",
+        reader_constructor=reader_constructor,
+    )
 
 
 def get_rank_and_world_size() -> Tuple[int, int]:

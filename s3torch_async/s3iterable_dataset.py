@@ -28,7 +28,6 @@ from ._s3client import S3Client
 from ._s3dataset_common import (
     identity,
 )
-from ._types import ObjectInfo
 from ._user_agent import UserAgent
 from .s3reader import S3Reader, S3ReaderConstructor
 from .s3reader.protocol import S3ReaderConstructorProtocol
@@ -48,8 +47,6 @@ DEFAULT_PREFETCH_BYTES = 64 * MiB
 DEFAULT_PREFETCH_COUNT = 32
 DEFAULT_SHUFFLE_BUFFER_SIZE = 1000
 
-# Reader types whose readers can be served from bytes that were already downloaded.
-_PREFETCHABLE_READERS = ("sequential", "range_based")
 # Without prefetching the window holds only listing entries, so it can run further ahead.
 _UNPREFETCHED_WINDOW = 64
 
@@ -342,7 +339,7 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         enabled = (
             self._prefetch_bytes > 0
             and self._prefetch_count > 0
-            and reader_type in _PREFETCHABLE_READERS
+            and reader_type in _common.PREFETCHABLE_READERS
         )
         if not enabled:
             return PrefetchSettings(0, _UNPREFETCHED_WINDOW, 0)
@@ -436,29 +433,12 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
     def _reader(
         self, client: S3Client, prefetched: Prefetched[S3BucketKeyData]
     ) -> S3Reader:
-        item = prefetched.item
-        if prefetched.data is not None:
-            etag = prefetched.etag or ""
-            info = item.object_info
-            if info is None:
-                # From URIs: the download told us the size, so the reader never needs a HEAD.
-                # (The GET does not report the listing's last_modified; it is left at 0.)
-                info = ObjectInfo(
-                    key=item.key, etag=etag, size=len(prefetched.data), last_modified=0
-                )
-            return client.get_prefetched_object(
-                item.bucket,
-                item.key,
-                object_info=info,
-                data=prefetched.data,
-                etag=etag,
-                reader_constructor=self._reader_constructor,
-            )
-        return client.get_object(
-            item.bucket,
-            item.key,
-            object_info=item.object_info,
-            reader_constructor=self._reader_constructor,
+        return _common.reader_for(
+            client,
+            prefetched.item,
+            prefetched.data,
+            prefetched.etag,
+            self._reader_constructor,
         )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import array
 import logging
 import operator
-from collections.abc import Iterable
-from typing import Any, Callable, Dict, List, Optional, Union
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch.utils.data
 
@@ -16,7 +16,9 @@ from ._dataset_source import PrefixSource, UriSource, build_dataset
 from ._s3bucket_key_data import S3BucketKeyData
 from ._s3client import S3Client
 from ._s3dataset_common import (
+    PREFETCHABLE_READERS,
     identity,
+    reader_for,
 )
 from ._user_agent import UserAgent
 from .s3reader import S3Reader, S3ReaderConstructor
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 LISTING_PROGRESS_PAGES = 10
 _LIST_PAGE_SIZE = 1000
 _LISTING_PROGRESS_ITEMS = 10_000
+#: Bytes one batch of ``__getitems__`` downloads ahead (the iterable dataset's window).
+_BATCH_BUDGET = 64 * 1024 * 1024
 
 
 class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -237,6 +241,37 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
             reader_constructor=self._reader_constructor,
         )
         return self._transform(reader)
+
+    def __getitems__(self, indices: Sequence[int]) -> List[Any]:
+        """``[self[i] for i in indices]``, with the batch's objects downloaded concurrently.
+
+        A ``DataLoader`` with a ``batch_size`` asks for a whole batch at once: the objects
+        whose listing size is at most ``min(64 MiB / 4, part_size)`` are fetched together
+        (at most 64 MiB per batch), then each is transformed from its bytes. Others, and any
+        whose download failed, are read by their reader as ``dataset[i]`` reads them (a
+        failure raises there). The DCP-optimized reader reads every object itself.
+        """
+        pairs = self._dataset_bucket_key_pairs
+        items = [pairs[self._index(i)] for i in indices]
+        client = self._get_client()
+        reader_type = S3ReaderConstructor.get_reader_type_string(
+            self._reader_constructor
+        )
+        fetched: List[Optional[Tuple[bytes, str]]] = [None] * len(items)
+        if len(items) > 1 and reader_type in PREFETCHABLE_READERS:
+            fetched = client.bridge.fetch_batch(
+                items,
+                max_object_size=min(
+                    _BATCH_BUDGET // 4, client.s3client_config.part_size
+                ),
+                budget_bytes=_BATCH_BUDGET,
+            )
+        out = []
+        for item, got in zip(items, fetched):
+            data, etag = got if got is not None else (None, None)
+            reader = reader_for(client, item, data, etag, self._reader_constructor)
+            out.append(self._transform(reader))
+        return out
 
     def __len__(self) -> int:
         return len(self._dataset_bucket_key_pairs)

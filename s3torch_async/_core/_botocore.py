@@ -28,7 +28,7 @@ from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from ._checksum import expected_crc32
 from ._http import FIRST_ANSWER_BODY, NoResponseError, probe
 from ._responses import check_key_count, client_error, epoch, restore_status
-from ._transport import Headers, ObjectBody, Transport
+from ._transport import Headers, ObjectBody, OnToken, Transport
 
 __all__ = [
     "BotocoreTransport",
@@ -325,6 +325,8 @@ class BotocoreTransport(Transport):
         max_keys: int,
         token: Optional[str],
         start_after: str = "",
+        *,
+        on_token: OnToken = None,  # botocore parses before we see the token
     ) -> tuple[ListObjectResult, Optional[str]]:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         params["MaxKeys"] = max_keys

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 
-__all__ = ["Page", "Row", "scan", "tree"]
+__all__ = ["Page", "Row", "peek_token", "scan", "tree"]
 
 #: One ``Contents``: ``(Key, ETag, Size, LastModified, StorageClass)`` texts. An absent or
 #: empty Key / ETag / Size is ``""``; an absent LastModified or StorageClass is ``None``.
@@ -67,6 +67,8 @@ _TOP = re.compile(
 _LEAF = re.compile(rf"<({_NAME})>([^<]*)</\1>")
 _REF = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+# An "&" that does not start "&quot;" (one regex pass beats counting both).
+_OTHER_AMP = re.compile(r"&(?!quot;)")
 
 
 class _Unsure(Exception):
@@ -93,8 +95,7 @@ def _text(raw: str) -> str:
     """``raw`` with its entity and character references replaced."""
     if "&" not in raw:
         return raw
-    quotes = raw.count("&quot;")
-    if quotes and quotes == raw.count("&"):  # every S3 ETag
+    if _OTHER_AMP.search(raw) is None:  # only &quot;: every S3 ETag
         return raw.replace("&quot;", '"')
     out, count = _REF.subn(_ref, raw)
     if count != raw.count("&"):
@@ -110,7 +111,7 @@ def _texts(column: list[str]) -> list[str]:
 
 def _check_refs(raw: str) -> None:
     """Raise :class:`_Unsure` unless every ``&`` in ``raw`` starts a valid reference."""
-    if raw.count("&") != raw.count("&quot;"):
+    if _OTHER_AMP.search(raw) is not None:
         _text(raw)
 
 
@@ -181,6 +182,29 @@ def scan(body: bytes) -> Optional[Page]:
     except _Unsure:
         return None
     return page
+
+
+_TRUNCATED = b"<IsTruncated>true</IsTruncated>"
+_TOKEN_OPEN, _TOKEN_CLOSE = b"<NextContinuationToken>", b"</NextContinuationToken>"
+
+
+def peek_token(body: bytes) -> Optional[str]:
+    """The next page's token of a truncated page, found without parsing it; else ``None``.
+
+    A hint only: the parsed page decides. No ``<`` can occur in a key's text, so the tags are
+    found by a plain search (before the Contents in S3's answers, after them in some servers').
+    """
+    if body.find(_TRUNCATED) < 0:
+        return None
+    start = body.find(_TOKEN_OPEN) + len(_TOKEN_OPEN)
+    end = body.find(_TOKEN_CLOSE, start)
+    if start < len(_TOKEN_OPEN) or end < 0:
+        return None
+    try:
+        token = _text(body[start:end].decode("utf-8"))
+    except (UnicodeDecodeError, _Unsure):
+        return None
+    return token if token and "<" not in token else None
 
 
 def _local(tag: str) -> str:

@@ -22,14 +22,16 @@ CRC32 a GET announces (:attr:`ObjectBody.checksum_crc32`).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
-from typing import Optional
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Callable, Optional
 
 from .._types import HeadObjectResult, ListObjectResult
 
-__all__ = ["ObjectBody", "Transport"]
+__all__ = ["ObjectBody", "OnToken", "Transport"]
 
 Headers = Optional[Mapping[str, str]]
+#: ``on_token(token)``: told the next listing page's token before this page is parsed.
+OnToken = Optional[Callable[[str], Awaitable[None]]]
 
 
 class ObjectBody(abc.ABC):
@@ -122,10 +124,15 @@ class Transport(abc.ABC):
         max_keys: int,
         token: Optional[str],
         start_after: str = "",
+        *,
+        on_token: OnToken = None,
     ) -> tuple[ListObjectResult, Optional[str]]:
         """One ListObjectsV2 page and the next page's token (``None`` at the end).
 
         ``start_after`` lists only keys after it (S3's ``StartAfter``; ignored with a token).
+        ``on_token``, when the transport can read the next page's token from the raw answer
+        before parsing it, is awaited with that token first (a hint: the returned token is
+        the one that counts); a transport that cannot simply never calls it.
         """
 
     @abc.abstractmethod

@@ -12,7 +12,7 @@ import asyncio
 import enum
 import os
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
@@ -35,7 +35,7 @@ from ._interface import RangeMeta
 from ._lean import BotocoreSide, LeanTransport
 from ._retry import Attempts
 from ._translate import translate
-from ._transport import Transport
+from ._transport import OnToken, Transport
 from .writer import AsyncS3Writer, PartAssembler
 
 if TYPE_CHECKING:
@@ -472,10 +472,14 @@ class AsyncS3Client:
         max_keys: int,
         token: Optional[str],
         start_after: str = "",
+        *,
+        on_token: OnToken = None,
     ) -> tuple[ListObjectResult, Optional[str]]:
         """Fetch one ListObjectsV2 page; return it and the token of the next (``None``: last).
 
-        Arguments are not validated here (``list_objects`` does that).
+        Arguments are not validated here (``list_objects`` does that). ``on_token``, if
+        given, may be awaited with the next page's token before the page is parsed (a hint;
+        the returned token counts); see ``Transport.list_page``.
 
         Raises:
             S3Exception: The request failed.
@@ -485,7 +489,13 @@ class AsyncS3Client:
             bucket,
             prefix,
             lambda t: t.list_page(
-                bucket, prefix, delimiter, max_keys, token, start_after
+                bucket,
+                prefix,
+                delimiter,
+                max_keys,
+                token,
+                start_after,
+                on_token=on_token,
             ),
         )
 
@@ -950,11 +960,126 @@ class AsyncS3Client:
         )
 
 
+#: ``(bucket, prefix, delimiter, max_keys, start_after)`` of one listing.
+_Query = tuple[str, str, str, int, str]
+#: The first page after which a cursor requests the next one early (a caller who takes only
+#: the first page never pays for a second).
+READ_AHEAD_FROM = 2
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A page read ahead may fail or be dropped unread: its error is not "never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
+class _PageFetch:
+    """The request of one listing page and, once allowed, of the page after it.
+
+    Holds no reference to its cursor, so a cursor dropped mid-listing is collected at once
+    and cancels what it read ahead.
+    """
+
+    def __init__(
+        self,
+        client: AsyncS3Client,
+        query: _Query,
+        token: Optional[str],
+        number: int,
+        ahead_from: Optional[int],
+    ) -> None:
+        self.client, self.query, self.token = client, query, token
+        self.number = number  # of this page in its cursor's life (1: the first)
+        self.ahead_from = ahead_from
+        self.wanted = asyncio.Event()  # set once the caller asks for this page
+        self.hint: Optional[str] = None  # the next token, read before the parse
+        self.next: Optional[_PageFetch] = None
+        self.task: asyncio.Task[tuple[ListObjectResult, Optional[str]]]
+        self.task = asyncio.ensure_future(self._run())
+        self.task.add_done_callback(_retrieve)
+
+    async def _run(self) -> tuple[ListObjectResult, Optional[str]]:
+        bucket, prefix, delimiter, max_keys, start_after = self.query
+        return await self.client.list_page(
+            bucket,
+            prefix,
+            delimiter,
+            max_keys,
+            self.token,
+            start_after,
+            on_token=self._on_token,
+        )
+
+    async def _on_token(self, token: str) -> None:
+        # A page read ahead is parsed once asked for, right after the request of the page
+        # after it leaves: the server prepares that one while this one is parsed. Parsing
+        # earlier would gain nothing (the caller's thread holds the GIL meanwhile) and would
+        # leave the next request waiting until the caller comes back.
+        self.hint = token
+        await self.wanted.wait()
+        if self.follow(token):
+            await asyncio.sleep(0)  # its request leaves before this page is parsed
+
+    def follow(self, token: str) -> bool:
+        """Request the page at ``token`` if this page's number allows; True if one started."""
+        if self.ahead_from is None or self.number < self.ahead_from:
+            return False
+        if self.next is not None:
+            if self.next.token == token:
+                return False
+            self.next.cancel()
+        self.next = _PageFetch(
+            self.client, self.query, token, self.number + 1, self.ahead_from
+        )
+        return True
+
+    def matches(
+        self, client: AsyncS3Client, query: _Query, token: Optional[str]
+    ) -> bool:
+        """Whether this fetch is the one a cursor at ``token`` would send now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return (
+            self.task.get_loop() is loop
+            and not self.task.cancelled()
+            and self.client is client
+            and self.query == query
+            and self.token == token
+        )
+
+    def cancel(self) -> None:
+        """Cancel this request and the one after it; safe from any thread and finalizers."""
+        loop = self.task.get_loop()
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            self._cancel_here()
+        elif not loop.is_closed():
+            with suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._cancel_here)
+
+    def _cancel_here(self) -> None:
+        self.task.cancel()
+        if self.next is not None:
+            self.next._cancel_here()  # noqa: SLF001 - same class
+
+
 class ListingCursor:
     """Where one listing stands: what is listed and the token of its next page.
 
-    Plain state, no I/O and no client, so it pickles: ``ListObjectsPager`` (async) and the
-    sync ``ListObjectStream`` are both cursors and differ only in how they reach the loop.
+    Plain state and no client, so it pickles: ``ListObjectsPager`` (async) and the sync
+    ``ListObjectStream`` are both cursors and differ only in how they reach the loop.
+
+    From page ``read_ahead_from`` on, the request of the next page goes out as soon as the
+    current page's token is known (before the page is parsed when the transport allows), so
+    the server prepares it while this page is parsed and consumed: one page ahead at most, and
+    none for a caller who stops after the first page. A page read ahead and not asked for is
+    cancelled by :meth:`close_ahead` or when the cursor is collected; it is never pickled
+    (an unpickled cursor asks again).
 
     Attributes:
         bucket: Bucket being listed.
@@ -964,6 +1089,8 @@ class ListingCursor:
         continuation_token: Token of the next page to fetch (``None`` before the first page).
         complete: No more pages remain.
         start_after: Only keys after this one are listed (``""``: from the start).
+        read_ahead_from: The first page (1-based, counted by this cursor) after which the next
+            is read ahead; ``None``: never.
     """
 
     def __init__(
@@ -976,6 +1103,7 @@ class ListingCursor:
         complete: bool = False,
         *,
         start_after: str = "",
+        read_ahead_from: Optional[int] = READ_AHEAD_FROM,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix
@@ -984,25 +1112,69 @@ class ListingCursor:
         self.continuation_token = continuation_token
         self.complete = complete
         self.start_after = start_after
+        self.read_ahead_from = read_ahead_from
+        self._served = 0
+        self._ahead: Optional[_PageFetch] = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_served"], state["_ahead"] = 0, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("read_ahead_from", READ_AHEAD_FROM)
+        self.__dict__.update(state, _served=0, _ahead=None)
+
+    def __del__(self) -> None:
+        self.close_ahead()
+
+    def close_ahead(self) -> None:
+        """Cancel the page read ahead, if any (from any thread; it ends on its loop)."""
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None and not ahead.task.done():
+            ahead.cancel()
+
+    def _query(self) -> _Query:
+        return (
+            self.bucket,
+            self.prefix,
+            self.delimiter,
+            self.max_keys,
+            self.start_after,
+        )
 
     async def fetch_next(self, client: AsyncS3Client) -> Optional[ListObjectResult]:
         """Fetch the next page with ``client`` and move past it; ``None`` once complete.
 
         Raises:
-            S3Exception: The request failed (the cursor does not move).
+            S3Exception: The request failed (the cursor does not move; a page read ahead
+                reports its error here, when the caller reaches it).
         """
         if self.complete:
             return None
-        page, token = await client.list_page(
-            self.bucket,
-            self.prefix,
-            self.delimiter,
-            self.max_keys,
-            self.continuation_token,
-            self.start_after,
-        )
-        self.continuation_token = token
-        self.complete = token is None
+        query, token = self._query(), self.continuation_token
+        fetch, self._ahead = self._ahead, None
+        if fetch is None or not fetch.matches(client, query, token):
+            if fetch is not None:
+                fetch.cancel()
+            fetch = _PageFetch(
+                client, query, token, self._served + 1, self.read_ahead_from
+            )
+        fetch.wanted.set()
+        try:
+            page, next_token = await fetch.task
+        except BaseException:
+            fetch.cancel()
+            raise
+        if next_token is None:
+            if fetch.next is not None:
+                fetch.next.cancel()
+        else:
+            fetch.follow(next_token)  # keeps a request started from the right hint
+        self._ahead, fetch.next = fetch.next, None
+        self._served += 1
+        self.continuation_token = next_token
+        self.complete = next_token is None
         return page
 
 
@@ -1010,7 +1182,9 @@ class ListObjectsPager(ListingCursor):
     """Async iterator over the pages of one listing; resumable from ``continuation_token``.
 
     Build it with :meth:`s3torch_async.AsyncS3Client.list_objects`. The arguments after
-    ``client`` and the attributes are those of ``ListingCursor``.
+    ``client`` and the attributes are those of ``ListingCursor``: from the second page on,
+    the next page is requested while one is consumed; :meth:`aclose` (or dropping the pager)
+    cancels it.
     """
 
     def __init__(self, client: AsyncS3Client, *args: Any, **kwargs: Any) -> None:
@@ -1026,11 +1200,21 @@ class ListObjectsPager(ListingCursor):
             raise StopAsyncIteration
         return page
 
+    async def aclose(self) -> None:
+        """Cancel the page read ahead and wait until it has ended; the pager stays usable."""
+        ahead = self._ahead
+        self.close_ahead()
+        if ahead is not None:
+            await asyncio.gather(ahead.task, return_exceptions=True)
+
     async def objects(self) -> AsyncIterator[ObjectInfo]:
         """Iterate over every object of the remaining pages."""
-        async for page in self:
-            for info in page.object_info:
-                yield info
+        try:
+            async for page in self:
+                for info in page.object_info:
+                    yield info
+        finally:
+            await self.aclose()
 
 
 class IncompleteBody(ConnectionError):

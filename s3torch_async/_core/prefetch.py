@@ -31,6 +31,7 @@ from collections.abc import (
     Awaitable,
     Iterable,
     Iterator,
+    Sequence,
 )
 from dataclasses import dataclass
 from itertools import islice
@@ -38,7 +39,7 @@ from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 
 from .._errors import S3Exception
 from .._s3bucket_key_data import S3BucketKeyData
-from .._types import ListObjectResult, ObjectInfo
+from .._types import ObjectInfo
 from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, window_items
 from .client import AsyncS3Client
 
@@ -51,6 +52,7 @@ __all__ = [
     "Selection",
     "ShuffleBuffer",
     "StalePipelineError",
+    "fetch_batch",
     "iterate_items",
     "list_ahead",
     "list_all",
@@ -206,12 +208,6 @@ class Selection:
 # -- sources ----------------------------------------------------------------------------------
 
 
-async def _next_page(pager: Any) -> ListObjectResult:
-    # A coroutine (not __anext__ itself) so the task never has to carry StopAsyncIteration.
-    page: ListObjectResult = await pager.__anext__()
-    return page
-
-
 async def list_ahead(
     client: AsyncS3Client,
     bucket: str,
@@ -221,6 +217,9 @@ async def list_ahead(
     on_page: Optional[Callable[[int, int], None]] = None,
 ) -> AsyncGenerator[ObjectInfo, None]:
     """Every object under ``prefix`` (recursive), requesting the next page while one is consumed.
+
+    Unlike a plain ``list_objects`` pager, the second page is read ahead too (a caller of
+    this reads the whole listing).
 
     Args:
         client: The client to list with.
@@ -233,16 +232,10 @@ async def list_ahead(
         S3Exception: A listing request failed (``Service error: The bucket does not exist``...).
     """
     pager = client.list_objects(bucket, prefix, "", max_keys)
-    pending: Optional[asyncio.Task[ListObjectResult]] = asyncio.ensure_future(
-        _next_page(pager)
-    )
+    pager.read_ahead_from = 1
     pages = objects = 0
     try:
-        while pending is not None:
-            page = await pending
-            pending = None
-            if not pager.complete:
-                pending = asyncio.ensure_future(_next_page(pager))
+        async for page in pager:
             pages += 1
             objects += len(page.object_info)
             if on_page is not None:
@@ -250,9 +243,7 @@ async def list_ahead(
             for info in page.object_info:
                 yield info
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+        await pager.aclose()
 
 
 async def list_all(
@@ -391,6 +382,10 @@ class Prefetcher(Generic[T]):
         # Exponentially weighted means of what the window is sized from.
         self._latency: Optional[float] = None
         self._deliveries = DeliveryRate()
+        # The consumer's own time per item (from a hand-out to its next request): the rate
+        # it could take items at, which a window too small to keep up hides.
+        self._demand = DeliveryRate()
+        self._handed: Optional[Tuple[float, int]] = None
         self._mean_cost: Optional[float] = None
         # Growth on trial: (time, deliveries, rate before, size before) of the last growth;
         # deliveries is -1 until one fetch latency has passed since the growth.
@@ -447,12 +442,18 @@ class Prefetcher(Generic[T]):
         if not self._adaptive() or not count:
             return
         now = self._loop.time()
+        self._handed = (now, count)
         self._deliveries.record(now, count)
         self._total += count
         self._history.append((now, self._total))
         interval = self._deliveries.interval
         if self._latency is None or interval is None:
             return
+        demand = self._demand.interval
+        if demand is not None:
+            # sized for the rate the consumer could take, not only the rate it got: a
+            # window too small to keep up finds its size in one growth, not in many trials
+            interval = min(interval, demand)
         window = self._window
         current = window.max_items
         target = window_items(
@@ -503,7 +504,13 @@ class Prefetcher(Generic[T]):
                 break
         if now <= first_time:
             return
-        rate_before = (self._total - first_total) / (now - first_time)
+        # ``current`` items each taking one fetch latency deliver at most current / latency
+        # per second: a faster rate measured over a short history is a burst of items that
+        # were ready at once (the first window arriving together, most of all)
+        rate_before = min(
+            (self._total - first_total) / (now - first_time),
+            current / max(self._latency, 1e-9),
+        )
         # a step big enough for its gain to show (a few % would drown in the noise), never
         # past what the byte budget holds (``target`` already respects it)
         mean_cost = self._mean_cost or 0.0
@@ -513,7 +520,8 @@ class Prefetcher(Generic[T]):
             else self._adaptive_cap
         )
         window.max_items = min(
-            self._adaptive_cap, max(target, min(by_bytes, int(current * 1.5)))
+            self._adaptive_cap,
+            max(min(target, current * _GROWTH_MOST), min(by_bytes, int(current * 1.5))),
         )
         logger.debug(
             "prefetch window %d -> %d items (fetch %.1f ms, interval %.3f ms)",
@@ -587,6 +595,10 @@ class Prefetcher(Generic[T]):
 
     async def _next(self) -> Prefetched[T]:
         self._check()
+        if self._handed is not None:
+            handed_at, count = self._handed
+            self._handed = None
+            self._demand.pace(self._loop.time() - handed_at, count)
         while not self._entries:
             if self._source_done:
                 if self._error is not None:
@@ -658,6 +670,8 @@ _TRIAL_DELIVERIES = 32
 _TRIAL_GAIN = 1.1
 #: After a growth that did not pay: deliveries to wait, per item of the window, before the next.
 _TRIAL_HOLD = 20
+#: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
+_GROWTH_MOST = 4
 
 
 def _ewma(mean: Optional[float], sample: float) -> float:
@@ -680,9 +694,13 @@ class DeliveryRate:
     def record(self, now: float, count: int) -> None:
         """``count`` items were delivered at time ``now`` (seconds, monotonic)."""
         if self._last is not None:
-            self._seconds = _ewma(self._seconds, now - self._last)
-            self._items = _ewma(self._items, float(count))
+            self.pace(now - self._last, count)
         self._last = now
+
+    def pace(self, seconds: float, count: int) -> None:
+        """``count`` items took ``seconds`` (a span measured by the caller)."""
+        self._seconds = _ewma(self._seconds, seconds)
+        self._items = _ewma(self._items, float(count))
 
     @property
     def interval(self) -> Optional[float]:
@@ -751,6 +769,36 @@ class ObjectFetcher:
         if head.object_size > len(head.data):
             return None
         return head.data, head.etag
+
+
+async def fetch_batch(
+    client: AsyncS3Client,
+    items: Sequence[S3BucketKeyData],
+    *,
+    max_object_size: int,
+    budget_bytes: int,
+) -> List[Optional[Tuple[bytes, str]]]:
+    """Download the objects of ``items`` whole and concurrently, as :class:`ObjectFetcher` does.
+
+    An item gets ``None`` (read later by its reader) when it is larger than ``max_object_size``,
+    when it does not fit in what ``budget_bytes`` has left after the items before it, or when
+    its GET failed (the reader's own request then raises where a reader raises).
+    """
+    fetcher = ObjectFetcher(client, max_object_size, deliver_errors=False)
+    left = budget_bytes
+
+    async def none() -> None:
+        return None
+
+    fetches: List[Awaitable[Optional[Tuple[bytes, str]]]] = []
+    for item in items:
+        cost = fetcher.cost(item)
+        if cost is None or cost > left:
+            fetches.append(none())
+        else:
+            left -= cost
+            fetches.append(fetcher.fetch(item))
+    return list(await asyncio.gather(*fetches))
 
 
 def open_object_pipeline(

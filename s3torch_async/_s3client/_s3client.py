@@ -485,3 +485,11 @@ class ListObjectStream(ListingCursor):
         if page is None:
             raise StopIteration
         return page
+
+    def close(self) -> None:
+        """Cancel the page requested ahead, if any (the stream stays usable).
+
+        From the second page on, the next page is requested while one is consumed; a stream
+        dropped before its end cancels it too.
+        """
+        self.close_ahead()

@@ -31,7 +31,6 @@ from s3torch_async._core.prefetch import (
     shuffle_rng,
 )
 from s3torch_async._s3bucket_key_data import S3BucketKeyData
-from s3torch_async._types import ListObjectResult, ObjectInfo
 
 REGION = "us-east-1"
 
@@ -292,13 +291,12 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
         loop.close()
 
 
-async def _paced_run(
-    latency: float, consume: float, *, floor: int, cap: int, budget: int, n: int
-) -> tuple[int, int, list[int]]:
-    """Fetches that take ``latency`` s, a consumer taking ``consume`` s per item: the most
-    items seen in flight, the final window count, and the delivered order."""
+def _sleepy(
+    n: int, latency: float, *, floor: int, cap: int, budget: int, seen: list[int]
+) -> Prefetcher[int]:
+    """A window over ``n`` items of 100 bytes whose fetches take ``latency`` s; ``seen[0]``
+    is kept at the most items in flight a fetch saw."""
     pf: Prefetcher[int]
-    seen = [0]
 
     async def fetch(item: int) -> tuple[bytes, str]:
         seen[0] = max(seen[0], pf.in_flight_items)
@@ -313,6 +311,16 @@ async def _paced_run(
         max_items=floor,
         adaptive_cap=cap,
     )
+    return pf
+
+
+async def _paced_run(
+    latency: float, consume: float, *, floor: int, cap: int, budget: int, n: int
+) -> tuple[int, int, list[int]]:
+    """Fetches that take ``latency`` s, a consumer taking ``consume`` s per item: the most
+    items seen in flight, the final window count, and the delivered order."""
+    seen = [0]
+    pf = _sleepy(n, latency, floor=floor, cap=cap, budget=budget, seen=seen)
     order = []
     async for got in pf:
         order.append(got.item)
@@ -330,6 +338,38 @@ def test_adaptive_window_widens_when_fetches_are_slow_and_stays_ordered():
     # 30 ms fetches, an item taken every ~1 ms: each growth pays, so it keeps growing
     assert most >= 13
     assert count > 4
+
+
+async def _traced_run(
+    latency: float, consume: float, floor: int, n: int, batch: int
+) -> tuple[list[tuple[int, int]], float]:
+    """``(deliveries so far, window)`` after each hand-out, and the virtual time at the end;
+    ``batch`` > 1 takes items as the sync datasets do (``next_batch``)."""
+    pf = _sleepy(n, latency, floor=floor, cap=256, budget=10**7, seen=[0])
+    trace: list[tuple[int, int]] = []
+    got = 0
+    while True:
+        items = await pf.next_batch(batch)
+        if not items:
+            break
+        got += len(items)
+        trace.append((got, pf.max_items))
+        await asyncio.sleep(consume * len(items))
+    await pf.aclose()
+    return trace, asyncio.get_running_loop().time()
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_adaptive_window_finds_its_size_from_the_consumers_pace_and_keeps_it(batch):
+    # 30 ms fetches, a consumer that takes 0.5 ms per item: 60 items must be in flight. The
+    # window is sized from the rate the consumer could take items at, in one growth (it
+    # used to grow by half a window per trial, and its first trial compared the rate with
+    # the first window's burst and took the growth back to the floor for 320 deliveries).
+    trace, end = run_virtual(_traced_run(0.03, 0.0005, floor=16, n=2000, batch=batch))
+    first = next(done for done, window in trace if window >= 60)
+    assert first <= 40
+    assert min(window for done, window in trace if done > 100) >= 60
+    assert end <= 1.1 * (2000 * 0.0005 + 0.03)
 
 
 def test_adaptive_window_keeps_its_floor_when_fetches_are_fast():
@@ -588,63 +628,8 @@ def test_feed_source_waits_for_items_until_ended():
 
 
 # -- listing ahead ----------------------------------------------------------------------------
-
-
-class FakePager:
-    def __init__(self, pages: list[list[str]], log: list[str]) -> None:
-        self.pages = pages
-        self.log = log
-        self.complete = False
-        self.index = 0
-
-    async def __anext__(self) -> ListObjectResult:
-        i = self.index
-        self.index += 1
-        self.log.append(f"request page {i}")
-        await asyncio.sleep(0)
-        self.complete = self.index == len(self.pages)
-        infos = [
-            ObjectInfo(key=k, etag="", size=1, last_modified=0) for k in self.pages[i]
-        ]
-        return ListObjectResult(infos)
-
-
-class FakeListingClient:
-    def __init__(self, pages: list[list[str]]) -> None:
-        self.pages = pages
-        self.log: list[str] = []
-
-    def list_objects(
-        self, bucket: str, prefix: str, delimiter: str, max_keys: int
-    ) -> Any:
-        return FakePager(self.pages, self.log)
-
-
-def test_next_listing_page_is_requested_while_the_current_one_is_consumed():
-    async def main() -> list[str]:
-        client = FakeListingClient([["a", "b"], ["c"], ["d"]])
-        async for info in list_ahead(client, "b"):  # type: ignore[arg-type]
-            await asyncio.sleep(0)
-            client.log.append(f"consume {info.key}")
-        return client.log
-
-    log = asyncio.run(main())
-    assert log.index("request page 1") < log.index("consume a")
-    assert log.index("request page 2") < log.index("consume c")
-    assert log.count("request page 2") == 1
-    assert len([x for x in log if x.startswith("request")]) == 3
-
-
-def test_abandoned_listing_cancels_the_page_requested_ahead():
-    async def main() -> bool:
-        client = FakeListingClient([["a", "b"], ["c"]])
-        gen = list_ahead(client, "b")  # type: ignore[arg-type]
-        assert (await gen.__anext__()).key == "a"
-        await gen.aclose()
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        return not pending
-
-    assert asyncio.run(main())
+# list_ahead reads one page ahead from the first page on (the pager's read-ahead): tested
+# against a real server in test_list_read_ahead.py.
 
 
 # -- against moto -----------------------------------------------------------------------------

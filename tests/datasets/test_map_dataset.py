@@ -9,7 +9,16 @@ from s3torch_async import S3Exception, s3map_dataset
 from s3torch_async._s3bucket_key_data import S3BucketKeyData
 from s3torch_async.s3map_dataset import S3MapDataset
 from s3torch_async.s3reader import S3ReaderConstructor
-from tests.datasets._helpers import CONFIG, REGION, heads, key_of, listings, read_all
+from tests._faultproxy import Fault, FaultRule
+from tests.datasets._helpers import (
+    CONFIG,
+    REGION,
+    heads,
+    key_of,
+    listings,
+    object_gets,
+    read_all,
+)
 
 
 def from_prefix(uri, endpoint, **kwargs):
@@ -153,3 +162,35 @@ def test_slices_are_rejected(endpoint, bucket, objects):
     ds = from_prefix(f"s3://{bucket}/data/", endpoint)
     with pytest.raises(TypeError):
         ds[0:1]
+
+
+def test_a_dataloader_batch_downloads_its_objects_concurrently(proxy, bucket, objects):
+    from torch.utils.data import DataLoader
+
+    made = objects(8)
+    ds = from_prefix(f"s3://{bucket}/data/", proxy.url, transform=read_all)
+    len(ds)  # listed before the GETs are held
+    # every GET is held until four meet: one batch of four arrives together, or each waits
+    proxy.add_fault(
+        FaultRule(Fault.meet(4, 10), method="GET", path_contains="/data/", times=None)
+    )
+    loader = DataLoader(ds, batch_size=4, collate_fn=list)
+    got = [pair for batch in loader for pair in batch]
+    assert got == sorted(made.items())
+    assert proxy.most_held == 4
+    assert heads(proxy) == 0
+    assert len(object_gets(proxy, bucket)) == 8  # one GET per object: readers send none
+
+
+def test_a_batch_object_that_fails_raises_when_it_is_read(proxy, bucket, objects):
+    objects(3)
+    ds = from_prefix(f"s3://{bucket}/data/", proxy.url, transform=read_all)
+    len(ds)
+    proxy.add_fault(
+        FaultRule(
+            Fault.status(403, "AccessDenied"), path_contains="/data/001", times=None
+        )
+    )
+    with pytest.raises(S3Exception, match="GetObject"):
+        ds.__getitems__([0, 1, 2])
+    assert ds.__getitems__([0, 2]) == [ds[0], ds[2]]

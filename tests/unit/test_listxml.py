@@ -326,3 +326,19 @@ def test_last_modified_matches_calendar_timegm_across_minutes_and_dates() -> Non
         )
         expected = calendar.timegm((*map(int, fields), 0, 0, 0))
         assert info.last_modified == expected
+
+
+@given(pages())
+def test_the_token_peeked_before_parsing_is_the_parsed_one(body: bytes) -> None:
+    # The pager requests the next page with the peeked token while it parses this one.
+    try:
+        _, token = parse_listing(body)
+    except Exception:  # a KeyCount that disagrees: no page, nothing to compare
+        return
+    assert _listxml.peek_token(body) == token
+
+
+@given(_mutated())
+def test_peeking_any_body_returns_a_token_or_none(body: bytes) -> None:
+    token = _listxml.peek_token(body)
+    assert token is None or (isinstance(token, str) and token and "<" not in token)
