@@ -2,10 +2,12 @@
 
 This module owns how bytes of one object get from S3 into memory:
 
-* **Parallel ranged GETs.** A large read is cut into ``part_size`` pieces fetched with at most
-  ``client.max_concurrency`` requests in flight, each written by
+* **Parallel ranged GETs.** A large read is cut into ``part_size`` pieces, each written by
   ``AsyncS3Client.get_range_into`` straight into the destination (the caller's buffer, or a
-  result buffer allocated once). A read of at most one part is a single GET.
+  result buffer allocated once). A read of at most one part is a single GET. How many run at
+  once is measured, per reader (``_planning.StreamWidth``): one first, then as many as the
+  throughput target needs at the rate one delivered, kept only while wider pays, at most
+  ``client.max_concurrency``.
 * **Sequential read-ahead.** Small reads are served from the last part fetched; consecutive
   parts are fetched ahead of the cursor by a window that starts at one part and doubles on
   every sequential step, up to ``max_concurrency`` parts and ``DEFAULT_WINDOW_BYTES``.
@@ -39,7 +41,7 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 from ._interface import ReadClient
 from ._object import ObjectVersion
-from ._planning import split_spans
+from ._planning import StreamWidth, split_spans
 from ._wholecheck import WholeReadCheck
 
 __all__ = [
@@ -104,20 +106,34 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def _gather_bounded(
-    jobs: Sequence[Callable[[], Awaitable[int]]], limit: int
+async def _gather_widening(
+    jobs: Sequence[Callable[[], Awaitable[int]]], width: StreamWidth
 ) -> List[int]:
-    """Run ``jobs`` with at most ``limit`` in flight; the first failure cancels the rest.
+    """Run ``jobs`` with ``width.width`` in flight; the first failure cancels the rest.
 
-    The workers run in an anyio task group, so none outlives the call; the failure is raised
-    as itself, not wrapped in the group's exception group.
+    The width is re-read after every job: workers are added when it grew and leave when it
+    shrank (``StreamWidth`` decides from the jobs' measured throughput). The workers run in
+    an anyio task group, so none outlives the call; the failure is raised as itself, not
+    wrapped in the group's exception group.
     """
     results = [0] * len(jobs)
     pending = iter(enumerate(jobs))
+    left = len(jobs)
+    workers = 0
 
     async def worker() -> None:
-        for index, job in pending:
-            results[index] = await job()
+        nonlocal workers, left
+        try:
+            for index, job in pending:
+                left -= 1
+                results[index] = await job()
+                if workers > width.width:
+                    return  # the width shrank: this stream ends
+                while workers < min(width.width, workers + left):
+                    workers += 1
+                    group.start_soon(worker)
+        finally:
+            workers -= 1
 
     if len(jobs) == 1:
         results[0] = await jobs[0]()
@@ -125,7 +141,8 @@ async def _gather_bounded(
     error: Optional[BaseException] = None
     try:
         async with anyio.create_task_group() as group:
-            for _ in range(min(limit, len(jobs))):
+            for _ in range(min(width.width, len(jobs))):
+                workers += 1
                 group.start_soon(worker)
     except BaseException as exc:
         error = _first_error(exc)
@@ -343,6 +360,7 @@ class AsyncS3Reader:
         self._window: Optional[_Fetcher] = None
         self._closed = False
         self._whole_check: Optional[WholeReadCheck] = None
+        self._width: Optional[StreamWidth] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -701,7 +719,7 @@ class AsyncS3Reader:
                 _bind(self._get_into, start, piece)
                 for (start, _), piece in zip(pieces, slices)
             ]
-            got = await _gather_bounded(jobs, self._client.max_concurrency)
+            got = await _gather_widening(jobs, self._stream_width())
         finally:
             for piece in slices:  # every job has ended (the task group waited)
                 piece.release()
@@ -718,6 +736,16 @@ class AsyncS3Reader:
 
     # -- requests ---------------------------------------------------------------------------
 
+    def _stream_width(self) -> StreamWidth:
+        """How many GETs of a large read run at once: measured per reader, from one up."""
+        width = self._width
+        if width is None:
+            target = self._client.s3client_config.throughput_target_gbps * 1e9 / 8
+            width = self._width = StreamWidth(
+                max(1, self._client.max_concurrency), target, floor=2
+            )
+        return width
+
     async def _fetch_piece(self, start: int, end: int) -> bytes:
         bio, view = alloc_bytes(end - start)
         try:
@@ -733,6 +761,10 @@ class AsyncS3Reader:
             whole = await self._begin_whole_check(len(view))
         if self._whole_check is not None:
             self._whole_check.issued(start, len(view))
+        width = self._stream_width()
+        epoch = width.epoch
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             meta = await self._client.get_range_into(
                 self._bucket,
@@ -753,6 +785,7 @@ class AsyncS3Reader:
             if self._version.size is not None and start >= self._version.size:
                 return 0
             raise
+        width.record(epoch, meta.nbytes, loop.time() - began)
         self._learn(meta.etag, meta.object_size)
         check = self._whole_check
         if check is not None:

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from s3torch_async import AsyncS3Client, ObjectInfo, S3ClientConfig, S3Exception
 from s3torch_async._core.reader import AsyncS3Reader, alloc_bytes, finish_bytes
-from tests._faultproxy import FaultProxy
+from tests._faultproxy import Fault, FaultProxy, FaultRule
 
 REGION = "us-east-1"
 PART = 64 * 1024
@@ -275,6 +275,31 @@ async def test_concurrent_parts_bounded_by_max_concurrency(bucket, put, moto_end
         assert await reader.read() == data
     assert c.max_concurrency == 2
     assert peak == 2
+
+
+@module_loop
+async def test_a_read_whose_first_stream_is_slow_widens_to_max_concurrency(
+    proxy, bucket, put
+):
+    # The first GET takes 0.2 s to start: one stream delivers < 0.4 MB/s, far below the
+    # 3.2 Gbit/s target, so the read widens at once to max_concurrency (4). The next four
+    # GETs are held until all four wait together: they meet only if 4 are in flight.
+    data = os.urandom(20 * PART)
+    put("slow", data)
+    proxy.add_fault(
+        FaultRule(Fault.delay(0.2), method="GET", header_contains=("Range", "bytes=0-"))
+    )
+    met = proxy.add_fault(FaultRule(Fault.meet(4, 10.0), method="GET", times=4))
+    config = S3ClientConfig(max_attempts=1, throughput_target_gbps=3.2)
+    async with AsyncS3Client(REGION, endpoint=proxy.url, s3client_config=config) as c:
+        assert c.max_concurrency == 4
+        reader = AsyncS3Reader(
+            c, bucket, "slow", object_info=_info("slow", len(data)), part_size=PART
+        )
+        assert await reader.read() == data
+    assert met.expired
+    assert proxy.most_held == 4
+    assert len(_gets(proxy, "slow")) == 20
 
 
 @module_loop
