@@ -28,7 +28,12 @@ it reads in ranges (``_wholecheck.py``: what is checked, when the error comes, w
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
+import os
+import sys
+import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,6 +64,17 @@ Chunk = Tuple[int, bytes]
 WritableBuffer = Union[bytearray, memoryview]
 
 
+PREFAULT_ENV = "S3TORCH_ASYNC_PREFAULT"
+"""Set to ``0`` to turn off pre-faulting large results (see :func:`alloc_bytes`)."""
+#: Results at least this large are pre-faulted on a worker thread.
+PREFAULT_MIN_BYTES = 32 * 1024 * 1024
+_PREFAULT_STEP = 8 * 1024 * 1024
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+_PAGE = 4096
+_madvise: Optional[Callable[[int, int, int], int]] = None
+_prefault_ok = sys.platform.startswith("linux")
+
+
 def alloc_bytes(size: int) -> tuple[io.BytesIO, memoryview]:
     """Allocate a ``bytes`` result of ``size`` bytes and a writable view onto it.
 
@@ -67,9 +83,60 @@ def alloc_bytes(size: int) -> tuple[io.BytesIO, memoryview]:
     else references it; ``getvalue()`` then hands the same object back. Peak memory is one
     copy of the data (measured on CPython 3.11: 256 MiB peak for a 256 MiB result, against
     512 MiB for ``bytes(bytearray)``).
+
+    On Linux a result of :data:`PREFAULT_MIN_BYTES` or more is pre-faulted by a worker thread
+    (``madvise(MADV_POPULATE_WRITE)``, front to back) while the bytes arrive: the first write
+    to each fresh page otherwise faults inside the socket receive, and those faults cost more
+    CPU than the copy itself (measured: 0.45 CPU-s per GB filled fresh, 0.12 once faulted),
+    all on the event loop's thread. The thread stops when the result is finished or dropped.
     """
     bio = io.BytesIO(bytes(size))
-    return bio, bio.getbuffer()
+    view = bio.getbuffer()
+    if size >= PREFAULT_MIN_BYTES and _prefault_ok:
+        _start_prefault(bio, view)
+    return bio, view
+
+
+def _start_prefault(bio: io.BytesIO, view: memoryview) -> None:
+    global _madvise, _prefault_ok
+    if os.environ.get(PREFAULT_ENV, "1").strip() == "0":
+        return
+    if _madvise is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = libc.madvise
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            fn.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            _prefault_ok = False
+            return
+        _madvise = fn
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(view))
+    first = -(-addr // _PAGE) * _PAGE  # whole pages inside the buffer only
+    last = (addr + len(view)) // _PAGE * _PAGE
+    if last > first:
+        threading.Thread(
+            target=_prefault,
+            args=(weakref.ref(bio), first, last - first),
+            name="s3torch-async-prefault",
+            daemon=True,
+        ).start()
+
+
+def _prefault(ref: weakref.ReferenceType[io.BytesIO], addr: int, nbytes: int) -> None:
+    global _prefault_ok
+    madvise = _madvise
+    assert madvise is not None
+    for offset in range(0, nbytes, _PREFAULT_STEP):
+        bio = ref()  # held during the call: the memory cannot be freed under it
+        if bio is None or bio.closed:
+            return
+        step = min(_PREFAULT_STEP, nbytes - offset)
+        if madvise(addr + offset, step, _MADV_POPULATE_WRITE) != 0:
+            if ctypes.get_errno() == 22:  # EINVAL: a kernel older than 5.14
+                _prefault_ok = False
+            return
+        del bio
 
 
 def finish_bytes(bio: io.BytesIO, view: memoryview, nbytes: int) -> bytes:
