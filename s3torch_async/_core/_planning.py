@@ -300,6 +300,8 @@ def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
 #: it replaced, or it steps back: every stream costs a connection, and on a CPU-bound host
 #: (loopback) more streams only share the same CPU.
 WIDEN_MIN_GAIN = 0.25
+#: Most parts one GET of a read settled at its widest spans (see ``StreamWidth.piece_parts``).
+MAX_PIECE_PARTS = 4
 
 
 class StreamWidth:
@@ -380,6 +382,20 @@ class StreamWidth:
             return
         wider = needed if kept is None else max(needed, 2 * self.width)
         self._set(min(self.limit, wider))
+
+    def piece_parts(self, parts_left: int) -> int:
+        """How many ``part_size`` parts the next GET of the read should span.
+
+        One, except when the read settled at ``limit`` and is still below ``target``: each
+        stream then pays its first-byte latency per GET, and longer GETs (up to
+        :data:`MAX_PIECE_PARTS` parts) pay it less often. Near the end (fewer than two GETs'
+        worth left per stream) GETs shrink back to one part so the streams finish together.
+        """
+        if not (self.settled and self.width >= self.limit and self.history):
+            return 1
+        if self.history[-1][1] >= self.target:
+            return 1
+        return max(1, min(MAX_PIECE_PARTS, parts_left // (2 * self.width)))
 
     def _settle(self, width: int) -> None:
         self._set(max(width, self.floor))

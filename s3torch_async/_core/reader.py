@@ -7,7 +7,8 @@ This module owns how bytes of one object get from S3 into memory:
   result buffer allocated once). A read of at most one part is a single GET. How many run at
   once is measured, per reader (``_planning.StreamWidth``): one first, then as many as the
   throughput target needs at the rate one delivered, kept only while wider pays, at most
-  ``client.max_concurrency``.
+  ``client.max_concurrency``; at that limit and still below the target, GETs span several
+  parts (``StreamWidth.piece_parts``).
 * **Sequential read-ahead.** Small reads are served from the last part fetched; consecutive
   parts are fetched ahead of the cursor by a window that starts at one part and doubles on
   every sequential step, up to ``max_concurrency`` parts and ``DEFAULT_WINDOW_BYTES``.
@@ -173,49 +174,78 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def _gather_widening(
-    jobs: Sequence[Callable[[], Awaitable[int]]], width: StreamWidth
-) -> List[int]:
-    """Run ``jobs`` with ``width.width`` in flight; the first failure cancels the rest.
+class _Pieces:
+    """The GETs of one direct read, cut when taken: ``StreamWidth`` decides their length."""
 
-    The width is re-read after every job: workers are added when it grew and leave when it
-    shrank (``StreamWidth`` decides from the jobs' measured throughput). The workers run in
-    an anyio task group, so none outlives the call; the failure is raised as itself, not
+    def __init__(
+        self, holes: Sequence[tuple[int, int]], part_size: int, width: StreamWidth
+    ) -> None:
+        self._holes: Deque[tuple[int, int]] = deque(h for h in holes if h[1] > h[0])
+        self._part = part_size
+        self._width = width
+        self.left = sum(end - start for start, end in self._holes)
+
+    def take(self) -> Optional[tuple[int, int]]:
+        """The next ``[start, stop)`` to GET, or ``None`` when all are taken."""
+        if not self._holes:
+            return None
+        start, end = self._holes[0]
+        parts = self._width.piece_parts(-(-self.left // self._part))
+        stop = min(end, start + parts * self._part)
+        if stop == end:
+            self._holes.popleft()
+        else:
+            self._holes[0] = (stop, end)
+        self.left -= stop - start
+        return start, stop
+
+
+async def _gather_widening(
+    pieces: _Pieces,
+    fetch: Callable[[int, int], Awaitable[None]],
+    width: StreamWidth,
+) -> None:
+    """``fetch`` every piece with ``width.width`` in flight; the first failure cancels the rest.
+
+    The width is re-read after every piece: workers are added when it grew and leave when it
+    shrank (``StreamWidth`` decides from the pieces' measured throughput). The workers run
+    in an anyio task group, so none outlives the call; the failure is raised as itself, not
     wrapped in the group's exception group.
     """
-    results = [0] * len(jobs)
-    pending = iter(enumerate(jobs))
-    left = len(jobs)
     workers = 0
 
-    async def worker() -> None:
-        nonlocal workers, left
+    async def worker(piece: Optional[tuple[int, int]]) -> None:
+        nonlocal workers
         try:
-            for index, job in pending:
-                left -= 1
-                results[index] = await job()
+            while piece is not None:
+                await fetch(*piece)
                 if workers > width.width:
                     return  # the width shrank: this stream ends
-                while workers < min(width.width, workers + left):
+                while workers < width.width and pieces.left:
                     workers += 1
-                    group.start_soon(worker)
+                    group.start_soon(worker, pieces.take())
+                piece = pieces.take()
         finally:
             workers -= 1
 
-    if len(jobs) == 1:
-        results[0] = await jobs[0]()
-        return results
+    first = pieces.take()
+    if first is None:
+        return
+    if not pieces.left:
+        await fetch(*first)
+        return
     error: Optional[BaseException] = None
     try:
         async with anyio.create_task_group() as group:
-            for _ in range(min(width.width, len(jobs))):
+            workers = 1
+            group.start_soon(worker, first)
+            while workers < width.width and pieces.left:
                 workers += 1
-                group.start_soon(worker)
+                group.start_soon(worker, pieces.take())
     except BaseException as exc:
         error = _first_error(exc)
     if error is not None:
         raise error  # outside the handler: its own cause and context stay as they were
-    return results
 
 
 def _first_error(exc: BaseException) -> BaseException:
@@ -779,18 +809,10 @@ class AsyncS3Reader:
             hi = min(pos + total, last[0] + len(last[1]))
             if lo < hi:
                 view[lo - pos : hi - pos] = last[1][lo - last[0] : hi - last[0]]
-        pieces = list(split_spans(holes, self._part_size))
-        slices = [view[start - pos : stop - pos] for start, stop in pieces]
-        try:
-            jobs = [
-                _bind(self._get_into, start, piece)
-                for (start, _), piece in zip(pieces, slices)
-            ]
-            got = await _gather_widening(jobs, self._stream_width())
-        finally:
-            for piece in slices:  # every job has ended (the task group waited)
-                piece.release()
-        for (start, stop), nbytes in zip(pieces, got):
+
+        async def fetch(start: int, stop: int) -> None:
+            with view[start - pos : stop - pos] as piece:
+                nbytes = await self._get_into(start, piece)
             if nbytes < stop - start:
                 raise S3Exception(
                     f"GetObject s3://{self._bucket}/{self._key} failed: response for bytes "
@@ -799,6 +821,9 @@ class AsyncS3Reader:
                     key=self._key,
                     operation="GetObject",
                 )
+
+        width = self._stream_width()
+        await _gather_widening(_Pieces(holes, self._part_size, width), fetch, width)
         return total
 
     # -- requests ---------------------------------------------------------------------------
@@ -886,15 +911,6 @@ class AsyncS3Reader:
 
     def _learn(self, etag: str, object_size: int) -> None:
         self._version.observe(etag, object_size, bucket=self._bucket, key=self._key)
-
-
-def _bind(
-    fn: Callable[[int, memoryview], Awaitable[int]], start: int, view: memoryview
-) -> Callable[[], Awaitable[int]]:
-    def job() -> Awaitable[int]:
-        return fn(start, view)
-
-    return job
 
 
 def _subtract(span: tuple[int, int], lo: int, hi: int) -> List[tuple[int, int]]:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from s3torch_async import S3ClientConfig
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
-from s3torch_async._core._planning import StreamWidth
+from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth
 from s3torch_async._core.reader import AsyncS3Reader
 from s3torch_async._types import HeadObjectResult, ObjectInfo
 from tests.core.test_prefetch import run_virtual
@@ -63,6 +63,7 @@ class _Link:
         self.transferring = 0
         self.peak = 0
         self.gets = 0
+        self.spans: list[tuple[int, int]] = []
 
     async def checksum_policy(self) -> ChecksumPolicy:
         return ChecksumPolicy(send=False, validate=False)
@@ -84,6 +85,7 @@ class _Link:
         whole: bool = False,
     ) -> RangeMeta:
         self.gets += 1
+        self.spans.append((start, min(start + len(view), len(self.data))))
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
@@ -131,7 +133,15 @@ def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
     assert got == data
     assert _widths(reader)[:2] == [1, 13]  # one stream measured, then the limit at once
     assert link.peak == 13
-    assert link.gets == 96  # every GET is one part, none twice
+    # Settled at the limit below the target: later GETs span several parts (the first-byte
+    # latency paid less often), the last ones one part again; no byte is fetched twice.
+    spans = sorted(link.spans)
+    assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]
+    sizes = [b - a for a, b in link.spans]
+    assert all(size % PART == 0 for size in sizes)
+    assert max(sizes) > PART
+    assert sizes[-13:] == [PART] * 13
+    assert link.gets < 96
 
 
 def test_a_read_stays_narrow_when_one_stream_already_meets_the_target():
@@ -187,7 +197,11 @@ def test_widening_never_exceeds_the_limit_and_reads_stay_exact(
     got, _ = _read(link, known_size=known_size)
     assert got == data
     assert link.peak <= limit
-    assert link.gets == max(1, math.ceil(len(data) / PART))
+    spans = sorted(link.spans)
+    assert spans[0][0] == 0
+    assert spans[-1][1] == len(data)
+    assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]  # each byte once
+    assert all(b - a <= MAX_PIECE_PARTS * PART for a, b in spans)
 
 
 # -- StreamWidth on its own --------------------------------------------------------------
@@ -243,3 +257,18 @@ def test_stream_width_prefers_the_narrower_width_within_the_gain_threshold():
     for _ in range(5):
         width.record(1, 112, 10.0)  # 112 B/s in all: +12 %, not worth 9 more streams
     assert (width.width, width.settled) == (1, True)
+
+
+def test_stream_width_lengthens_gets_only_when_settled_at_the_limit_below_target():
+    width = StreamWidth(4, 1000.0)
+    assert width.piece_parts(100) == 1  # still measuring
+    width.record(0, 10, 1.0)
+    for _ in range(2):
+        width.record(1, 10, 1.0)  # 40 B/s at the limit of 4, far below 1,000
+    assert (width.width, width.settled) == (4, True)
+    assert width.piece_parts(100) == MAX_PIECE_PARTS
+    assert width.piece_parts(20) == 2  # 20 parts left: two GETs' worth per stream
+    assert width.piece_parts(7) == 1  # the end: one part per GET
+    fast = StreamWidth(4, 10.0)
+    fast.record(0, 100, 1.0)  # one stream meets the target: settled narrow
+    assert fast.piece_parts(100) == 1
