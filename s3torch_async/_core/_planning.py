@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -298,3 +298,116 @@ def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     seconds_per_part = FIRST_BYTE_LATENCY_S + part_size / PER_CONNECTION_BYTES_PER_SEC
     wanted = math.ceil(bytes_per_sec * seconds_per_part / part_size)
     return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
+
+
+#: A wider read must deliver at least this fraction more throughput than the narrower width
+#: it replaced, or it steps back: every stream costs a connection, and on a CPU-bound host
+#: (loopback) more streams only share the same CPU.
+WIDEN_MIN_GAIN = 0.25
+#: Most parts one GET of a read settled at its widest spans (see ``StreamWidth.piece_parts``).
+MAX_PIECE_PARTS = 4
+
+
+class StreamWidth:
+    """How many ranged GETs of one large read run at once, chosen from measured throughput.
+
+    A read begins with ``start`` streams (one). Each finished GET is reported with the epoch
+    (width) it was issued in, its bytes and its seconds from request to last byte. Once half
+    the GETs of an epoch (at least one) finished, the epoch's throughput follows from
+    Little's law, ``width * bytes / seconds``, and decides the next width:
+
+    * The first epoch widens to the streams that reach ``target`` bytes per second at the
+      rate one stream just delivered (``ceil(target / per_stream)``), so a per-connection
+      bandwidth cap (S3: ~100 MB/s a connection) is met by as many streams as the target
+      needs in one step, while a stream that alone meets the target stays alone.
+    * A wider epoch is kept only if it delivered at least ``1 + min_gain`` times the
+      narrower one's throughput; then it widens again (at least doubling) while below
+      ``target``. Otherwise the read steps back to the narrower width.
+
+    Widths never exceed ``limit`` (the client's ``max_concurrency``); a width chosen to
+    settle on is at least ``floor`` (two streams overlap one's request round trip and
+    checksum hashing with the other's transfer). Once settled the width stays.
+
+    Raises:
+        ValueError: ``limit``, ``start`` or ``floor`` is below 1, ``target`` is not positive,
+            or ``min_gain`` is negative.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        target: float,
+        *,
+        start: int = 1,
+        floor: int = 1,
+        min_gain: float = WIDEN_MIN_GAIN,
+    ) -> None:
+        if limit < 1 or start < 1 or floor < 1:
+            raise ValueError(
+                f"limit, start and floor must be >= 1, got {limit}, {start}, {floor}"
+            )
+        if not (math.isfinite(target) and target > 0) or min_gain < 0:
+            raise ValueError(
+                f"target must be positive and min_gain >= 0, got {target}, {min_gain}"
+            )
+        self.limit = limit
+        self.target = target
+        self.floor = min(floor, limit)
+        self.min_gain = min_gain
+        self.width = min(start, limit)
+        self.settled = self.width >= limit
+        self.epoch = 0
+        #: Widths measured so far with their throughput (bytes per second), in order.
+        self.history: List[Tuple[int, float]] = []
+        self._kept: Optional[Tuple[int, float]] = None
+        self._bytes = 0
+        self._seconds = 0.0
+        self._count = 0
+
+    def record(self, epoch: int, nbytes: int, seconds: float) -> None:
+        """Report a finished GET of ``nbytes`` issued in ``epoch`` that took ``seconds``."""
+        if self.settled or epoch != self.epoch or nbytes <= 0:
+            return
+        self._bytes += nbytes
+        self._seconds += max(seconds, 1e-6)
+        self._count += 1
+        if self._count < max(1, self.width // 2):
+            return
+        rate = self.width * self._bytes / self._seconds
+        self.history.append((self.width, rate))
+        kept = self._kept
+        if kept is not None and rate < kept[1] * (1 + self.min_gain):
+            self._settle(kept[0])
+            return
+        self._kept = (self.width, rate)
+        needed = math.ceil(self.target / (rate / self.width))
+        if needed <= self.width or self.width >= self.limit:
+            self._settle(self.width)
+            return
+        wider = needed if kept is None else max(needed, 2 * self.width)
+        self._set(min(self.limit, wider))
+
+    def piece_parts(self, parts_left: int) -> int:
+        """How many ``part_size`` parts the next GET of the read should span.
+
+        One, except when the read settled at ``limit`` and is still below ``target``: each
+        stream then pays its first-byte latency per GET, and longer GETs (up to
+        :data:`MAX_PIECE_PARTS` parts) pay it less often. Near the end (fewer than two GETs'
+        worth left per stream) GETs shrink back to one part so the streams finish together.
+        """
+        if not (self.settled and self.width >= self.limit and self.history):
+            return 1
+        if self.history[-1][1] >= self.target:
+            return 1
+        return max(1, min(MAX_PIECE_PARTS, parts_left // (2 * self.width)))
+
+    def _settle(self, width: int) -> None:
+        self._set(max(width, self.floor))
+        self.settled = True
+
+    def _set(self, width: int) -> None:
+        if width != self.width:
+            self.width = width
+            self.epoch += 1
+        self._bytes = self._count = 0
+        self._seconds = 0.0

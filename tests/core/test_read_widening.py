@@ -1,0 +1,276 @@
+"""How many ranged GETs a large read runs at once: chosen from measured throughput.
+
+The reader starts with one stream and widens while streams are slow (``StreamWidth``). Its
+decisions depend on elapsed time, so these tests run it in virtual time (the loop of
+test_prefetch.py: time passes only in sleeps) over a modelled link: a small in-memory
+``ReadClient`` whose GETs take ``latency`` to the first byte and then move bytes at a
+per-connection rate, all connections together at most a shared rate. That is the one thing
+a real server cannot give deterministically; the same reader against moto (byte-exact reads,
+faults, checksums) is covered in test_reader.py and tests/faults/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from typing import Optional, Union
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3torch_async import S3ClientConfig
+from s3torch_async._core._checksum import ChecksumPolicy
+from s3torch_async._core._interface import RangeMeta
+from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth
+from s3torch_async._core.reader import AsyncS3Reader
+from s3torch_async._types import HeadObjectResult, ObjectInfo
+from tests.core.test_prefetch import run_virtual
+
+MB = 1_000_000
+PART = 64 * 1024
+_STEP = 8 * 1024
+
+
+class _Link:
+    """An object behind a modelled network; GETs copy its bytes and take virtual time.
+
+    A GET waits ``latency``, then moves its bytes in small steps, each at
+    ``min(per_stream, shared / n)`` with ``n`` the GETs transferring at that moment (the
+    shared link, or CPU, divided fairly).
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        limit: int,
+        target_bytes_per_s: float,
+        latency: float,
+        per_stream: float = math.inf,
+        shared: float = math.inf,
+    ) -> None:
+        self.data = data
+        self.max_concurrency = limit
+        self.s3client_config = S3ClientConfig(
+            throughput_target_gbps=target_bytes_per_s * 8 / 1e9
+        )
+        self.latency = latency
+        self.per_stream = per_stream
+        self.shared = shared
+        self.in_flight = 0
+        self.transferring = 0
+        self.peak = 0
+        self.gets = 0
+        self.spans: list[tuple[int, int]] = []
+
+    async def checksum_policy(self) -> ChecksumPolicy:
+        return ChecksumPolicy(send=False, validate=False)
+
+    async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
+        raise AssertionError("no HEAD expected")
+
+    async def object_checksum(self, bucket: str, key: str) -> tuple[str, Optional[str]]:
+        raise AssertionError("no checksum lookup expected")
+
+    async def get_range_into(
+        self,
+        bucket: str,
+        key: str,
+        start: int,
+        view: Union[memoryview, bytearray],
+        *,
+        if_match: Optional[str] = None,
+        whole: bool = False,
+    ) -> RangeMeta:
+        self.gets += 1
+        self.spans.append((start, min(start + len(view), len(self.data))))
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            piece = self.data[start : start + len(view)]
+            await asyncio.sleep(self.latency)
+            self.transferring += 1
+            try:
+                for offset in range(0, len(piece), _STEP):
+                    rate = min(self.per_stream, self.shared / self.transferring)
+                    await asyncio.sleep(min(_STEP, len(piece) - offset) / rate)
+            finally:
+                self.transferring -= 1
+            view[: len(piece)] = piece
+            return RangeMeta(etag='"e"', object_size=len(self.data), nbytes=len(piece))
+        finally:
+            self.in_flight -= 1
+
+
+def _read(link: _Link, *, known_size: bool) -> tuple[bytes, AsyncS3Reader]:
+    info = ObjectInfo("k", '"e"', len(link.data), 0) if known_size else None
+
+    async def main() -> tuple[bytes, AsyncS3Reader]:
+        reader = AsyncS3Reader(link, "b", "k", object_info=info, part_size=PART)
+        data = await reader.read()
+        await reader.aclose()
+        return data, reader
+
+    return run_virtual(main())
+
+
+def _widths(reader: AsyncS3Reader) -> list[int]:
+    width = reader._width  # what the reader decided is what is tested
+    assert width is not None
+    return [w for w, _rate in width.history]
+
+
+@pytest.mark.parametrize("known_size", [False, True])
+def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
+    # S3-like: 20 ms to the first byte, 90 MB/s per connection, a 1.25 GB/s target
+    data = os.urandom(96 * PART)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=90 * MB
+    )
+    got, reader = _read(link, known_size=known_size)
+    assert got == data
+    assert _widths(reader)[:2] == [1, 13]  # one stream measured, then the limit at once
+    assert link.peak == 13
+    # Settled at the limit below the target: later GETs span several parts (the first-byte
+    # latency paid less often), the last ones one part again; no byte is fetched twice.
+    spans = sorted(link.spans)
+    assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]
+    sizes = [b - a for a, b in link.spans]
+    # The first GET measures: a quarter part when the size is known (a short probe), the
+    # part that tells the size otherwise.
+    assert sizes[0] == (PART // 4 if known_size else PART)
+    assert max(sizes) > PART
+    assert all(size <= PART for size in sizes[-13:])  # the end: one part per GET
+    assert link.gets < 96
+
+
+def test_a_read_stays_narrow_when_one_stream_already_meets_the_target():
+    # loopback: no latency to speak of, one connection alone carries 1.4 GB/s of a link
+    # (the CPU) that all connections share
+    data = os.urandom(64 * PART)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=1e-6, shared=1400 * MB
+    )
+    got, reader = _read(link, known_size=True)
+    assert got == data
+    assert _widths(reader) == [1]
+    assert link.peak == 2  # the floor: one stream's request gap hidden by the other
+
+
+def test_a_read_steps_back_when_more_streams_do_not_raise_throughput():
+    # a shared 300 MB/s link: one stream is below the 1.25 GB/s target, so the reader tries
+    # the streams the target would need, sees no gain, and goes back to the narrow width
+    data = os.urandom(128 * PART)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=1e-6, shared=300 * MB
+    )
+    got, reader = _read(link, known_size=True)
+    assert got == data
+    assert _widths(reader) == [1, 5]
+    width = reader._width
+    assert width is not None
+    assert (width.width, width.settled) == (2, True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    limit=st.integers(1, 16),
+    latency=st.sampled_from([1e-5, 1e-3, 0.02, 0.2]),
+    per_stream=st.sampled_from([1 * MB, 20 * MB, 90 * MB, math.inf]),
+    shared=st.sampled_from([50 * MB, 400 * MB, 5000 * MB, math.inf]),
+    parts=st.integers(1, 40),
+    tail=st.integers(0, PART - 1),
+    known_size=st.booleans(),
+)
+def test_widening_never_exceeds_the_limit_and_reads_stay_exact(
+    limit, latency, per_stream, shared, parts, tail, known_size
+):
+    data = os.urandom(parts * PART + tail)
+    link = _Link(
+        data,
+        limit=limit,
+        target_bytes_per_s=1250 * MB,
+        latency=latency,
+        per_stream=per_stream,
+        shared=shared,
+    )
+    got, _ = _read(link, known_size=known_size)
+    assert got == data
+    assert link.peak <= limit
+    spans = sorted(link.spans)
+    assert spans[0][0] == 0
+    assert spans[-1][1] == len(data)
+    assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]  # each byte once
+    assert all(b - a <= MAX_PIECE_PARTS * PART for a, b in spans)
+
+
+# -- StreamWidth on its own --------------------------------------------------------------
+
+
+def test_stream_width_validates_its_arguments():
+    with pytest.raises(ValueError, match="limit, start and floor"):
+        StreamWidth(0, 1.0)
+    with pytest.raises(ValueError, match="target must be positive"):
+        StreamWidth(4, 0.0)
+    with pytest.raises(ValueError, match="min_gain"):
+        StreamWidth(4, 1.0, min_gain=-0.1)
+
+
+def test_stream_width_ignores_gets_issued_at_an_earlier_width():
+    width = StreamWidth(8, 100.0)
+    width.record(0, 10, 1.0)  # 10 B/s alone: the target needs 10 streams, 8 allowed
+    assert (width.width, width.epoch) == (8, 1)
+    for _ in range(10):
+        width.record(0, 1, 100.0)  # stale: would read as a collapse
+    assert (width.width, width.settled) == (8, False)
+    for _ in range(4):
+        width.record(1, 10, 1.0)  # 80 B/s at 8 streams: kept, and the limit is reached
+    assert (width.width, width.settled) == (8, True)
+
+
+def test_stream_width_settles_at_the_limit():
+    width = StreamWidth(64, 1000.0)
+    width.record(0, 10, 1.0)
+    assert width.width == 64  # the target needs 100 streams: straight to the limit
+    for _ in range(32):
+        width.record(1, 120, 64.0)  # 120 B/s over 64 streams, >= 1.25 x 10 B/s: kept
+    assert (width.width, width.settled) == (64, True)
+
+
+def test_stream_width_widens_again_while_each_step_pays_and_steps_back_when_not():
+    width = StreamWidth(64, 1000.0)
+    width.record(0, 100, 1.0)  # 100 B/s alone: 10 streams for the target
+    assert width.width == 10
+    for _ in range(5):
+        width.record(1, 50, 1.0)  # 500 B/s over 10: kept; 50 B/s each asks for 20
+    assert (width.width, width.settled) == (20, False)
+    for _ in range(10):
+        width.record(2, 30, 1.0)  # 600 B/s over 20: +20 %, below the 25 % threshold
+    assert (width.width, width.settled) == (10, True)
+    assert [w for w, _ in width.history] == [1, 10, 20]
+
+
+def test_stream_width_prefers_the_narrower_width_within_the_gain_threshold():
+    width = StreamWidth(16, 1000.0, floor=1)
+    width.record(0, 100, 1.0)  # 100 B/s: 10 streams would reach the target
+    assert width.width == 10
+    for _ in range(5):
+        width.record(1, 112, 10.0)  # 112 B/s in all: +12 %, not worth 9 more streams
+    assert (width.width, width.settled) == (1, True)
+
+
+def test_stream_width_lengthens_gets_only_when_settled_at_the_limit_below_target():
+    width = StreamWidth(4, 1000.0)
+    assert width.piece_parts(100) == 1  # still measuring
+    width.record(0, 10, 1.0)
+    for _ in range(2):
+        width.record(1, 10, 1.0)  # 40 B/s at the limit of 4, far below 1,000
+    assert (width.width, width.settled) == (4, True)
+    assert width.piece_parts(100) == MAX_PIECE_PARTS
+    assert width.piece_parts(20) == 2  # 20 parts left: two GETs' worth per stream
+    assert width.piece_parts(7) == 1  # the end: one part per GET
+    fast = StreamWidth(4, 10.0)
+    fast.record(0, 100, 1.0)  # one stream meets the target: settled narrow
+    assert fast.piece_parts(100) == 1
