@@ -93,3 +93,23 @@ def test_a_configuration_left_to_botocore_starts_through_it(
     result = _first_get(moto_endpoint, bucket, AWS_DEFAULTS_MODE="legacy")
     assert result["data"] == "via botocore"
     assert "aiobotocore" in result["after_get"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("env", "warmed"), [({}, False), ({"AWS_DEFAULTS_MODE": "legacy"}, True)]
+)
+def test_a_dataset_parses_botocores_models_only_for_clients_that_need_them(env, warmed):
+    result = _run(
+        """
+        import json, sys
+        from s3torch_async import S3IterableDataset
+        S3IterableDataset.from_objects(
+            ["s3://bucket/key"], region="us-east-1", endpoint="http://127.0.0.1:9"
+        )
+        start = sys.modules.get("s3torch_async._core._botostart")
+        print(json.dumps({"warmed": bool(start and start._loaders)}))
+        """,
+        S3TORCH_ASYNC_FAST_PATH="1",
+        **env,
+    )
+    assert result["warmed"] is warmed
