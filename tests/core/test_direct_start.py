@@ -440,7 +440,9 @@ def test_config_files_default_to_the_home_directory(tmp_path, monkeypatch):
 async def test_a_setting_that_changes_the_address_gets_botocores_address(
     env, expected, monkeypatch
 ):
-    monkeypatch.setenv("S3TORCH_ASYNC_FAST_PATH", "1")  # the lean transport, whichever ran
+    monkeypatch.setenv(
+        "S3TORCH_ASYNC_FAST_PATH", "1"
+    )  # the lean transport, whichever ran
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     async with AsyncS3Client(REGION) as client:

@@ -34,16 +34,27 @@ def _loaded(names: tuple[str, ...] = HEAVY) -> str:
     )
 
 
-def test_importing_the_public_modules_loads_no_botocore_client_machinery():
+@pytest.mark.parametrize(
+    "modules",
+    [
+        pytest.param(
+            "s3torch_async, s3torch_async._s3client, s3torch_async.s3reader, "
+            "s3torch_async.s3writer, s3torch_async.async_dataset",
+            id="core",
+        ),
+        pytest.param(
+            "s3torch_async.s3iterable_dataset, s3torch_async.s3map_dataset, "
+            "s3torch_async.s3checkpoint",
+            id="torch",
+            marks=pytest.mark.torch,
+        ),
+    ],
+)
+def test_importing_the_public_modules_loads_no_botocore_client_machinery(modules):
     result = _run(
         f"""
         import json, sys
-        import s3torch_async
-        from s3torch_async import S3ClientConfig, S3Exception, AsyncS3Client
-        from s3torch_async._s3client import S3Client, S3ClientConfig
-        import s3torch_async.s3reader, s3torch_async.s3writer, s3torch_async.async_dataset
-        import s3torch_async.s3iterable_dataset, s3torch_async.s3map_dataset
-        import s3torch_async.s3checkpoint
+        import {modules}
         print(json.dumps({{"loaded": {_loaded()}}}))
         """
     )
@@ -95,6 +106,7 @@ def test_a_configuration_left_to_botocore_starts_through_it(
     assert "aiobotocore" in result["after_get"]  # type: ignore[operator]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     ("env", "warmed"), [({}, False), ({"AWS_DEFAULTS_MODE": "legacy"}, True)]
 )
