@@ -273,6 +273,7 @@ class LeanTransport(Transport):
         self._open_botocore = botocore
         self._side: Optional[BotocoreSide] = None
         self._side_lock: Optional[asyncio.Lock] = None
+        self._closed = False
         self._direct_base = direct_base
         self._credentials = credentials
         self._region = region
@@ -300,6 +301,7 @@ class LeanTransport(Transport):
         return f"LeanTransport(endpoint={self.endpoint!r}, region={self._region!r})"
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._http.aclose()
         side, self._side = self._side, None
         if side is not None:
@@ -312,7 +314,13 @@ class LeanTransport(Transport):
                 self._side_lock = asyncio.Lock()
             async with self._side_lock:
                 if self._side is None:
-                    self._side = await self._open_botocore()
+                    side = await self._open_botocore()
+                    if self._closed:  # closed while it opened: it must not leak
+                        await side.aclose()
+                        raise RuntimeError(
+                            "AsyncS3Client is closed; create a new client"
+                        )
+                    self._side = side
         return self._side
 
     async def _fallback(self) -> Transport:

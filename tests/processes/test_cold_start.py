@@ -34,16 +34,27 @@ def _loaded(names: tuple[str, ...] = HEAVY) -> str:
     )
 
 
-def test_importing_the_public_modules_loads_no_botocore_client_machinery():
+@pytest.mark.parametrize(
+    "modules",
+    [
+        pytest.param(
+            "s3torch_async, s3torch_async._s3client, s3torch_async.s3reader, "
+            "s3torch_async.s3writer, s3torch_async.async_dataset",
+            id="core",
+        ),
+        pytest.param(
+            "s3torch_async.s3iterable_dataset, s3torch_async.s3map_dataset, "
+            "s3torch_async.s3checkpoint",
+            id="torch",
+            marks=pytest.mark.torch,
+        ),
+    ],
+)
+def test_importing_the_public_modules_loads_no_botocore_client_machinery(modules):
     result = _run(
         f"""
         import json, sys
-        import s3torch_async
-        from s3torch_async import S3ClientConfig, S3Exception, AsyncS3Client
-        from s3torch_async._s3client import S3Client, S3ClientConfig
-        import s3torch_async.s3reader, s3torch_async.s3writer, s3torch_async.async_dataset
-        import s3torch_async.s3iterable_dataset, s3torch_async.s3map_dataset
-        import s3torch_async.s3checkpoint
+        import {modules}
         print(json.dumps({{"loaded": {_loaded()}}}))
         """
     )
@@ -93,3 +104,24 @@ def test_a_configuration_left_to_botocore_starts_through_it(
     result = _first_get(moto_endpoint, bucket, AWS_DEFAULTS_MODE="legacy")
     assert result["data"] == "via botocore"
     assert "aiobotocore" in result["after_get"]  # type: ignore[operator]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("env", "warmed"), [({}, False), ({"AWS_DEFAULTS_MODE": "legacy"}, True)]
+)
+def test_a_dataset_parses_botocores_models_only_for_clients_that_need_them(env, warmed):
+    result = _run(
+        """
+        import json, sys
+        from s3torch_async import S3IterableDataset
+        S3IterableDataset.from_objects(
+            ["s3://bucket/key"], region="us-east-1", endpoint="http://127.0.0.1:9"
+        )
+        start = sys.modules.get("s3torch_async._core._botostart")
+        print(json.dumps({"warmed": bool(start and start._loaders)}))
+        """,
+        S3TORCH_ASYNC_FAST_PATH="1",
+        **env,
+    )
+    assert result["warmed"] is warmed
