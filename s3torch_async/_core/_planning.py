@@ -31,6 +31,9 @@ STREAMING_DOUBLING_PARTS = 500
 
 #: Sustained throughput of one S3 connection, in bytes per second (100 MB/s).
 PER_CONNECTION_BYTES_PER_SEC = 100_000_000
+#: Seconds every request waits for S3's first byte before its body flows (the low end of what
+#: a client in the bucket's region sees; the S3-like benchmark profile uses the same figure).
+FIRST_BYTE_LATENCY_S = 0.020
 MIN_CONCURRENCY = 2
 MAX_CONCURRENCY = 64
 
@@ -272,13 +275,13 @@ def window_items(
 def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     """Return how many concurrent ranged GETs or part uploads to run.
 
-    One S3 connection sustains roughly :data:`PER_CONNECTION_BYTES_PER_SEC`
-    (100 MB/s) once parts are at least a few MiB, so the target of
-    ``throughput_target_gbps`` gigabits per second needs
-    ``ceil(gbps * 1e9 / 8 / 100e6)`` connections, clamped to
-    ``[MIN_CONCURRENCY, MAX_CONCURRENCY]`` = ``[2, 64]``. For example,
-    10 Gbps = 1.25 GB/s gives 13. ``part_size`` is validated but does not
-    change the result under this model.
+    One S3 connection carries roughly :data:`PER_CONNECTION_BYTES_PER_SEC` (100 MB/s) while
+    a body flows, and each request first waits :data:`FIRST_BYTE_LATENCY_S` (20 ms), so one
+    connection moving ``part_size``-byte parts sustains
+    ``part_size / (latency + part_size / 100 MB/s)``. The target of ``throughput_target_gbps``
+    gigabits per second needs the ceiling of the target over that, clamped to
+    ``[MIN_CONCURRENCY, MAX_CONCURRENCY]`` = ``[2, 64]``. For example, 10 Gbps = 1.25 GB/s
+    with 8 MiB parts (81 MB/s per connection) gives 16.
 
     Raises:
         ValueError: If the target is not a positive finite number or
@@ -292,7 +295,8 @@ def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     if part_size < 1:
         raise ValueError(f"part_size must be >= 1, got {part_size}")
     bytes_per_sec = throughput_target_gbps * 1e9 / 8
-    wanted = math.ceil(bytes_per_sec / PER_CONNECTION_BYTES_PER_SEC)
+    seconds_per_part = FIRST_BYTE_LATENCY_S + part_size / PER_CONNECTION_BYTES_PER_SEC
+    wanted = math.ceil(bytes_per_sec * seconds_per_part / part_size)
     return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
 
 

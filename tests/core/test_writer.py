@@ -6,10 +6,8 @@ import array
 import asyncio
 import logging
 import random
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -444,55 +442,6 @@ async def test_larger_object_is_create_parts_complete_in_order(proxy, bucket, bo
     assert boto_s3.head_object(Bucket=bucket, Key="k")["ETag"].endswith('-4"')
 
 
-def sample_parts_in_flight(
-    proxy: FaultProxy, boto_s3: Any, bucket: str, stop: threading.Event
-) -> list[int]:
-    """Repeatedly sample (UploadParts seen by the proxy) - (parts stored by moto).
-
-    A part counts as in flight from its arrival at the proxy (before the delay) until moto
-    stored it, so a sequential uploader can never show more than one.
-    """
-    samples = []
-    while not stop.is_set():
-        arrived = operations(proxy).count("UploadPart")
-        uploads = pending_uploads(boto_s3, bucket)
-        if uploads:  # (none before CreateMultipartUpload and after Complete)
-            try:
-                parts = boto_s3.list_parts(
-                    Bucket=bucket,
-                    Key=uploads[0]["Key"],
-                    UploadId=uploads[0]["UploadId"],
-                )
-            except ClientError:  # completed meanwhile
-                parts = None
-            if parts is not None and pending_uploads(boto_s3, bucket):
-                samples.append(arrived - len(parts.get("Parts", [])))
-        time.sleep(0.05)
-    return samples
-
-
-async def run_with_sampler(
-    proxy: FaultProxy,
-    boto_s3: Any,
-    bucket: str,
-    body: Callable[[], Any],
-) -> list[int]:
-    stop = threading.Event()
-    samples: list[int] = []
-
-    def sampler() -> None:
-        samples.extend(sample_parts_in_flight(proxy, boto_s3, bucket, stop))
-
-    thread = threading.Thread(target=sampler)
-    thread.start()
-    try:
-        await body()
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join)
-    return samples
-
-
 async def test_parts_upload_concurrently(proxy, bucket, boto_s3):
     # The proxy holds the first two UploadParts until both have arrived (or 5 s pass): a
     # sequential uploader never has two at the proxy at once, whatever the load.
@@ -507,19 +456,18 @@ async def test_parts_upload_concurrently(proxy, bucket, boto_s3):
 
 
 async def test_in_flight_parts_are_bounded_by_max_concurrency(proxy, bucket, boto_s3):
+    # The proxy holds the first three UploadParts until three wait together (or 1.5 s
+    # pass): with two parts in flight at most, two are ever held at once, whatever the load;
+    # an unbounded writer would bring the third while the first two wait.
     config = S3ClientConfig(part_size=PART, max_attempts=1, throughput_target_gbps=1)
     proxy.add_fault(
-        FaultRule(Fault.delay(0.5), query_contains="partNumber=", times=None)
+        FaultRule(Fault.meet(3, 1.5), query_contains="partNumber=", times=3)
     )
     data = payload(5 * PART + 1)
-
-    async def body() -> None:
-        async with proxied(proxy, config) as c:
-            assert c.max_concurrency == 2
-            async with c.put_object(bucket, "k") as writer:
-                for start in range(0, len(data), PART // 2):
-                    await writer.write(data[start : start + PART // 2])
-
-    samples = await run_with_sampler(proxy, boto_s3, bucket, body)
-    assert max(samples) == 2, samples
+    async with proxied(proxy, config) as c:
+        assert c.max_concurrency == 2
+        async with c.put_object(bucket, "k") as writer:
+            for start in range(0, len(data), PART // 2):
+                await writer.write(data[start : start + PART // 2])
+    assert proxy.most_held == 2
     assert object_data(boto_s3, bucket, "k") == data

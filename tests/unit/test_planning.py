@@ -289,8 +289,16 @@ def test_prefetch_window_never_exceeds_budget_except_single_oversized_item(
 # concurrency_for
 
 
-def test_concurrency_for_ten_gbps_is_thirteen():
-    assert concurrency_for(10, 8 * MiB) == 13
+def test_concurrency_for_ten_gbps_is_sixteen_with_8_mib_parts():
+    # 8 MiB at 100 MB/s after 20 ms to the first byte: 81 MB/s per connection.
+    assert concurrency_for(10, 8 * MiB) == 16
+
+
+def test_concurrency_for_needs_more_connections_for_smaller_parts():
+    # The first-byte wait weighs more on a small part: 5 MiB parts carry 72 MB/s per
+    # connection (18 for 10 Gbps), 64 MiB parts 97 MB/s (13).
+    assert concurrency_for(10, 5 * MiB) == 18
+    assert concurrency_for(10, 64 * MiB) == 13
 
 
 def test_concurrency_for_is_clamped():
@@ -317,8 +325,9 @@ def test_concurrency_for_is_bounded_and_monotone_in_target(a, b):
     low, high = sorted((a, b))
     n_low, n_high = concurrency_for(low, 8 * MiB), concurrency_for(high, 8 * MiB)
     assert 2 <= n_low <= n_high <= 64
-    # enough 100 MB/s connections to meet the target, unless capped
-    assert n_high == 64 or n_high * 100e6 >= high * 1e9 / 8
+    # enough connections (8 MiB per 20 ms + 8 MiB / 100 MB/s each) to meet the target
+    per_connection = 8 * MiB / (0.020 + 8 * MiB / 100e6)
+    assert n_high == 64 or n_high * per_connection >= high * 1e9 / 8
 
 
 # --------------------------------------------------------------------------
