@@ -8,8 +8,9 @@ boto3's caller), the server's CPU per GB, the load average, and for our reader t
 measured (``StreamWidth.history``).
 
 Variants: ``boto3`` (``get_object()['Body'].read()``), ``dlfo`` (``download_fileobj``, 10
-threads), ``ours`` (``await AsyncS3Client.get_object(...).read()``), ``ours:W`` (the same with
-``max_concurrency`` forced to ``W``). Set ``S3TORCH_ASYNC_PREFAULT=0`` for the reader without
+threads), ``ours`` (``await AsyncS3Client.get_object(...).read()``, size unknown), ``ours:W`` (the
+same with ``max_concurrency`` forced to ``W``), ``ours+size`` (the size passed in, as listing
+information gives it). Set ``S3TORCH_ASYNC_PREFAULT=0`` for the reader without
 pre-faulted results.
 
 Run: ``python -m benchmarks.read_micro [--profile loopback|s3like] [--size 1GiB]
@@ -82,7 +83,9 @@ def _measure(name: str, read: Callable[[], int], server: ServerProcess) -> None:
     )
 
 
-def _ours(url: str, width: int, loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
+def _ours(
+    url: str, width: int, sized: bool, loop: asyncio.AbstractEventLoop
+) -> Callable[[], int]:
     client = AsyncS3Client(
         REGION, endpoint=url, s3client_config=S3ClientConfig(force_path_style=True)
     )
@@ -90,13 +93,14 @@ def _ours(url: str, width: int, loop: asyncio.AbstractEventLoop) -> Callable[[],
         settings = client._resolved()  # a benchmark knob, not an API
         client._settings = dataclasses.replace(settings, max_concurrency=width)
     loop.run_until_complete(client.__aenter__())
-    loop.run_until_complete(client.head_object(BUCKET, KEY))  # a warm connection
+    head = loop.run_until_complete(client.head_object(BUCKET, KEY))  # warm connection
 
     async def go() -> int:
-        reader = client.get_object(BUCKET, KEY)
+        reader = client.get_object(BUCKET, KEY, object_info=head if sized else None)
         data = await reader.read()
         await reader.aclose()
-        history = reader._width.history if reader._width else []
+        measured = getattr(reader, "_width", None)  # absent before the measured width
+        history = measured.history if measured else []
         print("   widths", [(w, round(rate / 1e6)) for w, rate in history])
         return len(data)
 
@@ -142,8 +146,8 @@ def main(argv: List[str] | None = None) -> None:
                         return len(buf.getbuffer())
 
                 else:
-                    _, _, width = variant.partition(":")
-                    read = _ours(url, int(width or 0), loop)
+                    name, _, width = variant.partition(":")
+                    read = _ours(url, int(width or 0), name == "ours+size", loop)
                 _measure(variant, read, server)
         loop.close()
 

@@ -311,7 +311,8 @@ MAX_PIECE_PARTS = 4
 class StreamWidth:
     """How many ranged GETs of one large read run at once, chosen from measured throughput.
 
-    A read begins with ``start`` streams (one). Each finished GET is reported with the epoch
+    A read begins with ``start`` streams (one, or what an earlier read settled at). Each
+    finished GET is reported with the epoch
     (width) it was issued in, its bytes and its seconds from request to last byte. Once half
     the GETs of an epoch (at least one) finished, the epoch's throughput follows from
     Little's law, ``width * bytes / seconds``, and decides the next width:
@@ -355,7 +356,7 @@ class StreamWidth:
         self.floor = min(floor, limit)
         self.min_gain = min_gain
         self.width = min(start, limit)
-        self.settled = self.width >= limit
+        self.settled = limit == 1  # else measured, also when starting at the limit
         self.epoch = 0
         #: Widths measured so far with their throughput (bytes per second), in order.
         self.history: List[Tuple[int, float]] = []

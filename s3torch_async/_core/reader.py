@@ -29,6 +29,7 @@ it reads in ranges (``_wholecheck.py``: what is checked, when the error comes, w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import io
 import os
@@ -73,6 +74,8 @@ _PREFAULT_STEP = 8 * 1024 * 1024
 _MADV_POPULATE_WRITE = 23  # Linux >= 5.14
 _PAGE = 4096
 _madvise: Optional[Callable[[int, int, int], int]] = None
+#: The width each client's last large read settled at (``AsyncS3Reader._stream_width``).
+_SETTLED_WIDTHS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 _prefault_ok = sys.platform.startswith("linux")
 
 
@@ -189,7 +192,7 @@ class _Pieces:
         self._part = part_size
         self._width = width
         self.left = sum(end - start for start, end in self._holes)
-        unmeasured = not width.settled and not width.history
+        unmeasured = not width.settled and not width.history and width.width == 1
         self._probe = (
             part_size // 4
             if unmeasured and self.left >= 2 * width.limit * part_size
@@ -839,19 +842,32 @@ class AsyncS3Reader:
 
         width = self._stream_width()
         await _gather_widening(_Pieces(holes, self._part_size, width), fetch, width)
+        self._remember_width()
         return total
 
     # -- requests ---------------------------------------------------------------------------
 
     def _stream_width(self) -> StreamWidth:
-        """How many GETs of a large read run at once: measured per reader, from one up."""
+        """How many GETs of a large read run at once: measured per reader.
+
+        The first reader of a client starts from one stream; later ones start at the width
+        the client's last large read settled at (the network is likely the same).
+        """
         width = self._width
         if width is None:
             target = self._client.s3client_config.throughput_target_gbps * 1e9 / 8
-            width = self._width = StreamWidth(
-                max(1, self._client.max_concurrency), target, floor=2
-            )
+            limit = max(1, self._client.max_concurrency)
+            start = min(limit, _SETTLED_WIDTHS.get(self._client, 1))
+            width = self._width = StreamWidth(limit, target, start=start, floor=2)
         return width
+
+    def _remember_width(self) -> None:
+        width = self._width
+        if width is not None and width.settled:
+            with contextlib.suppress(
+                TypeError
+            ):  # a client that takes no weak reference
+                _SETTLED_WIDTHS[self._client] = width.width
 
     async def _fetch_piece(self, start: int, end: int) -> bytes:
         bio, view = alloc_bytes(end - start)

@@ -146,6 +146,19 @@ def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
     assert link.gets < 96
 
 
+def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
+    data = os.urandom(96 * PART)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=90 * MB
+    )
+    _read(link, known_size=True)
+    link.spans.clear()
+    got, reader = _read(link, known_size=True)
+    assert got == data
+    assert _widths(reader)[0] == 13  # measured at 13 from the start: no narrow trial
+    assert link.spans[0] == (0, PART)  # and no short probe GET
+
+
 def test_a_read_stays_narrow_when_one_stream_already_meets_the_target():
     # loopback: no latency to speak of, one connection alone carries 1.4 GB/s of a link
     # (the CPU) that all connections share
