@@ -276,9 +276,13 @@ class ReaderHandle(_ObjectHandle):
         result: T = self._bridge._run(self._call, op, args)  # noqa: SLF001 - same module
         return result
 
-    def chunk_at(self, pos: int) -> Chunk:
-        """The part holding ``pos`` as ``(start, data)`` (``(pos, b"")`` at the end)."""
-        return self._run(AsyncS3Reader.chunk_at, pos)
+    def chunk_at(self, pos: int, whole: bool = False) -> Chunk:
+        """The part holding ``pos`` as ``(start, data)`` (``(pos, b"")`` at the end).
+
+        ``whole``: the caller goes on to read the whole object (see
+        :meth:`AsyncS3Reader.chunk_at`).
+        """
+        return self._run(_chunk_at, pos, whole)
 
     def read_at(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
         """Fill ``view`` from ``pos``; return the bytes read and the part now retained."""
@@ -305,6 +309,10 @@ class ReaderHandle(_ObjectHandle):
         core, self._core = self._core, None
         if core is not None:
             close_soon(core)
+
+
+async def _chunk_at(core: AsyncS3Reader, pos: int, whole: bool) -> Chunk:
+    return await core.chunk_at(pos, whole=whole)
 
 
 async def _read_at(

@@ -8,9 +8,11 @@ S3 returns no checksum for a ranged GET, yet the readers fetch even whole object
 * Otherwise, once the reader's GETs run on from offset 0 (a second GET continuing the first),
   a HEAD with ``x-amz-checksum-mode: ENABLED`` goes out alongside them, so the full-object
   CRC32 is known by the time the last byte arrives: one request more per such reader, no added
-  latency. A whole object read with a single ranged GET (its size was unknown) sends the HEAD
-  when that GET is done: one request and one round trip more (the reference sends a HEAD for
-  the size in that case anyway). Reads of one range, random access and reads with gaps (DCP
+  latency. A read of the whole object whose size is unknown (``read()`` from offset 0) sends
+  the HEAD with its first GET, which is ranged and so carries no checksum: one request more,
+  no round trip more (except a client's first request to an endpoint, which goes alone). Other
+  reads of unknown size that one ranged GET turns out to cover whole (``read(n)`` loops over a
+  small object) send the HEAD when that GET is done: one round trip more. Reads of one range, random access and reads with gaps (DCP
   loads of some items) send none.
 * Every range the reader receives once the HEAD is under way (and the one at offset 0) is
   hashed right there, in the task that fetched it (on a worker thread for ranges of 1 MiB or
@@ -87,6 +89,10 @@ class WholeReadCheck:
         self._prefix_end = start + nbytes
         if start > 0:
             self._lookup()
+
+    def look_up(self) -> None:
+        """Send the HEAD now: the reader is about to read the whole object from offset 0."""
+        self._lookup()
 
     def _lookup(self) -> asyncio.Future[tuple[str, Optional[str]]]:
         if self._head is None:

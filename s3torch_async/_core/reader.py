@@ -475,6 +475,7 @@ class AsyncS3Reader:
         self._window: Optional[_Fetcher] = None
         self._closed = False
         self._whole_check: Optional[WholeReadCheck] = None
+        self._whole_wanted = False  # a whole read from offset 0 is under way
         self._width: Optional[StreamWidth] = None
 
     # -- properties -------------------------------------------------------------------------
@@ -617,7 +618,8 @@ class AsyncS3Reader:
         if self._version.size is None and (
             size is None or size < 0 or size > self._part_size
         ):
-            await self.chunk_at(pos)  # learn the size before allocating
+            # Learn the size before allocating.
+            await self.chunk_at(pos, whole=size is None or size < 0)
         if self._version.size is not None:
             want = self._version.size - pos
             if size is not None and size >= 0:
@@ -727,14 +729,20 @@ class AsyncS3Reader:
         )
         return self._window
 
-    async def chunk_at(self, pos: int, *, read_ahead: bool = True) -> Chunk:
+    async def chunk_at(
+        self, pos: int, *, read_ahead: bool = True, whole: bool = False
+    ) -> Chunk:
         """Return ``(start, data)``: the part holding ``pos``, or ``(pos, b"")`` at the end.
 
         Consecutive calls that walk the object front to back grow the read-ahead window; a
         call anywhere else restarts it at ``pos``. With ``read_ahead`` false, a part already
-        in flight is delivered without issuing more.
+        in flight is delivered without issuing more. ``whole`` says the caller goes on to
+        read the whole object: a read from offset 0 of unknown size then asks for the
+        object's checksum alongside its first GET, not after it.
         """
         self._check_open()
+        if whole and pos == 0:
+            self._whole_wanted = True
         last = self._last
         if last is not None and last[0] <= pos < last[0] + len(last[1]):
             return last
@@ -938,6 +946,10 @@ class AsyncS3Reader:
             return True
         if self._whole_check is None:
             self._whole_check = WholeReadCheck(self._client, self._bucket, self._key)
+        if self._whole_wanted and size is None:
+            # The object's size is unknown, so this GET is ranged and S3 sends no checksum
+            # with it: ask for the checksum now, not one round trip after the GET.
+            self._whole_check.look_up()
         return False
 
     def _learn(self, etag: str, object_size: int) -> None:

@@ -57,7 +57,7 @@ class Backend(Protocol):
     version: ObjectVersion
     learns_size: bool
 
-    def chunk_at(self, pos: int) -> Chunk: ...
+    def chunk_at(self, pos: int, whole: bool = False) -> Chunk: ...
 
     def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]: ...
 
@@ -122,8 +122,8 @@ class CoreBackend:
             self._bucket, self._key, part_size=part_size, version=version
         )
 
-    def chunk_at(self, pos: int) -> Chunk:
-        return self._reader.chunk_at(pos)
+    def chunk_at(self, pos: int, whole: bool = False) -> Chunk:
+        return self._reader.chunk_at(pos, whole)
 
     def fill(self, pos: int, view: memoryview) -> tuple[int, Optional[Chunk]]:
         return self._reader.read_at(pos, view)
@@ -217,7 +217,7 @@ class StreamBackend:
             return iter(self._get_stream())
         return iter(self._get_stream(start, end))
 
-    def chunk_at(self, pos: int) -> Chunk:
+    def chunk_at(self, pos: int, whole: bool = False) -> Chunk:
         if covers(self._last, pos):
             assert self._last is not None
             return self._last
@@ -305,7 +305,7 @@ class PrefetchedBackend:
         if etag:
             version.etag = etag
 
-    def chunk_at(self, pos: int) -> Chunk:
+    def chunk_at(self, pos: int, whole: bool = False) -> Chunk:
         if pos >= len(self._view):
             return pos, b""
         return 0, self._data

@@ -107,13 +107,16 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         offset = pos - self._chunk_start
         return offset if 0 <= offset < len(mv) else -1
 
-    def _fetch_local(self, pos: int) -> None:
-        """Make the local part hold ``pos`` (unless ``pos`` is at the end)."""
+    def _fetch_local(self, pos: int, whole: bool = False) -> None:
+        """Make the local part hold ``pos`` (unless ``pos`` is at the end).
+
+        ``whole``: the caller goes on to read the rest of the object.
+        """
         backend = self._get_backend()
         if self._random_access and not self._whole and self._known_size() is not None:
             self._load_whole()
             return
-        self._set_chunk(backend.chunk_at(pos))
+        self._set_chunk(backend.chunk_at(pos, whole))
         self._known_size()
 
     def _load_whole(self) -> None:
@@ -202,7 +205,7 @@ class SequentialS3Reader(ObjectSize, S3Reader):
             # Prefetched: the local part is the whole object, so read() needs no copy.
             or getattr(self._get_stream, "prefetched", None) is not None
         ):
-            self._fetch_local(pos)
+            self._fetch_local(pos, whole=True)
         total = self._known_size()
         if total is None:  # a plain get_stream that never reports the size
             return self._read_rest_chunked()

@@ -396,3 +396,44 @@ def test_dataset_from_uris_never_yields_a_corrupted_object(
     else:
         with pytest.raises(S3Exception, match="does not match"):
             list(dataset)
+
+
+# -- a whole read of unknown size asks for the checksum alongside its first GET ----------------
+
+
+def hold_first_get_and_head(proxy: FaultProxy, key: str) -> FaultRule:
+    """Hold the first two requests for ``key`` until both wait together (or 3 s pass).
+
+    They meet only if the checksum HEAD leaves while the first GET is still unanswered: a
+    HEAD sent after the GET would wait alone. (The client must have had an answer from the
+    endpoint before: until then its requests go one at a time.)
+    """
+    return proxy.add_fault(
+        FaultRule(Fault.meet(2, 3.0), path_contains=f"/{key}", times=2)
+    )
+
+
+async def test_whole_read_of_unknown_size_sends_its_head_with_the_first_get(
+    proxy, bucket, boto_s3
+):
+    data = payload(1000, 22)  # one ranged GET holds it, so only the HEAD can meet it
+    boto_s3.put_object(Bucket=bucket, Key="small", Body=data)
+    async with client(proxy) as c:
+        await c.head_object(bucket, "small")  # the endpoint has answered
+        hold_first_get_and_head(proxy, "small")
+        assert await c.get_object(bucket, "small").read() == data
+    assert proxy.most_held == 2
+    assert checksum_heads(proxy) == 1
+
+
+def test_sync_whole_read_of_unknown_size_sends_its_head_with_the_first_get(
+    proxy, bucket, boto_s3
+):
+    data = payload(1000, 23)
+    boto_s3.put_object(Bucket=bucket, Key="small", Body=data)
+    c = sync_client(proxy)
+    c.head_object(bucket, "small")  # the endpoint has answered
+    hold_first_get_and_head(proxy, "small")
+    assert c.get_object(bucket, "small").read() == data
+    assert proxy.most_held == 2
+    assert checksum_heads(proxy) == 1
