@@ -1,0 +1,138 @@
+"""Loopback listing of 10,000 keys: checkouts of s3torch-async and obstore, interleaved.
+
+Case 4 measures one listing per worker process, so one scheduling hiccup on a shared machine
+moves a whole sample. This runs the same listing (``S3Client.list_objects`` pages, a warm
+client, a fresh process each time, as case 4 does) alternately for each checkout and for
+obstore against one bench server, so load drifts hit every one alike. Run::
+
+    PYTHONPATH=$PWD python -m benchmarks.listing_ab --roots /path/to/old,$PWD --repeat 7
+
+``--torch`` imports torch in each child first (the harness's workers do: a larger heap makes
+the garbage collector's full passes dearer). obstore is skipped when it is not installed.
+Prints every run and the medians of keys/s and client CPU-us/key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Tuple
+
+_CHILD = "--child"
+_BUCKET, _PREFIX = "bench", "l/"
+
+
+def _child(url: str, who: str, keys: int) -> None:
+    # Runs with PYTHONPATH set to one checkout: only that checkout's package is imported.
+    if os.environ.get("LISTING_AB_TORCH"):
+        import torch  # noqa: F401
+    if who == "obstore":
+        import obstore
+        from obstore.store import S3Store
+
+        store = S3Store(
+            _BUCKET,
+            region="us-east-1",
+            endpoint=url,
+            allow_http=True,
+            virtual_hosted_style_request=False,
+        )
+        obstore.head(store, f"{_PREFIX}000000")
+        started, cpu = time.perf_counter(), time.process_time()
+        count = sum(len(batch) for batch in obstore.list(store, _PREFIX))
+    else:
+        from s3torch_async import S3ClientConfig
+        from s3torch_async._s3client import S3Client
+
+        config = S3ClientConfig(force_path_style=True)
+        client = S3Client("us-east-1", endpoint=url, s3client_config=config)
+        client.head_object(_BUCKET, f"{_PREFIX}000000")
+        started, cpu = time.perf_counter(), time.process_time()
+        count = sum(
+            len(page.object_info) for page in client.list_objects(_BUCKET, _PREFIX)
+        )
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if count != keys:
+        raise SystemExit(f"listed {count} keys, not {keys}")
+    print(f"{wall} {cpu}")
+
+
+async def _fill(url: str, keys: int) -> None:
+    from s3torch_async import AsyncS3Client, S3ClientConfig
+
+    config = S3ClientConfig(force_path_style=True)
+    async with AsyncS3Client("us-east-1", endpoint=url, s3client_config=config) as c:
+        gate = asyncio.Semaphore(64)
+
+        async def one(i: int) -> None:
+            async with gate:
+                await c.put_object_bytes(_BUCKET, f"{_PREFIX}{i:06d}", b"x")
+
+        await asyncio.gather(*(one(i) for i in range(keys)))
+
+
+def main() -> None:
+    """CLI entry point."""
+    if len(sys.argv) == 5 and sys.argv[1] == _CHILD:
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.listing_ab")
+    parser.add_argument("--roots", required=True, help="comma-separated checkouts")
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--torch", action="store_true", help="import torch first")
+    args = parser.parse_args()
+    roots = [r for r in args.roots.split(",") if r]
+    import boto3
+
+    from benchmarks.s3server import ServerProcess
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    extra = {"LISTING_AB_TORCH": "1"} if args.torch else {}
+    who = list(roots)
+    try:
+        import obstore  # noqa: F401
+
+        who.append("obstore")
+    except ImportError:
+        print("obstore is not installed: skipped")
+    with ServerProcess() as server:
+        url = server.urls[0]
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+        s3.create_bucket(Bucket=_BUCKET)
+        asyncio.run(_fill(url, args.keys))
+        runs: Dict[str, List[Tuple[float, float]]] = {}
+        for rep in range(args.repeat):
+            for name in who:
+                path = os.pathsep.join(p for p in sys.path if p)
+                root = roots[0] if name == "obstore" else name
+                kind = "obstore" if name == "obstore" else "ours"
+                child = [sys.executable, os.path.abspath(__file__), _CHILD, url, kind]
+                out = subprocess.run(
+                    [*child, str(args.keys)],
+                    env={**os.environ, **extra, "PYTHONPATH": root + os.pathsep + path},
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                wall, cpu = map(float, out.stdout.split())
+                runs.setdefault(name, []).append((args.keys / wall, cpu / args.keys))
+                load = os.getloadavg()[0]
+                print(
+                    f"{rep} {name:30} {args.keys / wall:>10,.0f} keys/s  load {load:.1f}"
+                )
+    print("medians:")
+    for name, got in runs.items():
+        rate = statistics.median(r for r, _ in got)
+        cpu = statistics.median(c for _, c in got) * 1e6
+        print(f"  {name:30} {rate:>10,.0f} keys/s  {cpu:.2f} CPU-us/key")
+
+
+if __name__ == "__main__":
+    main()
