@@ -35,6 +35,7 @@ import io
 import os
 import sys
 import threading
+import traceback
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
@@ -56,6 +57,7 @@ __all__ = [
     "AsyncS3Reader",
     "RangeStream",
     "alloc_bytes",
+    "drop_view",
     "finish_bytes",
 ]
 
@@ -141,6 +143,21 @@ def _prefault(ref: weakref.ReferenceType[io.BytesIO], addr: int, nbytes: int) ->
                 _prefault_ok = False
             return
         del bio
+
+
+def drop_view(view: memoryview, exc: BaseException) -> None:
+    """Let go of a result's ``view`` after filling it failed with ``exc``.
+
+    The frames ``exc``'s traceback keeps may still hold slices of ``view`` (exports of the
+    result's buffer); their locals are cleared first so that the buffer can be freed. A
+    ``BytesIO`` collected with live exports raises ``BufferError`` (CPython 3.13) or crashes
+    the collecting thread (3.12.1).
+    """
+    traceback.clear_frames(exc.__traceback__)
+    with contextlib.suppress(
+        BufferError
+    ):  # exported elsewhere: the original error matters
+        view.release()
 
 
 def finish_bytes(bio: io.BytesIO, view: memoryview, nbytes: int) -> bytes:
@@ -641,8 +658,8 @@ class AsyncS3Reader:
         bio, view = alloc_bytes(want)
         try:
             nbytes = await self.read_at(pos, view)
-        except BaseException:
-            view.release()
+        except BaseException as exc:
+            drop_view(view, exc)
             raise
         self._pos = pos + nbytes
         self._clamp()
@@ -881,8 +898,8 @@ class AsyncS3Reader:
         bio, view = alloc_bytes(end - start)
         try:
             nbytes = await self._get_into(start, view)
-        except BaseException:
-            view.release()
+        except BaseException as exc:
+            drop_view(view, exc)
             raise
         return finish_bytes(bio, view, nbytes)
 

@@ -6,7 +6,7 @@ from io import SEEK_SET
 from typing import Any, Callable, Optional, Union
 
 from .._core._object import ObjectVersion
-from .._core.reader import alloc_bytes, finish_bytes
+from .._core.reader import alloc_bytes, drop_view, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, ObjectSize
 from .s3reader import (
@@ -225,8 +225,8 @@ class RangedS3Reader(ObjectSize, S3Reader):
         bio, view = alloc_bytes(end - start)
         try:
             nbytes = self._read_range(view, start, end)
-        except BaseException:
-            view.release()
+        except BaseException as exc:
+            drop_view(view, exc)
             raise
         return finish_bytes(bio, view, nbytes)
 

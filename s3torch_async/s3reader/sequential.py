@@ -6,7 +6,7 @@ from io import SEEK_END, SEEK_SET
 from typing import Any, Callable, Optional, Union
 
 from .._core._object import ObjectVersion
-from .._core.reader import alloc_bytes, finish_bytes
+from .._core.reader import alloc_bytes, drop_view, finish_bytes
 from .._types import HeadObjectResult, ObjectInfo
 from ._backend import Backend, Chunk, Data, ObjectSize
 from .s3reader import (
@@ -124,8 +124,8 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         bio, view = alloc_bytes(size)
         try:
             nbytes = self._get_backend().load(0, view)
-        except BaseException:
-            view.release()
+        except BaseException as exc:
+            drop_view(view, exc)
             raise
         self._set_chunk((0, finish_bytes(bio, view, nbytes)))
         self._whole = True
@@ -185,8 +185,8 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         bio, view = alloc_bytes(size)
         try:
             nbytes = self._readinto_view(view)
-        except BaseException:
-            view.release()
+        except BaseException as exc:
+            drop_view(view, exc)
             raise
         return finish_bytes(bio, view, nbytes)
 
@@ -223,8 +223,8 @@ class SequentialS3Reader(ObjectSize, S3Reader):
         bio, view = alloc_bytes(total - pos)
         try:
             nbytes = self._get_backend().load(pos, view)
-        except BaseException:
-            view.release()
+        except BaseException as exc:
+            drop_view(view, exc)
             raise
         data = finish_bytes(bio, view, nbytes)
         self._position = pos + nbytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import traceback
 
 import pytest
 
@@ -157,6 +158,39 @@ def test_gets_after_the_first_carry_if_match(client, proxy, bucket, put):
     etag = gets[1]["if-match"]
     assert etag.startswith('"')
     assert all(g.get("if-match") == etag for g in gets[1:])
+
+
+def _live_views_in(tb) -> list[memoryview]:
+    """The unreleased memoryviews the traceback's frames still hold in their locals."""
+    live = []
+    for frame, _ in traceback.walk_tb(tb):
+        for value in frame.f_locals.values():
+            if isinstance(value, memoryview):
+                try:
+                    value.nbytes  # noqa: B018 - raises ValueError once released
+                except ValueError:
+                    continue
+                live.append(value)
+    return live
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["listed", "unsized"])
+def test_a_failed_read_leaves_no_view_of_its_result_in_the_traceback(
+    client, bucket, put, sized
+):
+    # A kept exception (pytest.raises, a logged error) must not keep exports of the result's
+    # buffer alive: collected later, the BytesIO raised BufferError (3.13) or crashed the
+    # collecting thread (3.12.1).
+    old = os.urandom(4 * PART)
+    put("obj", old)
+    reader = _reader(client, bucket, "obj", size=len(old) if sized else None)
+    assert reader.read(PART) == old[:PART]
+    put("obj", os.urandom(4 * PART))  # the next GET fails with 412
+    reader.seek(2 * PART)
+    with pytest.raises(S3Exception) as info:
+        reader.read(PART)
+    assert info.value.status == 412
+    assert _live_views_in(info.value.__traceback__) == []
 
 
 @pytest.mark.parametrize("sized", [True, False], ids=["listed", "unsized"])

@@ -39,6 +39,7 @@ def test_comments_must_be_a_list(bad):
         UserAgent(bad)
 
 
+@pytest.mark.torch
 def test_torch_version_without_torch_imported_is_the_installed_distributions(
     monkeypatch,
 ):
