@@ -179,9 +179,13 @@ def plan(
     proxy = _proxy_setting(env)
     if proxy:
         return f"a proxy is configured ({proxy})"
-    if not isinstance(region, str) or not _REGION.match(region) or "fips" in region:
-        return f"region {region!r} is left to botocore"
-    if region == "aws-global" or region.isdigit():
+    if (
+        not isinstance(region, str)
+        or not _REGION.match(region)
+        or "fips" in region
+        or region == "aws-global"
+        or region.isdigit()
+    ):
         return f"region {region!r} is left to botocore"
     if endpoint is None:
         if not AWS_REGION.match(region):
