@@ -20,6 +20,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
 
 CONSTRAINTS = ("-c", "constraints.txt")
+# nox -s core: pins that also install on Python 3.10
+CORE_CONSTRAINTS = ("-c", "constraints-core.txt")
 PACKAGE = "s3torch_async"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
@@ -104,7 +106,9 @@ def _runtime_deps_without_torch() -> list[str]:
 def core(session: nox.Session) -> None:
     """The torch-free layers on every supported Python (also catches 3.12+ fork warnings)."""
     session.install("-e", ".", "--no-deps")
-    session.install(*_runtime_deps_without_torch(), *_group("test-core"))
+    session.install(
+        *_runtime_deps_without_torch(), *_group("test-core"), *CORE_CONSTRAINTS
+    )
     session.run(
         "pytest",
         "tests/unit",
