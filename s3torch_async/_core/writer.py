@@ -19,7 +19,9 @@ is read back); a single PutObject carries its CRC32 too.
 
 Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
 zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
-faults either); the part is then sent from that buffer without another copy.
+faults either); the part is then sent from that buffer. A write that covers a whole part with
+``bytes`` (immutable, so the caller cannot change it afterwards) is not copied at all: the part
+is sent from a view of it.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ def as_byte_view(data: Any) -> memoryview:
     return memoryview(view.tobytes())
 
 
+def _immutable(view: memoryview) -> bool:
+    """Whether ``view``'s bytes can never change: it is a view of a ``bytes`` object."""
+    return type(view.obj) is bytes
+
+
 def part_capacity(part_number: int, part_size: int) -> int:
     """Size of part ``part_number`` (1-based) of a streaming upload with base ``part_size``.
 
@@ -98,6 +105,10 @@ class PartAssembler:
     part is a single PutObject, decided at close. Buffers come back through :meth:`recycle`
     once their part is uploaded; the pool never holds more buffers than were in use at once.
     Only :meth:`recycle` may be called from another thread.
+
+    Data is copied into the buffers, so the caller may reuse what it wrote, except where a
+    write covers a whole part with the bytes of a ``bytes`` object: that part is a view of
+    them (immutable, so the same promise holds) and costs no copy.
     """
 
     def __init__(self, base_part_size: int) -> None:
@@ -118,7 +129,13 @@ class PartAssembler:
             raise RuntimeError("hand over the held part before feeding more data")
         fill = self._fill
         if fill is None:
-            fill = self._fill = self._take(part_capacity(self.parts + 1, self._base))
+            size = part_capacity(self.parts + 1, self._base)
+            if len(view) - pos >= size and _immutable(view):
+                # A whole part of bytes nobody can change: upload it from there, uncopied.
+                self.held = view[pos : pos + size]
+                self.parts += 1
+                return pos + size
+            fill = self._fill = self._take(size)
             self._fill_len = 0
         take = min(len(view) - pos, len(fill) - self._fill_len)
         fill[self._fill_len : self._fill_len + take] = view[pos : pos + take]

@@ -145,16 +145,42 @@ def test_assembler_cuts_full_parts_and_keeps_every_byte(
 
 def test_assembler_reuses_recycled_buffers_only() -> None:
     parts = PartAssembler(SMALL)
-    parts.feed(memoryview(b"a" * SMALL), 0)  # exactly one part: held
+    parts.feed(memoryview(bytearray(b"a" * SMALL)), 0)  # exactly one part: held
     first = parts.take_held()
-    parts.feed(memoryview(b"b" * SMALL), 0)
+    parts.feed(memoryview(bytearray(b"b" * SMALL)), 0)
     second = parts.take_held()
     assert first.obj is not second.obj  # first is still owned by its upload
     parts.recycle(first)
-    parts.feed(memoryview(b"c" * SMALL), 0)
+    parts.feed(memoryview(bytearray(b"c" * SMALL)), 0)
     third = parts.take_held()
     assert third.obj is first.obj
     assert bytes(third) == b"c" * SMALL
+
+
+def test_assembler_hands_over_whole_parts_of_bytes_uncopied() -> None:
+    data = BLOB[: 3 * SMALL + 10]
+    parts = PartAssembler(SMALL)
+    # Not at a part boundary: the first part is completed by copying.
+    assert parts.feed(memoryview(data)[:10], 0) == 10
+    assert parts.feed(memoryview(data), 10) == SMALL
+    first = parts.take_held()
+    assert first.obj is not data
+    assert bytes(first) == data[:SMALL]
+    # At a boundary, a whole part of bytes is a view of them (immutable: nothing to copy)...
+    assert parts.feed(memoryview(data), SMALL) == 2 * SMALL
+    second = parts.take_held()
+    assert second.obj is data
+    assert bytes(second) == data[SMALL : 2 * SMALL]
+    parts.recycle(second)  # ...which never joins the buffer pool
+    assert parts.feed(memoryview(data), 2 * SMALL) == 3 * SMALL
+    assert parts.take_held().obj is data
+    # ...while less than a part, or a mutable buffer, is copied.
+    assert parts.feed(memoryview(data), 3 * SMALL) == len(data)
+    mutable = bytearray(data)
+    assert parts.feed(memoryview(mutable), 0) == SMALL - 10
+    mutable[:] = bytes(len(mutable))
+    rest = parts.drain()
+    assert [bytes(p) for p in rest] == [data[3 * SMALL :] + data[: SMALL - 10]]
 
 
 def test_assembler_refuses_to_overwrite_a_held_part() -> None:
@@ -347,7 +373,7 @@ async def test_caller_cut_parts_upload_in_order_and_buffers_return_to_its_assemb
     data = payload(3 * PART + 17, seed=3)
     parts = PartAssembler(PART)
     writer = client.put_object(bucket, "cut", assembler=parts)
-    view = memoryview(data)
+    view = memoryview(bytearray(data))  # mutable: copied into the assembler's buffers
     pos = 0
     sent = []
     while pos < len(view):
@@ -359,7 +385,7 @@ async def test_caller_cut_parts_upload_in_order_and_buffers_return_to_its_assemb
     await writer.commit(parts.drain())
     assert object_data(boto_s3, bucket, "cut") == data
     assert writer.closed
-    parts.feed(memoryview(b"z" * PART), 0)
+    parts.feed(memoryview(bytearray(b"z" * PART)), 0)
     assert parts.take_held().obj in sent  # a recycled buffer, not a new one
     await writer.commit([])  # idempotent once committed
 
