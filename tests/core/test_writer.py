@@ -390,6 +390,32 @@ async def test_caller_cut_parts_upload_in_order_and_buffers_return_to_its_assemb
     await writer.commit([])  # idempotent once committed
 
 
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+async def test_a_cold_clients_multipart_upload_needs_no_botocore(
+    s3_transport, endpoint, bucket, boto_s3, commit
+):
+    # Create, Complete and Abort go out on the lean transport, like the parts: a client's
+    # first multipart upload does not wait for botocore to open (~0.1-0.2 s before part 1).
+    if s3_transport == "botocore":
+        pytest.skip("the direct start is the lean transport's")
+    data = payload(2 * PART + 1)
+    async with AsyncS3Client(REGION, endpoint=endpoint, s3client_config=CONFIG) as c:
+        writer = c.put_object(bucket, "cold")
+        await writer.write(data)
+        assert writer.upload_id is not None
+        if commit:
+            await writer.aclose()
+        else:
+            await writer.abort()
+        assert c._start == "direct"
+        assert c._transport._side is None  # type: ignore[attr-defined]
+    if commit:
+        assert object_data(boto_s3, bucket, "cold") == data
+    else:
+        assert pending_uploads(boto_s3, bucket) == []
+        assert_no_object(boto_s3, bucket, "cold")
+
+
 async def test_put_part_refuses_a_short_part_and_aborts(client, bucket, boto_s3):
     writer = client.put_object(bucket, "short")
     await writer.put_part(memoryview(bytearray(PART)))
