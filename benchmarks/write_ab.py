@@ -33,7 +33,7 @@ _CHILD = "--child"
 _REFERENCE = "s3torchconnector"
 
 
-def _child(package: str, url: str, size: int, chunk: int) -> None:
+def _child(package: str, url: str, size: int, chunk: int, gbps: float) -> None:
     # Runs with PYTHONPATH set to one checkout: only that checkout's package is imported.
     import importlib
 
@@ -41,7 +41,9 @@ def _child(package: str, url: str, size: int, chunk: int) -> None:
     client = importlib.import_module(f"{package}._s3client").S3Client(
         "us-east-1",
         endpoint=url,
-        s3client_config=pkg.S3ClientConfig(force_path_style=True),
+        s3client_config=pkg.S3ClientConfig(
+            force_path_style=True, **({"throughput_target_gbps": gbps} if gbps else {})
+        ),
     )
     data = os.urandom(size)
     view = memoryview(data)
@@ -61,8 +63,8 @@ def _child(package: str, url: str, size: int, chunk: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
-    if len(sys.argv) == 6 and sys.argv[1] == _CHILD:
-        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == _CHILD:
+        _child(*sys.argv[2:4], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
         return
     parser = argparse.ArgumentParser(prog="python -m benchmarks.write_ab")
     parser.add_argument("--roots", default="", help="comma-separated checkouts")
@@ -77,13 +79,23 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--gbps",
+        default="",
+        help="comma-separated throughput_target_gbps values to run each root with "
+        "(default: the configuration's default)",
+    )
     parser.add_argument("--trace", help="directory for per-run server request traces")
     args = parser.parse_args()
-    writers: List[Tuple[str, str]] = [
-        ("s3torch_async", os.path.abspath(r)) for r in args.roots.split(",") if r
+    targets = [float(g) for g in args.gbps.split(",") if g] or [0.0]
+    writers: List[Tuple[str, str, float]] = [
+        ("s3torch_async", os.path.abspath(r), g)
+        for r in args.roots.split(",")
+        if r
+        for g in targets
     ]
     if args.reference:
-        writers.append((_REFERENCE, os.environ.get("PYTHONPATH", "")))
+        writers.append((_REFERENCE, os.environ.get("PYTHONPATH", ""), 0.0))
     if not writers:
         parser.error("give --roots and/or --reference")
 
@@ -108,8 +120,10 @@ def main() -> None:
         results: Dict[Tuple[str, str], List[Tuple[float, float, float]]] = {}
         for rep in range(args.repeat):
             for profile, url in profiles:
-                for package, root in writers:
+                for package, root, gbps in writers:
                     label = package if package == _REFERENCE else root
+                    if gbps:
+                        label += f"@{gbps:g}Gbps"
                     server_cpu = process_cpu_seconds(server.pid)
                     began = time.monotonic()
                     out = subprocess.run(
@@ -121,6 +135,7 @@ def main() -> None:
                             url,
                             str(args.size_mib << 20),
                             str(args.chunk_mib << 20),
+                            str(gbps),
                         ],
                         env={**os.environ, "PYTHONPATH": root},
                         capture_output=True,
