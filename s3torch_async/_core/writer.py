@@ -2,10 +2,11 @@
 
 An object that fits in one part (``part_size`` bytes, total at close) is sent as one PutObject
 at :meth:`AsyncS3Writer.aclose`. A larger one becomes a multipart upload: CreateMultipartUpload
-when the first full part is followed by more data, then up to ``client.max_concurrency`` parts
-in flight while the caller keeps writing (``write()`` waits when the window is full), then
+when the first full part is followed by more data, then up to ``upload_concurrency_for(
+throughput_target_gbps, part_size)`` parts in flight (23 at the defaults; see ``_planning``)
+while the caller keeps writing (``write()`` waits when the window is full), then
 CompleteMultipartUpload with the parts in order. Memory is bounded by
-``part_size x in-flight parts + one filling buffer``.
+``part_size x (in-flight parts + 2)``: one full part held back and one filling.
 
 Nothing becomes visible before the commit. An error from any request, an exception inside
 ``async with``, or cancellation cancels the in-flight parts and aborts the multipart upload;
@@ -39,7 +40,12 @@ from .._config import validate_for_use
 from .._errors import S3Exception
 from ._checksum import crc32_b64_async, crc32_combine, crc32_from_b64, crc32_to_b64
 from ._interface import WriteClient
-from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
+from ._planning import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    part_size_for_part_number,
+    upload_concurrency_for,
+)
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
@@ -356,7 +362,10 @@ class AsyncS3Writer:
                 f"got {len(data)}"
             )
         if self._window is None:
-            self._window = asyncio.Semaphore(max(1, self._client.max_concurrency))
+            config = self._client.s3client_config
+            self._window = asyncio.Semaphore(
+                upload_concurrency_for(config.throughput_target_gbps, config.part_size)
+            )
         if self._create_task is None:
             self._create_task = asyncio.ensure_future(self._create_upload())
         if self._upload_id is None:
@@ -452,8 +461,8 @@ class AsyncS3Writer:
         """Upload ``data``, a full part the writer now owns, as the next part.
 
         For callers that cut parts themselves; returns once the part is queued (it uploads in
-        the background, at most ``max_concurrency`` at a time). Its buffer goes back to the
-        assembler after a successful upload.
+        the background, at most ``upload_concurrency_for(...)`` at a time). Its buffer goes
+        back to the assembler after a successful upload.
 
         Raises:
             S3Exception: This or an earlier part failed; the upload was aborted.

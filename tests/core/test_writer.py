@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
-from s3torch_async._core._planning import MiB
+from s3torch_async._core._planning import MiB, upload_concurrency_for
 from s3torch_async._core.writer import (
     AsyncS3Writer,
     PartAssembler,
@@ -507,19 +507,25 @@ async def test_parts_upload_concurrently(proxy, bucket, boto_s3):
     assert object_data(boto_s3, bucket, "k") == data
 
 
-async def test_in_flight_parts_are_bounded_by_max_concurrency(proxy, bucket, boto_s3):
-    # The proxy holds the first three UploadParts until three wait together (or 1.5 s
-    # pass): with two parts in flight at most, two are ever held at once, whatever the load;
-    # an unbounded writer would bring the third while the first two wait.
-    config = S3ClientConfig(part_size=PART, max_attempts=1, throughput_target_gbps=1)
+@pytest.mark.parametrize(("gbps", "limit"), [(0.5, 2), (1, 3)])
+async def test_in_flight_parts_are_bounded_by_the_upload_concurrency(
+    proxy, bucket, boto_s3, gbps, limit
+):
+    # The proxy holds the first limit+1 UploadParts until that many wait together (or 1.5 s
+    # pass): with `limit` parts in flight at most, `limit` are ever held at once, whatever
+    # the load; an unbounded writer would bring one more while the first ones wait.
+    config = S3ClientConfig(part_size=PART, max_attempts=1, throughput_target_gbps=gbps)
+    assert upload_concurrency_for(gbps, PART) == limit
     proxy.add_fault(
-        FaultRule(Fault.meet(3, 1.5), query_contains="partNumber=", times=3)
+        FaultRule(
+            Fault.meet(limit + 1, 1.5), query_contains="partNumber=", times=limit + 1
+        )
     )
-    data = payload(5 * PART + 1)
+    data = payload((limit + 3) * PART + 1)
     async with proxied(proxy, config) as c:
-        assert c.max_concurrency == 2
+        assert c.max_concurrency == 2  # reads: uploads keep a wider window
         async with c.put_object(bucket, "k") as writer:
             for start in range(0, len(data), PART // 2):
                 await writer.write(data[start : start + PART // 2])
-    assert proxy.most_held == 2
+    assert proxy.most_held == limit
     assert object_data(boto_s3, bucket, "k") == data

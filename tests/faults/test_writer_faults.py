@@ -219,7 +219,7 @@ def test_keyboard_interrupt_during_sync_write_or_close_aborts(
     proxy.add_fault(
         FaultRule(Fault.delay(30), query_contains="partNumber=", times=None)
     )
-    client = S3Client(REGION, endpoint=proxy.url, s3client_config=config(gbps=1))
+    client = S3Client(REGION, endpoint=proxy.url, s3client_config=config(gbps=0.5))
     closing = threading.Event()
     if where == "write":
         ready = lambda: seen(proxy, "partNumber=") >= 2  # noqa: E731
