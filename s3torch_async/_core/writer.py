@@ -371,12 +371,24 @@ class AsyncS3Writer:
         if self._upload_id is None:
             # Shielded: if we are cancelled now, the abort still learns the upload id.
             self._upload_id = await asyncio.shield(self._create_task)
-        await self._window.acquire()
+        crc: Optional[asyncio.Future[str]] = None
+        if self._crcs is not None:
+            # Hashed (on a worker thread) while the part waits for a window slot, so a freed
+            # slot's next request goes out without waiting for it.
+            crc = asyncio.ensure_future(crc32_b64_async(data))
+        try:
+            await self._window.acquire()
+        except BaseException:
+            if crc is not None:
+                crc.cancel()
+            raise
         if self._error is not None:
             self._window.release()
+            if crc is not None:
+                crc.cancel()
             raise self._error
         self._parts_sent += 1
-        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data))
+        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data, crc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -390,14 +402,18 @@ class AsyncS3Writer:
             checksum_algorithm=None if self._crcs is None else "CRC32",
         )
 
-    async def _upload_part(self, part_number: int, data: memoryview) -> None:
+    async def _upload_part(
+        self,
+        part_number: int,
+        data: memoryview,
+        crc_future: Optional[asyncio.Future[str]],
+    ) -> None:
         assert self._upload_id is not None
         assert self._window is not None
         try:
             crc: Optional[str] = None
-            if self._crcs is not None:
-                # On a worker thread for full parts: overlaps the parts already uploading.
-                crc = self._crcs[part_number] = await crc32_b64_async(data)
+            if self._crcs is not None and crc_future is not None:
+                crc = self._crcs[part_number] = await crc_future
                 self._part_sizes[part_number] = len(data)
             etag = await self._client.upload_part(
                 self.bucket,
