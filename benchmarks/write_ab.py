@@ -61,6 +61,42 @@ def _child(package: str, url: str, size: int, chunk: int, gbps: float) -> None:
     print(f"{size / elapsed / 1e6:.1f} {cpu / (size / 1e9):.3f}")
 
 
+def _print_traces(directory: str) -> None:
+    """Per run, from the server's trace: connections, parts in flight, part times."""
+    import json
+
+    with open(os.path.join(directory, "requests.jsonl")) as fh:
+        rows = [json.loads(line) for line in fh]
+    with open(os.path.join(directory, "runs.txt")) as fh:
+        runs = [line.split() for line in fh]
+    print("server trace (UploadPart requests: arrival of the head to the answer):")
+    for began, ended, profile, label in runs:
+        parts = [
+            r
+            for r in rows
+            if float(began) <= r["arrived"] <= float(ended)
+            and "partNumber" in r["query"]
+        ]
+        if not parts:
+            continue
+        events = sorted(
+            [(r["arrived"], 1) for r in parts] + [(r["answered"], -1) for r in parts]
+        )
+        busy = most = area = 0.0
+        last = events[0][0]
+        for at, step in events:
+            area += busy * (at - last)
+            last, busy = at, busy + step
+            most = max(most, busy)
+        span = events[-1][0] - events[0][0]
+        times = sorted(r["answered"] - r["arrived"] for r in parts)
+        print(
+            f"  {profile:8} {label}  connections {len({r['port'] for r in parts})}  "
+            f"in flight: most {most:.0f}, mean {area / span:.1f}  part ms: median "
+            f"{times[len(times) // 2] * 1e3:.0f}, p90 {times[int(len(times) * 0.9)] * 1e3:.0f}"
+        )
+
+
 def main() -> None:
     """CLI entry point."""
     if len(sys.argv) == 7 and sys.argv[1] == _CHILD:
@@ -160,6 +196,8 @@ def main() -> None:
                     if args.trace:
                         with open(os.path.join(args.trace, "runs.txt"), "a") as fh:
                             fh.write(f"{began} {time.monotonic()} {profile} {label}\n")
+    if args.trace:
+        _print_traces(args.trace)
     print("medians (MB/s, client CPU-s/GB, server CPU-s):")
     for (profile, label), values in results.items():
         rates = [v[0] for v in values]
