@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from benchmarks._measure import process_cpu_seconds
 
@@ -45,20 +45,31 @@ def _child(package: str, url: str, size: int, chunk: int, gbps: float) -> None:
             force_path_style=True, **({"throughput_target_gbps": gbps} if gbps else {})
         ),
     )
-    data = os.urandom(size)
-    view = memoryview(data)
-    pieces = [view[i : i + chunk] for i in range(0, size, chunk)]
+    pieces = payload_slices(size, chunk)
     client.head_object("bench", "warm")  # client start-up is not what we measure
+    elapsed, cpu = timed_write(client, pieces)
+    print(f"{size / elapsed / 1e6:.1f} {cpu / (size / 1e9):.3f}")
+
+
+def payload_slices(size: int, chunk: int) -> list[memoryview]:
+    """``size`` random bytes as ``chunk``-byte slices of one ``bytes`` (case 3's input)."""
+    view = memoryview(os.urandom(size))
+    return [view[i : i + chunk] for i in range(0, size, chunk)]
+
+
+def timed_write(
+    client: Any, pieces: List[memoryview], key: str = "written"
+) -> Tuple[float, float]:
+    """Write ``pieces`` to ``bench/<key>`` with ``put_object``: (seconds, CPU-s used)."""
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    writer = client.put_object("bench", "written")
+    writer = client.put_object("bench", key)
     for piece in pieces:
         writer.write(piece)
     writer.close()
     elapsed = time.perf_counter() - started
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    print(f"{size / elapsed / 1e6:.1f} {cpu / (size / 1e9):.3f}")
+    return elapsed, (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
 
 
 def _print_traces(directory: str) -> None:

@@ -1,9 +1,9 @@
 """Where a 1 GiB ``S3Writer`` upload spends the client's CPU: ``perf record`` around one write.
 
-Starts a bench server (``--fast-etag``, loopback and S3-like ports), writes 1 GiB in 8 MiB
-``bytes`` slices (case 3's shape) once to warm up, then attaches ``perf record -g`` to the
-client for one timed write only, and prints the rate and the client's user/sys CPU. Run from
-the checkout to measure (``perf`` must be installed)::
+Starts a bench server (``--fast-etag``, loopback and S3-like ports); the client writes 1 GiB in
+8 MiB ``bytes`` slices (case 3's shape) after a short warm-up write, with ``perf record -g``
+attached for that timed write only, and prints the rate and the client's CPU seconds. Run
+from the checkout to measure (``perf`` must be installed)::
 
     PYTHONPATH=$PWD python -m benchmarks.write_perf --out /tmp/after.data
     perf report -i /tmp/after.data --no-children --sort pid,dso,sym --stdio -g none
@@ -20,38 +20,23 @@ import sys
 import time
 
 _CHILD = r"""
-import os, resource, sys, time
+import sys
 import s3torch_async
 from s3torch_async._s3client import S3Client
+from benchmarks.write_ab import payload_slices, timed_write
 
 client = S3Client(
     "us-east-1",
     endpoint=sys.argv[1],
     s3client_config=s3torch_async.S3ClientConfig(force_path_style=True),
 )
-data = os.urandom(1 << 30)
-view = memoryview(data)
-pieces = [view[i : i + (8 << 20)] for i in range(0, len(data), 8 << 20)]
+pieces = payload_slices(1 << 30, 8 << 20)
 client.head_object("bench", "warm")
-writer = client.put_object("bench", "warm-up")
-for piece in pieces[:3]:
-    writer.write(piece)
-writer.close()
+timed_write(client, pieces[:3], "warm-up")
 print("go", flush=True)
 sys.stdin.readline()
-r0 = resource.getrusage(resource.RUSAGE_SELF)
-started = time.perf_counter()
-writer = client.put_object("bench", "written")
-for piece in pieces:
-    writer.write(piece)
-writer.close()
-elapsed = time.perf_counter() - started
-r1 = resource.getrusage(resource.RUSAGE_SELF)
-print(
-    f"{len(data) / elapsed / 1e6:.0f} MB/s, client user {r1.ru_utime - r0.ru_utime:.2f} s, "
-    f"sys {r1.ru_stime - r0.ru_stime:.2f} s",
-    flush=True,
-)
+elapsed, cpu = timed_write(client, pieces)
+print(f"{(1 << 30) / elapsed / 1e6:.0f} MB/s, client {cpu:.2f} CPU-s", flush=True)
 sys.stdin.readline()
 """
 
