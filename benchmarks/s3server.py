@@ -56,6 +56,7 @@ import bisect
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import random
 import signal
@@ -604,6 +605,10 @@ class _Shaper:
         self.backend = backend
         self.profile = profile
         self._rng = random.Random(profile.seed)
+        #: ``S3SERVER_TRACE=<file>``: one JSON line per request (peer port, times on the
+        #: monotonic clock), to count connections and requests in flight black-box.
+        path = os.environ.get("S3SERVER_TRACE")
+        self._trace = None if not path else open(path, "a", buffering=1)  # noqa: SIM115
 
     def _delay(self, base: float) -> float:
         jitter = self.profile.jitter
@@ -626,6 +631,30 @@ class _Shaper:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Delay, maybe throttle, then let the backend answer at the capped bandwidth."""
+        if self._trace is None:
+            return await self._shaped(request)
+        arrived = time.monotonic()
+        peer = (
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
+        resp = await self._shaped(request)
+        self._trace.write(
+            json.dumps(
+                {
+                    "port": peer[1] if peer else None,
+                    "method": request.method,
+                    "query": sorted(request.query),
+                    "received": request.content.total_bytes,
+                    "arrived": arrived,
+                    "answered": time.monotonic(),
+                    "status": resp.status,
+                }
+            )
+            + "\n"
+        )
+        return resp
+
+    async def _shaped(self, request: web.BaseRequest) -> web.StreamResponse:
         profile = self.profile
         if not profile.active:
             return await self.backend.handle(request)
@@ -1516,8 +1545,9 @@ def _url(sock: socket.socket) -> str:
 async def _start_runner(
     backend: S3Backend, sock: socket.socket, profile: Profile = LOOPBACK
 ) -> web.BaseRunner:
+    traced = profile.active or bool(os.environ.get("S3SERVER_TRACE"))
     server = web.Server(
-        _Shaper(backend, profile).handle if profile.active else backend.handle,
+        _Shaper(backend, profile).handle if traced else backend.handle,
         access_log=None,
         auto_decompress=False,  # S3 stores Content-Encoding: gzip bodies as sent
         read_bufsize=1 << 20,

@@ -112,8 +112,11 @@ def _writer_bound(package: str) -> dict[str, Any]:
     config = _config(package)
     try:  # an internal helper: if it changes, the bound is simply not reported
         planning = importlib.import_module("s3torch_async._core._planning")
+        rule = getattr(planning, "upload_concurrency_for", None)  # older: reads' rule
         in_flight = int(
-            planning.concurrency_for(config.throughput_target_gbps, config.part_size)
+            (rule or planning.concurrency_for)(
+                config.throughput_target_gbps, config.part_size
+            )
         )
     except (ImportError, AttributeError, TypeError, ValueError):
         return {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import select
 import ssl as _ssl
 from collections.abc import Mapping
@@ -124,6 +125,7 @@ _SMALL_BODY = 256 << 10  # bodies up to this go out in one write with the header
 # a server may take a while to store a large upload before it answers.
 FIRST_ANSWER_BODY = 1 << 20
 _SLICE = 1 << 20  # larger bodies: slices of this size, with flow control
+_DIRECT_MAX = 16 << 20  # most bytes one write(2) offers the socket (it takes what fits)
 # read(): the first buffer; later ones double (to 16 MiB), bounded by what is left.
 _READ_CHUNK = 64 << 10
 
@@ -427,11 +429,73 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._transport.write(data)
 
     async def send_body(self, body: memoryview) -> None:
-        """Write a large body in slices; stop (and never reuse) once a final response is in.
+        """Write a large body; stop (and never reuse) once a final response is in.
 
         Interim responses (``100 Continue`` and other 1xx) are parsed and skipped as they come
         (RFC 9110 15.2), so they do not stop the body.
         """
+        fd = self._plain_fd()
+        if fd is not None and not self._transport.get_write_buffer_size():
+            sent = await self._send_direct(fd, body)
+        else:
+            sent = await self._send_buffered(body)
+        if sent < body.nbytes:
+            self._reusable = False
+
+    def _plain_fd(self) -> Optional[int]:
+        """The socket's descriptor if the body may bypass the transport (plain TCP)."""
+        t = self._transport
+        if not isinstance(self._loop, asyncio.SelectorEventLoop) or t.get_extra_info(
+            "ssl_object"
+        ):
+            return None
+        sock = t.get_extra_info("socket")
+        return None if sock is None else int(sock.fileno())
+
+    async def _send_direct(self, fd: int, body: memoryview) -> int:
+        """Send ``body`` with ``write(2)`` straight from its memory; return the bytes sent.
+
+        The transport would copy every byte the socket does not take at once into its own
+        buffer (about all of a large body): a copy of the body and the page faults of that
+        buffer, per upload. The transport's buffer is empty (nothing to overtake), and a
+        duplicate descriptor, ours for the duration, is what the loop watches for room.
+        """
+        size = body.nbytes
+        pos = 0
+        out = os.dup(fd)
+        watched = False
+        try:
+            while pos < size:
+                if self._state != _HEAD or self._eof:
+                    break
+                try:
+                    pos += os.write(out, body[pos : pos + _DIRECT_MAX])
+                    continue
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except (
+                    OSError
+                ) as exc:  # reset, broken pipe: as the transport reports it
+                    err = HTTPConnectionError(
+                        f"connection lost while sending the request body: {exc}"
+                    )
+                    err.__cause__ = exc
+                    self._fail(err)
+                    break
+                if not watched:
+                    self._loop.add_writer(out, self._wake)
+                    watched = True
+                await self._wait()
+                if self._exc is not None:
+                    raise self._exc
+        finally:
+            if watched:
+                self._loop.remove_writer(out)
+            os.close(out)
+        return pos
+
+    async def _send_buffered(self, body: memoryview) -> int:
+        """Send ``body`` through the transport in slices, with its flow control."""
         t = self._transport
         size = body.nbytes
         pos = 0
@@ -439,13 +503,12 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
             if self._state != _HEAD or self._eof:
                 break
             t.write(body[pos : pos + _SLICE])
-            pos += _SLICE
+            pos = min(size, pos + _SLICE)
             while self._write_paused and self._state == _HEAD and not self._eof:
                 await self._wait()
                 if self._exc is not None:
                     raise self._exc
-        if pos < size:
-            self._reusable = False
+        return pos
 
     def _step(self) -> bool:
         """Consume chunk framing (see ``_advance``); a framing error fails the connection."""

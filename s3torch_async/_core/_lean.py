@@ -3,7 +3,7 @@
 botocore's generic request pipeline (endpoint rules, event hooks, response parsing) costs about
 1.2 ms of CPU per request, and aiohttp's request machinery most of what is left, which caps
 small-object reads and listing far below what the network allows. For GetObject, HeadObject,
-ListObjectsV2, PutObject and UploadPart, this transport:
+ListObjectsV2, PutObject, UploadPart and the multipart control calls, this transport:
 
 * takes credentials from the session's public API (``AioSession.get_credentials()``, then
   ``get_frozen_credentials()`` per request, so refreshable credentials refresh) and each
@@ -19,8 +19,9 @@ ListObjectsV2, PutObject and UploadPart, this transport:
   ``AuthorizationHeaderMalformed`` with ``x-amz-bucket-region``) once, re-signed for that
   region, within S3 (the same custom endpoint, or the region's AWS endpoint), as botocore does.
 
-The multipart control calls, copy and delete, and every call for a bucket this transport
-cannot serve (endpoints botocore reaches through an HTTP(S) proxy, S3 Express directory
+CreateMultipartUpload, CompleteMultipartUpload and AbortMultipartUpload are sent here too (so a
+client's first multipart upload does not wait for botocore to open). Copy, delete, listing
+uploads, and every call for a bucket this transport cannot serve (endpoints botocore reaches through an HTTP(S) proxy, S3 Express directory
 buckets) go to the :class:`~._botocore.BotocoreTransport` it wraps, opened on first need.
 """
 
@@ -63,6 +64,8 @@ _PROBE_KEY = "s3torch-async-probe"
 # Caps on bodies we parse (listings, errors): a server's Content-Length is only a claim.
 _MAX_LISTING = 64 << 20
 _MAX_ERROR = 1 << 20
+# Subresources sent without "=" when empty, as botocore sends them ("?uploads").
+_BARE = frozenset({"uploads"})
 _REDIRECT_CODES = frozenset(
     {
         "PermanentRedirect",
@@ -460,7 +463,10 @@ class LeanTransport(Transport):
         url = origin + path
         if query:
             url += "?" + "&".join(
-                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query
+                k
+                if k in _BARE and not v
+                else f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
+                for k, v in query
             )
         try:
             # A kept-alive connection the server had closed raises StaleConnectionError
@@ -662,7 +668,41 @@ class LeanTransport(Transport):
             bucket, key, upload_id, part_number, body, extra_headers=extra_headers
         )
 
-    # The control calls are rare: botocore's.
+    # The multipart control calls: small XML exchanges, here so that a client's first
+    # multipart upload does not wait for botocore to open (~0.1-0.2 s before part 1).
+    async def _control(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: Optional[bytes],
+        operation: str,
+    ) -> Optional[bytes]:
+        """Send one control request; its (capped) answer body, ``None``: botocore's bucket.
+
+        Raises:
+            ClientError: S3 answered with an error, including a 200 whose body is an
+                ``<Error>`` document (CompleteMultipartUpload may fail that way after its
+                headers went out; botocore reads it as a 500, so it is retried alike).
+        """
+        base = await self._base(bucket)
+        if base is None:
+            return None
+        view = None if body is None else memoryview(body)
+        resp = await self._send(
+            method, base, bucket, key, query, headers, view, operation
+        )
+        async with resp:
+            data = await _read_capped(resp, _MAX_ERROR)
+            status = resp.status
+            if status >= 300:
+                raise client_error(status, data, resp.headers, operation)
+            if status == 200 and _is_error_document(data):
+                raise client_error(500, data, resp.headers, operation)
+            return data
+
     async def create_multipart_upload(
         self,
         bucket: str,
@@ -671,10 +711,28 @@ class LeanTransport(Transport):
         storage_class: Optional[str] = None,
         extra_headers: Headers = None,
     ) -> str:
-        fallback = await self._fallback()
-        return await fallback.create_multipart_upload(
-            bucket, key, storage_class=storage_class, extra_headers=extra_headers
+        headers: dict[str, str] = dict(extra_headers or {})
+        if storage_class:
+            headers["x-amz-storage-class"] = storage_class
+        op = "CreateMultipartUpload"
+        data = await self._control(
+            "POST", bucket, key, [("uploads", "")], headers, None, op
         )
+        if data is None:
+            fallback = await self._fallback()
+            return await fallback.create_multipart_upload(
+                bucket, key, storage_class=storage_class, extra_headers=extra_headers
+            )
+        root = parse_xml(data)
+        upload_id = None if root is None else text_of(root, "UploadId")
+        if not upload_id:
+            raise S3Exception(
+                f"Client error: {op} of s3://{bucket}/{key} answered without an UploadId",
+                bucket=bucket,
+                key=key,
+                operation=op,
+            )
+        return upload_id
 
     async def complete_multipart_upload(
         self,
@@ -687,22 +745,40 @@ class LeanTransport(Transport):
         checksums: Optional[Mapping[int, str]] = None,
         extra_headers: Headers = None,
     ) -> str:
-        fallback = await self._fallback()
-        return await fallback.complete_multipart_upload(
+        headers: dict[str, str] = dict(extra_headers or {})
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        data = await self._control(
+            "POST",
             bucket,
             key,
-            upload_id,
-            parts,
-            if_none_match=if_none_match,
-            checksums=checksums,
-            extra_headers=extra_headers,
+            [("uploadId", upload_id)],
+            headers,
+            complete_body(parts, checksums),
+            "CompleteMultipartUpload",
         )
+        if data is None:
+            fallback = await self._fallback()
+            return await fallback.complete_multipart_upload(
+                bucket,
+                key,
+                upload_id,
+                parts,
+                if_none_match=if_none_match,
+                checksums=checksums,
+                extra_headers=extra_headers,
+            )
+        root = parse_xml(data)
+        return (None if root is None else text_of(root, "ETag")) or ""
 
     async def abort_multipart_upload(
         self, bucket: str, key: str, upload_id: str
     ) -> None:
-        fallback = await self._fallback()
-        await fallback.abort_multipart_upload(bucket, key, upload_id)
+        query = [("uploadId", upload_id)]
+        op = "AbortMultipartUpload"
+        if await self._control("DELETE", bucket, key, query, {}, None, op) is None:
+            fallback = await self._fallback()
+            await fallback.abort_multipart_upload(bucket, key, upload_id)
 
     async def list_multipart_uploads(
         self, bucket: str, prefix: str
@@ -733,6 +809,32 @@ async def _read_capped(resp: HTTPResponse, cap: int = _MAX_LISTING) -> bytes:
             raise S3Exception(
                 f"Client error: response body larger than {cap} bytes was refused"
             )
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def complete_body(
+    parts: Sequence[tuple[int, str]], checksums: Optional[Mapping[int, str]]
+) -> bytes:
+    """The ``CompleteMultipartUpload`` document listing ``parts`` (and their CRC32s)."""
+    out = ['<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">']
+    for number, etag in parts:
+        crc = ""
+        if checksums is not None:
+            crc = f"<ChecksumCRC32>{_xml_text(checksums[number])}</ChecksumCRC32>"
+        out.append(
+            f"<Part><ETag>{_xml_text(etag)}</ETag>{crc}"
+            f"<PartNumber>{number}</PartNumber></Part>"
+        )
+    out.append("</CompleteMultipartUpload>")
+    return "".join(out).encode()
+
+
+def _is_error_document(body: bytes) -> bool:
+    root = parse_xml(body) if b"<Error" in body[:512] else None
+    return root is not None and local_name(root.tag) == "Error"
 
 
 def _error_code(body: bytes) -> Optional[str]:

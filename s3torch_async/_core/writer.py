@@ -2,10 +2,11 @@
 
 An object that fits in one part (``part_size`` bytes, total at close) is sent as one PutObject
 at :meth:`AsyncS3Writer.aclose`. A larger one becomes a multipart upload: CreateMultipartUpload
-when the first full part is followed by more data, then up to ``client.max_concurrency`` parts
-in flight while the caller keeps writing (``write()`` waits when the window is full), then
+when the first full part is followed by more data, then up to ``upload_concurrency_for(
+throughput_target_gbps, part_size)`` parts in flight (23 at the defaults; see ``_planning``)
+while the caller keeps writing (``write()`` waits when the window is full), then
 CompleteMultipartUpload with the parts in order. Memory is bounded by
-``part_size x in-flight parts + one filling buffer``.
+``part_size x (in-flight parts + 2)``: one full part held back and one filling.
 
 Nothing becomes visible before the commit. An error from any request, an exception inside
 ``async with``, or cancellation cancels the in-flight parts and aborts the multipart upload;
@@ -19,7 +20,9 @@ is read back); a single PutObject carries its CRC32 too.
 
 Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
 zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
-faults either); the part is then sent from that buffer without another copy.
+faults either); the part is then sent from that buffer. A write that covers a whole part with
+``bytes`` (immutable, so the caller cannot change it afterwards) is not copied at all: the part
+is sent from a view of it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ from .._config import validate_for_use
 from .._errors import S3Exception
 from ._checksum import crc32_b64_async, crc32_combine, crc32_from_b64, crc32_to_b64
 from ._interface import WriteClient
-from ._planning import MAX_PARTS, MIN_PART_SIZE, part_size_for_part_number
+from ._planning import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    part_size_for_part_number,
+    upload_concurrency_for,
+)
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
@@ -77,6 +85,11 @@ def as_byte_view(data: Any) -> memoryview:
     return memoryview(view.tobytes())
 
 
+def _immutable(view: memoryview) -> bool:
+    """Whether ``view``'s bytes can never change: it is a view of a ``bytes`` object."""
+    return type(view.obj) is bytes
+
+
 def part_capacity(part_number: int, part_size: int) -> int:
     """Size of part ``part_number`` (1-based) of a streaming upload with base ``part_size``.
 
@@ -98,6 +111,10 @@ class PartAssembler:
     part is a single PutObject, decided at close. Buffers come back through :meth:`recycle`
     once their part is uploaded; the pool never holds more buffers than were in use at once.
     Only :meth:`recycle` may be called from another thread.
+
+    Data is copied into the buffers, so the caller may reuse what it wrote, except where a
+    write covers a whole part with the bytes of a ``bytes`` object: that part is a view of
+    them (immutable, so the same promise holds) and costs no copy.
     """
 
     def __init__(self, base_part_size: int) -> None:
@@ -118,7 +135,13 @@ class PartAssembler:
             raise RuntimeError("hand over the held part before feeding more data")
         fill = self._fill
         if fill is None:
-            fill = self._fill = self._take(part_capacity(self.parts + 1, self._base))
+            size = part_capacity(self.parts + 1, self._base)
+            if len(view) - pos >= size and _immutable(view):
+                # A whole part of bytes nobody can change: upload it from there, uncopied.
+                self.held = view[pos : pos + size]
+                self.parts += 1
+                return pos + size
+            fill = self._fill = self._take(size)
             self._fill_len = 0
         take = min(len(view) - pos, len(fill) - self._fill_len)
         fill[self._fill_len : self._fill_len + take] = view[pos : pos + take]
@@ -339,18 +362,33 @@ class AsyncS3Writer:
                 f"got {len(data)}"
             )
         if self._window is None:
-            self._window = asyncio.Semaphore(max(1, self._client.max_concurrency))
+            config = self._client.s3client_config
+            self._window = asyncio.Semaphore(
+                upload_concurrency_for(config.throughput_target_gbps, config.part_size)
+            )
         if self._create_task is None:
             self._create_task = asyncio.ensure_future(self._create_upload())
         if self._upload_id is None:
             # Shielded: if we are cancelled now, the abort still learns the upload id.
             self._upload_id = await asyncio.shield(self._create_task)
-        await self._window.acquire()
+        crc: Optional[asyncio.Future[str]] = None
+        if self._crcs is not None:
+            # Hashed (on a worker thread) while the part waits for a window slot, so a freed
+            # slot's next request goes out without waiting for it.
+            crc = asyncio.ensure_future(crc32_b64_async(data))
+        try:
+            await self._window.acquire()
+        except BaseException:
+            if crc is not None:
+                crc.cancel()
+            raise
         if self._error is not None:
             self._window.release()
+            if crc is not None:
+                crc.cancel()
             raise self._error
         self._parts_sent += 1
-        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data))
+        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data, crc))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -364,14 +402,18 @@ class AsyncS3Writer:
             checksum_algorithm=None if self._crcs is None else "CRC32",
         )
 
-    async def _upload_part(self, part_number: int, data: memoryview) -> None:
+    async def _upload_part(
+        self,
+        part_number: int,
+        data: memoryview,
+        crc_future: Optional[asyncio.Future[str]],
+    ) -> None:
         assert self._upload_id is not None
         assert self._window is not None
         try:
             crc: Optional[str] = None
-            if self._crcs is not None:
-                # On a worker thread for full parts: overlaps the parts already uploading.
-                crc = self._crcs[part_number] = await crc32_b64_async(data)
+            if self._crcs is not None and crc_future is not None:
+                crc = self._crcs[part_number] = await crc_future
                 self._part_sizes[part_number] = len(data)
             etag = await self._client.upload_part(
                 self.bucket,
@@ -435,8 +477,8 @@ class AsyncS3Writer:
         """Upload ``data``, a full part the writer now owns, as the next part.
 
         For callers that cut parts themselves; returns once the part is queued (it uploads in
-        the background, at most ``max_concurrency`` at a time). Its buffer goes back to the
-        assembler after a successful upload.
+        the background, at most ``upload_concurrency_for(...)`` at a time). Its buffer goes
+        back to the assembler after a successful upload.
 
         Raises:
             S3Exception: This or an earlier part failed; the upload was aborted.

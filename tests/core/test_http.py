@@ -195,6 +195,85 @@ async def test_large_put_body_arrives_intact(
     assert srv.bodies == [data]
 
 
+async def test_large_put_to_a_slow_reader_arrives_intact_and_reuses(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    # The server reads the body in small steps with pauses: the socket fills and the client
+    # waits for room again and again (each wait shorter than the read timeout).
+    async def slow(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            body = bytearray()
+            while len(body) < length:
+                body += await reader.read(min(256 << 10, length - len(body)))
+                await asyncio.sleep(0.005)
+            srv.bodies.append(bytes(body))
+            writer.write(reply(head.split(b" ")[1]))
+
+    srv = await serve(slow)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=2)
+    data = os.urandom(12 << 20)
+    try:
+        for path in ("/a", "/b"):
+            resp = await pool.request("PUT", srv.url(path), srv.host, memoryview(data))
+            async with resp:
+                assert await resp.read() == path.encode()
+    finally:
+        await pool.aclose()
+    assert srv.bodies == [data, data]
+    assert srv.connections == 1
+
+
+async def test_server_that_stops_reading_an_upload_hits_the_read_timeout(
+    serve: Callable[[Handler], Awaitable[RawServer]],
+) -> None:
+    async def stop_reading(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(1 << 20)
+        srv.requested.set()
+        await srv.release.wait()  # neither reads nor answers
+
+    srv = await serve(stop_reading)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=0.3)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await pool.request("PUT", srv.url("/big"), srv.host, bytes(64 << 20))
+    finally:
+        srv.release.set()
+        await pool.aclose()
+
+
+async def test_reset_during_an_upload_raises_a_connection_error(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    async def reset(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"/big" not in head:
+            writer.write(reply(head.split(b" ")[1]))
+            await keep_alive_server(srv, reader, writer)
+            return
+        await reader.readexactly(1 << 20)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST while the client is still sending
+
+    srv = await serve(reset)
+    with pytest.raises(HTTPConnectionError):
+        await pool.request("PUT", srv.url("/big"), srv.host, bytes(64 << 20))
+    async with await pool.request("GET", srv.url("/ok"), srv.host) as resp:
+        assert await resp.read() == b"/ok"  # the pool recovers
+
+
 # -- pooling ----------------------------------------------------------------------------------
 
 
@@ -1019,6 +1098,7 @@ async def test_https_round_trip_reads_into_the_buffer_and_reuses(
     server_ctx, client_ctx = tls_contexts
     data = os.urandom(3 << 20)
     connections = 0
+    uploads: list[bytes] = []
 
     async def handler(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -1028,9 +1108,12 @@ async def test_https_round_trip_reads_into_the_buffer_and_reuses(
         try:
             while True:
                 try:
-                    await reader.readuntil(b"\r\n\r\n")
+                    head = await reader.readuntil(b"\r\n\r\n")
                 except asyncio.IncompleteReadError:
                     return
+                if head.startswith(b"PUT"):
+                    length = head.lower().split(b"content-length:")[1]
+                    uploads.append(await reader.readexactly(int(length.split()[0])))
                 writer.write(reply(data))
                 await writer.drain()
         finally:
@@ -1051,6 +1134,14 @@ async def test_https_round_trip_reads_into_the_buffer_and_reuses(
                 assert await resp.readinto(memoryview(buf)) == len(data)
                 assert await resp.readinto(memoryview(buf)) == 0
             assert buf == data
+        # A large body goes through the TLS transport (never raw to the socket).
+        body = os.urandom(6 << 20)
+        resp = await pool.request(
+            "PUT", f"https://127.0.0.1:{port}/k", {"Host": f"127.0.0.1:{port}"}, body
+        )
+        async with resp:
+            assert await resp.read() == data
+        assert uploads == [body]
     finally:
         await pool.aclose()
         server.close()

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
-from s3torch_async._core._planning import MiB
+from s3torch_async._core._planning import MiB, upload_concurrency_for
 from s3torch_async._core.writer import (
     AsyncS3Writer,
     PartAssembler,
@@ -145,16 +145,42 @@ def test_assembler_cuts_full_parts_and_keeps_every_byte(
 
 def test_assembler_reuses_recycled_buffers_only() -> None:
     parts = PartAssembler(SMALL)
-    parts.feed(memoryview(b"a" * SMALL), 0)  # exactly one part: held
+    parts.feed(memoryview(bytearray(b"a" * SMALL)), 0)  # exactly one part: held
     first = parts.take_held()
-    parts.feed(memoryview(b"b" * SMALL), 0)
+    parts.feed(memoryview(bytearray(b"b" * SMALL)), 0)
     second = parts.take_held()
     assert first.obj is not second.obj  # first is still owned by its upload
     parts.recycle(first)
-    parts.feed(memoryview(b"c" * SMALL), 0)
+    parts.feed(memoryview(bytearray(b"c" * SMALL)), 0)
     third = parts.take_held()
     assert third.obj is first.obj
     assert bytes(third) == b"c" * SMALL
+
+
+def test_assembler_hands_over_whole_parts_of_bytes_uncopied() -> None:
+    data = BLOB[: 3 * SMALL + 10]
+    parts = PartAssembler(SMALL)
+    # Not at a part boundary: the first part is completed by copying.
+    assert parts.feed(memoryview(data)[:10], 0) == 10
+    assert parts.feed(memoryview(data), 10) == SMALL
+    first = parts.take_held()
+    assert first.obj is not data
+    assert bytes(first) == data[:SMALL]
+    # At a boundary, a whole part of bytes is a view of them (immutable: nothing to copy)...
+    assert parts.feed(memoryview(data), SMALL) == 2 * SMALL
+    second = parts.take_held()
+    assert second.obj is data
+    assert bytes(second) == data[SMALL : 2 * SMALL]
+    parts.recycle(second)  # ...which never joins the buffer pool
+    assert parts.feed(memoryview(data), 2 * SMALL) == 3 * SMALL
+    assert parts.take_held().obj is data
+    # ...while less than a part, or a mutable buffer, is copied.
+    assert parts.feed(memoryview(data), 3 * SMALL) == len(data)
+    mutable = bytearray(data)
+    assert parts.feed(memoryview(mutable), 0) == SMALL - 10
+    mutable[:] = bytes(len(mutable))
+    rest = parts.drain()
+    assert [bytes(p) for p in rest] == [data[3 * SMALL :] + data[: SMALL - 10]]
 
 
 def test_assembler_refuses_to_overwrite_a_held_part() -> None:
@@ -347,7 +373,7 @@ async def test_caller_cut_parts_upload_in_order_and_buffers_return_to_its_assemb
     data = payload(3 * PART + 17, seed=3)
     parts = PartAssembler(PART)
     writer = client.put_object(bucket, "cut", assembler=parts)
-    view = memoryview(data)
+    view = memoryview(bytearray(data))  # mutable: copied into the assembler's buffers
     pos = 0
     sent = []
     while pos < len(view):
@@ -359,9 +385,35 @@ async def test_caller_cut_parts_upload_in_order_and_buffers_return_to_its_assemb
     await writer.commit(parts.drain())
     assert object_data(boto_s3, bucket, "cut") == data
     assert writer.closed
-    parts.feed(memoryview(b"z" * PART), 0)
+    parts.feed(memoryview(bytearray(b"z" * PART)), 0)
     assert parts.take_held().obj in sent  # a recycled buffer, not a new one
     await writer.commit([])  # idempotent once committed
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "abort"])
+async def test_a_cold_clients_multipart_upload_needs_no_botocore(
+    s3_transport, endpoint, bucket, boto_s3, commit
+):
+    # Create, Complete and Abort go out on the lean transport, like the parts: a client's
+    # first multipart upload does not wait for botocore to open (~0.1-0.2 s before part 1).
+    if s3_transport == "botocore":
+        pytest.skip("the direct start is the lean transport's")
+    data = payload(2 * PART + 1)
+    async with AsyncS3Client(REGION, endpoint=endpoint, s3client_config=CONFIG) as c:
+        writer = c.put_object(bucket, "cold")
+        await writer.write(data)
+        assert writer.upload_id is not None
+        if commit:
+            await writer.aclose()
+        else:
+            await writer.abort()
+        assert c._start == "direct"
+        assert c._transport._side is None  # type: ignore[attr-defined]
+    if commit:
+        assert object_data(boto_s3, bucket, "cold") == data
+    else:
+        assert pending_uploads(boto_s3, bucket) == []
+        assert_no_object(boto_s3, bucket, "cold")
 
 
 async def test_put_part_refuses_a_short_part_and_aborts(client, bucket, boto_s3):
@@ -455,19 +507,25 @@ async def test_parts_upload_concurrently(proxy, bucket, boto_s3):
     assert object_data(boto_s3, bucket, "k") == data
 
 
-async def test_in_flight_parts_are_bounded_by_max_concurrency(proxy, bucket, boto_s3):
-    # The proxy holds the first three UploadParts until three wait together (or 1.5 s
-    # pass): with two parts in flight at most, two are ever held at once, whatever the load;
-    # an unbounded writer would bring the third while the first two wait.
-    config = S3ClientConfig(part_size=PART, max_attempts=1, throughput_target_gbps=1)
+@pytest.mark.parametrize(("gbps", "limit"), [(0.5, 2), (1, 3)])
+async def test_in_flight_parts_are_bounded_by_the_upload_concurrency(
+    proxy, bucket, boto_s3, gbps, limit
+):
+    # The proxy holds the first limit+1 UploadParts until that many wait together (or 1.5 s
+    # pass): with `limit` parts in flight at most, `limit` are ever held at once, whatever
+    # the load; an unbounded writer would bring one more while the first ones wait.
+    config = S3ClientConfig(part_size=PART, max_attempts=1, throughput_target_gbps=gbps)
+    assert upload_concurrency_for(gbps, PART) == limit
     proxy.add_fault(
-        FaultRule(Fault.meet(3, 1.5), query_contains="partNumber=", times=3)
+        FaultRule(
+            Fault.meet(limit + 1, 1.5), query_contains="partNumber=", times=limit + 1
+        )
     )
-    data = payload(5 * PART + 1)
+    data = payload((limit + 3) * PART + 1)
     async with proxied(proxy, config) as c:
-        assert c.max_concurrency == 2
+        assert c.max_concurrency == 2  # reads: uploads keep a wider window
         async with c.put_object(bucket, "k") as writer:
             for start in range(0, len(data), PART // 2):
                 await writer.write(data[start : start + PART // 2])
-    assert proxy.most_held == 2
+    assert proxy.most_held == limit
     assert object_data(boto_s3, bucket, "k") == data

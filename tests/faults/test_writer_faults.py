@@ -130,6 +130,40 @@ async def test_failed_control_request_leaves_nothing(
     assert_nothing_left(boto_s3, bucket, "k")
 
 
+@pytest.mark.parametrize("attempts", [1, 2])
+async def test_complete_answered_200_with_an_error_document_is_a_failure(
+    proxy, bucket, boto_s3, attempts
+):
+    # S3 may answer CompleteMultipartUpload "200 OK" and then an <Error> body: it failed.
+    # Both transports read it as a 500 (botocore's rule): retried if attempts remain, else
+    # the upload is aborted and nothing is left.
+    proxy.add_fault(
+        FaultRule(
+            Fault.status(200, "InternalError"),
+            method="POST",
+            query_contains="uploadId=",
+        )
+    )
+    data = payload(PART + 10)
+    cfg = config(attempts)
+    async with AsyncS3Client(REGION, endpoint=proxy.url, s3client_config=cfg) as c:
+        writer = c.put_object(bucket, "k")
+        if attempts == 1:
+            with pytest.raises(S3Exception) as info:
+                async with writer:
+                    await writer.write(data)
+            assert info.value.operation == "CompleteMultipartUpload"
+            assert "InternalError" in str(info.value)
+        else:
+            async with writer:
+                await writer.write(data)
+    assert proxy.faults_injected == 1
+    if attempts == 1:
+        assert_nothing_left(boto_s3, bucket, "k")
+    else:
+        assert boto_s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+
+
 # -- sync writer -------------------------------------------------------------------------------
 
 
@@ -185,7 +219,7 @@ def test_keyboard_interrupt_during_sync_write_or_close_aborts(
     proxy.add_fault(
         FaultRule(Fault.delay(30), query_contains="partNumber=", times=None)
     )
-    client = S3Client(REGION, endpoint=proxy.url, s3client_config=config(gbps=1))
+    client = S3Client(REGION, endpoint=proxy.url, s3client_config=config(gbps=0.5))
     closing = threading.Event()
     if where == "write":
         ready = lambda: seen(proxy, "partNumber=") >= 2  # noqa: E731

@@ -24,6 +24,7 @@ from s3torch_async._core._planning import (
     part_size_for_part_number,
     pieces_with_data,
     split_spans,
+    upload_concurrency_for,
     window_items,
 )
 
@@ -304,6 +305,24 @@ def test_concurrency_for_needs_more_connections_for_smaller_parts():
 def test_concurrency_for_is_clamped():
     assert concurrency_for(0.001, 8 * MiB) == 2
     assert concurrency_for(10_000, 8 * MiB) == 64
+
+
+def test_upload_concurrency_for_ten_gbps_is_23_with_8_mib_parts():
+    # 8 MiB at 85 MB/s after 20 ms: 71 MB/s per connection, 17.7 parts busy for 10 Gbps,
+    # and a streaming upload keeps 80 % of its window busy: 22.1, so 23.
+    assert upload_concurrency_for(10, 8 * MiB) == 23
+    assert upload_concurrency_for(10, 64 * MiB) == 19
+    assert upload_concurrency_for(0.5, 5 * MiB) == 2
+    assert upload_concurrency_for(1, 5 * MiB) == 3
+
+
+def test_upload_concurrency_for_is_clamped_and_checks_like_concurrency_for():
+    assert upload_concurrency_for(0.001, 8 * MiB) == 2
+    assert upload_concurrency_for(10_000, 8 * MiB) == 64
+    with pytest.raises(ValueError, match="throughput_target_gbps"):
+        upload_concurrency_for(0, 8 * MiB)
+    with pytest.raises(ValueError, match="part_size"):
+        upload_concurrency_for(10, 0)
 
 
 @pytest.mark.parametrize("target", [0, -1, math.nan, math.inf, -math.inf])
