@@ -220,7 +220,7 @@ class AsyncS3Client:
 
     @property
     def max_concurrency(self) -> int:
-        """Concurrent ranged GETs or part uploads one transfer may use."""
+        """Concurrent ranged GETs one read may use (uploads: ``upload_concurrency_for``)."""
         return self._resolved().max_concurrency
 
     async def checksum_policy(self) -> ChecksumPolicy:
