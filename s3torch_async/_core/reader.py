@@ -6,9 +6,10 @@ This module owns how bytes of one object get from S3 into memory:
   ``AsyncS3Client.get_range_into`` straight into the destination (the caller's buffer, or a
   result buffer allocated once). A read of at most one part is a single GET. How many run at
   once is measured, per reader (``_planning.StreamWidth``): one first, then as many as the
-  throughput target needs at the rate one delivered, kept only while wider pays, at most
-  ``client.max_concurrency``; at that limit and still below the target, GETs span several
-  parts (``StreamWidth.piece_parts``).
+  throughput target needs at the rate one delivered, up to ``client.max_concurrency``, kept
+  only while wider pays; a read still below the target there widens on, up to twice that
+  (``_planning.read_reach``), and at its widest and still below the target, GETs span
+  several parts (``StreamWidth.piece_parts``).
 * **Sequential read-ahead.** Small reads are served from the last part fetched; consecutive
   parts are fetched ahead of the cursor by a window that starts at one part and doubles on
   every sequential step, up to ``max_concurrency`` parts and ``DEFAULT_WINDOW_BYTES``.
@@ -49,7 +50,7 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 from ._interface import ReadClient
 from ._object import ObjectVersion
-from ._planning import StreamWidth, split_spans
+from ._planning import StreamWidth, read_reach, split_spans
 from ._wholecheck import WholeReadCheck
 
 __all__ = [
@@ -883,7 +884,9 @@ class AsyncS3Reader:
             target = self._client.s3client_config.throughput_target_gbps * 1e9 / 8
             limit = max(1, self._client.max_concurrency)
             start = min(limit, _SETTLED_WIDTHS.get(self._client, 1))
-            width = self._width = StreamWidth(limit, target, start=start, floor=2)
+            width = self._width = StreamWidth(
+                limit, target, start=start, floor=2, reach=read_reach(limit)
+            )
         return width
 
     def _remember_width(self) -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from s3torch_async import S3ClientConfig
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
-from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth
+from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth, read_reach
 from s3torch_async._core.reader import AsyncS3Reader
 from s3torch_async._types import HeadObjectResult, ObjectInfo
 from tests.core.test_prefetch import run_virtual
@@ -123,17 +123,19 @@ def _widths(reader: AsyncS3Reader) -> list[int]:
 
 
 @pytest.mark.parametrize("known_size", [False, True])
-def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
+def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size):
     # S3-like: 20 ms to the first byte, 90 MB/s per connection, a 1.25 GB/s target
-    data = os.urandom(96 * PART)
+    data = os.urandom(320 * PART)
     link = _Link(
         data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=90 * MB
     )
     got, reader = _read(link, known_size=known_size)
     assert got == data
-    assert _widths(reader)[:2] == [1, 13]  # one stream measured, then the limit at once
-    assert link.peak == 13
-    # Settled at the limit below the target: later GETs span several parts (the first-byte
+    # One stream measured, then the planned limit at once; that paid and is still below the
+    # target, so on to the read's bound, twice the limit.
+    assert _widths(reader) == [1, 13, 26]
+    assert link.peak == read_reach(13) == 26
+    # Settled there below the target: later GETs span several parts (the first-byte
     # latency paid less often), the last ones one part again; no byte is fetched twice.
     spans = sorted(link.spans)
     assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]
@@ -142,8 +144,8 @@ def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
     # part that tells the size otherwise.
     assert sizes[0] == (PART // 4 if known_size else PART)
     assert max(sizes) > PART
-    assert all(size <= PART for size in sizes[-13:])  # the end: one part per GET
-    assert link.gets < 96
+    assert all(size <= PART for size in sizes[-26:])  # the end: one part per GET
+    assert link.gets < 320
 
 
 def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
@@ -197,7 +199,7 @@ def test_a_read_steps_back_when_more_streams_do_not_raise_throughput():
     tail=st.integers(0, PART - 1),
     known_size=st.booleans(),
 )
-def test_widening_never_exceeds_the_limit_and_reads_stay_exact(
+def test_widening_never_exceeds_twice_the_limit_and_reads_stay_exact(
     limit, latency, per_stream, shared, parts, tail, known_size
 ):
     data = os.urandom(parts * PART + tail)
@@ -211,7 +213,7 @@ def test_widening_never_exceeds_the_limit_and_reads_stay_exact(
     )
     got, _ = _read(link, known_size=known_size)
     assert got == data
-    assert link.peak <= limit
+    assert link.peak <= read_reach(limit) <= 2 * limit
     spans = sorted(link.spans)
     assert spans[0][0] == 0
     assert spans[-1][1] == len(data)
@@ -229,6 +231,40 @@ def test_stream_width_validates_its_arguments():
         StreamWidth(4, 0.0)
     with pytest.raises(ValueError, match="min_gain"):
         StreamWidth(4, 1.0, min_gain=-0.1)
+
+
+def test_stream_width_validates_its_reach():
+    with pytest.raises(ValueError, match="reach must be >= limit 8"):
+        StreamWidth(8, 1.0, reach=7)
+
+
+def test_stream_width_goes_past_the_limit_and_the_target_only_while_it_pays():
+    width = StreamWidth(8, 100.0, reach=16)
+    width.record(0, 10, 1.0)  # 10 B/s alone: 10 streams for the target, 8 planned
+    assert width.width == 8  # the first step stops at the planned limit
+    for _ in range(4):
+        width.record(1, 15, 1.0)  # 120 B/s over 8: the target is met, and the step paid
+    assert (width.width, width.settled) == (16, False)  # so on, past limit and target
+    for _ in range(8):
+        width.record(2, 8, 1.0)  # 128 B/s over 16: +7 %, not worth it
+    assert (width.width, width.settled) == (8, True)
+    assert [w for w, _ in width.history] == [1, 8, 16]
+
+
+def test_stream_width_takes_no_step_too_small_to_pay():
+    width = StreamWidth(8, 1000.0, reach=9)
+    width.record(0, 10, 1.0)
+    for _ in range(4):
+        width.record(1, 10, 1.0)  # 80 B/s at 8: below target; 9 cannot add 25 %
+    assert (width.width, width.settled) == (8, True)
+
+
+def test_stream_width_starting_past_the_limit_stays_within_reach():
+    width = StreamWidth(8, 1000.0, start=16, reach=16)  # an earlier read settled at 16
+    assert width.width == 16
+    for _ in range(8):
+        width.record(0, 10, 1.0)  # 160 B/s: below the target, and nowhere left to go
+    assert (width.width, width.settled) == (16, True)
 
 
 def test_stream_width_ignores_gets_issued_at_an_earlier_width():
