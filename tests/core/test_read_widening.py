@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import pytest
 from hypothesis import given, settings
@@ -64,6 +64,7 @@ class _Link:
         self.peak = 0
         self.gets = 0
         self.spans: list[tuple[int, int]] = []
+        self.times: list[tuple[int, float, float]] = []  # (start, sent, last byte)
 
     async def checksum_policy(self) -> ChecksumPolicy:
         return ChecksumPolicy(send=False, validate=False)
@@ -83,14 +84,18 @@ class _Link:
         *,
         if_match: Optional[str] = None,
         whole: bool = False,
+        on_head: Optional[Callable[[int, str], None]] = None,
     ) -> RangeMeta:
         self.gets += 1
+        sent = asyncio.get_running_loop().time()
         self.spans.append((start, min(start + len(view), len(self.data))))
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
             piece = self.data[start : start + len(view)]
             await asyncio.sleep(self.latency)
+            if on_head is not None:
+                on_head(len(self.data), '"e"')
             self.transferring += 1
             try:
                 for offset in range(0, len(piece), _STEP):
@@ -99,6 +104,7 @@ class _Link:
             finally:
                 self.transferring -= 1
             view[: len(piece)] = piece
+            self.times.append((start, sent, asyncio.get_running_loop().time()))
             return RangeMeta(etag='"e"', object_size=len(self.data), nbytes=len(piece))
         finally:
             self.in_flight -= 1
@@ -146,6 +152,35 @@ def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size)
     assert max(sizes) > PART
     assert all(size <= PART for size in sizes[-26:])  # the end: one part per GET
     assert link.gets < 320
+
+
+def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
+    # The first GET's head comes after 20 ms and tells the size; its body then takes 66 ms
+    # (one part at 1 MB/s). The rest of the read is not held back by that body.
+    data = os.urandom(96 * PART)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=1 * MB
+    )
+    got, _ = _read(link, known_size=False)
+    assert got == data
+    (first, _, first_done), (second, second_sent, _) = sorted(
+        link.times, key=lambda t: t[1]
+    )[:2]
+    assert (first, second) == (0, PART)
+    assert second_sent < first_done
+    assert sorted(link.spans)[1][0] == PART  # the first part is not fetched twice
+    assert len(link.spans) == len(set(link.spans))
+
+
+def test_a_small_read_of_unknown_size_waits_for_its_one_get():
+    # Too small to gain from starting early (under two parts): one GET, as before.
+    data = os.urandom(PART + 10)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=1 * MB
+    )
+    got, _ = _read(link, known_size=False)
+    assert got == data
+    assert sorted(link.spans) == [(0, PART), (PART, PART + 10)]
 
 
 def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():

@@ -37,8 +37,8 @@ def _gets(proxy):
     ]
 
 
-def _break_second_part(proxy, fault):
-    """Apply ``fault`` to the GET of the second part (its Range starts at PART)."""
+def _break_second_part(proxy, fault, start=PART):
+    """Apply ``fault`` to the GET of the second part (its Range starts at ``start``)."""
     rule = FaultRule(fault, method="GET", path_contains="/obj", header_present="Range")
     # FaultRule has no header-value criterion: match the second part's request by order.
     original = rule.matches
@@ -49,7 +49,7 @@ def _break_second_part(proxy, fault):
             return False
         value = {k.lower(): v for k, v in headers.items()}.get("range", "")
         seen.append(value)
-        return value.startswith(f"bytes={PART}-")
+        return value.startswith(f"bytes={start}-")
 
     rule.matches = matches  # type: ignore[method-assign]
     proxy.add_fault(rule)
@@ -87,6 +87,28 @@ async def test_core_read_fails_without_attempts_left(proxy, bucket, put, fault):
         reader = AsyncS3Reader(c, bucket, "obj", part_size=PART)
         with pytest.raises(S3Exception):
             await reader.read()
+    assert proxy.faults_injected == 1
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+async def test_core_whole_read_with_a_broken_first_part_while_the_rest_is_fetched(
+    proxy, bucket, put, attempts
+):
+    # Size unknown: the first part's head tells it, and the other parts are fetched while
+    # that part's body flows. Its body breaks: resumed when attempts are left, else the
+    # read fails (and the parts in flight are given up, nothing left hanging).
+    put("obj", DATA)
+    _break_second_part(proxy, Fault.reset_after(1000), start=0)
+    config = S3ClientConfig(max_attempts=attempts)
+    async with AsyncS3Client(REGION, endpoint=proxy.url, s3client_config=config) as c:
+        reader = AsyncS3Reader(c, bucket, "obj", part_size=PART)
+        if attempts == 1:
+            with pytest.raises(S3Exception):
+                await reader.read()
+            assert reader.tell() == 0
+        else:
+            assert await reader.read() == DATA
+            assert reader.tell() == len(DATA)
     assert proxy.faults_injected == 1
 
 
