@@ -160,6 +160,21 @@ def test_sequential_reader_fails_with_one_attempt(proxy, bucket, put, pattern):
         reader.read() if pattern == "whole" else _read_streaming(reader)
 
 
+def test_sequential_whole_read_of_unknown_size_goes_on_once_the_size_is_known(
+    proxy, bucket, put
+):
+    # The first GET's head arrives, then its body stalls for 2 s (and breaks): the rest of
+    # the object is requested during that stall, not once the first part is in.
+    put("obj", DATA)
+    _break_second_part(proxy, Fault.stall(1000, 2.0), start=0)
+    reader = _sequential(_sync_client(proxy, 3), bucket, with_info=False)
+    assert reader.read() == DATA
+    starts = [int(g["range"][6:].split("-")[0]) for g in _gets(proxy)]
+    assert starts[0] == 0
+    resume = [i for i, start in enumerate(starts) if start < PART][1]  # after the break
+    assert starts.index(PART) < resume
+
+
 def test_ranged_and_dcp_readers_survive_a_broken_body(proxy, bucket, put):
     put("obj", DATA)
     client = _sync_client(proxy, 3)
