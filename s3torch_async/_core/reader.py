@@ -965,9 +965,10 @@ class AsyncS3Reader:
         if width is None:
             target = self._client.s3client_config.throughput_target_gbps * 1e9 / 8
             limit = max(1, self._client.max_concurrency)
-            start = min(limit, _SETTLED_WIDTHS.get(self._client, 1))
+            reach = read_reach(limit)
+            start = min(reach, _SETTLED_WIDTHS.get(self._client, 1))
             width = self._width = StreamWidth(
-                limit, target, start=start, floor=2, reach=read_reach(limit)
+                limit, target, start=start, floor=2, reach=reach
             )
         return width
 

@@ -192,7 +192,7 @@ def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
     link.spans.clear()
     got, reader = _read(link, known_size=True)
     assert got == data
-    assert _widths(reader)[0] == 13  # measured at 13 from the start: no narrow trial
+    assert _widths(reader)[0] == 26  # measured at 26 from the start: no narrow trial
     assert link.spans[0] == (0, PART)  # and no short probe GET
 
 
