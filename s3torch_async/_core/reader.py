@@ -189,6 +189,11 @@ def writable_view(buf: Any) -> memoryview:
     return mv
 
 
+#: A read of at least this many parts whose width is not yet measured begins with a short
+#: probe GET (see ``_Pieces``).
+PROBE_MIN_PARTS = 8
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     # Prefetched parts may fail after nobody wants them any more; mark the error as seen.
     if not task.cancelled():
@@ -213,7 +218,7 @@ class _Pieces:
         unmeasured = not width.settled and not width.history and width.width == 1
         self._probe = (
             part_size // 4
-            if unmeasured and self.left >= 2 * width.limit * part_size
+            if unmeasured and self.left >= PROBE_MIN_PARTS * part_size
             else 0
         )
 
