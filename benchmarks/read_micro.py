@@ -11,7 +11,9 @@ Variants: ``boto3`` (``get_object()['Body'].read()``), ``dlfo`` (``download_file
 threads), ``ours`` (``await AsyncS3Client.get_object(...).read()``, size unknown), ``ours:W`` (the
 same with ``max_concurrency`` forced to ``W``), ``ours+size`` (the size passed in, as listing
 information gives it). Set ``S3TORCH_ASYNC_PREFAULT=0`` for the reader without
-pre-faulted results.
+pre-faulted results. ``--timeline`` also prints where our reads' time goes: per GET the
+first-byte wait and body rate, the idle time between one stream's GETs, and the streams in
+flight over the read.
 
 Run: ``python -m benchmarks.read_micro [--profile loopback|s3like] [--size 1GiB]
 [--rounds 3] [--variants boto3,ours]``
@@ -83,8 +85,85 @@ def _measure(name: str, read: Callable[[], int], server: ServerProcess) -> None:
     )
 
 
+class _Timeline:
+    """Per-GET times of one read, recorded around the client's calls (a benchmark probe).
+
+    Each GET is ``(task, sent, first_byte, done, nbytes)``; a read's GETs run in tasks that
+    each fetch one piece after another, so GETs of one task are one stream's.
+    """
+
+    def __init__(self, client: AsyncS3Client, transport: Any) -> None:
+        self.gets: List[List[Any]] = []
+        self._heads: dict[Any, float] = {}
+        get_range_into = client.get_range_into
+        open_get = transport.open_get
+
+        async def timed_open_get(*args: Any, **kwargs: Any) -> Any:
+            body = await open_get(*args, **kwargs)
+            self._heads[asyncio.current_task()] = time.perf_counter()
+            return body
+
+        async def timed_get(*args: Any, **kwargs: Any) -> Any:
+            task = asyncio.current_task()
+            sent = time.perf_counter()
+            meta = await get_range_into(*args, **kwargs)
+            done = time.perf_counter()
+            first = self._heads.pop(task, sent)
+            self.gets.append([task, sent, first, done, meta.nbytes])
+            return meta
+
+        client.get_range_into = timed_get  # type: ignore[method-assign]
+        transport.open_get = timed_open_get
+
+    def report(self, began: float, ended: float) -> None:
+        gets, self.gets = self.gets, []
+        if not gets:
+            return
+        waits = sorted(g[2] - g[1] for g in gets)
+        rates = sorted(g[4] / max(g[3] - g[2], 1e-9) / 1e6 for g in gets)
+        gaps: List[float] = []
+        by_task: dict[Any, List[List[Any]]] = {}
+        for g in gets:
+            by_task.setdefault(g[0], []).append(g)
+        for mine in by_task.values():
+            mine.sort(key=lambda g: g[1])
+            gaps += [b[1] - a[3] for a, b in zip(mine, mine[1:])]
+        gaps.sort()
+        total = ended - began
+        streams_time = sum(g[3] - g[1] for g in gets)
+
+        def q(xs: List[float], f: float) -> float:
+            return xs[min(len(xs) - 1, int(f * len(xs)))] if xs else 0.0
+
+        print(
+            f"   {len(gets)} GETs, {len(by_task)} streams; first byte ms p50 "
+            f"{q(waits, 0.5) * 1e3:.1f} p90 {q(waits, 0.9) * 1e3:.1f}; body MB/s p10 "
+            f"{q(rates, 0.1):.0f} p50 {q(rates, 0.5):.0f}; gap between a stream's GETs ms "
+            f"p50 {q(gaps, 0.5) * 1e3:.1f} p90 {q(gaps, 0.9) * 1e3:.1f}; mean streams in "
+            f"flight {streams_time / total:.1f}; waiting for first bytes "
+            f"{sum(g[2] - g[1] for g in gets) / streams_time:.0%} of stream time"
+        )
+        first_sent = min(g[1] for g in gets)
+        print(
+            f"   ramp: first GET sent at {(first_sent - began) * 1e3:.1f} ms, the last "
+            f"stream started at {(max(m[0][1] for m in by_task.values()) - began) * 1e3:.1f}"
+            f" ms, the last GET done at {(max(g[3] for g in gets) - began) * 1e3:.1f} ms "
+            f"of {total * 1e3:.1f}"
+        )
+        steps = 10
+        counts = []
+        for i in range(steps):
+            t = began + total * (i + 0.5) / steps
+            counts.append(sum(1 for g in gets if g[1] <= t < g[3]))
+        print("   streams in flight per tenth of the read:", counts)
+
+
 def _ours(
-    url: str, width: int, sized: bool, loop: asyncio.AbstractEventLoop
+    url: str,
+    width: int,
+    sized: bool,
+    loop: asyncio.AbstractEventLoop,
+    timeline: bool = False,
 ) -> Callable[[], int]:
     client = AsyncS3Client(
         REGION, endpoint=url, s3client_config=S3ClientConfig(force_path_style=True)
@@ -94,10 +173,18 @@ def _ours(
         client._settings = dataclasses.replace(settings, max_concurrency=width)
     loop.run_until_complete(client.__aenter__())
     head = loop.run_until_complete(client.head_object(BUCKET, KEY))  # warm connection
+    probe = (
+        _Timeline(client, loop.run_until_complete(client._client()))
+        if timeline
+        else None
+    )
 
     async def go() -> int:
         reader = client.get_object(BUCKET, KEY, object_info=head if sized else None)
+        began = time.perf_counter()
         data = await reader.read()
+        if probe is not None:
+            probe.report(began, time.perf_counter())
         await reader.aclose()
         measured = getattr(reader, "_width", None)  # absent before the measured width
         history = measured.history if measured else []
@@ -119,6 +206,9 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--size", default="1GiB")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", default="boto3,ours")
+    parser.add_argument(
+        "--timeline", action="store_true", help="per-GET times of our reads"
+    )
     args = parser.parse_args(argv)
     _env()
     size = parse_size(args.size)
@@ -147,7 +237,9 @@ def main(argv: List[str] | None = None) -> None:
 
                 else:
                     name, _, width = variant.partition(":")
-                    read = _ours(url, int(width or 0), name == "ours+size", loop)
+                    read = _ours(
+                        url, int(width or 0), name == "ours+size", loop, args.timeline
+                    )
                 _measure(variant, read, server)
         loop.close()
 

@@ -296,6 +296,14 @@ class ReaderHandle(_ObjectHandle):
         """GET exactly ``[pos, pos + len(view))`` into ``view``, in parallel parts."""
         return self._run(AsyncS3Reader.read_direct, pos, view)
 
+    def read_rest(self, pos: int) -> bytes:
+        """The bytes from ``pos`` to the end, as :meth:`AsyncS3Reader.read` returns them.
+
+        One result built in place; a large read of unknown size goes wide as soon as its
+        first response tells the size. Retains nothing (the caller keeps the result).
+        """
+        return self._run(_read_rest, pos)
+
     def prefetch(self, pos: int) -> None:
         """Start fetching the part at ``pos`` without waiting for it."""
         self._run(_prefetch, pos)
@@ -326,6 +334,14 @@ async def _load(core: AsyncS3Reader, pos: int, view: memoryview) -> int:
     nbytes = await core.read_at(pos, view)
     core.forget()  # the caller keeps the whole result; drop the core's copy of a part
     return nbytes
+
+
+async def _read_rest(core: AsyncS3Reader, pos: int) -> bytes:
+    core.seek(pos)
+    try:
+        return await core.read()
+    finally:
+        core.forget()  # the caller keeps the whole result; drop the core's copy of a part
 
 
 async def _prefetch(core: AsyncS3Reader, pos: int) -> None:

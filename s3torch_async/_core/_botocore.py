@@ -26,7 +26,7 @@ from aiobotocore.httpsession import AIOHTTPSession
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from ._checksum import expected_crc32
-from ._http import FIRST_ANSWER_BODY, NoResponseError, probe
+from ._http import ALONGSIDE, FIRST_ANSWER_BODY, NoResponseError, probe
 from ._responses import check_key_count, client_error, epoch, restore_status
 from ._transport import Headers, ObjectBody, OnToken, Transport
 
@@ -69,7 +69,8 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     origin that has not answered this session yet may take to get its response; then the
     origin is probed as on the lean transport, and ``NoResponseError`` raised if it is
     silent too. Requests with bodies over 1 MiB (or of unknown size), and requests sent
-    through a proxy, are exempt.
+    through a proxy, are exempt. A request that accompanies another (``_http.ALONGSIDE``)
+    does not wait for the origin's first-answer turn.
     """
 
     first_answer_timeout: Optional[float] = None
@@ -78,6 +79,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
     # wait for that request's outcome, so a burst of first requests to a slow but working
     # server does not time out all at once (as on the lean transport).
     _turns: Optional[dict[str, asyncio.Future[Optional[BaseException]]]] = None
+    _probes: Optional[dict[str, asyncio.Future[Optional[bool]]]] = None
 
     async def _get_session(self, proxy_url: Any) -> Any:
         return _NoRedirects(await super()._get_session(proxy_url))
@@ -94,6 +96,8 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
         size = _body_size(request.body)
         if size is None or size > FIRST_ANSWER_BODY:
             return await self._send_one(request)
+        if ALONGSIDE.get():  # goes with a request already out (see _http.ALONGSIDE)
+            return await self._send_first(request, origin, first)
         if not await self._take_turn(origin):
             return await self._send_one(request)
         outcome: Optional[BaseException] = None
@@ -133,7 +137,7 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
             # No answer yet: a probe tells a live but slow server (wait on, under the read
             # timeout) from a silent one (fail).
             if not done and origin not in self._answered:
-                alive = await _probe_origin(urlsplit(request.url), first)
+                alive = await self._probe(origin, urlsplit(request.url), first)
                 if alive:
                     self._answered.add(origin)
                 elif alive is False and origin not in self._answered and task.cancel():
@@ -148,6 +152,23 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
         except BaseException:
             task.cancel()
             raise
+
+    async def _probe(self, origin: str, parts: Any, timeout: float) -> Optional[bool]:
+        """Probe ``origin``; concurrent callers (a request and its companion) share one."""
+        if self._probes is None:
+            self._probes = {}
+        task = self._probes.get(origin)
+        if task is None:
+            task = asyncio.ensure_future(_probe_origin(parts, timeout))
+            self._probes[origin] = task
+            probes = self._probes
+
+            def forget(done: asyncio.Future[Optional[bool]]) -> None:
+                if probes.get(origin) is done:
+                    del probes[origin]
+
+            task.add_done_callback(forget)
+        return await asyncio.shield(task)
 
     def _proxied(self, url: str) -> bool:
         # Through an HTTP(S) proxy the probe (a direct connection) would prove nothing.

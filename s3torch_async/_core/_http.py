@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import os
 import select
 import ssl as _ssl
@@ -40,6 +41,7 @@ from ._h1 import (
 )
 
 __all__ = [
+    "ALONGSIDE",
     "FIRST_ANSWER_BODY",
     "HTTPConnectionError",
     "HTTPPool",
@@ -53,6 +55,15 @@ __all__ = [
 ]
 
 Body = Union[bytes, bytearray, memoryview]
+
+#: True in a task whose requests accompany one its caller has already sent (a read's checksum
+#: HEAD, sent with the read's first GET): they do not wait for the first-answer turn of a host
+#: that has not answered yet (``_HostPool.take_turn``), so a client's first read costs one
+#: round trip, not two. They still get the first-answer timeout: a silent host fails them as
+#: fast as the request they accompany. Set it only inside such a task (its own context).
+ALONGSIDE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "s3torch_async_alongside", default=False
+)
 
 
 class StaleConnectionError(HTTPConnectionError):
@@ -1223,7 +1234,8 @@ class HTTPPool:
         first = self.first_answer_timeout
         if view is not None and view.nbytes > FIRST_ANSWER_BODY:
             first = None
-        my_turn = first is not None and await host.take_turn()
+        alongside = first is not None and ALONGSIDE.get()
+        my_turn = first is not None and not alongside and await host.take_turn()
         try:
             return await self._send(
                 host,
@@ -1231,7 +1243,7 @@ class HTTPPool:
                 data,
                 view if large else None,
                 head_method,
-                first if my_turn else None,
+                first if my_turn or alongside else None,
                 retry_stale,
             )
         except BaseException as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional, Protocol, Union
+from typing import Callable, Optional, Protocol, Union
 
 from .._config import S3ClientConfig
 from .._types import HeadObjectResult
@@ -55,6 +55,7 @@ class ReadClient(_Configured, Protocol):
         *,
         if_match: Optional[str] = None,
         whole: bool = False,
+        on_head: Optional[Callable[[int, str], None]] = None,
     ) -> RangeMeta: ...
 
 

@@ -29,13 +29,19 @@ STREAMING_FIRST_TIER_PARTS = 1000
 #: After the first tier, the streaming part size doubles every this many parts.
 STREAMING_DOUBLING_PARTS = 500
 
-#: Sustained throughput of one S3 connection, in bytes per second (100 MB/s).
-PER_CONNECTION_BYTES_PER_SEC = 100_000_000
+#: Sustained throughput of one S3 connection while a body flows, in bytes per second: AWS's
+#: published figure, the low end of "one concurrent request for each 85-90 MB/s of desired
+#: network throughput" (Amazon S3 User Guide, "Performance design patterns for Amazon S3",
+#: section "Horizontal scaling and request parallelization for high throughput").
+PER_CONNECTION_BYTES_PER_SEC = 85_000_000
 #: Seconds every request waits for S3's first byte before its body flows (the low end of what
 #: a client in the bucket's region sees; the S3-like benchmark profile uses the same figure).
 FIRST_BYTE_LATENCY_S = 0.020
 MIN_CONCURRENCY = 2
 MAX_CONCURRENCY = 64
+#: A large read that measured less than its throughput target at the planned concurrency may
+#: widen on up to this many times that concurrency (at most :data:`MAX_CONCURRENCY`).
+READ_STRETCH = 2
 
 
 Span = Tuple[int, int]
@@ -275,13 +281,16 @@ def window_items(
 def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     """Return how many concurrent ranged GETs or part uploads to run.
 
-    One S3 connection carries roughly :data:`PER_CONNECTION_BYTES_PER_SEC` (100 MB/s) while
-    a body flows, and each request first waits :data:`FIRST_BYTE_LATENCY_S` (20 ms), so one
-    connection moving ``part_size``-byte parts sustains
-    ``part_size / (latency + part_size / 100 MB/s)``. The target of ``throughput_target_gbps``
-    gigabits per second needs the ceiling of the target over that, clamped to
-    ``[MIN_CONCURRENCY, MAX_CONCURRENCY]`` = ``[2, 64]``. For example, 10 Gbps = 1.25 GB/s
-    with 8 MiB parts (81 MB/s per connection) gives 16.
+    One S3 connection carries about :data:`PER_CONNECTION_BYTES_PER_SEC` (85 MB/s, AWS's
+    published per-request figure: "Performance design patterns for Amazon S3", "Horizontal
+    scaling and request parallelization for high throughput") while a body flows, and each
+    request first waits :data:`FIRST_BYTE_LATENCY_S` (20 ms), so one connection moving
+    ``part_size``-byte parts sustains ``part_size / (latency + part_size / 85 MB/s)``. The
+    target of ``throughput_target_gbps`` gigabits per second needs the ceiling of the target
+    over that, clamped to ``[MIN_CONCURRENCY, MAX_CONCURRENCY]`` = ``[2, 64]``. For example,
+    10 Gbps = 1.25 GB/s with 8 MiB parts (71 MB/s per connection) gives 18. (The reference's
+    CRT plans more: 10 connections per 4 Gbps, 30 for 10 Gbps.) A large read that measures
+    less than its target at this concurrency may go on to :func:`read_reach` of it.
 
     Raises:
         ValueError: If the target is not a positive finite number or
@@ -300,9 +309,6 @@ def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
 
 
-#: Sustained upload throughput of one S3 connection: AWS's guidance is "one concurrent
-#: request for each 85-90 MB/s" (see benchmarks/s3server.py, S3LIKE); uploads take the low end.
-UPLOAD_BYTES_PER_SEC = 85_000_000
 #: Share of its parts-in-flight window a streaming upload keeps busy on average. Parts start
 #: only as the caller's data fills them, each waits a few ms between its connection's
 #: previous answer and its own request reaching S3, and the window ramps up at the start and
@@ -314,11 +320,11 @@ UPLOAD_WINDOW_BUSY = 0.8
 def upload_concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     """Return how many parts a streaming upload keeps in flight.
 
-    As :func:`concurrency_for`, with what differs for uploads: one connection carries
-    :data:`UPLOAD_BYTES_PER_SEC` (85 MB/s), and a streaming upload keeps only
+    As :func:`concurrency_for` (one connection carries :data:`PER_CONNECTION_BYTES_PER_SEC`,
+    85 MB/s), with what differs for uploads: a streaming upload keeps only
     :data:`UPLOAD_WINDOW_BUSY` (80 %) of its window busy on average, so the window is that
     much wider. Clamped to ``[MIN_CONCURRENCY, MAX_CONCURRENCY]``. For example, 10 Gbps with
-    8 MiB parts gives 23 (reads: 16); every part in flight costs ``part_size`` of memory.
+    8 MiB parts gives 23 (reads: 18); every part in flight costs ``part_size`` of memory.
 
     Raises:
         ValueError: If the target is not a positive finite number or
@@ -328,10 +334,22 @@ def upload_concurrency_for(throughput_target_gbps: float, part_size: int) -> int
         throughput_target_gbps, part_size
     )  # the same checks, the same errors
     bytes_per_sec = throughput_target_gbps * 1e9 / 8
-    seconds_per_part = FIRST_BYTE_LATENCY_S + part_size / UPLOAD_BYTES_PER_SEC
+    seconds_per_part = FIRST_BYTE_LATENCY_S + part_size / PER_CONNECTION_BYTES_PER_SEC
     busy = bytes_per_sec * seconds_per_part / part_size
     wanted = math.ceil(busy / UPLOAD_WINDOW_BUSY)
     return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
+
+
+def read_reach(concurrency: int) -> int:
+    """The most ranged GETs one large read may run: :data:`READ_STRETCH` times ``concurrency``.
+
+    ``concurrency`` (from :func:`concurrency_for`) is planned from published averages; a read
+    that measured less than its throughput target with that many streams widens on, up to
+    this bound (at most :data:`MAX_CONCURRENCY`, and never below ``concurrency``), and keeps
+    the extra streams only if they paid (``StreamWidth``). A read's GETs write into the
+    result's own buffer, so more streams cost connections, not memory.
+    """
+    return max(concurrency, min(MAX_CONCURRENCY, READ_STRETCH * concurrency))
 
 
 #: A wider read must deliver at least this fraction more throughput than the narrower width
@@ -352,20 +370,26 @@ class StreamWidth:
     Little's law, ``width * bytes / seconds``, and decides the next width:
 
     * The first epoch widens to the streams that reach ``target`` bytes per second at the
-      rate one stream just delivered (``ceil(target / per_stream)``), so a per-connection
-      bandwidth cap (S3: ~100 MB/s a connection) is met by as many streams as the target
-      needs in one step, while a stream that alone meets the target stays alone.
+      rate one stream just delivered (``ceil(target / per_stream)``, at most ``limit``, the
+      client's planned concurrency), so a per-connection bandwidth cap (S3: ~85 MB/s a
+      connection) is met by as many streams as the target needs in one step, while a
+      stream that alone meets the target stays alone.
     * A wider epoch is kept only if it delivered at least ``1 + min_gain`` times the
-      narrower one's throughput; then it widens again (at least doubling) while below
-      ``target``. Otherwise the read steps back to the narrower width.
+      narrower one's throughput; then it widens again, at least doubling (more if the target
+      needs more), up to ``reach`` (default ``limit``; see :func:`read_reach`): also past
+      ``target`` and ``limit``, as long as each step pays. Otherwise the read steps back to
+      the narrower width. A step that could not add ``min_gain`` (``reach`` is near) is not
+      taken.
 
-    Widths never exceed ``limit`` (the client's ``max_concurrency``); a width chosen to
-    settle on is at least ``floor`` (two streams overlap one's request round trip and
-    checksum hashing with the other's transfer). Once settled the width stays.
+    So the target sizes the first step, and measurement decides the rest: where streams
+    share one bottleneck (a host's CPU on loopback, a NIC at the target) a wider step shows
+    no gain and is undone; where each connection is capped (S3) the read keeps what pays. A
+    width chosen to settle on is at least ``floor`` (two streams overlap one's request round
+    trip and checksum hashing with the other's transfer). Once settled the width stays.
 
     Raises:
-        ValueError: ``limit``, ``start`` or ``floor`` is below 1, ``target`` is not positive,
-            or ``min_gain`` is negative.
+        ValueError: ``limit``, ``start`` or ``floor`` is below 1, ``reach`` is below
+            ``limit``, ``target`` is not positive, or ``min_gain`` is negative.
     """
 
     def __init__(
@@ -376,21 +400,26 @@ class StreamWidth:
         start: int = 1,
         floor: int = 1,
         min_gain: float = WIDEN_MIN_GAIN,
+        reach: Optional[int] = None,
     ) -> None:
         if limit < 1 or start < 1 or floor < 1:
             raise ValueError(
                 f"limit, start and floor must be >= 1, got {limit}, {start}, {floor}"
             )
+        reach = limit if reach is None else reach
+        if reach < limit:
+            raise ValueError(f"reach must be >= limit {limit}, got {reach}")
         if not (math.isfinite(target) and target > 0) or min_gain < 0:
             raise ValueError(
                 f"target must be positive and min_gain >= 0, got {target}, {min_gain}"
             )
         self.limit = limit
+        self.reach = reach
         self.target = target
         self.floor = min(floor, limit)
         self.min_gain = min_gain
-        self.width = min(start, limit)
-        self.settled = limit == 1  # else measured, also when starting at the limit
+        self.width = min(start, reach)
+        self.settled = reach == 1  # else measured, also when starting at the limit
         self.epoch = 0
         #: Widths measured so far with their throughput (bytes per second), in order.
         self.history: List[Tuple[int, float]] = []
@@ -416,17 +445,23 @@ class StreamWidth:
             return
         self._kept = (self.width, rate)
         needed = math.ceil(self.target / (rate / self.width))
-        if needed <= self.width or self.width >= self.limit:
-            self._settle(self.width)
+        if kept is None:  # the first measurement: the target sizes the step
+            if needed <= self.width:
+                self._settle(self.width)
+                return
+            wider = min(self.limit if self.width < self.limit else self.reach, needed)
+        else:  # a wider step paid: try another while they pay
+            wider = min(self.reach, max(needed, 2 * self.width))
+        if wider < self.width * (1 + self.min_gain):
+            self._settle(self.width)  # too small a step to show a gain
             return
-        wider = needed if kept is None else max(needed, 2 * self.width)
-        self._set(min(self.limit, wider))
+        self._set(wider)
 
     def piece_parts(self, parts_left: int) -> int:
         """How many ``part_size`` parts the next GET of the read should span.
 
-        One, except when the read settled at ``limit`` and is still below ``target``: each
-        stream then pays its first-byte latency per GET, and longer GETs (up to
+        One, except when the read settled at ``limit`` or wider and is still below ``target``:
+        each stream then pays its first-byte latency per GET, and longer GETs (up to
         :data:`MAX_PIECE_PARTS` parts) pay it less often. Near the end (fewer than two GETs'
         worth left per stream) GETs shrink back to one part so the streams finish together.
         """

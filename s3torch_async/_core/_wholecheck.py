@@ -10,7 +10,8 @@ S3 returns no checksum for a ranged GET, yet the readers fetch even whole object
   CRC32 is known by the time the last byte arrives: one request more per such reader, no added
   latency. A read of the whole object whose size is unknown (``read()`` from offset 0) sends
   the HEAD with its first GET, which is ranged and so carries no checksum: one request more,
-  no round trip more (except a client's first request to an endpoint, which goes alone). Other
+  no round trip more (also on a client's very first request to an endpoint, which otherwise
+  goes alone until the endpoint answered: the HEAD goes with it, see ``_http.ALONGSIDE``). Other
   reads of unknown size that one ranged GET turns out to cover whole (``read(n)`` loops over a
   small object) send the HEAD when that GET is done: one round trip more. Reads of one range, random access and reads with gaps (DCP
   loads of some items) send none.
@@ -50,6 +51,7 @@ from ._checksum import (
     crc32_from_b64,
     crc32_to_b64,
 )
+from ._http import ALONGSIDE
 from ._interface import ReadClient
 
 __all__ = ["WholeReadCheck"]
@@ -96,11 +98,15 @@ class WholeReadCheck:
 
     def _lookup(self) -> asyncio.Future[tuple[str, Optional[str]]]:
         if self._head is None:
-            self._head = asyncio.ensure_future(
-                self._client.object_checksum(self._bucket, self._key)
-            )
+            self._head = asyncio.ensure_future(self._checksum())
             self._head.add_done_callback(_retrieve)
         return self._head
+
+    async def _checksum(self) -> tuple[str, Optional[str]]:
+        # The HEAD accompanies the reader's GETs: on a client's first read it goes out with
+        # the first GET instead of waiting for the endpoint's first answer (ALONGSIDE).
+        ALONGSIDE.set(True)  # this task's own context only
+        return await self._client.object_checksum(self._bucket, self._key)
 
     @property
     def active(self) -> bool:

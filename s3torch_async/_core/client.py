@@ -581,10 +581,14 @@ class AsyncS3Client:
         *,
         if_match: Optional[str] = None,
         whole: bool = False,
+        on_head: Optional[Callable[[int, str], None]] = None,
     ) -> RangeMeta:
         """GET ``[start, start + len(view))`` straight into ``view``; resume a broken body.
 
         Fewer bytes than ``len(view)`` are delivered only at the end of the object.
+        ``on_head(object_size, etag)`` is called once the first response's head arrived,
+        before its body (a caller that learns the object's size there can plan on while the
+        body flows).
 
         ``whole`` (with ``start`` 0, for a ``view`` expected to hold the whole object): send
         a GET without ``Range``, so that S3 reports the object's checksum and the bytes are
@@ -608,7 +612,7 @@ class AsyncS3Client:
                 raise ValueError(f"whole needs start 0, got {start}")
             begin = None if whole else start
             meta = await self._get_into(
-                bucket, key, begin, start + len(mv), mv, if_match
+                bucket, key, begin, start + len(mv), mv, if_match, on_head=on_head
             )
         assert isinstance(meta, RangeMeta)
         return meta
@@ -622,6 +626,7 @@ class AsyncS3Client:
         view: Optional[memoryview],
         if_match: Optional[str],
         limit: Optional[int] = None,
+        on_head: Optional[Callable[[int, str], None]] = None,
     ) -> Union[RangeMeta, GetResult]:
         """One GET, resumed from the last byte received when the body breaks.
 
@@ -684,6 +689,8 @@ class AsyncS3Client:
                     object_size = body.object_size
                     if expected is None:
                         expected = body.content_length
+                        if on_head is not None:
+                            on_head(object_size, etag)
                     if view is not None:
                         with view[received:expected] as rest:
                             received += await body.readinto(rest)

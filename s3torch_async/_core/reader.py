@@ -6,9 +6,10 @@ This module owns how bytes of one object get from S3 into memory:
   ``AsyncS3Client.get_range_into`` straight into the destination (the caller's buffer, or a
   result buffer allocated once). A read of at most one part is a single GET. How many run at
   once is measured, per reader (``_planning.StreamWidth``): one first, then as many as the
-  throughput target needs at the rate one delivered, kept only while wider pays, at most
-  ``client.max_concurrency``; at that limit and still below the target, GETs span several
-  parts (``StreamWidth.piece_parts``).
+  throughput target needs at the rate one delivered, up to ``client.max_concurrency``, kept
+  only while wider pays; a read still below the target there widens on, up to twice that
+  (``_planning.read_reach``), and at its widest and still below the target, GETs span
+  several parts (``StreamWidth.piece_parts``).
 * **Sequential read-ahead.** Small reads are served from the last part fetched; consecutive
   parts are fetched ahead of the cursor by a window that starts at one part and doubles on
   every sequential step, up to ``max_concurrency`` parts and ``DEFAULT_WINDOW_BYTES``.
@@ -49,7 +50,7 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 from ._interface import ReadClient
 from ._object import ObjectVersion
-from ._planning import StreamWidth, split_spans
+from ._planning import StreamWidth, read_reach, split_spans
 from ._wholecheck import WholeReadCheck
 
 __all__ = [
@@ -188,6 +189,11 @@ def writable_view(buf: Any) -> memoryview:
     return mv
 
 
+#: A read of at least this many parts whose width is not yet measured begins with a short
+#: probe GET (see ``_Pieces``).
+PROBE_MIN_PARTS = 8
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     # Prefetched parts may fail after nobody wants them any more; mark the error as seen.
     if not task.cancelled():
@@ -212,7 +218,7 @@ class _Pieces:
         unmeasured = not width.settled and not width.history and width.width == 1
         self._probe = (
             part_size // 4
-            if unmeasured and self.left >= 2 * width.limit * part_size
+            if unmeasured and self.left >= PROBE_MIN_PARTS * part_size
             else 0
         )
 
@@ -494,6 +500,7 @@ class AsyncS3Reader:
         self._whole_check: Optional[WholeReadCheck] = None
         self._whole_wanted = False  # a whole read from offset 0 is under way
         self._width: Optional[StreamWidth] = None
+        self._sized: Optional[asyncio.Future[None]] = None  # see _size_from_first
 
     # -- properties -------------------------------------------------------------------------
 
@@ -632,17 +639,22 @@ class AsyncS3Reader:
         pos = self._pos
         if size == 0:
             return b""
+        first: Optional[asyncio.Future[Chunk]] = None
         if self._version.size is None and (
             size is None or size < 0 or size > self._part_size
         ):
             # Learn the size before allocating.
-            await self.chunk_at(pos, whole=size is None or size < 0)
+            first = await self._size_from_first(pos, whole=size is None or size < 0)
         if self._version.size is not None:
             want = self._version.size - pos
             if size is not None and size >= 0:
                 want = min(want, size)
         else:
             want = int(size or 0)
+        if first is not None:
+            if want >= 2 * self._part_size:
+                return await self._read_alongside(pos, want, first)
+            await first
         if want <= 0:
             self._clamp()
             return b""
@@ -655,15 +667,91 @@ class AsyncS3Reader:
             if start <= pos and pos + want <= start + len(data):
                 self._pos = pos + want
                 return data[pos - start : pos - start + want]
+        return await self._read_into_result(pos, want, lambda v: self.read_at(pos, v))
+
+    async def _read_into_result(
+        self, pos: int, want: int, fill: Callable[[memoryview], Awaitable[int]]
+    ) -> bytes:
+        """Allocate a ``want``-byte result, ``fill`` it, move the cursor past what came."""
         bio, view = alloc_bytes(want)
         try:
-            nbytes = await self.read_at(pos, view)
+            nbytes = await fill(view)
         except BaseException as exc:
             drop_view(view, exc)
             raise
         self._pos = pos + nbytes
         self._clamp()
         return finish_bytes(bio, view, nbytes)
+
+    async def _size_from_first(
+        self, pos: int, *, whole: bool
+    ) -> Optional[asyncio.Future[Chunk]]:
+        """Fetch the part at ``pos`` until the object's size is known.
+
+        Returns ``None`` once the part arrived, or the task still fetching it once its
+        response's head told the size: a large read then fetches the rest while that part's
+        body flows, instead of one part's transfer time later.
+        """
+        task = asyncio.ensure_future(self.chunk_at(pos, whole=whole))
+        task.add_done_callback(_retrieve)
+        sized = self._sized = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((task, sized), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            self._sized = None
+        if not task.done():
+            return task
+        task.result()  # its failure, if any
+        return None
+
+    async def _read_alongside(
+        self, pos: int, want: int, first: asyncio.Future[Chunk]
+    ) -> bytes:
+        """``read`` of ``want`` bytes at ``pos`` while ``first`` still fetches the part there.
+
+        The rest (from the end of that part) is fetched directly into the result meanwhile;
+        the part's bytes are copied in when it arrives.
+        """
+        head = min(self._part_size, want)
+
+        async def fill(view: memoryview) -> int:
+            rest_view = view[head:]
+            rest = asyncio.ensure_future(self._read_direct(pos + head, rest_view))
+            try:
+                start, data = await first
+                got = await rest
+            except BaseException:
+                first.cancel()
+                rest.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.gather(first, rest, return_exceptions=True)
+                raise
+            finally:
+                # A failed piece's frames may still export the view (see drop_view).
+                with contextlib.suppress(BufferError):
+                    rest_view.release()
+            offset = pos - start
+            n = max(0, min(head, len(data) - offset))
+            view[:n] = data[offset : offset + n]
+            if n < head:  # that part began before pos (a window already under way)
+                with view[n:head] as gap:
+                    n += await self._read_direct(pos + n, gap)
+            return n + got if n == head else n
+
+        return await self._read_into_result(pos, want, fill)
+
+    def _on_head(self, object_size: int, etag: str) -> None:
+        """A GET's response head arrived: learn the version's size (see ``_size_from_first``)."""
+        version = self._version
+        if etag and version.etag not in (None, etag):
+            return  # another version: that GET's own check raises when it is done
+        self._learn(etag, object_size)
+        sized = self._sized
+        if sized is not None and not sized.done() and version.size is not None:
+            sized.set_result(None)
 
     def _clamp(self) -> None:
         if self._version.size is not None and self._pos > self._version.size:
@@ -882,8 +970,11 @@ class AsyncS3Reader:
         if width is None:
             target = self._client.s3client_config.throughput_target_gbps * 1e9 / 8
             limit = max(1, self._client.max_concurrency)
-            start = min(limit, _SETTLED_WIDTHS.get(self._client, 1))
-            width = self._width = StreamWidth(limit, target, start=start, floor=2)
+            reach = read_reach(limit)
+            start = min(reach, _SETTLED_WIDTHS.get(self._client, 1))
+            width = self._width = StreamWidth(
+                limit, target, start=start, floor=2, reach=reach
+            )
         return width
 
     def _remember_width(self) -> None:
@@ -921,6 +1012,7 @@ class AsyncS3Reader:
                 view,
                 if_match=self._version.etag,
                 whole=whole,
+                on_head=self._on_head if self._version.size is None else None,
             )
         except S3Exception as exc:
             if exc.status != 416:

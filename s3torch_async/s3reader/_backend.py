@@ -63,6 +63,8 @@ class Backend(Protocol):
 
     def load(self, pos: int, view: memoryview) -> int: ...
 
+    def read_rest(self, pos: int) -> Optional[bytes]: ...
+
     def get_into(self, pos: int, view: memoryview) -> int: ...
 
     def prefetch(self, pos: int) -> None: ...
@@ -130,6 +132,10 @@ class CoreBackend:
 
     def load(self, pos: int, view: memoryview) -> int:
         return self._reader.load(pos, view)
+
+    def read_rest(self, pos: int) -> Optional[bytes]:
+        """The bytes from ``pos`` to the end in one result (``None``: use ``load``)."""
+        return self._reader.read_rest(pos)
 
     def get_into(self, pos: int, view: memoryview) -> int:
         foreign = self._open_hook(pos, pos + len(view))
@@ -256,6 +262,9 @@ class StreamBackend:
         self._last = None
         return nbytes
 
+    def read_rest(self, pos: int) -> Optional[bytes]:
+        return None  # the size comes from the stream's own reads: see load
+
     def get_into(self, pos: int, view: memoryview) -> int:
         return _copy_stream(self._open(pos, pos + len(view)), view)
 
@@ -315,6 +324,9 @@ class PrefetchedBackend:
 
     def load(self, pos: int, view: memoryview) -> int:
         return self.get_into(pos, view)
+
+    def read_rest(self, pos: int) -> Optional[bytes]:
+        return None  # in memory: the size is known
 
     def get_into(self, pos: int, view: memoryview) -> int:
         view = writable_view(view)

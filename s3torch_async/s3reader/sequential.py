@@ -199,6 +199,15 @@ class SequentialS3Reader(ObjectSize, S3Reader):
 
     def _read_rest(self) -> bytes:
         pos = self._position
+        if self._local(pos) < 0 and self._known_size() is None:
+            # One call: the core learns the size from its first answer and fetches the rest
+            # of a large object at once, instead of one part first, then the rest.
+            data = self._get_backend().read_rest(pos)
+            if data is not None:
+                self._position = pos + len(data)
+                self._set_chunk((pos, data))  # keep it: backward seeks stay free
+                self._whole = pos == 0
+                return data
         if self._local(pos) < 0 and (
             self._known_size() is None
             or (self._random_access and not self._whole)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from s3torch_async import S3ClientConfig
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
-from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth
+from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth, read_reach
 from s3torch_async._core.reader import AsyncS3Reader
 from s3torch_async._types import HeadObjectResult, ObjectInfo
 from tests.core.test_prefetch import run_virtual
@@ -64,6 +64,7 @@ class _Link:
         self.peak = 0
         self.gets = 0
         self.spans: list[tuple[int, int]] = []
+        self.times: list[tuple[int, float, float]] = []  # (start, sent, last byte)
 
     async def checksum_policy(self) -> ChecksumPolicy:
         return ChecksumPolicy(send=False, validate=False)
@@ -83,14 +84,18 @@ class _Link:
         *,
         if_match: Optional[str] = None,
         whole: bool = False,
+        on_head: Optional[Callable[[int, str], None]] = None,
     ) -> RangeMeta:
         self.gets += 1
+        sent = asyncio.get_running_loop().time()
         self.spans.append((start, min(start + len(view), len(self.data))))
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
             piece = self.data[start : start + len(view)]
             await asyncio.sleep(self.latency)
+            if on_head is not None:
+                on_head(len(self.data), '"e"')
             self.transferring += 1
             try:
                 for offset in range(0, len(piece), _STEP):
@@ -99,6 +104,7 @@ class _Link:
             finally:
                 self.transferring -= 1
             view[: len(piece)] = piece
+            self.times.append((start, sent, asyncio.get_running_loop().time()))
             return RangeMeta(etag='"e"', object_size=len(self.data), nbytes=len(piece))
         finally:
             self.in_flight -= 1
@@ -123,17 +129,19 @@ def _widths(reader: AsyncS3Reader) -> list[int]:
 
 
 @pytest.mark.parametrize("known_size", [False, True])
-def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
+def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size):
     # S3-like: 20 ms to the first byte, 90 MB/s per connection, a 1.25 GB/s target
-    data = os.urandom(96 * PART)
+    data = os.urandom(320 * PART)
     link = _Link(
         data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=90 * MB
     )
     got, reader = _read(link, known_size=known_size)
     assert got == data
-    assert _widths(reader)[:2] == [1, 13]  # one stream measured, then the limit at once
-    assert link.peak == 13
-    # Settled at the limit below the target: later GETs span several parts (the first-byte
+    # One stream measured, then the planned limit at once; that paid and is still below the
+    # target, so on to the read's bound, twice the limit.
+    assert _widths(reader) == [1, 13, 26]
+    assert link.peak == read_reach(13) == 26
+    # Settled there below the target: later GETs span several parts (the first-byte
     # latency paid less often), the last ones one part again; no byte is fetched twice.
     spans = sorted(link.spans)
     assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]
@@ -142,8 +150,37 @@ def test_a_read_widens_to_the_limit_when_each_connection_is_capped(known_size):
     # part that tells the size otherwise.
     assert sizes[0] == (PART // 4 if known_size else PART)
     assert max(sizes) > PART
-    assert all(size <= PART for size in sizes[-13:])  # the end: one part per GET
-    assert link.gets < 96
+    assert all(size <= PART for size in sizes[-26:])  # the end: one part per GET
+    assert link.gets < 320
+
+
+def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
+    # The first GET's head comes after 20 ms and tells the size; its body then takes 66 ms
+    # (one part at 1 MB/s). The rest of the read is not held back by that body.
+    data = os.urandom(96 * PART)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=1 * MB
+    )
+    got, _ = _read(link, known_size=False)
+    assert got == data
+    (first, _, first_done), (second, second_sent, _) = sorted(
+        link.times, key=lambda t: t[1]
+    )[:2]
+    assert (first, second) == (0, PART)
+    assert second_sent < first_done
+    assert sorted(link.spans)[1][0] == PART  # the first part is not fetched twice
+    assert len(link.spans) == len(set(link.spans))
+
+
+def test_a_small_read_of_unknown_size_waits_for_its_one_get():
+    # Too small to gain from starting early (under two parts): one GET, as before.
+    data = os.urandom(PART + 10)
+    link = _Link(
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=0.02, per_stream=1 * MB
+    )
+    got, _ = _read(link, known_size=False)
+    assert got == data
+    assert sorted(link.spans) == [(0, PART), (PART, PART + 10)]
 
 
 def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
@@ -155,7 +192,7 @@ def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
     link.spans.clear()
     got, reader = _read(link, known_size=True)
     assert got == data
-    assert _widths(reader)[0] == 13  # measured at 13 from the start: no narrow trial
+    assert _widths(reader)[0] == 26  # measured at 26 from the start: no narrow trial
     assert link.spans[0] == (0, PART)  # and no short probe GET
 
 
@@ -197,7 +234,7 @@ def test_a_read_steps_back_when_more_streams_do_not_raise_throughput():
     tail=st.integers(0, PART - 1),
     known_size=st.booleans(),
 )
-def test_widening_never_exceeds_the_limit_and_reads_stay_exact(
+def test_widening_never_exceeds_twice_the_limit_and_reads_stay_exact(
     limit, latency, per_stream, shared, parts, tail, known_size
 ):
     data = os.urandom(parts * PART + tail)
@@ -211,7 +248,7 @@ def test_widening_never_exceeds_the_limit_and_reads_stay_exact(
     )
     got, _ = _read(link, known_size=known_size)
     assert got == data
-    assert link.peak <= limit
+    assert link.peak <= read_reach(limit) <= 2 * limit
     spans = sorted(link.spans)
     assert spans[0][0] == 0
     assert spans[-1][1] == len(data)
@@ -229,6 +266,40 @@ def test_stream_width_validates_its_arguments():
         StreamWidth(4, 0.0)
     with pytest.raises(ValueError, match="min_gain"):
         StreamWidth(4, 1.0, min_gain=-0.1)
+
+
+def test_stream_width_validates_its_reach():
+    with pytest.raises(ValueError, match="reach must be >= limit 8"):
+        StreamWidth(8, 1.0, reach=7)
+
+
+def test_stream_width_goes_past_the_limit_and_the_target_only_while_it_pays():
+    width = StreamWidth(8, 100.0, reach=16)
+    width.record(0, 10, 1.0)  # 10 B/s alone: 10 streams for the target, 8 planned
+    assert width.width == 8  # the first step stops at the planned limit
+    for _ in range(4):
+        width.record(1, 15, 1.0)  # 120 B/s over 8: the target is met, and the step paid
+    assert (width.width, width.settled) == (16, False)  # so on, past limit and target
+    for _ in range(8):
+        width.record(2, 8, 1.0)  # 128 B/s over 16: +7 %, not worth it
+    assert (width.width, width.settled) == (8, True)
+    assert [w for w, _ in width.history] == [1, 8, 16]
+
+
+def test_stream_width_takes_no_step_too_small_to_pay():
+    width = StreamWidth(8, 1000.0, reach=9)
+    width.record(0, 10, 1.0)
+    for _ in range(4):
+        width.record(1, 10, 1.0)  # 80 B/s at 8: below target; 9 cannot add 25 %
+    assert (width.width, width.settled) == (8, True)
+
+
+def test_stream_width_starting_past_the_limit_stays_within_reach():
+    width = StreamWidth(8, 1000.0, start=16, reach=16)  # an earlier read settled at 16
+    assert width.width == 16
+    for _ in range(8):
+        width.record(0, 10, 1.0)  # 160 B/s: below the target, and nowhere left to go
+    assert (width.width, width.settled) == (16, True)
 
 
 def test_stream_width_ignores_gets_issued_at_an_earlier_width():

@@ -37,8 +37,8 @@ def _gets(proxy):
     ]
 
 
-def _break_second_part(proxy, fault):
-    """Apply ``fault`` to the GET of the second part (its Range starts at PART)."""
+def _break_second_part(proxy, fault, start=PART):
+    """Apply ``fault`` to the GET of the second part (its Range starts at ``start``)."""
     rule = FaultRule(fault, method="GET", path_contains="/obj", header_present="Range")
     # FaultRule has no header-value criterion: match the second part's request by order.
     original = rule.matches
@@ -49,7 +49,7 @@ def _break_second_part(proxy, fault):
             return False
         value = {k.lower(): v for k, v in headers.items()}.get("range", "")
         seen.append(value)
-        return value.startswith(f"bytes={PART}-")
+        return value.startswith(f"bytes={start}-")
 
     rule.matches = matches  # type: ignore[method-assign]
     proxy.add_fault(rule)
@@ -87,6 +87,28 @@ async def test_core_read_fails_without_attempts_left(proxy, bucket, put, fault):
         reader = AsyncS3Reader(c, bucket, "obj", part_size=PART)
         with pytest.raises(S3Exception):
             await reader.read()
+    assert proxy.faults_injected == 1
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+async def test_core_whole_read_with_a_broken_first_part_while_the_rest_is_fetched(
+    proxy, bucket, put, attempts
+):
+    # Size unknown: the first part's head tells it, and the other parts are fetched while
+    # that part's body flows. Its body breaks: resumed when attempts are left, else the
+    # read fails (and the parts in flight are given up, nothing left hanging).
+    put("obj", DATA)
+    _break_second_part(proxy, Fault.reset_after(1000), start=0)
+    config = S3ClientConfig(max_attempts=attempts)
+    async with AsyncS3Client(REGION, endpoint=proxy.url, s3client_config=config) as c:
+        reader = AsyncS3Reader(c, bucket, "obj", part_size=PART)
+        if attempts == 1:
+            with pytest.raises(S3Exception):
+                await reader.read()
+            assert reader.tell() == 0
+        else:
+            assert await reader.read() == DATA
+            assert reader.tell() == len(DATA)
     assert proxy.faults_injected == 1
 
 
@@ -136,6 +158,21 @@ def test_sequential_reader_fails_with_one_attempt(proxy, bucket, put, pattern):
     reader = _sequential(_sync_client(proxy, 1), bucket, with_info=True)
     with pytest.raises(S3Exception):
         reader.read() if pattern == "whole" else _read_streaming(reader)
+
+
+def test_sequential_whole_read_of_unknown_size_goes_on_once_the_size_is_known(
+    proxy, bucket, put
+):
+    # The first GET's head arrives, then its body stalls for 2 s (and breaks): the rest of
+    # the object is requested during that stall, not once the first part is in.
+    put("obj", DATA)
+    _break_second_part(proxy, Fault.stall(1000, 2.0), start=0)
+    reader = _sequential(_sync_client(proxy, 3), bucket, with_info=False)
+    assert reader.read() == DATA
+    starts = [int(g["range"][6:].split("-")[0]) for g in _gets(proxy)]
+    assert starts[0] == 0
+    resume = [i for i, start in enumerate(starts) if start < PART][1]  # after the break
+    assert starts.index(PART) < resume
 
 
 def test_ranged_and_dcp_readers_survive_a_broken_body(proxy, bucket, put):

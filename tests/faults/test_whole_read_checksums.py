@@ -8,6 +8,7 @@ on the way down; moto stores the CRC32 that boto3 (and we) upload and reports it
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -17,6 +18,7 @@ from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._s3client import S3Client
 from s3torch_async.s3reader import S3ReaderConstructor
 from tests._faultproxy import Fault, FaultProxy, FaultRule
+from tests._scripted import HANG, ScriptedServer
 from tests.faults._helpers import crc, part_config, payload
 
 REGION = "us-east-1"
@@ -405,8 +407,7 @@ def hold_first_get_and_head(proxy: FaultProxy, key: str) -> FaultRule:
     """Hold the first two requests for ``key`` until both wait together (or 3 s pass).
 
     They meet only if the checksum HEAD leaves while the first GET is still unanswered: a
-    HEAD sent after the GET would wait alone. (The client must have had an answer from the
-    endpoint before: until then its requests go one at a time.)
+    HEAD sent after the GET would wait alone.
     """
     return proxy.add_fault(
         FaultRule(Fault.meet(2, 3.0), path_contains=f"/{key}", times=2)
@@ -424,6 +425,51 @@ async def test_whole_read_of_unknown_size_sends_its_head_with_the_first_get(
         assert await c.get_object(bucket, "small").read() == data
     assert proxy.most_held == 2
     assert checksum_heads(proxy) == 1
+
+
+async def test_a_clients_first_read_sends_its_head_with_the_first_get(
+    proxy, bucket, boto_s3
+):
+    # The client has never had an answer from the endpoint: its first request goes alone
+    # until answered (the first-answer turn), but the checksum HEAD accompanies it (one
+    # round trip for a cold read, not two).
+    data = payload(1000, 24)
+    boto_s3.put_object(Bucket=bucket, Key="small", Body=data)
+    hold_first_get_and_head(proxy, "small")
+    async with client(proxy) as c:
+        assert await c.get_object(bucket, "small").read() == data
+    assert proxy.most_held == 2
+    assert sorted(m for m, _, _ in proxy.requests) == ["GET", "HEAD"]
+
+
+async def test_a_first_read_from_a_silent_endpoint_fails_fast_head_included(
+    s3_transport, monkeypatch
+):
+    # The HEAD that skips the first-answer turn keeps the first-answer timeout: against an
+    # endpoint that accepts connections and never answers, it fails as the GET does (after
+    # the shared probe), instead of waiting out the 60 s read timeout.
+    monkeypatch.setenv("S3TORCH_ASYNC_FIRST_ANSWER_TIMEOUT", "0.5")
+    with ScriptedServer(lambda req: HANG) as srv:
+        async with AsyncS3Client(REGION, endpoint=srv.url) as c:
+            reader = c.get_object("bkt", "k")
+            with pytest.raises(S3Exception, match="no HTTP response from"):
+                await reader.read()
+            head = reader._whole_check._head  # the HEAD the read sent alongside
+            with pytest.raises(S3Exception, match="no HTTP response from"):
+                await asyncio.wait_for(asyncio.shield(head), 8.0)
+        requests = sorted((r.method, r.path) for r in srv.requests)
+    assert requests == [("GET", "/bkt/k"), ("HEAD", "/"), ("HEAD", "/bkt/k")]
+
+
+def test_sync_clients_first_read_sends_its_head_with_the_first_get(
+    proxy, bucket, boto_s3
+):
+    data = payload(1000, 25)
+    boto_s3.put_object(Bucket=bucket, Key="small", Body=data)
+    hold_first_get_and_head(proxy, "small")
+    assert sync_client(proxy).get_object(bucket, "small").read() == data
+    assert proxy.most_held == 2
+    assert sorted(m for m, _, _ in proxy.requests) == ["GET", "HEAD"]
 
 
 def test_sync_whole_read_of_unknown_size_sends_its_head_with_the_first_get(

@@ -290,16 +290,16 @@ def test_prefetch_window_never_exceeds_budget_except_single_oversized_item(
 # concurrency_for
 
 
-def test_concurrency_for_ten_gbps_is_sixteen_with_8_mib_parts():
-    # 8 MiB at 100 MB/s after 20 ms to the first byte: 81 MB/s per connection.
-    assert concurrency_for(10, 8 * MiB) == 16
+def test_concurrency_for_ten_gbps_is_eighteen_with_8_mib_parts():
+    # 8 MiB at AWS's 85 MB/s per connection after 20 ms to the first byte: 71 MB/s each.
+    assert concurrency_for(10, 8 * MiB) == 18
 
 
 def test_concurrency_for_needs_more_connections_for_smaller_parts():
-    # The first-byte wait weighs more on a small part: 5 MiB parts carry 72 MB/s per
-    # connection (18 for 10 Gbps), 64 MiB parts 97 MB/s (13).
-    assert concurrency_for(10, 5 * MiB) == 18
-    assert concurrency_for(10, 64 * MiB) == 13
+    # The first-byte wait weighs more on a small part: 5 MiB parts carry 64 MB/s per
+    # connection (20 for 10 Gbps), 64 MiB parts 83 MB/s (16).
+    assert concurrency_for(10, 5 * MiB) == 20
+    assert concurrency_for(10, 64 * MiB) == 16
 
 
 def test_concurrency_for_is_clamped():
