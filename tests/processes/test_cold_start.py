@@ -12,7 +12,14 @@ import pytest
 
 pytestmark = pytest.mark.process
 
-HEAVY = ("aiobotocore", "aiohttp", "botocore.client", "botocore.session", "urllib3")
+HEAVY = (
+    "aiobotocore",
+    "aiohttp",
+    "botocore.client",
+    "botocore.exceptions",
+    "botocore.session",
+    "urllib3",
+)
 
 
 def _run(code: str, **env: str) -> dict[str, object]:
