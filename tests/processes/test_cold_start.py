@@ -132,3 +132,28 @@ def test_a_dataset_parses_botocores_models_only_for_clients_that_need_them(env, 
         **env,
     )
     assert result["warmed"] is warmed
+
+
+def test_the_listing_patterns_compile_on_the_first_page_not_at_import():
+    result = _run(
+        """
+        import json, re
+        import s3torch_async
+        from s3torch_async._core import _listxml
+        patterns = ("_PROLOG", "_CONTENTS", "_TOP", "_LEAF", "_REF", "_OTHER_AMP")
+        before = [isinstance(getattr(_listxml, p), re.Pattern) for p in patterns]
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\\n<ListBucketResult>'
+            b"<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>"
+            b"<Contents><Key>k</Key><LastModified>2026-12-07T00:00:00.000Z</LastModified>"
+            b"<ETag>&quot;e&quot;</ETag><Size>3</Size></Contents></ListBucketResult>"
+        )
+        page = _listxml.scan(body)
+        after = [isinstance(getattr(_listxml, p), re.Pattern) for p in patterns]
+        print(json.dumps({"before": before, "after": after, "rows": page[1]}))
+        """
+    )
+    assert result["before"] == [False] * 6
+    assert result["rows"] == [["k", '"e"', "3", "2026-12-07T00:00:00.000Z", None]]
+    # Every pattern the page needed is compiled now and used directly from then on.
+    assert result["after"][:2] == [True, True]
