@@ -157,3 +157,17 @@ def test_the_listing_patterns_compile_on_the_first_page_not_at_import():
     assert result["rows"] == [["k", '"e"', "3", "2026-12-07T00:00:00.000Z", None]]
     # Every pattern the page needed is compiled now and used directly from then on.
     assert result["after"][:2] == [True, True]
+
+
+def test_importing_the_package_leaves_the_async_dataset_until_it_is_used():
+    result = _run(
+        """
+        import json, sys
+        import s3torch_async
+        before = "s3torch_async.async_dataset" in sys.modules
+        dataset = s3torch_async.AsyncS3Dataset
+        print(json.dumps({"before": before, "after": "s3torch_async.async_dataset" in sys.modules,
+                          "module": dataset.__module__}))
+        """
+    )
+    assert result == {"before": False, "after": True, "module": "s3torch_async"}
