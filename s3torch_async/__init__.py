@@ -16,22 +16,26 @@ from ._core import AsyncS3Client, AsyncS3Reader, AsyncS3Writer
 from ._errors import S3Exception
 from ._types import HeadObjectResult, ListObjectResult, ObjectInfo, RestoreStatus
 from ._version import __version__
-from .async_dataset import AsyncS3Dataset, S3Object
 from .s3reader import S3Reader, S3ReaderConstructor
 from .s3writer import S3Writer
 
 if TYPE_CHECKING:
+    from .async_dataset import AsyncS3Dataset, S3Object
     from .s3checkpoint import S3Checkpoint
     from .s3iterable_dataset import S3IterableDataset
     from .s3map_dataset import S3MapDataset
 
+# Imported on first access: the torch-dependent classes, and the async dataset (~1 ms that a
+# program using only the clients never needs).
 _LAZY = {
+    "AsyncS3Dataset": ".async_dataset",
+    "S3Object": ".async_dataset",
     "S3Checkpoint": ".s3checkpoint",
     "S3IterableDataset": ".s3iterable_dataset",
     "S3MapDataset": ".s3map_dataset",
 }
 
-for _obj in (AsyncS3Client, AsyncS3Reader, AsyncS3Writer, AsyncS3Dataset, S3Object):
+for _obj in (AsyncS3Client, AsyncS3Reader, AsyncS3Writer):
     _obj.__module__ = __name__
 del _obj
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
 from ._core._object import ObjectVersion
@@ -442,21 +441,27 @@ class WriterHandle(_ObjectHandle):
 # -- dataset pipelines --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# Plain classes, not dataclasses: each dataclass costs ~0.3 ms of import.
 class PrefixItems:
     """A pipeline source: every object under ``prefix``, listed on the loop."""
 
-    bucket: str
-    prefix: str
+    __slots__ = ("bucket", "prefix")
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket, self.prefix = bucket, prefix
 
 
-@dataclass(frozen=True)
 class PrefetchSettings:
     """How far a dataset's pipeline downloads ahead (see ``open_object_pipeline``)."""
 
-    prefetch_bytes: int
-    prefetch_count: int
-    max_object_size: int
+    __slots__ = ("max_object_size", "prefetch_bytes", "prefetch_count")
+
+    def __init__(
+        self, prefetch_bytes: int, prefetch_count: int, max_object_size: int
+    ) -> None:
+        self.prefetch_bytes = prefetch_bytes
+        self.prefetch_count = prefetch_count
+        self.max_object_size = max_object_size
 
 
 class PrefetchSession:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -26,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Hashable, Iterator
-from typing import Any, Callable, Optional, Protocol, TypeVar
+from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +43,87 @@ class _Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def _invoke(
-    fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> T:
-    return await fn(*args, **kwargs)
+class _Call(Generic[T]):
+    """One ``run()``: the caller blocks on ``waiter`` until the loop releases it.
+
+    A bare lock is the cheapest wake-up between two threads (a ``concurrent.futures.Future``
+    costs a condition variable, its notification and a state machine per call); every sync
+    call crosses here, up to once per listing page or batch of objects.
+    """
+
+    __slots__ = (
+        "args",
+        "done",
+        "error",
+        "fn",
+        "kwargs",
+        "loop",
+        "task",
+        "value",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.loop, self.fn, self.args, self.kwargs = loop, fn, args, kwargs
+        self.waiter = threading.Lock()
+        self.waiter.acquire()
+        self.task: Optional[asyncio.Task[None]] = None
+        self.done = False
+        self.value: Optional[T] = None
+        self.error: Optional[BaseException] = None
+
+    def start(self) -> None:
+        # On the loop: the coroutine is created here, never on the caller's thread.
+        try:
+            self.task = self.loop.create_task(self._main())
+        except BaseException as exc:  # e.g. the loop is closing: report it, never hang
+            self._finish(exc)
+
+    async def _main(self) -> None:
+        fn, args, kwargs = self.fn, self.args, self.kwargs
+        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
+        try:
+            self.value = await fn(*args, **kwargs)
+        except BaseException as exc:
+            del fn, args, kwargs  # the traceback keeps this frame: not the arguments
+            self._finish(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise  # asyncio hands these to the loop's owner
+            return
+        # Released here rather than in a done callback: one loop iteration less per call.
+        self._finish(None)
+
+    def _finish(self, error: Optional[BaseException]) -> None:
+        if self.done:
+            return
+        self.error = error
+        self.task = None
+        self.done = True
+        self.waiter.release()
+
+    def cancel(self) -> None:
+        task = self.task
+        if task is not None:
+            # A task cancelled before its first step never enters ``_main``: the callback
+            # releases the waiter then.
+            task.add_done_callback(lambda _t: self._finish(asyncio.CancelledError()))
+            task.cancel()
+
+    def outcome(self) -> T:
+        error, self.error = self.error, None
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error  # no cycle through this frame
+        value, self.value = self.value, None
+        return value  # type: ignore[return-value]
 
 
 class LoopRunner:
@@ -154,47 +230,18 @@ class LoopRunner:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        result: concurrent.futures.Future[T] = concurrent.futures.Future()
-        tasks: list[asyncio.Task[T]] = []
-
-        def deliver(task: asyncio.Task[T]) -> None:
-            if result.done():
-                return
-            if task.cancelled():
-                result.set_exception(asyncio.CancelledError())
-            elif task.exception() is not None:
-                result.set_exception(task.exception())  # type: ignore[arg-type]
-            else:
-                result.set_result(task.result())
-
-        def start() -> None:
-            if not result.set_running_or_notify_cancel():
-                return
-            task = loop.create_task(_invoke(fn, args, kwargs))
-            tasks.append(task)
-            task.add_done_callback(deliver)
-
-        loop.call_soon_threadsafe(start)
+        call: _Call[T] = _Call(loop, fn, args, kwargs)
+        loop.call_soon_threadsafe(call.start)
         try:
-            return result.result()
+            call.waiter.acquire()
         except BaseException:
-            if not result.done():
+            if not call.done:
                 # Interrupted while waiting: cancel the work and let its shielded cleanup run.
-                done = threading.Event()
-
-                def cancel() -> None:
-                    if not tasks or tasks[0].done():
-                        done.set()
-                        return
-                    tasks[0].add_done_callback(lambda _t: done.set())
-                    tasks[0].cancel()
-
-                if result.cancel():
-                    done.set()
-                else:
-                    loop.call_soon_threadsafe(cancel)
-                done.wait(_CANCEL_GRACE)
+                # ``start`` was queued first, so it has run by the time ``cancel`` does.
+                loop.call_soon_threadsafe(call.cancel)
+                call.waiter.acquire(timeout=_CANCEL_GRACE)
             raise
+        return call.outcome()
 
     def iterate(
         self, fn: Callable[..., AsyncIterator[T]], /, *args: Any, **kwargs: Any

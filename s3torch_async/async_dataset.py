@@ -340,3 +340,7 @@ class AsyncS3Dataset:
                 yield S3Object(item.bucket, item.key, data, etag, item.object_info)
         finally:
             await pipeline.aclose()
+
+
+# Public as ``s3torch_async.AsyncS3Dataset`` / ``s3torch_async.S3Object`` (imported lazily there).
+AsyncS3Dataset.__module__ = S3Object.__module__ = "s3torch_async"

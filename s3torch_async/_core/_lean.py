@@ -39,8 +39,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Awaitable, Callable, Optional, Protocol
 from urllib.parse import quote, unquote_plus, urlsplit
 
-from botocore.exceptions import HTTPClientError, NoCredentialsError
-
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from . import _listxml
@@ -379,6 +377,10 @@ class LeanTransport(Transport):
         if self._unsigned:
             return None
         if self._credentials is None:
+            from botocore.exceptions import (
+                NoCredentialsError,  # only on this rare error
+            )
+
             raise NoCredentialsError()
         return await self._credentials.get_frozen_credentials()
 
@@ -477,6 +479,8 @@ class LeanTransport(Transport):
         except ValueError as exc:
             # A request our HTTP client refuses to send (e.g. CR/LF in a header value):
             # botocore's transport reports the same as HTTPClientError.
+            from botocore.exceptions import HTTPClientError  # only on this rare error
+
             raise HTTPClientError(error=exc) from exc
 
     # -- the interface ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """S3 response helpers shared by both transports: error and listing shapes botocore's way.
 
-Light on purpose (botocore's exception module only): the lean transport uses these without
-loading aiobotocore, aiohttp or botocore's client machinery.
+Light on purpose: the lean transport uses these without loading aiobotocore, aiohttp or
+botocore's client machinery; botocore's exception module is imported only to build an error.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Optional
 
-from botocore.exceptions import ClientError
-
 from .._errors import S3Exception
 from .._types import RestoreStatus
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
+
+    from botocore.exceptions import ClientError
 
 __all__ = [
     "check_key_count",
@@ -108,4 +108,6 @@ def client_error(status: int, body: bytes, headers: Any, operation: str) -> Clie
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": request_id},
     }
+    from botocore.exceptions import ClientError  # loaded on the first error only
+
     return ClientError(response, operation)  # type: ignore[arg-type]

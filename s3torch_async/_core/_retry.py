@@ -32,20 +32,19 @@ import socket
 import ssl
 import sys
 from collections.abc import Awaitable
-from typing import Callable, Optional, TypeVar
-
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-from botocore.exceptions import SSLError as BotoSSLError
+from typing import Any, Callable, Optional, TypeVar
 
 from ._http import NoResponseError, StaleConnectionError
 
-__all__ = ["Attempts", "Failure", "aiohttp_errors", "classify", "describe"]
+__all__ = [
+    "Attempts",
+    "Failure",
+    "aiohttp_errors",
+    "botocore_error",
+    "classify",
+    "client_error_response",
+    "describe",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("s3torch_async.retry")
@@ -91,11 +90,34 @@ def aiohttp_errors(name: str) -> tuple[type[BaseException], ...]:
     return (cls,) if isinstance(cls, type) else ()
 
 
+class _NeverRaised(Exception):
+    """Stands for a botocore error class while botocore is not loaded (no instance exists)."""
+
+
+def botocore_error(name: str) -> type[BaseException]:
+    """``botocore.exceptions.<name>``; a class nothing is an instance of until it is loaded.
+
+    The lean transport reaches S3 without botocore; its errors module (and the vendored
+    requests/urllib3 it imports, ~5 ms) is loaded only when one is raised.
+    """
+    module = sys.modules.get("botocore.exceptions")
+    cls = getattr(module, name, None) if module is not None else None
+    return cls if isinstance(cls, type) else _NeverRaised
+
+
+def client_error_response(exc: BaseException) -> Optional[dict[str, Any]]:
+    """The parsed response of a botocore ``ClientError``; ``None`` for any other error."""
+    if isinstance(exc, botocore_error("ClientError")):
+        response: dict[str, Any] = exc.response  # type: ignore[attr-defined]
+        return response
+    return None
+
+
 def _tls_errors() -> tuple[type[BaseException], ...]:
     return (
         ssl.SSLError,
         ssl.CertificateError,
-        BotoSSLError,
+        botocore_error("SSLError"),
         *aiohttp_errors("ClientSSLError"),
     )
 
@@ -113,7 +135,7 @@ def _body_errors() -> tuple[type[BaseException], ...]:
         ConnectionError,
         asyncio.TimeoutError,
         *aiohttp_errors("ClientError"),
-        BotoCoreError,
+        botocore_error("BotoCoreError"),
     )
 
 
@@ -147,9 +169,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
     """Classify a failed attempt; ``in_body``: it broke after the response headers arrived."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = exc.response.get("Error", {}).get("Code")
+    response = client_error_response(exc)
+    if response is not None:
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = response.get("Error", {}).get("Code")
         if status in _TRANSIENT_STATUS or code in _RETRYABLE_CODES or status == 429:
             return Failure.TRANSIENT
         return Failure.FATAL
@@ -162,14 +185,25 @@ def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
         if isinstance(exc, _body_errors()):
             return Failure.TRANSIENT
         return Failure.FATAL
-    if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError, asyncio.TimeoutError)):
+    if isinstance(
+        exc,
+        (
+            botocore_error("ConnectTimeoutError"),
+            botocore_error("ReadTimeoutError"),
+            asyncio.TimeoutError,
+        ),
+    ):
         return Failure.NO_ANSWER
     if isinstance(
         exc,
-        (ConnectionError, EndpointConnectionError, *aiohttp_errors("ClientError")),
+        (
+            ConnectionError,
+            botocore_error("EndpointConnectionError"),
+            *aiohttp_errors("ClientError"),
+        ),
     ):
         return Failure.TRANSIENT
-    if isinstance(exc, BotoCoreError) and type(exc).__name__ in (
+    if isinstance(exc, botocore_error("BotoCoreError")) and type(exc).__name__ in (
         "ConnectionClosedError",
         "HTTPClientError",
         "ResponseStreamingError",
@@ -181,9 +215,10 @@ def classify(exc: BaseException, *, in_body: bool = False) -> Failure:
 
 def describe(exc: BaseException) -> str:
     """A one-line cause for logs and messages: the kind of failure and its text."""
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {}) or {}
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    response = client_error_response(exc)
+    if response is not None:
+        err = response.get("Error", {}) or {}
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return f"HTTP {status} {err.get('Code', '')}: {err.get('Message', '')}".rstrip(
             ": "
         )

@@ -7,13 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Optional
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    NoCredentialsError,
-    ParamValidationError,
-)
-
 from .._errors import (
     BUCKET_NOT_FOUND,
     KEY_NOT_FOUND,
@@ -21,7 +14,7 @@ from .._errors import (
     OBJECT_NOT_FOUND,
     S3Exception,
 )
-from ._retry import aiohttp_errors, describe
+from ._retry import aiohttp_errors, botocore_error, client_error_response, describe
 
 __all__ = ["translate", "translating_errors"]
 
@@ -44,9 +37,10 @@ def translate(
         if exc.operation is None:  # raised below the client: say where
             exc.bucket, exc.key, exc.operation = bucket, key, operation
         return exc
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {}) or {}
-        meta = exc.response.get("ResponseMetadata", {}) or {}
+    response = client_error_response(exc)
+    if response is not None:
+        err = response.get("Error", {}) or {}
+        meta = response.get("ResponseMetadata", {}) or {}
         code = str(err.get("Code", "")) or "Unknown"
         status = meta.get("HTTPStatusCode")
         request_id = meta.get("RequestId") or None
@@ -58,9 +52,7 @@ def translate(
             return S3Exception(KEY_NOT_FOUND, **attrs)
         if code == "NoSuchBucket":
             return S3Exception(BUCKET_NOT_FOUND, **attrs)
-        message = (
-            err.get("Message") or exc.response.get("Error", {}).get("Message") or ""
-        )
+        message = err.get("Message") or response.get("Error", {}).get("Message") or ""
         detail = f"{code} (HTTP {status}, request id {request_id})"
         return S3Exception(
             f"Service error: {operation}{_where(bucket, key)} failed: {detail}: {message}".rstrip(
@@ -68,14 +60,14 @@ def translate(
             ),
             **attrs,
         )
-    if isinstance(exc, NoCredentialsError):
+    if isinstance(exc, botocore_error("NoCredentialsError")):
         return S3Exception(NO_CREDENTIALS, **attrs)
-    if isinstance(exc, ParamValidationError):
+    if isinstance(exc, botocore_error("ParamValidationError")):
         return ValueError(f"{operation}{_where(bucket, key)}: {exc}")
     if isinstance(
         exc,
         (
-            BotoCoreError,
+            botocore_error("BotoCoreError"),
             *aiohttp_errors("ClientError"),
             asyncio.TimeoutError,
             OSError,

@@ -12,7 +12,14 @@ import pytest
 
 pytestmark = pytest.mark.process
 
-HEAVY = ("aiobotocore", "aiohttp", "botocore.client", "botocore.session", "urllib3")
+HEAVY = (
+    "aiobotocore",
+    "aiohttp",
+    "botocore.client",
+    "botocore.exceptions",
+    "botocore.session",
+    "urllib3",
+)
 
 
 def _run(code: str, **env: str) -> dict[str, object]:
@@ -125,3 +132,42 @@ def test_a_dataset_parses_botocores_models_only_for_clients_that_need_them(env, 
         **env,
     )
     assert result["warmed"] is warmed
+
+
+def test_the_listing_patterns_compile_on_the_first_page_not_at_import():
+    result = _run(
+        """
+        import json, re
+        import s3torch_async
+        from s3torch_async._core import _listxml
+        patterns = ("_PROLOG", "_CONTENTS", "_TOP", "_LEAF", "_REF", "_OTHER_AMP")
+        before = [isinstance(getattr(_listxml, p), re.Pattern) for p in patterns]
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\\n<ListBucketResult>'
+            b"<KeyCount>1</KeyCount><IsTruncated>false</IsTruncated>"
+            b"<Contents><Key>k</Key><LastModified>2026-12-07T00:00:00.000Z</LastModified>"
+            b"<ETag>&quot;e&quot;</ETag><Size>3</Size></Contents></ListBucketResult>"
+        )
+        page = _listxml.scan(body)
+        after = [isinstance(getattr(_listxml, p), re.Pattern) for p in patterns]
+        print(json.dumps({"before": before, "after": after, "rows": page[1]}))
+        """
+    )
+    assert result["before"] == [False] * 6
+    assert result["rows"] == [["k", '"e"', "3", "2026-12-07T00:00:00.000Z", None]]
+    # Every pattern the page needed is compiled now and used directly from then on.
+    assert result["after"][:2] == [True, True]
+
+
+def test_importing_the_package_leaves_the_async_dataset_until_it_is_used():
+    result = _run(
+        """
+        import json, sys
+        import s3torch_async
+        before = "s3torch_async.async_dataset" in sys.modules
+        dataset = s3torch_async.AsyncS3Dataset
+        print(json.dumps({"before": before, "after": "s3torch_async.async_dataset" in sys.modules,
+                          "module": dataset.__module__}))
+        """
+    )
+    assert result == {"before": False, "after": True, "module": "s3torch_async"}

@@ -127,6 +127,54 @@ def test_keyboard_interrupt_cancels_the_work_and_runs_shielded_cleanup(runner):
     assert runner.run(_add, 1, 1) == 2
 
 
+def test_work_cancelled_on_the_loop_raises_cancelled_error_in_the_caller(runner):
+    started = threading.Event()
+
+    async def sleep_long():
+        started.set()
+        await asyncio.sleep(30)
+
+    outcome = []
+
+    def call():
+        try:
+            runner.run(sleep_long)
+        except BaseException as exc:  # recorded for the assertion
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert started.wait(5)
+
+    async def cancel_the_other():
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    runner.run(cancel_the_other)
+    caller.join(5)
+    assert not caller.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], asyncio.CancelledError)
+
+
+def test_a_call_cancelled_before_its_first_step_releases_its_caller(runner):
+    from s3torch_async._runner import _Call
+
+    runner.run(_add, 0, 0)
+    loop = runner.loop
+    call = _Call(loop, _add, (1, 2), {})
+
+    def start_and_cancel():
+        call.start()
+        call.cancel()  # before the task's first step: _main never runs
+
+    loop.call_soon_threadsafe(start_and_cancel)
+    assert call.waiter.acquire(timeout=5)
+    with pytest.raises(asyncio.CancelledError):
+        call.outcome()
+
+
 def test_iterate_drives_an_async_generator(runner):
     async def gen(n):
         for i in range(n):
