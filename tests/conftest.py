@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -150,3 +151,19 @@ def put(boto_s3: Any, bucket: str) -> Callable[..., None]:
         boto_s3.put_object(Bucket=bucket_name or bucket, Key=key, Body=data)
 
     return _put
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Python's own Ctrl-C handling for one test, whatever earlier tests left behind.
+
+    Tests that send a real SIGINT check what a user's Ctrl-C does; a library used by an
+    earlier test may have replaced the handler or blocked the signal in the main thread.
+    """
+    unblocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)

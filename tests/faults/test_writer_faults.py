@@ -212,7 +212,7 @@ def _interrupt_when(condition: Any, stop: threading.Event) -> threading.Thread:
 )
 @pytest.mark.parametrize("where", ["write", "close"])
 def test_keyboard_interrupt_during_sync_write_or_close_aborts(
-    proxy, bucket, boto_s3, where
+    proxy, bucket, boto_s3, where, default_sigint
 ):
     # Parts hang for 30 s in the proxy. With two parts in flight at most, the third part's
     # handoff blocks inside write(); in the close case, close() blocks waiting for part 1.

@@ -100,7 +100,9 @@ def test_lock_is_not_held_while_waiting(runner):
     assert results == ["released"]
 
 
-def test_keyboard_interrupt_cancels_the_work_and_runs_shielded_cleanup(runner):
+def test_keyboard_interrupt_cancels_the_work_and_runs_shielded_cleanup(
+    runner, default_sigint
+):
     import anyio
 
     state = {"cancelled": False, "cleanup_done": False}
