@@ -296,6 +296,11 @@ def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
         ValueError: If the target is not a positive finite number or
             ``part_size`` is less than 1.
     """
+    return _clamp(math.ceil(_busy_connections(throughput_target_gbps, part_size)))
+
+
+def _busy_connections(throughput_target_gbps: float, part_size: int) -> float:
+    """Connections kept busy moving ``part_size`` parts at the target (unrounded); validates."""
     if not (math.isfinite(throughput_target_gbps) and throughput_target_gbps > 0):
         raise ValueError(
             "throughput_target_gbps must be positive and finite, "
@@ -305,7 +310,10 @@ def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
         raise ValueError(f"part_size must be >= 1, got {part_size}")
     bytes_per_sec = throughput_target_gbps * 1e9 / 8
     seconds_per_part = FIRST_BYTE_LATENCY_S + part_size / PER_CONNECTION_BYTES_PER_SEC
-    wanted = math.ceil(bytes_per_sec * seconds_per_part / part_size)
+    return bytes_per_sec * seconds_per_part / part_size
+
+
+def _clamp(wanted: int) -> int:
     return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
 
 
@@ -330,14 +338,8 @@ def upload_concurrency_for(throughput_target_gbps: float, part_size: int) -> int
         ValueError: If the target is not a positive finite number or
             ``part_size`` is less than 1.
     """
-    concurrency_for(
-        throughput_target_gbps, part_size
-    )  # the same checks, the same errors
-    bytes_per_sec = throughput_target_gbps * 1e9 / 8
-    seconds_per_part = FIRST_BYTE_LATENCY_S + part_size / PER_CONNECTION_BYTES_PER_SEC
-    busy = bytes_per_sec * seconds_per_part / part_size
-    wanted = math.ceil(busy / UPLOAD_WINDOW_BUSY)
-    return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, wanted))
+    busy = _busy_connections(throughput_target_gbps, part_size)
+    return _clamp(math.ceil(busy / UPLOAD_WINDOW_BUSY))
 
 
 def read_reach(concurrency: int) -> int:
