@@ -10,7 +10,8 @@ measured (``StreamWidth.history``).
 Variants: ``boto3`` (``get_object()['Body'].read()``), ``dlfo`` (``download_fileobj``, 10
 threads), ``ours`` (``await AsyncS3Client.get_object(...).read()``, size unknown), ``ours:W`` (the
 same with ``max_concurrency`` forced to ``W``), ``ours+size`` (the size passed in, as listing
-information gives it). Set ``S3TORCH_ASYNC_PREFAULT=0`` for the reader without
+information gives it), ``ours=W`` (exactly ``W`` streams from the first GET on, never
+re-measured: the steady state of a width without the ramp). Set ``S3TORCH_ASYNC_PREFAULT=0`` for the reader without
 pre-faulted results. ``--timeline`` also prints where our reads' time goes: per GET the
 first-byte wait and body rate, the idle time between one stream's GETs, and the streams in
 flight over the read.
@@ -37,6 +38,7 @@ from boto3.s3.transfer import TransferConfig
 from benchmarks._model import parse_size
 from benchmarks.s3server import ServerProcess
 from s3torch_async import AsyncS3Client, S3ClientConfig
+from s3torch_async._core._planning import StreamWidth
 
 BUCKET = "read-micro"
 KEY = "big"
@@ -164,6 +166,7 @@ def _ours(
     sized: bool,
     loop: asyncio.AbstractEventLoop,
     timeline: bool = False,
+    fixed: int = 0,
 ) -> Callable[[], int]:
     client = AsyncS3Client(
         REGION, endpoint=url, s3client_config=S3ClientConfig(force_path_style=True)
@@ -181,6 +184,9 @@ def _ours(
 
     async def go() -> int:
         reader = client.get_object(BUCKET, KEY, object_info=head if sized else None)
+        if fixed:  # exactly `fixed` streams from the start, never re-measured
+            target = client.s3client_config.throughput_target_gbps * 1e9 / 8
+            reader._width = StreamWidth(fixed, target, start=fixed, reach=fixed)
         began = time.perf_counter()
         data = await reader.read()
         if probe is not None:
@@ -236,9 +242,15 @@ def main(argv: List[str] | None = None) -> None:
                         return len(buf.getbuffer())
 
                 else:
-                    name, _, width = variant.partition(":")
+                    name, _, fixed = variant.partition("=")
+                    name, _, width = name.partition(":")
                     read = _ours(
-                        url, int(width or 0), name == "ours+size", loop, args.timeline
+                        url,
+                        int(width or 0),
+                        name == "ours+size",
+                        loop,
+                        args.timeline,
+                        int(fixed or 0),
                     )
                 _measure(variant, read, server)
         loop.close()

@@ -6,10 +6,11 @@ This module owns how bytes of one object get from S3 into memory:
   ``AsyncS3Client.get_range_into`` straight into the destination (the caller's buffer, or a
   result buffer allocated once). A read of at most one part is a single GET. How many run at
   once is measured, per reader (``_planning.StreamWidth``): one first, then as many as the
-  throughput target needs at the rate one delivered, up to ``client.max_concurrency``, kept
-  only while wider pays; a read still below the target there widens on, up to twice that
-  (``_planning.read_reach``), and at its widest and still below the target, GETs span
-  several parts (``StreamWidth.piece_parts``).
+  throughput target needs at the rate one delivered, up to ``client.max_concurrency`` (or
+  at once up to twice that, ``_planning.read_reach``, when even that falls short), kept
+  only while wider pays; a read still below the target widens on, up to that bound, and at
+  its widest and still below the target, GETs span several parts
+  (``StreamWidth.piece_parts``).
 * **Sequential read-ahead.** Small reads are served from the last part fetched; consecutive
   parts are fetched ahead of the cursor by a window that starts at one part and doubles on
   every sequential step, up to ``max_concurrency`` parts and ``DEFAULT_WINDOW_BYTES``.
@@ -192,6 +193,10 @@ def writable_view(buf: Any) -> memoryview:
 #: A read of at least this many parts whose width is not yet measured begins with a short
 #: probe GET (see ``_Pieces``).
 PROBE_MIN_PARTS = 8
+#: The probe GET is ``part_size`` over this (512 KiB of 8 MiB parts): at S3's ~20 ms to the
+#: first byte it answers in ~26 ms, against ~43 ms for a quarter part. It measures low
+#: where the first byte is slow, which only makes the read's first step wider.
+PROBE_DIVISOR = 16
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -204,7 +209,7 @@ class _Pieces:
     """The GETs of one direct read, cut when taken: ``StreamWidth`` decides their length.
 
     A read that spans many parts and finds its width not yet measured begins with a short
-    GET (a quarter part): the width follows from its rate a few round trips sooner than
+    GET (:data:`PROBE_DIVISOR`): the width follows from its rate a few round trips sooner than
     from a whole part's, while the rest waits.
     """
 
@@ -217,7 +222,7 @@ class _Pieces:
         self.left = sum(end - start for start, end in self._holes)
         unmeasured = not width.settled and not width.history and width.width == 1
         self._probe = (
-            part_size // 4
+            max(1, part_size // PROBE_DIVISOR)
             if unmeasured and self.left >= PROBE_MIN_PARTS * part_size
             else 0
         )
@@ -245,24 +250,30 @@ async def _gather_widening(
     pieces: _Pieces,
     fetch: Callable[[int, int], Awaitable[None]],
     width: StreamWidth,
+    alongside: Optional[asyncio.Future[Any]] = None,
 ) -> None:
     """``fetch`` every piece with ``width.width`` in flight; the first failure cancels the rest.
 
     The width is re-read after every piece: workers are added when it grew and leave when it
-    shrank (``StreamWidth`` decides from the pieces' measured throughput). The workers run
-    in an anyio task group, so none outlives the call; the failure is raised as itself, not
-    wrapped in the group's exception group.
+    shrank (``StreamWidth`` decides from the pieces' measured throughput). While
+    ``alongside`` (another GET of the same read) is not done it counts as one of the width.
+    The workers run in an anyio task group, so none outlives the call; the failure is raised
+    as itself, not wrapped in the group's exception group.
     """
     workers = 0
+
+    def allowed() -> int:
+        busy = alongside is not None and not alongside.done()
+        return max(1, width.width - busy)
 
     async def worker(piece: Optional[tuple[int, int]]) -> None:
         nonlocal workers
         try:
             while piece is not None:
                 await fetch(*piece)
-                if workers > width.width:
+                if workers > allowed():
                     return  # the width shrank: this stream ends
-                while workers < width.width and pieces.left:
+                while workers < allowed() and pieces.left:
                     workers += 1
                     group.start_soon(worker, pieces.take())
                 piece = pieces.take()
@@ -280,7 +291,7 @@ async def _gather_widening(
         async with anyio.create_task_group() as group:
             workers = 1
             group.start_soon(worker, first)
-            while workers < width.width and pieces.left:
+            while workers < allowed() and pieces.left:
                 workers += 1
                 group.start_soon(worker, pieces.take())
     except BaseException as exc:
@@ -719,7 +730,9 @@ class AsyncS3Reader:
 
         async def fill(view: memoryview) -> int:
             rest_view = view[head:]
-            rest = asyncio.ensure_future(self._read_direct(pos + head, rest_view))
+            rest = asyncio.ensure_future(
+                self._read_direct(pos + head, rest_view, alongside=first)
+            )
             try:
                 start, data = await first
                 got = await rest
@@ -921,7 +934,13 @@ class AsyncS3Reader:
         with writable_view(buf) as view:
             return await self._read_direct(pos, view)
 
-    async def _read_direct(self, pos: int, view: memoryview) -> int:
+    async def _read_direct(
+        self,
+        pos: int,
+        view: memoryview,
+        *,
+        alongside: Optional[asyncio.Future[Any]] = None,
+    ) -> int:
         total = len(view)
         done = 0
         if self._version.size is None and total:
@@ -954,7 +973,9 @@ class AsyncS3Reader:
                 )
 
         width = self._stream_width()
-        await _gather_widening(_Pieces(holes, self._part_size, width), fetch, width)
+        await _gather_widening(
+            _Pieces(holes, self._part_size, width), fetch, width, alongside
+        )
         self._remember_width()
         return total
 

@@ -24,7 +24,7 @@ from s3torch_async import S3ClientConfig
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
 from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth, read_reach
-from s3torch_async._core.reader import AsyncS3Reader
+from s3torch_async._core.reader import PROBE_DIVISOR, AsyncS3Reader
 from s3torch_async._types import HeadObjectResult, ObjectInfo
 from tests.core.test_prefetch import run_virtual
 
@@ -137,21 +137,39 @@ def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size)
     )
     got, reader = _read(link, known_size=known_size)
     assert got == data
-    # One stream measured, then the planned limit at once; that paid and is still below the
-    # target, so on to the read's bound, twice the limit.
-    assert _widths(reader) == [1, 13, 26]
+    # One stream measured: at its rate the target needs more streams than the planned limit,
+    # so the read goes straight to its bound, twice the limit (not via the limit first).
+    assert _widths(reader) == [1, 26]
     assert link.peak == read_reach(13) == 26
     # Settled there below the target: later GETs span several parts (the first-byte
     # latency paid less often), the last ones one part again; no byte is fetched twice.
     spans = sorted(link.spans)
     assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]
     sizes = [b - a for a, b in link.spans]
-    # The first GET measures: a quarter part when the size is known (a short probe), the
-    # part that tells the size otherwise.
-    assert sizes[0] == (PART // 4 if known_size else PART)
+    # The first GET measures: a short probe when the size is known, the part that tells
+    # the size otherwise.
+    assert sizes[0] == (PART // PROBE_DIVISOR if known_size else PART)
     assert max(sizes) > PART
     assert all(size <= PART for size in sizes[-26:])  # the end: one part per GET
     assert link.gets < 320
+
+
+def test_a_read_of_unknown_size_counts_its_first_get_among_its_streams():
+    # The GET that tells the size is still in flight while the rest starts: with a limit
+    # of 1 (a bound of 2), the rest runs one stream until that GET is done.
+    data = os.urandom(9 * PART)
+    link = _Link(
+        data,
+        limit=1,
+        target_bytes_per_s=1250 * MB,
+        latency=1e-5,
+        per_stream=1 * MB,
+        shared=50 * MB,
+    )
+    got, reader = _read(link, known_size=False)
+    assert got == data
+    assert _widths(reader)[-1] == 2
+    assert link.peak == read_reach(1) == 2
 
 
 def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
@@ -197,11 +215,12 @@ def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
 
 
 def test_a_read_stays_narrow_when_one_stream_already_meets_the_target():
-    # loopback: no latency to speak of, one connection alone carries 1.4 GB/s of a link
-    # (the CPU) that all connections share
+    # loopback: no latency to speak of, one connection alone carries 3 GB/s of a link (the
+    # CPU) that all connections share. (The short probe's rate includes its request's own
+    # latency: 1 us here, as a 128 us request overhead is to a real 8 MiB part.)
     data = os.urandom(64 * PART)
     link = _Link(
-        data, limit=13, target_bytes_per_s=1250 * MB, latency=1e-6, shared=1400 * MB
+        data, limit=13, target_bytes_per_s=1250 * MB, latency=1e-6, shared=3000 * MB
     )
     got, reader = _read(link, known_size=True)
     assert got == data
@@ -275,22 +294,39 @@ def test_stream_width_validates_its_reach():
 
 def test_stream_width_goes_past_the_limit_and_the_target_only_while_it_pays():
     width = StreamWidth(8, 100.0, reach=16)
+    width.record(0, 20, 1.0)  # 20 B/s alone: 5 streams for the target, 8 planned
+    assert width.width == 5  # the first step: what the target needs
+    for _ in range(3):
+        width.record(1, 24, 1.0)  # 120 B/s over 5: the target is met, and the step paid
+    assert (width.width, width.settled) == (10, False)  # so on, past the target
+    for _ in range(5):
+        width.record(2, 13, 1.0)  # 130 B/s over 10: +8 %, not worth it
+    assert (width.width, width.settled) == (5, True)
+    assert [w for w, _ in width.history] == [1, 5, 10]
+
+
+def test_stream_width_goes_straight_to_its_reach_when_the_plan_falls_short():
+    width = StreamWidth(8, 100.0, reach=16)
     width.record(0, 10, 1.0)  # 10 B/s alone: 10 streams for the target, 8 planned
-    assert width.width == 8  # the first step stops at the planned limit
-    for _ in range(4):
-        width.record(1, 15, 1.0)  # 120 B/s over 8: the target is met, and the step paid
-    assert (width.width, width.settled) == (16, False)  # so on, past limit and target
+    assert (width.width, width.epoch) == (16, 1)  # not 8 first: 16 at once
     for _ in range(8):
-        width.record(2, 8, 1.0)  # 128 B/s over 16: +7 %, not worth it
-    assert (width.width, width.settled) == (8, True)
-    assert [w for w, _ in width.history] == [1, 8, 16]
+        width.record(1, 10, 1.0)  # 160 B/s over 16: kept, and nowhere wider to go
+    assert (width.width, width.settled) == (16, True)
+    assert [w for w, _ in width.history] == [1, 16]
+
+
+def test_stream_width_steps_back_from_its_reach_to_the_floor_when_it_did_not_pay():
+    width = StreamWidth(8, 100.0, reach=16, floor=2)
+    width.record(0, 10, 1.0)  # 10 B/s alone: straight to 16
+    for _ in range(8):
+        width.record(1, 0.7, 1.0)  # 11 B/s over 16: the streams share one bottleneck
+    assert (width.width, width.settled) == (2, True)  # back to one stream, at the floor
 
 
 def test_stream_width_takes_no_step_too_small_to_pay():
-    width = StreamWidth(8, 1000.0, reach=9)
-    width.record(0, 10, 1.0)
+    width = StreamWidth(8, 1000.0, start=8, reach=9)  # an earlier read settled at 8
     for _ in range(4):
-        width.record(1, 10, 1.0)  # 80 B/s at 8: below target; 9 cannot add 25 %
+        width.record(0, 10, 1.0)  # 80 B/s at 8: below target; 9 cannot add 25 %
     assert (width.width, width.settled) == (8, True)
 
 

@@ -18,6 +18,7 @@ from s3torch_async._core import reader as reader_module
 from s3torch_async._core._planning import read_reach
 from s3torch_async._core.reader import (
     PREFAULT_ENV,
+    PROBE_DIVISOR,
     AsyncS3Reader,
     alloc_bytes,
     finish_bytes,
@@ -291,18 +292,19 @@ async def test_concurrent_parts_bounded_by_twice_max_concurrency(
 
 
 @module_loop
-async def test_a_read_whose_first_stream_is_slow_widens_to_max_concurrency(
+async def test_a_read_whose_first_stream_is_slow_widens_to_its_reach_at_once(
     proxy, bucket, put
 ):
-    # The first GET takes 0.2 s to start: one stream delivers < 0.4 MB/s, far below the
-    # 2 Gbit/s target, so the read widens at once to max_concurrency (4). The next four
-    # GETs are held until all four wait together: they meet only if 4 are in flight.
+    # The first GET takes 0.2 s to start: one stream delivers < 0.1 MB/s, far below the
+    # 2 Gbit/s target, so more streams than max_concurrency (4) would be needed: the read
+    # widens at once to its bound, twice that (8). The next eight GETs are held until all
+    # eight wait together: they meet only if 8 are in flight.
     data = os.urandom(20 * PART)
     put("slow", data)
     proxy.add_fault(
         FaultRule(Fault.delay(0.2), method="GET", header_contains=("Range", "bytes=0-"))
     )
-    met = proxy.add_fault(FaultRule(Fault.meet(4, 10.0), method="GET", times=4))
+    met = proxy.add_fault(FaultRule(Fault.meet(8, 10.0), method="GET", times=8))
     config = S3ClientConfig(max_attempts=1, throughput_target_gbps=2.0)
     async with AsyncS3Client(REGION, endpoint=proxy.url, s3client_config=config) as c:
         assert c.max_concurrency == 4
@@ -310,12 +312,15 @@ async def test_a_read_whose_first_stream_is_slow_widens_to_max_concurrency(
             c, bucket, "slow", object_info=_info("slow", len(data)), part_size=PART
         )
         assert await reader.read() == data
+        width = reader._width  # what the reader decided
+        assert width is not None
+        assert [w for w, _ in width.history][:2] == [1, read_reach(4)]
     assert met.expired
-    assert proxy.most_held == 4
-    # A quarter-part probe first (its rate decides the width), then the parts; every byte
+    assert proxy.most_held == 8
+    # A short probe first (its rate decides the width), then the parts; every byte
     # fetched once.
     spans = sorted(_range(h) for h in _gets(proxy, "slow"))
-    assert spans[0] == (0, PART // 4)
+    assert spans[0] == (0, PART // PROBE_DIVISOR)
     assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]
     assert spans[-1][1] == len(data)
 
