@@ -587,6 +587,10 @@ class LeanTransport(Transport):
             query.append(("continuation-token", token))
         if start_after:
             query.append(("start-after", start_after))
+        if not _listxml.prepared():
+            # Compiles the scanner's patterns while this request is answered (the callback
+            # runs once this task waits for the response), not in the first page's parse.
+            asyncio.get_running_loop().call_soon(_listxml.prepare)
         resp = await self._send(
             "GET", base, bucket, "", query, {}, None, "ListObjectsV2"
         )

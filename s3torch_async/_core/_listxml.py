@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 
-__all__ = ["Page", "Row", "peek_token", "scan", "tree"]
+__all__ = ["Page", "Row", "peek_token", "prepare", "prepared", "scan", "tree"]
 
 #: One ``Contents``: ``(Key, ETag, Size, LastModified, StorageClass)`` texts. An absent or
 #: empty Key / ETag / Size is ``""``; an absent LastModified or StorageClass is ``None``.
@@ -49,7 +49,31 @@ class _Lazy:
 
 
 def _lazy(name: str, pattern: str) -> re.Pattern[str]:
+    _LAZY_NAMES.append(name)
     return cast("re.Pattern[str]", _Lazy(name, pattern))
+
+
+_LAZY_NAMES: list[str] = []
+_prepared = False
+
+
+def prepared() -> bool:
+    """Whether :func:`prepare` has run."""
+    return _prepared
+
+
+def prepare() -> None:
+    """Compile every pattern now (~1-1.5 ms of CPU).
+
+    A listing calls this while its first request is in flight, so that the first page's
+    parse does not pay for it.
+    """
+    global _prepared
+    for name in _LAZY_NAMES:
+        pattern = globals()[name]
+        if isinstance(pattern, _Lazy):
+            pattern.pattern  # noqa: B018 - compiles it and replaces the placeholder
+    _prepared = True
 
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
@@ -81,6 +105,16 @@ _CONTENTS = _lazy(
 )
 _GROUPS = 5
 _LISTS = ("Contents", "CommonPrefixes")
+# The start tags in one Contents, to read its shape (the names of its children).
+_TAG = _lazy("_TAG", rf"<({_NAME})>")
+# A page's Contents mostly share one shape (S3 sends the same children for every key of a
+# page when its objects were written alike). A pattern for exactly that shape, with no
+# optional parts, splits the run ~20 % faster than _CONTENTS. Shapes with children of
+# their own (Owner, RestoreStatus) keep _CONTENTS. None: a page of that shape held others.
+_CAPTURED = ("Key", "LastModified", "ETag", "Size", "StorageClass")
+_LEAVES = frozenset(("ChecksumAlgorithm", "ChecksumType", *_CAPTURED))
+_SHAPES: dict[tuple[str, ...], Optional[re.Pattern[str]]] = {}
+_MAX_SHAPES = 64
 # The other top-level elements: a leaf, an empty element, or a CommonPrefixes of leaves.
 _TOP = _lazy(
     "_TOP",
@@ -163,6 +197,45 @@ def _top(text: str, pos: int, end: int, page: Page) -> None:
         raise _Unsure
 
 
+def _shape_of(one: str) -> Optional[tuple[str, ...]]:
+    """The children's names of the Contents ``one``, if a shape pattern may read it."""
+    if _CONTENTS.fullmatch(one) is None:
+        return None  # the general split will not read it either
+    names = tuple(_TAG.findall(one, len("<Contents>")))
+    if not _LEAVES.issuperset(names) or len(set(names) & set(_CAPTURED)) < _GROUPS:
+        return None
+    return names
+
+
+def _shape_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Exactly one Contents with these children; :data:`_CONTENTS`'s groups, in order.
+
+    ``names`` come from a Contents that ``_CONTENTS`` matched, so this pattern matches a
+    subset of what it matches, with the same groups.
+    """
+    fields = (
+        f"<{n}>([^<]*)</{n}>" if n in _CAPTURED else f"<{n}>[^<]*</{n}>" for n in names
+    )
+    return re.compile(f"<Contents>{''.join(fields)}</Contents>")
+
+
+def _split(run: str) -> list[str]:
+    """``_CONTENTS.split(run)``, by the pattern of the first Contents' shape when it fits."""
+    names = _shape_of(run[: run.find("</Contents>") + len("</Contents>")])
+    if names is not None:
+        if names not in _SHAPES:
+            if len(_SHAPES) >= _MAX_SHAPES:
+                _SHAPES.clear()
+            _SHAPES[names] = _shape_pattern(names)
+        fast = _SHAPES[names]
+        if fast is not None:
+            parts = fast.split(run)
+            if not any(parts[0 :: _GROUPS + 1]):
+                return parts
+            _SHAPES[names] = None  # mixed shapes: the general pattern from now on
+    return _CONTENTS.split(run)
+
+
 def scan(body: bytes) -> Optional[Page]:
     """The page, or ``None`` when ``body`` is not in the shape this reads (use :func:`tree`)."""
     # "]" first: memchr finds a rare byte fast, "]]>" ends on XML's commonest one.
@@ -194,7 +267,7 @@ def scan(body: bytes) -> Optional[Page]:
         _top(text, start, first, page)
         _top(text, last, end, page)
         run = text[first:last]
-        parts = _CONTENTS.split(run)
+        parts = _split(run)
         if any(parts[0 :: _GROUPS + 1]):
             return None  # something else between or inside the Contents elements
         keys, modified, etags, sizes, classes = (
