@@ -150,11 +150,17 @@ def test_the_listing_patterns_compile_on_the_first_page_not_at_import():
         )
         page = _listxml.scan(body)
         after = [isinstance(getattr(_listxml, p), re.Pattern) for p in patterns]
-        print(json.dumps({"before": before, "after": after, "rows": page[1]}))
+        print(json.dumps({"before": before, "after": after, "columns": page[1]}))
         """
     )
     assert result["before"] == [False] * 6
-    assert result["rows"] == [["k", '"e"', "3", "2026-12-07T00:00:00.000Z", None]]
+    assert result["columns"] == [
+        ["k"],
+        ['"e"'],
+        ["3"],
+        ["2026-12-07T00:00:00.000Z"],
+        [None],
+    ]
     # Every pattern the page needed is compiled now and used directly from then on.
     assert result["after"][:2] == [True, True]
 
