@@ -4,7 +4,7 @@ Starts a bench server, fills it, then lists through ``S3Client.list_objects`` wi
 transport's send, body read and parse wrapped to record timestamps (this process only; the
 wrappers cost a few microseconds per page). Prints one line per event, in ms from the start:
 ``ask``/``got`` on the caller's thread, ``send``/``headers``/``body``/``parse0``/``parse1`` on
-the loop thread. Gaps between ``parse1`` and ``got`` (or ``send`` and ``parse0``) are thread
+the loop thread, ``gcN-start``/``gcN-stop`` for a garbage collection of generation N. Gaps between ``parse1`` and ``got`` (or ``send`` and ``parse0``) are thread
 hand-offs waiting for a CPU. Run::
 
     PYTHONPATH=$PWD python -m benchmarks.listing_timeline [--keys 10000] [--runs 3] [--torch]
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import time
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 
 def main() -> None:
@@ -69,6 +70,10 @@ def main() -> None:
         events.append(("parse1", now()))
         return page
 
+    def on_gc(phase: str, info: Dict[str, int]) -> None:
+        events.append((f"gc{info['generation']}-{phase}", now()))
+
+    gc.callbacks.append(on_gc)
     _lean.LeanTransport._send = timed_send  # type: ignore[method-assign]
     _lean._read_capped = timed_read
     _lean.parse_listing = timed_parse
