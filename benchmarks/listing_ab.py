@@ -8,7 +8,9 @@ obstore against one bench server, so load drifts hit every one alike. Run::
     PYTHONPATH=$PWD python -m benchmarks.listing_ab --roots /path/to/old,$PWD --repeat 7
 
 ``--torch`` imports torch in each child first (the harness's workers do: a larger heap makes
-the garbage collector's full passes dearer). obstore is skipped when it is not installed.
+the garbage collector's full passes dearer). ``--collect`` runs ``gc.collect()`` just before
+the timed listing, as the harness does (without it, the first listing after ``import torch``
+pays the full collection that torch's import left pending). obstore is skipped when it is not installed.
 Prints every run and the medians of keys/s and client CPU-us/key.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import subprocess
@@ -31,6 +34,7 @@ def _child(url: str, who: str, keys: int) -> None:
     # Runs with PYTHONPATH set to one checkout: only that checkout's package is imported.
     if os.environ.get("LISTING_AB_TORCH"):
         import torch  # noqa: F401
+    collect = bool(os.environ.get("LISTING_AB_COLLECT"))
     if who == "obstore":
         import obstore
         from obstore.store import S3Store
@@ -43,6 +47,8 @@ def _child(url: str, who: str, keys: int) -> None:
             virtual_hosted_style_request=False,
         )
         obstore.head(store, f"{_PREFIX}000000")
+        if collect:
+            gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
         count = sum(len(batch) for batch in obstore.list(store, _PREFIX))
     else:
@@ -52,6 +58,8 @@ def _child(url: str, who: str, keys: int) -> None:
         config = S3ClientConfig(force_path_style=True)
         client = S3Client("us-east-1", endpoint=url, s3client_config=config)
         client.head_object(_BUCKET, f"{_PREFIX}000000")
+        if collect:
+            gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
         count = sum(
             len(page.object_info) for page in client.list_objects(_BUCKET, _PREFIX)
@@ -86,6 +94,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--torch", action="store_true", help="import torch first")
+    parser.add_argument(
+        "--collect", action="store_true", help="gc.collect() before the listing"
+    )
     args = parser.parse_args()
     roots = [r for r in args.roots.split(",") if r]
     import boto3
@@ -95,6 +106,8 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     extra = {"LISTING_AB_TORCH": "1"} if args.torch else {}
+    if args.collect:
+        extra["LISTING_AB_COLLECT"] = "1"
     who = list(roots)
     try:
         import obstore  # noqa: F401

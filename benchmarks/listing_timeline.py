@@ -4,19 +4,23 @@ Starts a bench server, fills it, then lists through ``S3Client.list_objects`` wi
 transport's send, body read and parse wrapped to record timestamps (this process only; the
 wrappers cost a few microseconds per page). Prints one line per event, in ms from the start:
 ``ask``/``got`` on the caller's thread, ``send``/``headers``/``body``/``parse0``/``parse1`` on
-the loop thread. Gaps between ``parse1`` and ``got`` (or ``send`` and ``parse0``) are thread
+the loop thread, ``gcN-start``/``gcN-stop`` for a garbage collection of generation N. Gaps between ``parse1`` and ``got`` (or ``send`` and ``parse0``) are thread
 hand-offs waiting for a CPU. Run::
 
-    PYTHONPATH=$PWD python -m benchmarks.listing_timeline [--keys 10000] [--runs 3]
+    PYTHONPATH=$PWD python -m benchmarks.listing_timeline [--keys 10000] [--runs 3] [--torch]
+
+Prints every run's total first (the first run is a process's first listing), then the last
+run's events. ``--torch`` imports torch first, as the harness's workers do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import time
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 
 def main() -> None:
@@ -24,9 +28,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.listing_timeline")
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--torch", action="store_true", help="import torch first")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    if args.torch:
+        import torch  # noqa: F401
     import boto3
 
     from benchmarks.listing_ab import _BUCKET, _PREFIX, _fill
@@ -63,6 +70,10 @@ def main() -> None:
         events.append(("parse1", now()))
         return page
 
+    def on_gc(phase: str, info: Dict[str, int]) -> None:
+        events.append((f"gc{info['generation']}-{phase}", now()))
+
+    gc.callbacks.append(on_gc)
     _lean.LeanTransport._send = timed_send  # type: ignore[method-assign]
     _lean._read_capped = timed_read
     _lean.parse_listing = timed_parse
@@ -75,6 +86,7 @@ def main() -> None:
         config = S3ClientConfig(force_path_style=True)
         client = S3Client("us-east-1", endpoint=url, s3client_config=config)
         client.head_object(_BUCKET, f"{_PREFIX}000000")
+        totals = []
         for _ in range(args.runs):
             events.clear()
             started = now()
@@ -87,7 +99,10 @@ def main() -> None:
                     break
                 events.append(("got", now()))
             total = now() - started
-        print(f"last run: {total * 1e3:.1f} ms, load average {os.getloadavg()[0]:.2f}")
+            totals.append(total)
+        runs = " ".join(f"{t * 1e3:.1f}" for t in totals)
+        print(f"runs (ms): {runs}; load average {os.getloadavg()[0]:.2f}")
+        print(f"last run: {total * 1e3:.1f} ms")
         for name, at in events:
             print(f"{(at - started) * 1e3:8.2f} {name}")
 

@@ -13,7 +13,8 @@ shape), on both profiles unless ``--profile`` picks one. Every run prints MB/s, 
 CPU-s/GB, the server's CPU-s and the load average; medians per profile and writer follow.
 ``--trace DIR`` makes the server log every request (``S3SERVER_TRACE``) to
 ``DIR/requests.jsonl`` and lists each run's monotonic start and end in ``DIR/runs.txt``, for
-counting connections and parts in flight.
+counting connections and parts in flight. ``--server-args`` reshapes the S3-like port (e.g. a
+slower link per connection: ``--server-args=--bandwidth-mbps=30``).
 """
 
 from __future__ import annotations
@@ -133,6 +134,12 @@ def main() -> None:
         "(default: the configuration's default)",
     )
     parser.add_argument("--trace", help="directory for per-run server request traces")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help="extra bench server arguments, e.g. '--bandwidth-mbps=30 --latency-ms=50' "
+        "(they shape the S3-like port)",
+    )
     args = parser.parse_args()
     targets = [float(g) for g in args.gbps.split(",") if g] or [0.0]
     writers: List[Tuple[str, str, float]] = [
@@ -156,7 +163,8 @@ def main() -> None:
     if args.trace:
         os.makedirs(args.trace, exist_ok=True)
         os.environ["S3SERVER_TRACE"] = trace  # type: ignore[assignment]
-    with ServerProcess(etag_mode="fast", extra_args=["--also-s3like"]) as server:
+    extra = ["--also-s3like", *args.server_args.split()]
+    with ServerProcess(etag_mode="fast", extra_args=extra) as server:
         os.environ.pop("S3SERVER_TRACE", None)
         s3 = boto3.client("s3", endpoint_url=server.urls[0], region_name="us-east-1")
         s3.create_bucket(Bucket="bench")

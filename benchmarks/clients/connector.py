@@ -112,12 +112,12 @@ def _writer_bound(package: str) -> dict[str, Any]:
     config = _config(package)
     try:  # an internal helper: if it changes, the bound is simply not reported
         planning = importlib.import_module("s3torch_async._core._planning")
-        rule = getattr(planning, "upload_concurrency_for", None)  # older: reads' rule
-        in_flight = int(
-            (rule or planning.concurrency_for)(
-                config.throughput_target_gbps, config.part_size
-            )
+        rule = (  # the widest window, else the planned one (older: the reads' rule)
+            getattr(planning, "upload_window_reach", None)
+            or getattr(planning, "upload_concurrency_for", None)
+            or planning.concurrency_for
         )
+        in_flight = int(rule(config.throughput_target_gbps, config.part_size))
     except (ImportError, AttributeError, TypeError, ValueError):
         return {}
     # +2: the part being filled and one full part held back until more data arrives

@@ -587,6 +587,10 @@ class LeanTransport(Transport):
             query.append(("continuation-token", token))
         if start_after:
             query.append(("start-after", start_after))
+        if not _listxml.prepared():
+            # Compiles the scanner's patterns while this request is answered (the callback
+            # runs once this task waits for the response), not in the first page's parse.
+            asyncio.get_running_loop().call_soon(_listxml.prepare)
         resp = await self._send(
             "GET", base, bucket, "", query, {}, None, "ListObjectsV2"
         )
@@ -881,24 +885,36 @@ def parse_listing_tree(body: bytes) -> tuple[ListObjectResult, Optional[str]]:
 
 
 def _listing_result(page: _listxml.Page) -> tuple[ListObjectResult, Optional[str]]:
-    fields, rows, common = page
-    url = fields.get("EncodingType") == "url"
+    fields, columns, common = page
+    keys, etags, sizes, stamps, classes = columns
+    if fields.get("EncodingType") == "url":
+        url = True
+        joined = "".join(keys)  # one search per page, not two per key
+        if "%" in joined or "+" in joined:
+            keys = [_url_decode(key) for key in keys]
+    else:
+        url = False
     # One loop with the per-key steps written out (no call per key but int(), and
-    # _epoch_iso once per minute of LastModified).
+    # _epoch_iso once per minute of LastModified). Keys written together share their
+    # LastModified (whole seconds in a listing), so a run of equal ones is converted once.
     infos: list[ObjectInfo] = []
     append = infos.append
     starts = _minute_starts
-    for key, etag, size, modified, storage_class in rows:
-        if url and ("%" in key or "+" in key):
-            key = unquote_plus(key)
-        if not modified:
-            seconds = 0
-        else:
-            start = starts.get(modified[0:16])
-            if start is None:
-                seconds = _epoch_iso(modified)
+    previous: Optional[str] = None
+    seconds = 0
+    for key, etag, size, modified, storage_class in zip(
+        keys, etags, sizes, stamps, classes
+    ):
+        if modified != previous:
+            previous = modified
+            if not modified:
+                seconds = 0
             else:
-                seconds = start + int(modified[17:19])
+                start = starts.get(modified[0:16])
+                if start is None:
+                    seconds = _epoch_iso(modified)
+                else:
+                    seconds = start + int(modified[17:19])
         # ObjectInfo(...), a frozen dataclass, sets its six fields one object.__setattr__
         # at a time; setting one __dict__ is about twice as cheap.
         info = _new_object(ObjectInfo)

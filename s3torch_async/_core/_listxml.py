@@ -16,21 +16,30 @@ Both return a :data:`Page`; the tests check they agree on generated and mutated 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 
-__all__ = ["Page", "Row", "peek_token", "scan", "tree"]
+__all__ = ["Columns", "Page", "peek_token", "prepare", "prepared", "scan", "tree"]
 
-#: One ``Contents``: ``(Key, ETag, Size, LastModified, StorageClass)`` texts. An absent or
-#: empty Key / ETag / Size is ``""``; an absent LastModified or StorageClass is ``None``.
-Row = tuple[str, str, str, Optional[str], Optional[str]]
-#: ``(top-level fields, rows, the Prefix of each CommonPrefixes)``. A field is ``None`` when
-#: its element is empty, a CommonPrefixes without a Prefix gives ``None``. The last of
+#: The ``Contents`` as columns, one item per key: ``(Key, ETag, Size, LastModified,
+#: StorageClass)`` texts. An absent or empty Key / ETag / Size is ``""``; an absent
+#: LastModified or StorageClass is ``None``. (Columns, not a tuple per key: 1,000 fewer
+#: objects per page for the garbage collector to count.)
+Columns = tuple[
+    Sequence[str],
+    Sequence[str],
+    Sequence[str],
+    Sequence[Optional[str]],
+    Sequence[Optional[str]],
+]
+#: ``(top-level fields, columns, the Prefix of each CommonPrefixes)``. A field is ``None``
+#: when its element is empty, a CommonPrefixes without a Prefix gives ``None``. The last of
 #: repeated fields and Contents children counts, the first Prefix of a CommonPrefixes (as
 #: ElementTree reads them).
-Page = tuple[dict[str, Optional[str]], list[Row], list[Optional[str]]]
+Page = tuple[dict[str, Optional[str]], Columns, list[Optional[str]]]
 
 
 class _Lazy:
@@ -49,7 +58,31 @@ class _Lazy:
 
 
 def _lazy(name: str, pattern: str) -> re.Pattern[str]:
+    _LAZY_NAMES.append(name)
     return cast("re.Pattern[str]", _Lazy(name, pattern))
+
+
+_LAZY_NAMES: list[str] = []
+_prepared = False
+
+
+def prepared() -> bool:
+    """Whether :func:`prepare` has run."""
+    return _prepared
+
+
+def prepare() -> None:
+    """Compile every pattern now (~1-1.5 ms of CPU).
+
+    A listing calls this while its first request is in flight, so that the first page's
+    parse does not pay for it.
+    """
+    global _prepared
+    for name in _LAZY_NAMES:
+        pattern = globals()[name]
+        if isinstance(pattern, _Lazy):
+            pattern.pattern  # noqa: B018 - compiles it and replaces the placeholder
+    _prepared = True
 
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
@@ -81,6 +114,16 @@ _CONTENTS = _lazy(
 )
 _GROUPS = 5
 _LISTS = ("Contents", "CommonPrefixes")
+# The start tags in one Contents, to read its shape (the names of its children).
+_TAG = _lazy("_TAG", rf"<({_NAME})>")
+# A page's Contents mostly share one shape (S3 sends the same children for every key of a
+# page when its objects were written alike). A pattern for exactly that shape, with no
+# optional parts, splits the run ~20 % faster than _CONTENTS. Shapes with children of
+# their own (Owner, RestoreStatus) keep _CONTENTS. None: a page of that shape held others.
+_CAPTURED = ("Key", "LastModified", "ETag", "Size", "StorageClass")
+_LEAVES = frozenset(("ChecksumAlgorithm", "ChecksumType", *_CAPTURED))
+_SHAPES: dict[tuple[str, ...], Optional[re.Pattern[str]]] = {}
+_MAX_SHAPES = 64
 # The other top-level elements: a leaf, an empty element, or a CommonPrefixes of leaves.
 _TOP = _lazy(
     "_TOP",
@@ -163,6 +206,45 @@ def _top(text: str, pos: int, end: int, page: Page) -> None:
         raise _Unsure
 
 
+def _shape_of(one: str) -> Optional[tuple[str, ...]]:
+    """The children's names of the Contents ``one``, if a shape pattern may read it."""
+    if _CONTENTS.fullmatch(one) is None:
+        return None  # the general split will not read it either
+    names = tuple(_TAG.findall(one, len("<Contents>")))
+    if not _LEAVES.issuperset(names) or len(set(names) & set(_CAPTURED)) < _GROUPS:
+        return None
+    return names
+
+
+def _shape_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Exactly one Contents with these children; :data:`_CONTENTS`'s groups, in order.
+
+    ``names`` come from a Contents that ``_CONTENTS`` matched, so this pattern matches a
+    subset of what it matches, with the same groups.
+    """
+    fields = (
+        f"<{n}>([^<]*)</{n}>" if n in _CAPTURED else f"<{n}>[^<]*</{n}>" for n in names
+    )
+    return re.compile(f"<Contents>{''.join(fields)}</Contents>")
+
+
+def _split(run: str) -> list[str]:
+    """``_CONTENTS.split(run)``, by the pattern of the first Contents' shape when it fits."""
+    names = _shape_of(run[: run.find("</Contents>") + len("</Contents>")])
+    if names is not None:
+        if names not in _SHAPES:
+            if len(_SHAPES) >= _MAX_SHAPES:
+                _SHAPES.clear()
+            _SHAPES[names] = _shape_pattern(names)
+        fast = _SHAPES[names]
+        if fast is not None:
+            parts = fast.split(run)
+            if not any(parts[0 :: _GROUPS + 1]):
+                return parts
+            _SHAPES[names] = None  # mixed shapes: the general pattern from now on
+    return _CONTENTS.split(run)
+
+
 def scan(body: bytes) -> Optional[Page]:
     """The page, or ``None`` when ``body`` is not in the shape this reads (use :func:`tree`)."""
     # "]" first: memchr finds a rare byte fast, "]]>" ends on XML's commonest one.
@@ -183,8 +265,7 @@ def scan(body: bytes) -> Optional[Page]:
     if text[end + len("</ListBucketResult>") :].strip(" \t\n"):
         return None  # text after the document
     start = head.end()
-    rows: list[Row] = []
-    page: Page = ({}, rows, [])
+    page: Page = ({}, ([], [], [], [], []), [])
     try:
         first = text.find("<Contents>", start, end)
         if first < 0:
@@ -194,12 +275,12 @@ def scan(body: bytes) -> Optional[Page]:
         _top(text, start, first, page)
         _top(text, last, end, page)
         run = text[first:last]
-        parts = _CONTENTS.split(run)
+        parts = _split(run)
         if any(parts[0 :: _GROUPS + 1]):
             return None  # something else between or inside the Contents elements
-        keys, modified, etags, sizes, classes = (
-            parts[i :: _GROUPS + 1] for i in range(1, _GROUPS + 1)
-        )
+        step = _GROUPS + 1
+        keys, modified, etags, sizes = (parts[i::step] for i in range(1, _GROUPS))
+        classes: Sequence[Optional[str]] = parts[_GROUPS::step]
         if "&" in run:
             _check_refs(run)  # in the fields read and in the others
             keys, modified, etags, sizes = map(_texts, (keys, modified, etags, sizes))
@@ -207,10 +288,9 @@ def scan(body: bytes) -> Optional[Page]:
                 filter(None, classes)
             ):  # rare: one pass, not one call each
                 classes = [None if c is None else _text(c) for c in classes]
-        rows.extend(zip(keys, etags, sizes, modified, classes))
     except _Unsure:
         return None
-    return page
+    return page[0], (keys, etags, sizes, modified, classes), page[2]
 
 
 _TRUNCATED = b"<IsTruncated>true</IsTruncated>"
@@ -243,24 +323,24 @@ def _local(tag: str) -> str:
 def tree(root: ET.Element) -> Page:
     """The page from a parsed ``ListBucketResult`` element (any namespace)."""
     fields: dict[str, Optional[str]] = {}
-    rows: list[Row] = []
+    keys: list[str] = []
+    etags: list[str] = []
+    sizes: list[str] = []
+    modified: list[Optional[str]] = []
+    classes: list[Optional[str]] = []
     prefixes: list[Optional[str]] = []
     for child in root:
         name = _local(child.tag)
         if name == "Contents":
             values = {_local(c.tag): c.text or "" for c in child}
-            rows.append(
-                (
-                    values.get("Key", ""),
-                    values.get("ETag", ""),
-                    values.get("Size", ""),
-                    values.get("LastModified"),
-                    values.get("StorageClass"),
-                )
-            )
+            keys.append(values.get("Key", ""))
+            etags.append(values.get("ETag", ""))
+            sizes.append(values.get("Size", ""))
+            modified.append(values.get("LastModified"))
+            classes.append(values.get("StorageClass"))
         elif name == "CommonPrefixes":
             found = [c.text or "" for c in child if _local(c.tag) == "Prefix"]
             prefixes.append(found[0] if found else None)
         else:
             fields[name] = child.text
-    return fields, rows, prefixes
+    return fields, (keys, etags, sizes, modified, classes), prefixes

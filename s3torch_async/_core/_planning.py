@@ -487,3 +487,119 @@ class StreamWidth:
             self.epoch += 1
         self._bytes = self._count = 0
         self._seconds = 0.0
+
+
+#: A streaming upload whose parts take longer than planned may widen its window to this many
+#: times :func:`upload_concurrency_for` (at most :data:`MAX_CONCURRENCY`) ...
+UPLOAD_STRETCH = 2
+#: ... but widening never takes the parts in flight past this many bytes (every part in flight
+#: holds ``part_size`` bytes of memory when the caller's data had to be copied into it).
+UPLOAD_WIDEN_BYTES = 256 * MiB
+#: A wider upload window is kept only if the throughput measured with it rose by at least this
+#: share of its relative widening (23 -> 28 parts, +22 %, must gain 11 %); else it steps back.
+UPLOAD_STEP_PAY = 0.5
+#: After a wider window paid, the next step adds at least this fraction of the width.
+UPLOAD_STEP_MIN = 0.25
+#: An upload window's width is judged once a quarter of its parts (at least one) finished:
+#: parts start together and take alike, and a 1 GiB upload lasts only a few part times.
+UPLOAD_EPOCH_SHARE = 4
+
+
+def upload_window_reach(throughput_target_gbps: float, part_size: int) -> int:
+    """The most parts a streaming upload may keep in flight once widened (see :class:`UploadWindow`).
+
+    :data:`UPLOAD_STRETCH` times :func:`upload_concurrency_for`, at most
+    :data:`MAX_CONCURRENCY` and at most :data:`UPLOAD_WIDEN_BYTES` (256 MiB) of parts, and never
+    below the planned window itself. 10 Gbps with 8 MiB parts: planned 23, reach 32; with
+    64 MiB parts the plan (19) already exceeds the byte cap and is not widened.
+
+    Raises:
+        ValueError: As :func:`upload_concurrency_for`.
+    """
+    planned = upload_concurrency_for(throughput_target_gbps, part_size)
+    by_bytes = UPLOAD_WIDEN_BYTES // part_size
+    return max(planned, min(MAX_CONCURRENCY, UPLOAD_STRETCH * planned, by_bytes))
+
+
+class UploadWindow:
+    """How many parts one streaming upload keeps in flight, widened from measured part times.
+
+    :func:`upload_concurrency_for` plans the window from published figures (20 ms to S3's first
+    byte, 85 MB/s a connection). Where parts take longer than that (a slower link, a busy
+    server), the planned window falls short of ``target``. Each finished part is reported with
+    the epoch (width) its slot was granted in, its bytes and its seconds from request to answer.
+    Once a quarter of the parts of an epoch (at least one) finished, one part in flight moves
+    ``bytes / seconds`` per second, and the window needs ``target`` over that, divided by
+    :data:`UPLOAD_WINDOW_BUSY`, parts (Little's law, as the plan):
+
+    * If that is no wider than the window, the window settles where it is.
+    * Else it widens to that (at most ``reach``). A wider window is kept only if the throughput
+      it measured (``width x bytes / seconds``) rose by at least :data:`UPLOAD_STEP_PAY` of its
+      relative widening; then it may widen again (by at least :data:`UPLOAD_STEP_MIN` of its
+      width, also past ``target``: where each connection is capped, as on S3, more parts in
+      flight pay) until ``reach``. A step that did not pay is undone and the window settles:
+      where the parts share one bottleneck (a host's CPU), more in flight only costs memory.
+
+    The window never goes below ``planned``; once settled it stays.
+
+    Raises:
+        ValueError: ``planned`` is below 1, ``reach`` is below ``planned``, or ``target`` is not
+            positive and finite.
+    """
+
+    def __init__(self, planned: int, reach: int, target: float) -> None:
+        if planned < 1 or reach < planned:
+            raise ValueError(
+                f"need 1 <= planned <= reach, got planned={planned}, reach={reach}"
+            )
+        if not (math.isfinite(target) and target > 0):
+            raise ValueError(f"target must be positive and finite, got {target}")
+        self.planned = planned
+        self.reach = reach
+        self.target = target
+        self.width = planned
+        self.settled = reach == planned
+        self.epoch = 0
+        #: ``(width, parts in flight x bytes / seconds per part)`` judged so far, in order.
+        self.history: List[Tuple[int, float]] = []
+        self._paid: Optional[Tuple[int, float]] = None  # the widest width that paid
+        self._tally = [0, 0.0, 0]  # this epoch's bytes, seconds and parts
+
+    def record(self, epoch: int, nbytes: int, seconds: float) -> None:
+        """Report a finished part of ``nbytes`` whose slot was granted in ``epoch``."""
+        if self.settled or epoch != self.epoch or nbytes <= 0:
+            return
+        tally = self._tally
+        tally[0] += nbytes
+        tally[1] += max(seconds, 1e-6)
+        tally[2] += 1
+        if tally[2] < max(1, self.width // UPLOAD_EPOCH_SHARE):
+            return
+        per_part = tally[0] / tally[1]  # bytes per second one part in flight moves
+        self.history.append((self.width, self.width * per_part))
+        paid = self._paid
+        if paid is not None and not self._step_paid(paid):
+            self._set(paid[0])
+            self.settled = True
+            return
+        self._paid = self.history[-1]
+        wider = math.ceil(self.target / (per_part * UPLOAD_WINDOW_BUSY))
+        if paid is not None:  # a wider window paid: keep widening while steps pay
+            wider = max(wider, math.ceil(self.width * (1 + UPLOAD_STEP_MIN)))
+        wider = min(wider, self.reach)
+        if wider <= self.width:
+            self.settled = True
+            return
+        self._set(wider)
+
+    def _step_paid(self, narrower: Tuple[int, float]) -> bool:
+        """Whether the current width raised the throughput enough over ``narrower``'s."""
+        width, rate = self.history[-1]
+        wanted = 1 + UPLOAD_STEP_PAY * (width / narrower[0] - 1)
+        return rate >= narrower[1] * wanted
+
+    def _set(self, width: int) -> None:
+        if width != self.width:
+            self.width = width
+            self.epoch += 1
+        self._tally = [0, 0.0, 0]

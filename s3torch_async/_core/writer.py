@@ -5,8 +5,12 @@ at :meth:`AsyncS3Writer.aclose`. A larger one becomes a multipart upload: Create
 when the first full part is followed by more data, then up to ``upload_concurrency_for(
 throughput_target_gbps, part_size)`` parts in flight (23 at the defaults; see ``_planning``)
 while the caller keeps writing (``write()`` waits when the window is full), then
-CompleteMultipartUpload with the parts in order. Memory is bounded by
-``part_size x (in-flight parts + 2)``: one full part held back and one filling.
+CompleteMultipartUpload with the parts in order. Where the finished parts show that they take
+longer than planned (a slower link or server), the window widens as far as the target needs
+and further while each step raises the measured throughput, up to ``upload_window_reach(...)``
+(32 at the defaults: twice the plan, at most 256 MiB of parts; ``_planning.UploadWindow``).
+Memory is bounded by ``part_size x (in-flight parts + 2)``: one full part held back and one
+filling; 272 MiB at the defaults once widened (200 MiB at the plan).
 
 Nothing becomes visible before the commit. An error from any request, an exception inside
 ``async with``, or cancellation cancels the in-flight parts and aborts the multipart upload;
@@ -43,8 +47,10 @@ from ._interface import WriteClient
 from ._planning import (
     MAX_PARTS,
     MIN_PART_SIZE,
+    UploadWindow,
     part_size_for_part_number,
     upload_concurrency_for,
+    upload_window_reach,
 )
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
@@ -267,6 +273,8 @@ class AsyncS3Writer:
         self._create_task: Optional[asyncio.Task[str]] = None
         self._upload_id: Optional[str] = None
         self._window: Optional[asyncio.Semaphore] = None
+        self._width: Optional[UploadWindow] = None
+        self._debt = 0  # slots to take back from the window (it narrowed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._etags: dict[int, str] = {}
         # Part CRC32s, when the upload was created with ChecksumAlgorithm=CRC32.
@@ -363,9 +371,13 @@ class AsyncS3Writer:
             )
         if self._window is None:
             config = self._client.s3client_config
-            self._window = asyncio.Semaphore(
-                upload_concurrency_for(config.throughput_target_gbps, config.part_size)
+            gbps, part_size = config.throughput_target_gbps, config.part_size
+            self._width = UploadWindow(
+                upload_concurrency_for(gbps, part_size),
+                upload_window_reach(gbps, part_size),
+                gbps * 1e9 / 8,
             )
+            self._window = asyncio.Semaphore(self._width.width)
         if self._create_task is None:
             self._create_task = asyncio.ensure_future(self._create_upload())
         if self._upload_id is None:
@@ -388,7 +400,10 @@ class AsyncS3Writer:
                 crc.cancel()
             raise self._error
         self._parts_sent += 1
-        task = asyncio.ensure_future(self._upload_part(self._parts_sent, data, crc))
+        assert self._width is not None
+        task = asyncio.ensure_future(
+            self._upload_part(self._parts_sent, data, crc, self._width.epoch)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -407,6 +422,7 @@ class AsyncS3Writer:
         part_number: int,
         data: memoryview,
         crc_future: Optional[asyncio.Future[str]],
+        epoch: int,
     ) -> None:
         assert self._upload_id is not None
         assert self._window is not None
@@ -415,6 +431,8 @@ class AsyncS3Writer:
             if self._crcs is not None and crc_future is not None:
                 crc = self._crcs[part_number] = await crc_future
                 self._part_sizes[part_number] = len(data)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             etag = await self._client.upload_part(
                 self.bucket,
                 self.key,
@@ -424,6 +442,7 @@ class AsyncS3Writer:
                 checksum_crc32=crc,
             )
             self._etags[part_number] = etag
+            self._measured(epoch, len(data), loop.time() - started)
             if self._assembler is not None:
                 # Only after success: a failed attempt's bytes may still sit in a closing
                 # socket's buffer, so that buffer is never reused.
@@ -440,7 +459,28 @@ class AsyncS3Writer:
                 exc,
             )
         finally:
-            self._window.release()
+            if self._debt:
+                self._debt -= 1  # the window narrowed: this slot is not given back
+            else:
+                self._window.release()
+
+    def _measured(self, epoch: int, nbytes: int, seconds: float) -> None:
+        """Feed a finished part's time to the window's width; apply a new width at once."""
+        width = self._width
+        assert width is not None
+        assert self._window is not None
+        if width.settled:
+            return
+        before = width.width
+        width.record(epoch, nbytes, seconds)
+        change = width.width - before
+        if change < 0:
+            self._debt -= change
+        for _ in range(change):
+            if self._debt:
+                self._debt -= 1
+            else:
+                self._window.release()
 
     # -- commit / abort -----------------------------------------------------------------------
 
@@ -477,7 +517,7 @@ class AsyncS3Writer:
         """Upload ``data``, a full part the writer now owns, as the next part.
 
         For callers that cut parts themselves; returns once the part is queued (it uploads in
-        the background, at most ``upload_concurrency_for(...)`` at a time). Its buffer goes
+        the background, at most ``upload_window_reach(...)`` at a time). Its buffer goes
         back to the assembler after a successful upload.
 
         Raises:

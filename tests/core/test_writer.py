@@ -15,7 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
-from s3torch_async._core._planning import MiB, upload_concurrency_for
+from s3torch_async._core._planning import (
+    MiB,
+    upload_concurrency_for,
+    upload_window_reach,
+)
 from s3torch_async._core.writer import (
     AsyncS3Writer,
     PartAssembler,
@@ -528,4 +532,23 @@ async def test_in_flight_parts_are_bounded_by_the_upload_concurrency(
             for start in range(0, len(data), PART // 2):
                 await writer.write(data[start : start + PART // 2])
     assert proxy.most_held == limit
+    assert object_data(boto_s3, bucket, "k") == data
+
+
+async def test_slow_parts_widen_the_window_up_to_its_reach(proxy, bucket, boto_s3):
+    # Every UploadPart is held until reach+1 of them wait together (never) or 1 s passes: the
+    # parts take far longer than planned, so after the first ones finish the writer keeps
+    # more in flight than planned (2), but never more than the reach (4). By events: how
+    # many the proxy ever held at once.
+    config = S3ClientConfig(part_size=PART, max_attempts=1, throughput_target_gbps=0.5)
+    planned, reach = upload_concurrency_for(0.5, PART), upload_window_reach(0.5, PART)
+    assert (planned, reach) == (2, 4)
+    proxy.add_fault(
+        FaultRule(Fault.meet(reach + 1, 1.0), query_contains="partNumber=", times=100)
+    )
+    data = payload(6 * PART + 1)
+    async with proxied(proxy, config) as c, c.put_object(bucket, "k") as writer:
+        for start in range(0, len(data), PART // 2):
+            await writer.write(data[start : start + PART // 2])
+    assert proxy.most_held == reach
     assert object_data(boto_s3, bucket, "k") == data

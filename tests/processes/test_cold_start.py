@@ -150,13 +150,38 @@ def test_the_listing_patterns_compile_on_the_first_page_not_at_import():
         )
         page = _listxml.scan(body)
         after = [isinstance(getattr(_listxml, p), re.Pattern) for p in patterns]
-        print(json.dumps({"before": before, "after": after, "rows": page[1]}))
+        print(json.dumps({"before": before, "after": after, "columns": page[1]}))
         """
     )
     assert result["before"] == [False] * 6
-    assert result["rows"] == [["k", '"e"', "3", "2026-12-07T00:00:00.000Z", None]]
+    assert result["columns"] == [
+        ["k"],
+        ['"e"'],
+        ["3"],
+        ["2026-12-07T00:00:00.000Z"],
+        [None],
+    ]
     # Every pattern the page needed is compiled now and used directly from then on.
     assert result["after"][:2] == [True, True]
+
+
+def test_prepare_compiles_every_listing_pattern_before_any_page():
+    # A listing calls prepare() while its first request is in flight (_lean.list_page).
+    result = _run(
+        """
+        import json, re
+        from s3torch_async._core import _listxml
+        names = list(_listxml._LAZY_NAMES)
+        before = [_listxml.prepared(), [isinstance(getattr(_listxml, n), re.Pattern) for n in names]]
+        _listxml.prepare()
+        after = [_listxml.prepared(), [isinstance(getattr(_listxml, n), re.Pattern) for n in names]]
+        print(json.dumps({"names": names, "before": before, "after": after}))
+        """
+    )
+    assert {"_CONTENTS", "_PROLOG", "_TAG"} <= set(result["names"])
+    count = len(result["names"])
+    assert result["before"] == [False, [False] * count]
+    assert result["after"] == [True, [True] * count]
 
 
 def test_importing_the_package_leaves_the_async_dataset_until_it_is_used():

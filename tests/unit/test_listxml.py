@@ -57,8 +57,21 @@ _stamp = st.builds(
 )
 
 
+#: Which optional children a Contents has: (checksum algorithms, ChecksumType, Owner,
+#: StorageClass text or None, RestoreStatus).
+Shape = tuple[tuple[str, ...], bool, bool, Optional[str], bool]
+
+_shapes = st.tuples(
+    st.lists(st.sampled_from(["CRC32", "CRC64NVME"]), max_size=2).map(tuple),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from([None, "STANDARD", "GLACIER", ""]),
+    st.booleans(),
+)
+
+
 @st.composite
-def _contents(draw: st.DrawFn, url: bool) -> str:
+def _contents(draw: st.DrawFn, url: bool, shape: Optional[Shape] = None) -> str:
     key = draw(_key_text)
     key = quote(key, safe="/") if url else _escape(key, draw(st.booleans()))
     etag = draw(st.sampled_from(['"abc"', '"d41d8cd98f00b204e9800998ecf8427e-3"', ""]))
@@ -68,18 +81,17 @@ def _contents(draw: st.DrawFn, url: bool) -> str:
         f"<LastModified>{draw(_stamp)}</LastModified>",
         f"<ETag>{etag}</ETag>",
     ]
-    algorithms = draw(st.lists(st.sampled_from(["CRC32", "CRC64NVME"]), max_size=2))
+    algorithms, checksum_type, owner, storage, restore = shape or draw(_shapes)
     parts += [f"<ChecksumAlgorithm>{a}</ChecksumAlgorithm>" for a in algorithms]
-    if draw(st.booleans()):
+    if checksum_type:
         parts.append("<ChecksumType>FULL_OBJECT</ChecksumType>")
     parts.append(f"<Size>{draw(st.integers(0, 2**40))}</Size>")
-    owner = ["<ID>o&amp;1</ID>", "<DisplayName>me</DisplayName>"]
-    if draw(st.booleans()):
-        parts.append(f"<Owner>{''.join(draw(st.permutations(owner)))}</Owner>")
-    storage = draw(st.sampled_from([None, "STANDARD", "GLACIER", ""]))
+    owners = ["<ID>o&amp;1</ID>", "<DisplayName>me</DisplayName>"]
+    if owner:
+        parts.append(f"<Owner>{''.join(draw(st.permutations(owners)))}</Owner>")
     if storage is not None:
         parts.append(f"<StorageClass>{storage}</StorageClass>")
-    if draw(st.booleans()):
+    if restore:
         parts.append(
             "<RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress>"
             "<RestoreExpiryDate>2026-12-10T00:00:00.000Z</RestoreExpiryDate>"
@@ -90,10 +102,14 @@ def _contents(draw: st.DrawFn, url: bool) -> str:
 
 
 @st.composite
-def pages(draw: st.DrawFn) -> bytes:
-    """A ListObjectsV2 page in the shape S3 sends (with its optional elements)."""
+def pages(draw: st.DrawFn, uniform: bool = False) -> bytes:
+    """A ListObjectsV2 page in the shape S3 sends (with its optional elements).
+
+    ``uniform``: every Contents has the same children, as in most pages S3 sends.
+    """
     url = draw(st.booleans())
-    keys = draw(st.lists(_contents(url), max_size=8))
+    shape = draw(_shapes) if uniform else None
+    keys = draw(st.lists(_contents(url, shape), max_size=8))
     prefixes = [
         f"<CommonPrefixes><Prefix>{quote(p) if url else _escape(p, True)}</Prefix>"
         "</CommonPrefixes>"
@@ -139,6 +155,14 @@ def pages(draw: st.DrawFn) -> bytes:
     return body.encode("utf-8")
 
 
+def _page_of(contents: str, count: int) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="x">'
+        f"<Name>b</Name><KeyCount>{count}</KeyCount><IsTruncated>false</IsTruncated>"
+        f"{contents}</ListBucketResult>"
+    ).encode()
+
+
 @given(pages())
 @example(
     b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="x"><Name>b</Name>'
@@ -151,6 +175,63 @@ def test_pages_in_s3s_shape_take_the_scanner_and_agree_with_elementtree(
 ) -> None:
     assert _listxml.scan(body) is not None
     _same(body)
+
+
+def _first_shape(body: bytes) -> Optional[tuple[str, ...]]:
+    text = body.decode("utf-8")
+    first = text.find("<Contents>")
+    if first < 0:
+        return None
+    return _listxml._shape_of(
+        text[first : text.find("</Contents>") + len("</Contents>")]
+    )
+
+
+@given(pages(uniform=True))
+@example(
+    _page_of(
+        2
+        * "<Contents><Key>a</Key><LastModified>2026-12-07T00:17:21.811Z</LastModified>"
+        "<ETag>&quot;e&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+        "<Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>",
+        count=2,
+    )
+)
+def test_pages_of_one_shape_are_split_by_that_shapes_pattern_and_agree_with_elementtree(
+    body: bytes,
+) -> None:
+    _listxml._SHAPES.clear()
+    assert _listxml.scan(body) is not None
+    _same(body)
+    shape = _first_shape(body)
+    if shape is not None:  # leaves only, with the five fields read: its own pattern
+        assert _listxml._SHAPES[shape] is not None
+
+
+_WITH_CRC = (
+    "<Contents><Key>{key}</Key><LastModified>2026-12-07T00:17:21.811Z</LastModified>"
+    "<ETag>&quot;e&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+    "<Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>"
+)
+_WITHOUT_CRC = _WITH_CRC.replace("<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>", "")
+
+
+def test_a_page_of_mixed_shapes_is_read_whole_and_its_shape_is_split_generally_after() -> (
+    None
+):
+    _listxml._SHAPES.clear()
+    uniform = _page_of(_WITH_CRC.format(key="a") + _WITH_CRC.format(key="b"), count=2)
+    mixed = _page_of(_WITH_CRC.format(key="a") + _WITHOUT_CRC.format(key="b"), count=2)
+    shape = _first_shape(uniform)
+    assert shape is not None
+    assert _listxml.scan(uniform) is not None
+    assert _listxml._SHAPES[shape] is not None
+    assert _listxml.scan(mixed) is not None
+    assert [i.key for i in parse_listing(mixed)[0].object_info] == ["a", "b"]
+    _same(mixed)
+    assert _listxml._SHAPES[shape] is None  # that shape's pages take _CONTENTS now
+    assert _listxml.scan(uniform) is not None
+    _same(uniform)
 
 
 _SNIPPETS = [
@@ -203,7 +284,7 @@ _SNIPPETS = [
 
 @st.composite
 def _mutated(draw: st.DrawFn) -> bytes:
-    body = draw(pages())
+    body = draw(pages(uniform=draw(st.booleans())))
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(body)))
         kind = draw(st.sampled_from(["text", "text", "insert", "delete", "byte"]))
