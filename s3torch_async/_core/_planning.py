@@ -536,7 +536,9 @@ class UploadWindow:
       flight pay) until ``reach``. A step that did not pay is undone and the window settles:
       where the parts share one bottleneck (a host's CPU), more in flight only costs memory.
 
-    The window never goes below ``planned``; once settled it stays.
+    The window never goes below ``planned``; once settled it stays. A part retried after
+    throttling counts with its whole time: the wider window that follows raises nothing and
+    is undone after one step.
 
     Raises:
         ValueError: ``planned`` is below 1, ``reach`` is below ``planned``, or ``target`` is not
