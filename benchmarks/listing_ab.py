@@ -10,7 +10,8 @@ obstore against one bench server, so load drifts hit every one alike. Run::
 ``--torch`` imports torch in each child first (the harness's workers do: a larger heap makes
 the garbage collector's full passes dearer). ``--collect`` runs ``gc.collect()`` just before
 the timed listing, as the harness does (without it, the first listing after ``import torch``
-pays the full collection that torch's import left pending). obstore is skipped when it is not installed.
+pays the full collection that torch's import left pending). ``--cold`` times the client's
+creation and first request too (no warm-up request; the issue's "client start included"). obstore is skipped when it is not installed.
 Prints every run and the medians of keys/s and client CPU-us/key.
 """
 
@@ -24,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 _CHILD = "--child"
 _BUCKET, _PREFIX = "bench", "l/"
@@ -35,35 +36,48 @@ def _child(url: str, who: str, keys: int) -> None:
     if os.environ.get("LISTING_AB_TORCH"):
         import torch  # noqa: F401
     collect = bool(os.environ.get("LISTING_AB_COLLECT"))
+    cold = bool(os.environ.get("LISTING_AB_COLD"))
     if who == "obstore":
         import obstore
         from obstore.store import S3Store
 
-        store = S3Store(
-            _BUCKET,
-            region="us-east-1",
-            endpoint=url,
-            allow_http=True,
-            virtual_hosted_style_request=False,
-        )
-        obstore.head(store, f"{_PREFIX}000000")
-        if collect:
-            gc.collect()
-        started, cpu = time.perf_counter(), time.process_time()
-        count = sum(len(batch) for batch in obstore.list(store, _PREFIX))
+        def open_client() -> Any:
+            return S3Store(
+                _BUCKET,
+                region="us-east-1",
+                endpoint=url,
+                allow_http=True,
+                virtual_hosted_style_request=False,
+            )
+
+        def warm(store: Any) -> None:
+            obstore.head(store, f"{_PREFIX}000000")
+
+        def listing(store: Any) -> int:
+            return sum(len(batch) for batch in obstore.list(store, _PREFIX))
+
     else:
         from s3torch_async import S3ClientConfig
         from s3torch_async._s3client import S3Client
 
-        config = S3ClientConfig(force_path_style=True)
-        client = S3Client("us-east-1", endpoint=url, s3client_config=config)
-        client.head_object(_BUCKET, f"{_PREFIX}000000")
-        if collect:
-            gc.collect()
-        started, cpu = time.perf_counter(), time.process_time()
-        count = sum(
-            len(page.object_info) for page in client.list_objects(_BUCKET, _PREFIX)
-        )
+        def open_client() -> Any:
+            config = S3ClientConfig(force_path_style=True)
+            return S3Client("us-east-1", endpoint=url, s3client_config=config)
+
+        def warm(client: Any) -> None:
+            client.head_object(_BUCKET, f"{_PREFIX}000000")
+
+        def listing(client: Any) -> int:
+            pages = client.list_objects(_BUCKET, _PREFIX)
+            return sum(len(page.object_info) for page in pages)
+
+    client = None if cold else open_client()
+    if client is not None:
+        warm(client)
+    if collect:
+        gc.collect()
+    started, cpu = time.perf_counter(), time.process_time()
+    count = listing(open_client() if client is None else client)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     if count != keys:
         raise SystemExit(f"listed {count} keys, not {keys}")
@@ -97,6 +111,9 @@ def main() -> None:
     parser.add_argument(
         "--collect", action="store_true", help="gc.collect() before the listing"
     )
+    parser.add_argument(
+        "--cold", action="store_true", help="the client's start is timed too"
+    )
     args = parser.parse_args()
     roots = [r for r in args.roots.split(",") if r]
     import boto3
@@ -108,6 +125,8 @@ def main() -> None:
     extra = {"LISTING_AB_TORCH": "1"} if args.torch else {}
     if args.collect:
         extra["LISTING_AB_COLLECT"] = "1"
+    if args.cold:
+        extra["LISTING_AB_COLD"] = "1"
     who = list(roots)
     try:
         import obstore  # noqa: F401

@@ -220,16 +220,21 @@ def _shape_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     """Exactly one Contents with these children; :data:`_CONTENTS`'s groups, in order.
 
     ``names`` come from a Contents that ``_CONTENTS`` matched, so this pattern matches a
-    subset of what it matches, with the same groups.
+    subset of what it matches, with the same groups. The children it does not capture hold
+    no ``&``, so every reference in a run it splits is in a captured field.
     """
     fields = (
-        f"<{n}>([^<]*)</{n}>" if n in _CAPTURED else f"<{n}>[^<]*</{n}>" for n in names
+        f"<{n}>([^<]*)</{n}>" if n in _CAPTURED else f"<{n}>[^<&]*</{n}>" for n in names
     )
     return re.compile(f"<Contents>{''.join(fields)}</Contents>")
 
 
-def _split(run: str) -> list[str]:
-    """``_CONTENTS.split(run)``, by the pattern of the first Contents' shape when it fits."""
+def _split(run: str) -> tuple[list[str], bool]:
+    """``_CONTENTS.split(run)``, by the pattern of the first Contents' shape when it fits.
+
+    Also returns whether every ``&`` of the run is in a captured field (the shape's pattern
+    split it), so that checking those fields checks every reference.
+    """
     names = _shape_of(run[: run.find("</Contents>") + len("</Contents>")])
     if names is not None:
         if names not in _SHAPES:
@@ -240,9 +245,9 @@ def _split(run: str) -> list[str]:
         if fast is not None:
             parts = fast.split(run)
             if not any(parts[0 :: _GROUPS + 1]):
-                return parts
+                return parts, True
             _SHAPES[names] = None  # mixed shapes: the general pattern from now on
-    return _CONTENTS.split(run)
+    return _CONTENTS.split(run), False
 
 
 def scan(body: bytes) -> Optional[Page]:
@@ -275,14 +280,16 @@ def scan(body: bytes) -> Optional[Page]:
         _top(text, start, first, page)
         _top(text, last, end, page)
         run = text[first:last]
-        parts = _split(run)
+        parts, fields_only = _split(run)
         if any(parts[0 :: _GROUPS + 1]):
             return None  # something else between or inside the Contents elements
         step = _GROUPS + 1
         keys, modified, etags, sizes = (parts[i::step] for i in range(1, _GROUPS))
         classes: Sequence[Optional[str]] = parts[_GROUPS::step]
         if "&" in run:
-            _check_refs(run)  # in the fields read and in the others
+            if not fields_only:
+                _check_refs(run)  # in the fields read and in the others
+            # each of these checks the references in its fields (an _Unsure if one is bad)
             keys, modified, etags, sizes = map(_texts, (keys, modified, etags, sizes))
             if "&" in "".join(
                 filter(None, classes)

@@ -51,7 +51,13 @@ from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 from ._interface import ReadClient
 from ._object import ObjectVersion
-from ._planning import StreamWidth, read_reach, split_spans
+from ._planning import (
+    MIN_PIECE_DIVISOR,
+    StreamWidth,
+    read_reach,
+    round_piece,
+    split_spans,
+)
 from ._wholecheck import WholeReadCheck
 
 __all__ = [
@@ -210,7 +216,11 @@ class _Pieces:
 
     A read that spans many parts and finds its width not yet measured begins with a short
     GET (:data:`PROBE_DIVISOR`): the width follows from its rate a few round trips sooner than
-    from a whole part's, while the rest waits.
+    from a whole part's, while the rest waits. A read that has at least one whole part per
+    stream when it first runs several cuts its GETs in rounds of one per stream, every
+    round left of one size (``_planning.round_piece``), so that the streams run out of work
+    together rather than a few fetching whole parts at the end while the others have
+    nothing left.
     """
 
     def __init__(
@@ -226,9 +236,15 @@ class _Pieces:
             if unmeasured and self.left >= PROBE_MIN_PARTS * part_size
             else 0
         )
+        self._round_size = self._round_takes = self._round_streams = 0
+        self._even: Optional[bool] = None
 
-    def take(self) -> Optional[tuple[int, int]]:
-        """The next ``[start, stop)`` to GET, or ``None`` when all are taken."""
+    def take(self, streams: int = 1) -> Optional[tuple[int, int]]:
+        """The next ``[start, stop)`` to GET, or ``None`` when all are taken.
+
+        ``streams`` is how many GETs of the read run at once (counted in rounds of that
+        many takes).
+        """
         if not self._holes:
             return None
         start, end = self._holes[0]
@@ -237,7 +253,18 @@ class _Pieces:
             self._probe = 0
         else:
             parts = self._width.piece_parts(-(-self.left // self._part))
-            stop = min(end, start + parts * self._part)
+            length = parts * self._part
+            if streams > 1 and self._even is None:
+                # Only a read that keeps every stream busy for a round evens out its rounds.
+                self._even = self.left >= streams * length
+            if streams > 1 and self._even:
+                if self._round_takes <= 0 or self._round_streams != streams:
+                    least = max(1, self._part // MIN_PIECE_DIVISOR)
+                    self._round_size = round_piece(self.left, streams, length, least)
+                    self._round_takes = self._round_streams = streams
+                self._round_takes -= 1
+                length = self._round_size
+            stop = min(end, start + length)
         if stop == end:
             self._holes.popleft()
         else:
@@ -275,8 +302,8 @@ async def _gather_widening(
                     return  # the width shrank: this stream ends
                 while workers < allowed() and pieces.left:
                     workers += 1
-                    group.start_soon(worker, pieces.take())
-                piece = pieces.take()
+                    group.start_soon(worker, pieces.take(allowed()))
+                piece = pieces.take(allowed())
         finally:
             workers -= 1
 
@@ -293,7 +320,7 @@ async def _gather_widening(
             group.start_soon(worker, first)
             while workers < allowed() and pieces.left:
                 workers += 1
-                group.start_soon(worker, pieces.take())
+                group.start_soon(worker, pieces.take(allowed()))
     except BaseException as exc:
         error = _first_error(exc)
     if error is not None:

@@ -23,7 +23,12 @@ from hypothesis import strategies as st
 from s3torch_async import S3ClientConfig
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
-from s3torch_async._core._planning import MAX_PIECE_PARTS, StreamWidth, read_reach
+from s3torch_async._core._planning import (
+    MAX_PIECE_PARTS,
+    StreamWidth,
+    read_reach,
+    round_piece,
+)
 from s3torch_async._core.reader import PROBE_DIVISOR, AsyncS3Reader
 from s3torch_async._types import HeadObjectResult, ObjectInfo
 from tests.core.test_prefetch import run_virtual
@@ -152,6 +157,40 @@ def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size)
     assert max(sizes) > PART
     assert all(size <= PART for size in sizes[-26:])  # the end: one part per GET
     assert link.gets < 320
+
+
+@pytest.mark.parametrize("known_size", [False, True])
+def test_the_streams_of_a_read_run_out_of_work_together(known_size):
+    # S3-like at scale: 20 ms to the first byte, then a part's body in 93 ms (8 MiB at
+    # 90 MB/s); limit 18, bound 36. After the probe 36 streams share ~128 parts: in whole
+    # parts that is 3 rounds and 20 GETs more, 16 streams idle for the last GET's 113 ms.
+    # Cut into rounds of one size, every stream fetches 4 GETs of 0.89 part.
+    per_stream = PART / 0.093
+    data = os.urandom(129 * PART)
+    link = _Link(
+        data,
+        limit=18,
+        target_bytes_per_s=1250 * MB,
+        latency=0.02,
+        per_stream=per_stream,
+    )
+    got, reader = _read(link, known_size=known_size)
+    assert got == data
+    assert _widths(reader) == [1, 36]
+    times = sorted(link.times, key=lambda t: t[1])
+    if not known_size:  # the part that told the size, then the probe
+        assert (times[0][0], times[1][0]) == (0, PART)
+        times = times[1:]
+    probe_done = times[0][2]
+    sizes = sorted(b - a for a, b in link.spans)
+    assert sizes[0] == PART // PROBE_DIVISOR
+    if known_size:  # every other GET of one size but the object's last one
+        assert len(set(sizes[2:])) == 1
+        assert sizes[-1] < PART
+    end = max(done for _, _, done in link.times)
+    # four rounds of shorter GETs, each 20 ms + 0.89 x 93 ms, after the probe's widening
+    assert end - probe_done < 4 * (0.02 + 0.093 * 0.92)
+    assert len(link.spans) <= 2 + 4 * 36
 
 
 def test_a_read_of_unknown_size_counts_its_first_get_among_its_streams():
@@ -379,6 +418,22 @@ def test_stream_width_prefers_the_narrower_width_within_the_gain_threshold():
     for _ in range(5):
         width.record(1, 112, 10.0)  # 112 B/s in all: +12 %, not worth 9 more streams
     assert (width.width, width.settled) == (1, True)
+
+
+def test_round_piece_evens_out_the_rounds_left():
+    # 128 parts of 90 over 36 streams: 4 rounds of 8/9 part, not 3 and 20 whole parts more
+    assert round_piece(128 * 90, 36, 90, 45) == 80
+    assert round_piece(36 * 90, 36, 90, 45) == 90  # a whole round: whole parts
+    assert round_piece(72 * 90 + 89, 36, 90, 45) == 90  # and what is left over is short
+    assert round_piece(72 * 90 + 90, 36, 90, 45) == 61  # a whole part over: 3 rounds
+    assert round_piece(20 * 90, 36, 90, 45) == 50  # the last round: 20 parts over 36
+    assert round_piece(10 * 90, 36, 90, 45) == 45  # but no GET under `least`
+    assert round_piece(30, 36, 90, 45) == 30  # nor past the end
+    assert round_piece(0, 36, 90, 45) == 0
+    with pytest.raises(ValueError, match="streams, length and least must be >= 1"):
+        round_piece(10, 0, 90, 45)
+    with pytest.raises(ValueError, match="left >= 0"):
+        round_piece(-1, 4, 90, 45)
 
 
 def test_stream_width_lengthens_gets_only_when_settled_at_the_limit_below_target():

@@ -234,6 +234,37 @@ def test_a_page_of_mixed_shapes_is_read_whole_and_its_shape_is_split_generally_a
     _same(uniform)
 
 
+def test_references_in_pages_of_one_shape_are_checked_in_every_field() -> None:
+    # The shape's pattern leaves no "&" outside the fields it captures, so the scanner
+    # checks references field by field; a bad one anywhere must still hand the page over
+    # to ElementTree, whose error is the one reported.
+    good = _WITH_CRC.format(key="a")
+    other = _WITH_CRC.format(key="b")
+    bad = [
+        _WITH_CRC.format(key="b&bogus;"),
+        _WITH_CRC.format(key="b&#0;"),
+        other.replace("&quot;e&quot;", "&quot;e&"),
+        other.replace("<Size>3<", "<Size>3&<"),
+        other.replace("STANDARD", "STAN&DARD"),
+        other.replace("CRC32", "CRC&bogus;"),
+    ]
+    for contents in bad:
+        _listxml._SHAPES.clear()
+        body = _page_of(good + contents, count=2)
+        assert _listxml.scan(body) is None, body
+        _same(body)
+    # valid references: in a captured field, and in one the shape's pattern does not read
+    for contents, key in [
+        (_WITH_CRC.format(key="b&amp;&lt;&#65;"), "b&<A"),
+        (other.replace("CRC32", "CRC&#51;2"), "b"),
+    ]:
+        _listxml._SHAPES.clear()
+        body = _page_of(good + contents, count=2)
+        assert _listxml.scan(body) is not None, body
+        assert [i.key for i in parse_listing(body)[0].object_info] == ["a", key]
+        _same(body)
+
+
 _SNIPPETS = [
     "<!-- c -->",
     "<![CDATA[x]]>",
