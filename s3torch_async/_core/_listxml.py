@@ -237,11 +237,14 @@ def _split(run: str) -> tuple[list[str], bool]:
     """
     names = _shape_of(run[: run.find("</Contents>") + len("</Contents>")])
     if names is not None:
-        if names not in _SHAPES:
+        if names in _SHAPES:
+            # .get: another thread's clear() in between gives None (the general pattern)
+            fast = _SHAPES.get(names)
+        else:
+            fast = _shape_pattern(names)
             if len(_SHAPES) >= _MAX_SHAPES:
                 _SHAPES.clear()
-            _SHAPES[names] = _shape_pattern(names)
-        fast = _SHAPES[names]
+            _SHAPES[names] = fast
         if fast is not None:
             parts = fast.split(run)
             if not any(parts[0 :: _GROUPS + 1]):
