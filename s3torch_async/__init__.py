@@ -20,19 +20,21 @@ from .s3reader import S3Reader, S3ReaderConstructor
 from .s3writer import S3Writer
 
 if TYPE_CHECKING:
+    from ._core.listing import list_partitioned
     from .async_dataset import AsyncS3Dataset, S3Object
     from .s3checkpoint import S3Checkpoint
     from .s3iterable_dataset import S3IterableDataset
     from .s3map_dataset import S3MapDataset
 
-# Imported on first access: the torch-dependent classes, and the async dataset (~1 ms that a
-# program using only the clients never needs).
+# Imported on first access: the torch-dependent classes, the async dataset and the partitioned
+# listing (~1 ms that a program using only the clients never needs).
 _LAZY = {
     "AsyncS3Dataset": ".async_dataset",
     "S3Object": ".async_dataset",
     "S3Checkpoint": ".s3checkpoint",
     "S3IterableDataset": ".s3iterable_dataset",
     "S3MapDataset": ".s3map_dataset",
+    "list_partitioned": "._core.listing",
 }
 
 for _obj in (AsyncS3Client, AsyncS3Reader, AsyncS3Writer):
@@ -72,4 +74,5 @@ __all__ = [
     "S3ReaderConstructor",
     "S3Writer",
     "__version__",
+    "list_partitioned",
 ]
