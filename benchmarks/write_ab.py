@@ -14,7 +14,9 @@ CPU-s/GB, the server's CPU-s and the load average; medians per profile and write
 ``--trace DIR`` makes the server log every request (``S3SERVER_TRACE``) to
 ``DIR/requests.jsonl`` and lists each run's monotonic start and end in ``DIR/runs.txt``, for
 counting connections and parts in flight. ``--server-args`` reshapes the S3-like port (e.g. a
-slower link per connection: ``--server-args=--bandwidth-mbps=30``).
+slower link per connection: ``--server-args=--bandwidth-mbps=30``). ``--ceiling 16,32`` adds
+``benchmarks.write_ceiling`` with that many connections: a writer that costs next to nothing,
+whose rate is the most this server lets any writer reach on this machine.
 """
 
 from __future__ import annotations
@@ -32,11 +34,21 @@ from benchmarks._measure import process_cpu_seconds
 
 _CHILD = "--child"
 _REFERENCE = "s3torchconnector"
+#: ``ceiling:<connections>``: benchmarks.write_ceiling, the server's own limit.
+_CEILING = "ceiling:"
 
 
 def _child(package: str, url: str, size: int, chunk: int, gbps: float) -> None:
     # Runs with PYTHONPATH set to one checkout: only that checkout's package is imported.
     import importlib
+
+    if package.startswith(_CEILING):
+        from benchmarks.write_ceiling import timed_upload
+
+        connections = int(package[len(_CEILING) :])
+        elapsed, cpu = timed_upload(url, size, chunk, connections)
+        print(f"{size / elapsed / 1e6:.1f} {cpu / (size / 1e9):.3f}")
+        return
 
     pkg = importlib.import_module(package)
     client = importlib.import_module(f"{package}._s3client").S3Client(
@@ -133,6 +145,12 @@ def main() -> None:
         help="comma-separated throughput_target_gbps values to run each root with "
         "(default: the configuration's default)",
     )
+    parser.add_argument(
+        "--ceiling",
+        default="",
+        help="comma-separated connection counts: also run benchmarks.write_ceiling, a "
+        "client that costs next to nothing, to show the server's own limit",
+    )
     parser.add_argument("--trace", help="directory for per-run server request traces")
     parser.add_argument(
         "--server-args",
@@ -150,8 +168,10 @@ def main() -> None:
     ]
     if args.reference:
         writers.append((_REFERENCE, os.environ.get("PYTHONPATH", ""), 0.0))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    writers += [(f"{_CEILING}{n}", here, 0.0) for n in args.ceiling.split(",") if n]
     if not writers:
-        parser.error("give --roots and/or --reference")
+        parser.error("give --roots, --reference and/or --ceiling")
 
     import boto3
 
@@ -176,7 +196,7 @@ def main() -> None:
         for rep in range(args.repeat):
             for profile, url in profiles:
                 for package, root, gbps in writers:
-                    label = package if package == _REFERENCE else root
+                    label = root if package == "s3torch_async" else package
                     if gbps:
                         label += f"@{gbps:g}Gbps"
                     server_cpu = process_cpu_seconds(server.pid)
