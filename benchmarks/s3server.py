@@ -837,7 +837,14 @@ class S3Backend:
             request[_CONTINUED] = True
         chunks: List[bytes] = []
         total = 0
-        async for chunk in request.content.iter_any():
+        content = request.content
+        while True:
+            # Chunk by chunk as received: ``iter_any`` would join what is buffered (a copy).
+            chunk, chunk_end = await content.readchunk()
+            if not chunk:
+                if chunk_end and not content.is_eof():
+                    continue  # the end of one HTTP chunk of a chunked body
+                break
             chunks.append(chunk)
             total += len(chunk)
         aws_chunked = "aws-chunked" in headers.get("Content-Encoding", "") or (
