@@ -59,6 +59,7 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -218,7 +219,16 @@ def _xml_escape(text: str) -> str:
     return text
 
 
+#: Keys that ``quote(key, safe="/")`` returns unchanged (its always-safe ASCII and "/").
+_URL_UNCHANGED = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
 def _url_encode(text: str) -> str:
+    # Listing answers with EncodingType=url encode every key: quote() costs ~0.9 us a call,
+    # 0.9 ms of this server's CPU per 1,000-key page (for an S3 server, nothing a client
+    # waits on), so a key it would leave as it is skips it.
+    if _URL_UNCHANGED.fullmatch(text):
+        return text
     return quote(text, safe="/")
 
 
