@@ -404,9 +404,7 @@ class Prefetcher(Generic[T]):
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
-        self._history: Deque[Tuple[float, int]] = deque(
-            maxlen=max(64, 2 * adaptive_cap + 1)
-        )
+        self._since_growth = 0  # deliveries (hand-outs) since the last growth
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
@@ -447,14 +445,15 @@ class Prefetcher(Generic[T]):
     def _delivered(self, count: int) -> None:
         """Record ``count`` deliveries now; resize an adaptive window.
 
-        Little's law gives the size, from the shortest fetch time of the last 10 to 20 s (a fetch's
-        duration also grows with the queueing in front of a saturated CPU or link, which
-        would inflate the window for nothing) and the consumer's pace. A shared link can
-        still hide behind the shortest time, so a window only grows on trial: it keeps the larger size when the delivery rate over
-        ``max(size, 32)`` deliveries, counted from one fetch latency after the growth (when
-        the added items start to arrive), beats the rate over twice as many deliveries before
-        it by 10 %, and otherwise goes back and holds for ``20 x size`` deliveries before
-        trying again.
+        Little's law gives the size, from the store's latency (the shortest fetch time of
+        the last 10 to 20 s: a fetch's duration also grows with the queueing in front of a
+        saturated CPU or link, which would inflate the window for nothing) and the
+        consumer's pace. A window grows only while the fetches finish fast enough to need
+        it (more items in flight than it holds, at that latency), and only on trial: it
+        keeps the larger size when the rate the fetches finish at, from one fetch latency
+        after the growth (when the added items start to arrive) over ``max(size, 32)``
+        deliveries, beats the rate before it by 10 %, and otherwise goes back and holds for
+        ``20 x size`` deliveries before trying again.
         """
         if not self._adaptive() or not count:
             return
@@ -462,7 +461,7 @@ class Prefetcher(Generic[T]):
         self._handed = (now, count)
         self._deliveries.record(now, count)
         self._total += count
-        self._history.append((now, self._total))
+        self._since_growth += 1
         interval = self._deliveries.interval
         if self._latency is None or interval is None:
             return
@@ -499,7 +498,9 @@ class Prefetcher(Generic[T]):
             if self._total - at < max(current, _TRIAL_DELIVERIES):
                 return  # still judging the last growth
             self._trial = None
-            rate_after = (self._total - at) / max(now - started, 1e-9)
+            # fetches finished, not items delivered: deliveries in order come in bursts
+            # once a late head of the line arrives, and would judge those
+            rate_after = self._finished_since(started, now)
             if rate_after < rate_before * _TRIAL_GAIN:
                 logger.debug(
                     "prefetch window %d -> %d items (%.0f/s, not above %.0f/s)",
@@ -514,30 +515,20 @@ class Prefetcher(Generic[T]):
         if target <= current:
             window.max_items = target
             return
-        if self._total < self._hold_until or len(self._history) < 2:
+        if self._total < self._hold_until or self._since_growth < 2:
             return
-        # the rate over as many deliveries as the trial will be judged on: a shorter span
-        # would be a burst of items that were ready at once
-        span = 2 * max(current, _TRIAL_DELIVERIES)
-        first_time, first_total = self._history[0]
-        for then, total in reversed(self._history):
-            if self._total - total >= span:
-                first_time, first_total = then, total
-                break
-        if now <= first_time:
-            return
-        if self._produced(span) * latency * WINDOW_HEADROOM < current * _TRIAL_GAIN:
+        # the rate the fetches finish at, over as many as the trial will be judged on (a
+        # shorter span would be a burst of items that were ready at once)
+        produced = self._produced(2 * max(current, _TRIAL_DELIVERIES))
+        if produced * latency * WINDOW_HEADROOM < current * _TRIAL_GAIN:
             # the items are not produced fast enough to need a wider window at the
             # store's latency (a growth would not pay its 10 %): something else (our CPU)
             # is the limit, and more items in flight would only queue in front of it
             return
-        # ``current`` items each taking one fetch latency deliver at most current / latency
+        # ``current`` items each taking one fetch latency finish at most current / latency
         # per second: a faster rate measured over a short history is a burst of items that
         # were ready at once (the first window arriving together, most of all)
-        rate_before = min(
-            (self._total - first_total) / (now - first_time),
-            current / max(self._latency, 1e-9),
-        )
+        rate_before = min(produced, current / max(latency, 1e-9))
         # a step big enough for its gain to show (a few % would drown in the noise), never
         # past what the byte budget holds (``target`` already respects it)
         mean_cost = self._mean_cost or 0.0
@@ -558,7 +549,7 @@ class Prefetcher(Generic[T]):
             interval * 1e3,
         )
         self._trial = (now, -1, rate_before, current)
-        self._history.clear()
+        self._since_growth = 0
         self._space.set()
 
     def _produced(self, span: int) -> float:
@@ -570,6 +561,15 @@ class Prefetcher(Generic[T]):
         seconds = finished[-1] - first
         count = min(span, len(finished) - 1)
         return count / seconds if seconds > 0 else math.inf
+
+    def _finished_since(self, since: float, now: float) -> float:
+        """Fetches finished per second from ``since`` to ``now``."""
+        count = 0
+        for finished in reversed(self._finished):
+            if finished < since:
+                break
+            count += 1
+        return count / max(now - since, 1e-9)
 
     async def _schedule(self) -> None:
         try:
