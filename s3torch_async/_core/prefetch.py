@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 from collections import deque
 from collections.abc import (
@@ -41,12 +40,7 @@ from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 from .._errors import S3Exception
 from .._s3bucket_key_data import S3BucketKeyData
 from .._types import ObjectInfo
-from ._planning import (
-    MAX_WINDOW_ITEMS,
-    WINDOW_HEADROOM,
-    PrefetchWindow,
-    window_items,
-)
+from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, window_items
 from .client import AsyncS3Client
 
 __all__ = [
@@ -359,8 +353,8 @@ class Prefetcher(Generic[T]):
     progresses.
 
     With ``adaptive_cap`` above ``max_items``, ``max_items`` is only the starting count: after
-    every delivery the count becomes :func:`~._planning.window_items` of the store's latency (the
-    shortest recent fetch), the delivery interval and the item size, between ``max_items`` and ``adaptive_cap``; the
+    every delivery the count becomes :func:`~._planning.window_items` of the observed fetch
+    latency, delivery interval and item size, between ``max_items`` and ``adaptive_cap``; the
     byte budget stays a hard bound. ``fetch(item)`` returns ``(data, etag)`` or ``None`` (deliver without data); an
     exception it raises is raised when that item's turn comes, and so is an exception from the
     source, after every item before it.
@@ -387,12 +381,6 @@ class Prefetcher(Generic[T]):
         self._adaptive_cap = adaptive_cap
         # Exponentially weighted means of what the window is sized from.
         self._latency: Optional[float] = None
-        # The shortest fetch time of the last 10 to 20 s: the store's latency without the
-        # queueing in front of our own CPU (see _delivered).
-        self._shortest = _WindowedMin(_LATENCY_SPAN_S)
-        # When the latest fetches finished (the rate the items are produced at, which
-        # deliveries in order hide behind bursts after the head of the line was late).
-        self._finished: Deque[float] = deque(maxlen=max(64, 2 * adaptive_cap + 1))
         self._deliveries = DeliveryRate()
         # The consumer's own time per item (from a hand-out to its next request): the rate
         # it could take items at, which a window too small to keep up hides.
@@ -404,7 +392,9 @@ class Prefetcher(Generic[T]):
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
-        self._since_growth = 0  # deliveries (hand-outs) since the last growth
+        self._history: Deque[Tuple[float, int]] = deque(
+            maxlen=max(64, 2 * adaptive_cap + 1)
+        )
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
@@ -435,25 +425,19 @@ class Prefetcher(Generic[T]):
     async def _timed_fetch(self, item: T) -> Optional[Tuple[bytes, str]]:
         started = self._loop.time()
         result = await self._fetch(item)
-        latency = self._loop.time() - started
-        self._latency = _ewma(self._latency, latency)
-        now = started + latency
-        self._shortest.add(latency, now)
-        self._finished.append(now)
+        self._latency = _ewma(self._latency, self._loop.time() - started)
         return result
 
     def _delivered(self, count: int) -> None:
         """Record ``count`` deliveries now; resize an adaptive window.
 
-        Little's law gives the size, from the store's latency (the shortest fetch time of
-        the last 10 to 20 s: a fetch's duration also grows with the queueing in front of a
-        saturated CPU or link, which would inflate the window for nothing) and the
-        consumer's pace. A window grows only while the fetches finish fast enough to need
-        it (more items in flight than it holds, at that latency), and only on trial: it
-        keeps the larger size when the rate the fetches finish at, from one fetch latency
-        after the growth (when the added items start to arrive) over ``max(size, 32)``
-        deliveries, beats the rate before it by 10 %, and otherwise goes back and holds for
-        ``20 x size`` deliveries before trying again.
+        Little's law gives the size, but a fetch's duration also grows with the queueing in
+        front of a saturated CPU or link, which would inflate the window for nothing. So a
+        window only grows on trial: it keeps the larger size when the delivery rate over
+        ``max(size, 32)`` deliveries, counted from one fetch latency after the growth (when
+        the added items start to arrive), beats the rate over twice as many deliveries before
+        it by 10 %, and otherwise goes back and holds for ``20 x size`` deliveries before
+        trying again.
         """
         if not self._adaptive() or not count:
             return
@@ -461,24 +445,19 @@ class Prefetcher(Generic[T]):
         self._handed = (now, count)
         self._deliveries.record(now, count)
         self._total += count
-        self._since_growth += 1
+        self._history.append((now, self._total))
         interval = self._deliveries.interval
         if self._latency is None or interval is None:
             return
-        window = self._window
-        current = window.max_items
-        # The store's latency: the shortest recent fetch, as BBR takes the smallest round
-        # trip. The mean also holds the time fetches queued behind each other for our own
-        # CPU, which grows with the window: sized from it, a CPU-bound client kept asking
-        # for a wider window (up to the cap: a connection and CPU per added item).
-        latency = self._shortest.value
         demand = self._demand.interval
         if demand is not None:
             # sized for the rate the consumer could take, not only the rate it got: a
             # window too small to keep up finds its size in one growth, not in many trials
             interval = min(interval, demand)
+        window = self._window
+        current = window.max_items
         target = window_items(
-            latency,
+            self._latency,
             interval,
             self._mean_cost or 0.0,
             window.budget_bytes,
@@ -498,9 +477,7 @@ class Prefetcher(Generic[T]):
             if self._total - at < max(current, _TRIAL_DELIVERIES):
                 return  # still judging the last growth
             self._trial = None
-            # fetches finished, not items delivered: deliveries in order come in bursts
-            # once a late head of the line arrives, and would judge those
-            rate_after = self._finished_since(started, now)
+            rate_after = (self._total - at) / max(now - started, 1e-9)
             if rate_after < rate_before * _TRIAL_GAIN:
                 logger.debug(
                     "prefetch window %d -> %d items (%.0f/s, not above %.0f/s)",
@@ -515,20 +492,25 @@ class Prefetcher(Generic[T]):
         if target <= current:
             window.max_items = target
             return
-        if self._total < self._hold_until or self._since_growth < 2:
+        if self._total < self._hold_until or len(self._history) < 2:
             return
-        # the rate the fetches finish at, over as many as the trial will be judged on (a
-        # shorter span would be a burst of items that were ready at once)
-        produced = self._produced(2 * max(current, _TRIAL_DELIVERIES))
-        if produced * latency * WINDOW_HEADROOM < current * _TRIAL_GAIN:
-            # the items are not produced fast enough to need a wider window at the
-            # store's latency (a growth would not pay its 10 %): something else (our CPU)
-            # is the limit, and more items in flight would only queue in front of it
+        # the rate over as many deliveries as the trial will be judged on: a shorter span
+        # would be a burst of items that were ready at once
+        span = 2 * max(current, _TRIAL_DELIVERIES)
+        first_time, first_total = self._history[0]
+        for then, total in reversed(self._history):
+            if self._total - total >= span:
+                first_time, first_total = then, total
+                break
+        if now <= first_time:
             return
-        # ``current`` items each taking one fetch latency finish at most current / latency
+        # ``current`` items each taking one fetch latency deliver at most current / latency
         # per second: a faster rate measured over a short history is a burst of items that
         # were ready at once (the first window arriving together, most of all)
-        rate_before = min(produced, current / max(latency, 1e-9))
+        rate_before = min(
+            (self._total - first_total) / (now - first_time),
+            current / max(self._latency, 1e-9),
+        )
         # a step big enough for its gain to show (a few % would drown in the noise), never
         # past what the byte budget holds (``target`` already respects it)
         mean_cost = self._mean_cost or 0.0
@@ -549,27 +531,8 @@ class Prefetcher(Generic[T]):
             interval * 1e3,
         )
         self._trial = (now, -1, rate_before, current)
-        self._since_growth = 0
+        self._history.clear()
         self._space.set()
-
-    def _produced(self, span: int) -> float:
-        """Fetches finished per second, over the last ``span`` of them (or all there are)."""
-        finished = self._finished
-        if len(finished) < 2:
-            return math.inf
-        first = finished[-min(span, len(finished) - 1) - 1]
-        seconds = finished[-1] - first
-        count = min(span, len(finished) - 1)
-        return count / seconds if seconds > 0 else math.inf
-
-    def _finished_since(self, since: float, now: float) -> float:
-        """Fetches finished per second from ``since`` to ``now``."""
-        count = 0
-        for finished in reversed(self._finished):
-            if finished < since:
-                break
-            count += 1
-        return count / max(now - since, 1e-9)
 
     async def _schedule(self) -> None:
         try:
@@ -701,9 +664,6 @@ class Prefetcher(Generic[T]):
 
 #: Weight of the newest sample in the window's running means.
 _EWMA_WEIGHT = 0.2
-#: Seconds the store's latency is the shortest fetch time of (10 to 20 s; BBR takes the
-#: smallest round trip of the last 10 s).
-_LATENCY_SPAN_S = 10.0
 #: Fewest deliveries a window growth is judged over.
 _TRIAL_DELIVERIES = 32
 #: Delivery-rate gain that keeps a growth.
@@ -712,28 +672,6 @@ _TRIAL_GAIN = 1.1
 _TRIAL_HOLD = 20
 #: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
 _GROWTH_MOST = 4
-
-
-class _WindowedMin:
-    """The smallest sample of the last ``seconds`` to ``2 x seconds``, in O(1)."""
-
-    __slots__ = ("_current", "_previous", "_seconds", "_since")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._since: Optional[float] = None
-        self._current = math.inf
-        self._previous = math.inf
-
-    def add(self, sample: float, now: float) -> None:
-        if self._since is None or now - self._since >= self._seconds:
-            self._previous, self._current, self._since = self._current, math.inf, now
-        self._current = min(self._current, sample)
-
-    @property
-    def value(self) -> float:
-        """The minimum (``inf`` before the first sample)."""
-        return min(self._current, self._previous)
 
 
 def _ewma(mean: Optional[float], sample: float) -> float:
