@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import selectors
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Optional, TypeVar
 
 import pytest
@@ -292,15 +292,22 @@ def run_virtual(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _sleepy(
-    n: int, latency: float, *, floor: int, cap: int, budget: int, seen: list[int]
+    n: int,
+    latency: float,
+    *,
+    floor: int,
+    cap: int,
+    budget: int,
+    seen: list[int],
+    delays: Optional[Callable[[], float]] = None,
 ) -> Prefetcher[int]:
-    """A window over ``n`` items of 100 bytes whose fetches take ``latency`` s; ``seen[0]``
-    is kept at the most items in flight a fetch saw."""
+    """A window over ``n`` items of 100 bytes whose fetches take ``latency`` s (or
+    ``delays()`` s each); ``seen[0]`` is kept at the most items in flight a fetch saw."""
     pf: Prefetcher[int]
 
     async def fetch(item: int) -> tuple[bytes, str]:
         seen[0] = max(seen[0], pf.in_flight_items)
-        await asyncio.sleep(latency)
+        await asyncio.sleep(latency if delays is None else delays())
         return b"x" * 100, "e"
 
     pf = Prefetcher(
@@ -341,11 +348,18 @@ def test_adaptive_window_widens_when_fetches_are_slow_and_stays_ordered():
 
 
 async def _traced_run(
-    latency: float, consume: float, floor: int, n: int, batch: int
+    latency: float,
+    consume: float,
+    floor: int,
+    n: int,
+    batch: int,
+    delays: Optional[Callable[[], float]] = None,
 ) -> tuple[list[tuple[int, int]], float]:
     """``(deliveries so far, window)`` after each hand-out, and the virtual time at the end;
     ``batch`` > 1 takes items as the sync datasets do (``next_batch``)."""
-    pf = _sleepy(n, latency, floor=floor, cap=256, budget=10**7, seen=[0])
+    pf = _sleepy(
+        n, latency, floor=floor, cap=256, budget=10**7, seen=[0], delays=delays
+    )
     trace: list[tuple[int, int]] = []
     got = 0
     while True:
@@ -427,32 +441,18 @@ def test_adaptive_window_widens_for_a_store_whose_latency_varies_widely():
     # per item, so the window must grow well past its 32. A rule that takes the shortest
     # fetch as the store's latency (to leave out our own queueing) reads ~3 ms here and
     # stopped the window at 32: 550 items/s instead of ~1,700.
-    async def main() -> tuple[int, float]:
-        rng = random.Random(1)
-
-        async def fetch(item: int) -> tuple[bytes, str]:
-            await asyncio.sleep(0.02 * rng.lognormvariate(0, 0.6))
-            return b"x" * 100, "e"
-
-        pf = Prefetcher(
-            iterate_items(range(6000)),
-            fetch,
-            lambda _i: 100,
-            budget_bytes=10**7,
-            max_items=32,
-            adaptive_cap=256,
+    rng = random.Random(1)
+    trace, end = run_virtual(
+        _traced_run(
+            0.0,
+            0.0001,
+            floor=32,
+            n=6000,
+            batch=16,
+            delays=lambda: 0.02 * rng.lognormvariate(0, 0.6),
         )
-        most = 0
-        while True:
-            batch = await pf.next_batch(16)
-            if not batch:
-                break
-            most = max(most, pf.max_items)
-            await asyncio.sleep(0.0001 * len(batch))
-        await pf.aclose()
-        return most, asyncio.get_running_loop().time()
-
-    most, end = run_virtual(main())
+    )
+    most = max(window for _, window in trace)
     assert most >= 128
     assert 6000 / end >= 1200
 
