@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 from collections import deque
 from collections.abc import (
@@ -393,13 +392,9 @@ class Prefetcher(Generic[T]):
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
-        self._since_growth = 0  # deliveries (hand-outs) since the last growth
-        # When the latest fetches finished: the rate items are produced at, which the
-        # deliveries (in order, in bursts once a late head of the line arrives) blur.
-        self._finished: Deque[float] = deque(maxlen=max(64, 2 * adaptive_cap + 1))
-        # The shortest fetch of the last 10 to 20 s: what a fetch takes without queueing
-        # behind the others for our own CPU (BBR's smallest round trip).
-        self._shortest = _WindowedMin(_SHORTEST_SPAN_S)
+        self._history: Deque[Tuple[float, int]] = deque(
+            maxlen=max(64, 2 * adaptive_cap + 1)
+        )
         self._entries: Deque[_Entry[T]] = deque()
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
@@ -430,29 +425,8 @@ class Prefetcher(Generic[T]):
     async def _timed_fetch(self, item: T) -> Optional[Tuple[bytes, str]]:
         started = self._loop.time()
         result = await self._fetch(item)
-        now = self._loop.time()
-        self._latency = _ewma(self._latency, now - started)
-        self._shortest.add(now - started, now)
-        self._finished.append(now)
+        self._latency = _ewma(self._latency, self._loop.time() - started)
         return result
-
-    def _produced(self, span: int) -> float:
-        """Fetches finished per second over the last ``span`` of them (or all there are)."""
-        finished = self._finished
-        count = min(span, len(finished) - 1)
-        if count < 1:
-            return math.inf
-        seconds = finished[-1] - finished[-count - 1]
-        return count / seconds if seconds > 0 else math.inf
-
-    def _produced_since(self, since: float, now: float) -> float:
-        """Fetches finished per second from ``since`` to ``now``."""
-        count = 0
-        for finished in reversed(self._finished):
-            if finished < since:
-                break
-            count += 1
-        return count / max(now - since, 1e-9)
 
     def _delivered(self, count: int) -> None:
         """Record ``count`` deliveries now; resize an adaptive window.
@@ -471,7 +445,7 @@ class Prefetcher(Generic[T]):
         self._handed = (now, count)
         self._deliveries.record(now, count)
         self._total += count
-        self._since_growth += 1
+        self._history.append((now, self._total))
         interval = self._deliveries.interval
         if self._latency is None or interval is None:
             return
@@ -503,9 +477,7 @@ class Prefetcher(Generic[T]):
             if self._total - at < max(current, _TRIAL_DELIVERIES):
                 return  # still judging the last growth
             self._trial = None
-            # fetches finished, not items delivered: a burst of deliveries once a late
-            # head of the line arrives looked like a gain
-            rate_after = self._produced_since(started, now)
+            rate_after = (self._total - at) / max(now - started, 1e-9)
             if rate_after < rate_before * _TRIAL_GAIN:
                 logger.debug(
                     "prefetch window %d -> %d items (%.0f/s, not above %.0f/s)",
@@ -520,17 +492,24 @@ class Prefetcher(Generic[T]):
         if target <= current:
             window.max_items = target
             return
-        if self._total < self._hold_until or self._since_growth < 2:
+        if self._total < self._hold_until or len(self._history) < 2:
             return
-        # The rate before, to beat by 10 %: the fetches' over as many as the trial will
-        # be judged on, and at most what ``current`` items carry when each takes the
-        # shortest fetch time. Early on that bound is what counts: the first window's
-        # fetches finish in a burst, and their mean time holds the queueing behind each
-        # other for our CPU (with it, the bound was so low that a growth a CPU-bound
-        # consumer could not use still passed, and the window kept 4x its size).
+        # the rate over as many deliveries as the trial will be judged on: a shorter span
+        # would be a burst of items that were ready at once
+        span = 2 * max(current, _TRIAL_DELIVERIES)
+        first_time, first_total = self._history[0]
+        for then, total in reversed(self._history):
+            if self._total - total >= span:
+                first_time, first_total = then, total
+                break
+        if now <= first_time:
+            return
+        # ``current`` items each taking one fetch latency deliver at most current / latency
+        # per second: a faster rate measured over a short history is a burst of items that
+        # were ready at once (the first window arriving together, most of all)
         rate_before = min(
-            self._produced(2 * max(current, _TRIAL_DELIVERIES)),
-            current / max(self._shortest.value, 1e-9),
+            (self._total - first_total) / (now - first_time),
+            current / max(self._latency, 1e-9),
         )
         # a step big enough for its gain to show (a few % would drown in the noise), never
         # past what the byte budget holds (``target`` already respects it)
@@ -552,7 +531,7 @@ class Prefetcher(Generic[T]):
             interval * 1e3,
         )
         self._trial = (now, -1, rate_before, current)
-        self._since_growth = 0
+        self._history.clear()
         self._space.set()
 
     async def _schedule(self) -> None:
@@ -685,9 +664,6 @@ class Prefetcher(Generic[T]):
 
 #: Weight of the newest sample in the window's running means.
 _EWMA_WEIGHT = 0.2
-#: Seconds the shortest fetch time is taken over (10 to 20 s; BBR's smallest round trip is
-#: of the last 10 s).
-_SHORTEST_SPAN_S = 10.0
 #: Fewest deliveries a window growth is judged over.
 _TRIAL_DELIVERIES = 32
 #: Delivery-rate gain that keeps a growth.
@@ -696,28 +672,6 @@ _TRIAL_GAIN = 1.1
 _TRIAL_HOLD = 20
 #: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
 _GROWTH_MOST = 4
-
-
-class _WindowedMin:
-    """The smallest sample of the last ``seconds`` to ``2 x seconds``, in O(1)."""
-
-    __slots__ = ("_current", "_previous", "_seconds", "_since")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._since: Optional[float] = None
-        self._current = math.inf
-        self._previous = math.inf
-
-    def add(self, sample: float, now: float) -> None:
-        if self._since is None or now - self._since >= self._seconds:
-            self._previous, self._current, self._since = self._current, math.inf, now
-        self._current = min(self._current, sample)
-
-    @property
-    def value(self) -> float:
-        """The minimum (``inf`` before the first sample)."""
-        return min(self._current, self._previous)
 
 
 def _ewma(mean: Optional[float], sample: float) -> float:

@@ -300,21 +300,14 @@ def _sleepy(
     budget: int,
     seen: list[int],
     delays: Optional[Callable[[], float]] = None,
-    step: float = 0.0,
 ) -> Prefetcher[int]:
     """A window over ``n`` items of 100 bytes whose fetches take ``latency`` s (or
-    ``delays()`` s each); ``seen[0]`` is kept at the most items in flight a fetch saw.
-    With ``step``, each fetch then also holds one resource shared by all (our CPU) for
-    ``step`` s, one fetch at a time."""
+    ``delays()`` s each); ``seen[0]`` is kept at the most items in flight a fetch saw."""
     pf: Prefetcher[int]
-    shared = asyncio.Lock()
 
     async def fetch(item: int) -> tuple[bytes, str]:
         seen[0] = max(seen[0], pf.in_flight_items)
         await asyncio.sleep(latency if delays is None else delays())
-        if step:
-            async with shared:
-                await asyncio.sleep(step)
         return b"x" * 100, "e"
 
     pf = Prefetcher(
@@ -361,19 +354,11 @@ async def _traced_run(
     n: int,
     batch: int,
     delays: Optional[Callable[[], float]] = None,
-    step: float = 0.0,
 ) -> tuple[list[tuple[int, int]], float]:
     """``(deliveries so far, window)`` after each hand-out, and the virtual time at the end;
     ``batch`` > 1 takes items as the sync datasets do (``next_batch``)."""
     pf = _sleepy(
-        n,
-        latency,
-        floor=floor,
-        cap=256,
-        budget=10**7,
-        seen=[0],
-        delays=delays,
-        step=step,
+        n, latency, floor=floor, cap=256, budget=10**7, seen=[0], delays=delays
     )
     trace: list[tuple[int, int]] = []
     got = 0
@@ -470,28 +455,6 @@ def test_adaptive_window_widens_for_a_store_whose_latency_varies_widely():
     most = max(window for _, window in trace)
     assert most >= 128
     assert 6000 / end >= 1200
-
-
-@pytest.mark.parametrize(
-    ("latency", "step", "n"),
-    [
-        (0.02, 0.0007, 1000),  # S3-like, a DataLoader worker sharing the CPU: 1,430/s
-        (0.001, 0.00025, 2000),  # loopback, one CPU-bound process: 4,000/s
-    ],
-)
-def test_adaptive_window_takes_back_a_growth_our_cpu_cannot_use(latency, step, n):
-    # Each fetch waits ``latency`` for the store, then ``step`` of one shared CPU: the 32
-    # items of the floor already carry all the CPU can do. The window cannot tell at the
-    # start and tries a wider size; the trial must find no gain and go back. It compared
-    # the rate after with the first window's fetches, whose mean time held their queueing
-    # behind each other for the CPU: the bound on the rate before was too low, the growth
-    # passed, and the window kept 128 items (a connection each, and CPU).
-    trace, end = run_virtual(
-        _traced_run(latency, 0.0, floor=32, n=n, batch=16, step=step)
-    )
-    assert max(window for _, window in trace) > 32  # the growth was tried
-    assert trace[-1][1] == 32
-    assert end <= n * step + latency + 0.06
 
 
 @given(
