@@ -1,0 +1,220 @@
+"""Where a 1 GiB read's time goes: the sync sequential reader against ``AsyncS3Client``.
+
+Starts the local S3 server (loopback and S3-like ports on the same data), uploads one object,
+then per round reads it whole with each variant, on each profile, variants interleaved (order
+reversed every other round), every read in a fresh process with a fresh client, as
+``benchmarks.run`` does (one HEAD to warm the connection first):
+
+* ``sync``: ``S3Client.get_object(..., S3ReaderConstructor.sequential()).read()`` (the case 1
+  primary: the read runs on the runner's loop thread, the caller's thread waits);
+* ``async``: ``await AsyncS3Client.get_object(...).read()`` on a loop in the calling thread.
+
+Per read it prints MB/s and the read's timeline, from probes around ``get_range_into`` and
+the transport's ``open_get`` (a benchmark probe, patched on the classes so that the sync
+client's core is seen too): when the first GET went out and its head came back, when the
+read reached its widest, streams in flight per tenth of the read, the tail (last GET done
+to the result in the caller's hands) and the GETs' sizes.
+
+Run: ``PYTHONPATH=$PWD python -m benchmarks.seqread_timeline [--rounds 4]
+[--profiles loopback,s3like] [--variants sync,async]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+from benchmarks.read_micro import BUCKET, KEY, REGION, _boto3, _env
+from benchmarks.s3server import ServerProcess
+from s3torch_async import AsyncS3Client, S3ClientConfig
+from s3torch_async._core import _lean
+from s3torch_async._core import client as core_client
+
+GETS: List[List[Any]] = []  # [task id, sent, head, done, nbytes]
+_HEADS: Dict[int, float] = {}
+
+
+def _install_probes() -> None:
+    get_range_into = core_client.AsyncS3Client.get_range_into
+    open_get = _lean.LeanTransport.open_get
+
+    async def timed_open_get(self: Any, *args: Any, **kwargs: Any) -> Any:
+        body = await open_get(self, *args, **kwargs)
+        _HEADS[id(asyncio.current_task())] = time.perf_counter()
+        return body
+
+    async def timed_get(self: Any, *args: Any, **kwargs: Any) -> Any:
+        task = id(asyncio.current_task())
+        sent = time.perf_counter()
+        meta = await get_range_into(self, *args, **kwargs)
+        GETS.append(
+            [task, sent, _HEADS.pop(task, sent), time.perf_counter(), meta.nbytes]
+        )
+        return meta
+
+    core_client.AsyncS3Client.get_range_into = timed_get  # type: ignore[method-assign]
+    _lean.LeanTransport.open_get = timed_open_get  # type: ignore[method-assign]
+
+
+def _config() -> S3ClientConfig:
+    return S3ClientConfig(force_path_style=True)
+
+
+def _sync(url: str) -> Callable[[], Tuple[float, float, int]]:
+    from s3torch_async._s3client import S3Client
+    from s3torch_async.s3reader import S3ReaderConstructor
+
+    def read() -> Tuple[float, float, int]:
+        client = S3Client(REGION, endpoint=url, s3client_config=_config())
+        client.head_object(BUCKET, KEY)
+        constructor = S3ReaderConstructor.sequential()
+        t0 = time.perf_counter()
+        data = client.get_object(BUCKET, KEY, reader_constructor=constructor).read()
+        t1 = time.perf_counter()
+        n = len(data)
+        del data
+        return t0, t1, n
+
+    return read
+
+
+def _async(url: str) -> Callable[[], Tuple[float, float, int]]:
+    def read() -> Tuple[float, float, int]:
+        loop = asyncio.new_event_loop()
+        client = AsyncS3Client(REGION, endpoint=url, s3client_config=_config())
+        box: List[Any] = []
+
+        async def warm() -> None:
+            await client.__aenter__()
+            await client.head_object(BUCKET, KEY)
+
+        async def go() -> None:
+            reader = client.get_object(BUCKET, KEY)
+            box.append(await reader.read())
+            await reader.aclose()
+
+        try:
+            loop.run_until_complete(warm())
+            t0 = time.perf_counter()
+            loop.run_until_complete(go())
+            t1 = time.perf_counter()
+            n = len(box.pop())
+            loop.run_until_complete(client.aclose())
+        finally:
+            loop.close()
+        return t0, t1, n
+
+    return read
+
+
+def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
+    gets = [g for g in GETS if g[1] >= t0 - 1e-3 and g[3] <= t1 + 1e-3]
+    GETS.clear()
+    total = t1 - t0
+    rate = nbytes / total / 1e6
+    if not gets:
+        print(f"{name:16s} {rate:7.0f} MB/s (no GETs seen)", flush=True)
+        return rate
+    first = min(gets, key=lambda g: g[1])
+    last_done = max(g[3] for g in gets)
+    # The moment the most GETs were in flight, and how many.
+    events = sorted([(g[1], 1) for g in gets] + [(g[3], -1) for g in gets])
+    busy = widest = 0
+    widest_at = t0
+    for at, step in events:
+        busy += step
+        if busy > widest:
+            widest, widest_at = busy, at
+    tenths = []
+    for i in range(10):
+        at = t0 + total * (i + 0.5) / 10
+        tenths.append(sum(1 for g in gets if g[1] <= at < g[3]))
+    mib = sorted({round(g[4] / 2**20, 2) for g in gets})
+    stream_s = sum(g[3] - g[1] for g in gets)
+    print(
+        f"{name:16s} {rate:7.0f} MB/s  {total * 1e3:6.1f} ms  load {os.getloadavg()[0]:.2f}\n"
+        f"   first GET sent {1e3 * (first[1] - t0):5.1f} ms, head {1e3 * (first[2] - t0):5.1f},"
+        f" done {1e3 * (first[3] - t0):5.1f}; widest {widest} at"
+        f" {1e3 * (widest_at - t0):5.1f} ms; last GET done {1e3 * (last_done - t0):6.1f} ms,"
+        f" tail to the caller {1e3 * (t1 - last_done):5.1f} ms\n"
+        f"   {len(gets)} GETs (MiB {mib[:6]}{'...' if len(mib) > 6 else ''}); mean streams"
+        f" {stream_s / total:.1f}; per tenth {tenths}",
+        flush=True,
+    )
+    return rate
+
+
+def _child(variant: str, profile: str, url: str) -> float:
+    """One read in a fresh process; print its report, return its MB/s."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.seqread_timeline", "--child", variant, url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rate = 0.0
+    for line in out.splitlines():
+        if line.startswith("RATE "):
+            rate = float(line.split()[1])
+        else:
+            print(line.replace(variant, f"{variant}@{profile}", 1), flush=True)
+    return rate
+
+
+def main(argv: List[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.seqread_timeline")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--profiles", default="loopback,s3like")
+    parser.add_argument("--variants", default="sync,async")
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    _env()
+    if args.child:
+        _install_probes()
+        variant, url = args.child
+        t0, t1, n = {"sync": _sync, "async": _async}[variant](url)()
+        print("RATE", _report(variant, t0, t1, n), flush=True)
+        return
+    with ServerProcess(extra_args=["--also-s3like"]) as server:
+        urls = {"loopback": server.urls[0], "s3like": server.urls[1]}
+        setup = _boto3(server.urls[0])
+        setup.create_bucket(Bucket=BUCKET)
+        payload = os.urandom(1 << 20) * args.size_mib
+        setup.upload_fileobj(io.BytesIO(payload), BUCKET, KEY)
+        del payload
+        plan = [
+            (variant, profile)
+            for profile in args.profiles.split(",")
+            for variant in args.variants.split(",")
+        ]
+        rates: Dict[Tuple[str, str], List[float]] = {}
+        for r in range(args.rounds):
+            for variant, profile in plan if r % 2 == 0 else plan[::-1]:
+                rates.setdefault((variant, profile), []).append(
+                    _child(variant, profile, urls[profile])
+                )
+        print("medians:")
+        for (variant, profile), xs in rates.items():
+            print(
+                f"  {variant}@{profile}: {statistics.median(xs):.0f} MB/s"
+                f" ({', '.join(f'{x:.0f}' for x in xs)})"
+            )
+        for variant in args.variants.split(","):
+            lo, s3 = rates.get((variant, "loopback")), rates.get((variant, "s3like"))
+            if lo and s3:
+                print(
+                    f"  {variant}: S3-like / loopback"
+                    f" {statistics.median(s3) / statistics.median(lo):.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
