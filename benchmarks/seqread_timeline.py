@@ -136,6 +136,9 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
     for i in range(10):
         at = t0 + total * (i + 0.5) / 10
         tenths.append(sum(1 for g in gets if g[1] <= at < g[3]))
+    by_sent = sorted(gets, key=lambda g: g[1])
+    wave = by_sent[1 : min(len(by_sent), widest)]  # the GETs that widened the read
+    wave_heads = sorted(g[2] for g in wave)
     mib = sorted({round(g[4] / 2**20, 2) for g in gets})
     stream_s = sum(g[3] - g[1] for g in gets)
     print(
@@ -144,7 +147,15 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
         f" done {1e3 * (first[3] - t0):5.1f}; widest {widest} at"
         f" {1e3 * (widest_at - t0):5.1f} ms; last GET done {1e3 * (last_done - t0):6.1f} ms,"
         f" tail to the caller {1e3 * (t1 - last_done):5.1f} ms\n"
-        f"   {len(gets)} GETs (MiB {mib[:6]}{'...' if len(mib) > 6 else ''}); mean streams"
+        + (
+            f"   widening wave of {len(wave)}: sent {1e3 * (wave[0][1] - t0):5.1f}"
+            f"-{1e3 * (wave[-1][1] - t0):5.1f} ms, heads {1e3 * (wave_heads[0] - t0):5.1f}"
+            f"-{1e3 * (wave_heads[-1] - t0):5.1f} ms (median"
+            f" {1e3 * (statistics.median(wave_heads) - t0):5.1f})\n"
+            if wave
+            else ""
+        )
+        + f"   {len(gets)} GETs (MiB {mib[:6]}{'...' if len(mib) > 6 else ''}); mean streams"
         f" {stream_s / total:.1f}; per tenth {tenths}",
         flush=True,
     )

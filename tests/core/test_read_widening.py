@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3torch_async import S3ClientConfig
+from s3torch_async import S3ClientConfig, S3Exception
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
 from s3torch_async._core._planning import (
@@ -356,6 +359,90 @@ def test_widening_never_exceeds_twice_the_limit_and_reads_stay_exact(
     assert spans[-1][1] == len(data)
     assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]  # each byte once
     assert all(b - a <= MAX_PIECE_PARTS * PART for a, b in spans)
+
+
+class _Failing(_Link):
+    """The link whose GET holding offset ``bad`` fails once its head came."""
+
+    def __init__(self, *args, bad: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bad = bad
+        self.cancelled = 0
+
+    async def get_range_into(self, bucket, key, start, view, **kwargs) -> RangeMeta:
+        try:
+            if start <= self.bad < start + len(view):
+                await asyncio.sleep(self.latency)
+                raise S3Exception("GetObject failed: the bad range", status=500)
+            return await super().get_range_into(bucket, key, start, view, **kwargs)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+def test_a_failed_get_cancels_the_reads_other_gets_and_is_raised_as_itself():
+    link = _Failing(
+        os.urandom(128 * PART),
+        limit=18,
+        target_bytes_per_s=1250 * MB,
+        latency=0.02,
+        per_stream=PART / 0.093,
+        bad=40 * PART,
+    )
+
+    async def main() -> None:
+        info = ObjectInfo("k", '"e"', len(link.data), 0)
+        reader = AsyncS3Reader(link, "b", "k", object_info=info, part_size=PART)
+        reader._width = StreamWidth(18, 1250 * MB, start=36, reach=36)
+        with pytest.raises(S3Exception, match="the bad range") as raised:
+            await reader.read_at(0, bytearray(len(link.data)))
+        assert not raised.value.__class__.__name__.endswith("ExceptionGroup")
+        assert link.in_flight == 0  # every other GET ended before the read raised
+        assert link.cancelled >= 30  # ... cancelled, not finished
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main())
+
+
+def test_a_cancelled_read_leaves_no_get_running():
+    link = _s3like(128)
+
+    async def main() -> None:
+        info = ObjectInfo("k", '"e"', len(link.data), 0)
+        reader = AsyncS3Reader(link, "b", "k", object_info=info, part_size=PART)
+        reader._width = StreamWidth(18, 1250 * MB, start=36, reach=36)
+        task = asyncio.ensure_future(reader.read_at(0, bytearray(len(link.data))))
+        await asyncio.sleep(0.05)
+        assert link.in_flight == 36
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert link.in_flight == 0
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main())
+
+
+def test_a_wide_read_does_not_load_anyios_backend():
+    # Importing anyio's asyncio backend (its task groups) costs ~15 ms, which the first
+    # large read of every process would pay on its timed path.
+    code = (
+        "import sys\n"
+        "from tests.core.test_read_widening import _read, _s3like\n"
+        "link = _s3like(64)\n"
+        "assert _read(link, known_size=True)[0] == link.data and link.peak == 36\n"
+        "print(sorted(m for m in sys.modules if m.startswith('anyio._backends')))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # -- StreamWidth on its own --------------------------------------------------------------
