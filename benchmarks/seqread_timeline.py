@@ -63,6 +63,16 @@ def _install_probes() -> None:
     _lean.LeanTransport.open_get = timed_open_get  # type: ignore[method-assign]
 
 
+CPU: List[float] = []
+
+
+def _cpu(begin: bool) -> None:
+    """Record this process's CPU seconds (all threads) at the timed read's start or end."""
+    if begin:
+        CPU.clear()
+    CPU.append(time.process_time())
+
+
 def _config() -> S3ClientConfig:
     return S3ClientConfig(force_path_style=True)
 
@@ -75,9 +85,11 @@ def _sync(url: str) -> Callable[[], Tuple[float, float, int]]:
         client = S3Client(REGION, endpoint=url, s3client_config=_config())
         client.head_object(BUCKET, KEY)
         constructor = S3ReaderConstructor.sequential()
+        _cpu(True)
         t0 = time.perf_counter()
         data = client.get_object(BUCKET, KEY, reader_constructor=constructor).read()
         t1 = time.perf_counter()
+        _cpu(False)
         n = len(data)
         del data
         return t0, t1, n
@@ -102,9 +114,11 @@ def _async(url: str) -> Callable[[], Tuple[float, float, int]]:
 
         try:
             loop.run_until_complete(warm())
+            _cpu(True)
             t0 = time.perf_counter()
             loop.run_until_complete(go())
             t1 = time.perf_counter()
+            _cpu(False)
             n = len(box.pop())
             loop.run_until_complete(client.aclose())
         finally:
@@ -132,6 +146,18 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
         busy += step
         if busy > widest:
             widest, widest_at = busy, at
+    # The tail: from the last moment the read had its widest count in flight to the end.
+    busy = 0
+    full_until = t0
+    for at, step in events:
+        busy += step
+        if busy >= widest - 1:
+            full_until = at
+    tail_bytes = sum(
+        g[4] * max(0.0, min(1.0, (g[3] - full_until) / max(g[3] - g[2], 1e-9)))
+        for g in gets
+        if g[3] > full_until
+    )
     tenths = []
     for i in range(10):
         at = t0 + total * (i + 0.5) / 10
@@ -142,7 +168,9 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
     mib = sorted({round(g[4] / 2**20, 2) for g in gets})
     stream_s = sum(g[3] - g[1] for g in gets)
     print(
-        f"{name:16s} {rate:7.0f} MB/s  {total * 1e3:6.1f} ms  load {os.getloadavg()[0]:.2f}\n"
+        f"{name:16s} {rate:7.0f} MB/s  {total * 1e3:6.1f} ms  client"
+        f" {(CPU[-1] - CPU[0]) / (nbytes / 1e9) if len(CPU) == 2 else 0:.2f} CPU-s/GB"
+        f"  load {os.getloadavg()[0]:.2f}\n"
         f"   first GET sent {1e3 * (first[1] - t0):5.1f} ms, head {1e3 * (first[2] - t0):5.1f},"
         f" done {1e3 * (first[3] - t0):5.1f}; widest {widest} at"
         f" {1e3 * (widest_at - t0):5.1f} ms; last GET done {1e3 * (last_done - t0):6.1f} ms,"
@@ -155,28 +183,59 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
             if wave
             else ""
         )
+        + f"   tail: fewer than {widest - 1} in flight for the last"
+        f" {1e3 * (t1 - full_until):5.1f} ms, which moved {tail_bytes / 2**20:5.1f} MiB"
+        f" ({tail_bytes / max(t1 - full_until, 1e-9) / 1e6:5.0f} MB/s)\n"
         + f"   {len(gets)} GETs (MiB {mib[:6]}{'...' if len(mib) > 6 else ''}); mean streams"
         f" {stream_s / total:.1f}; per tenth {tenths}",
         flush=True,
     )
+    if os.environ.get("SEQREAD_DUMP"):  # every GET: stream, MiB, sent, head, done (ms)
+        streams: Dict[int, int] = {}
+        for g in by_sent:
+            print(
+                f"   GET s{streams.setdefault(g[0], len(streams)):02d}"
+                f" {g[4] / 2**20:5.2f} MiB sent {1e3 * (g[1] - t0):6.1f}"
+                f" head {1e3 * (g[2] - t0):6.1f} done {1e3 * (g[3] - t0):6.1f}"
+            )
     return rate
 
 
-def _child(variant: str, profile: str, url: str) -> float:
-    """One read in a fresh process; print its report, return its MB/s."""
+def _child(variant: str, profile: str, url: str, tree: str = "") -> float:
+    """One read in a fresh process (the package from ``tree``, if given); print its report."""
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if tree:  # that tree's package, this tree's tool
+        env["PYTHONPATH"] = os.pathsep.join([tree, here])
+        env["SEQREAD_TOOL"] = here
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.seqread_timeline", "--child", variant, url],
+        [sys.executable, "-c", _CHILD, "--child", variant, url],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
+        cwd=tree or None,  # ``-c`` puts the working directory first on sys.path
     ).stdout
     rate = 0.0
     for line in out.splitlines():
         if line.startswith("RATE "):
             rate = float(line.split()[1])
         else:
-            print(line.replace(variant, f"{variant}@{profile}", 1), flush=True)
+            label = f"{variant}@{profile}" + (
+                f"[{os.path.basename(tree)}]" if tree else ""
+            )
+            print(line.replace(variant, label, 1), flush=True)
     return rate
+
+
+# Runs this file's main() as the child, whatever tree the package is imported from.
+_CHILD = (
+    "import os, runpy, sys\n"
+    "tool = os.environ.get('SEQREAD_TOOL', os.getcwd())\n"
+    "sys.argv = ['seqread_timeline'] + sys.argv[1:]\n"
+    "runpy.run_path(os.path.join(tool, 'benchmarks', 'seqread_timeline.py'),"
+    " run_name='__main__')\n"
+)
 
 
 def main(argv: List[str] | None = None) -> None:
@@ -185,6 +244,12 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--profiles", default="loopback,s3like")
     parser.add_argument("--variants", default="sync,async")
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument(
+        "--trees",
+        default="",
+        help="comma-separated source trees (e.g. git archive of a base commit): each"
+        " variant runs once per tree, interleaved, the package imported from that tree",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     _env()
@@ -201,30 +266,36 @@ def main(argv: List[str] | None = None) -> None:
         payload = os.urandom(1 << 20) * args.size_mib
         setup.upload_fileobj(io.BytesIO(payload), BUCKET, KEY)
         del payload
+        trees = args.trees.split(",") if args.trees else [""]
         plan = [
-            (variant, profile)
+            (variant, profile, tree)
             for profile in args.profiles.split(",")
             for variant in args.variants.split(",")
+            for tree in trees
         ]
-        rates: Dict[Tuple[str, str], List[float]] = {}
+        rates: Dict[Tuple[str, str, str], List[float]] = {}
         for r in range(args.rounds):
-            for variant, profile in plan if r % 2 == 0 else plan[::-1]:
-                rates.setdefault((variant, profile), []).append(
-                    _child(variant, profile, urls[profile])
+            for variant, profile, tree in plan if r % 2 == 0 else plan[::-1]:
+                rates.setdefault((variant, profile, tree), []).append(
+                    _child(variant, profile, urls[profile], tree)
                 )
         print("medians:")
-        for (variant, profile), xs in rates.items():
+        for (variant, profile, tree), xs in rates.items():
             print(
-                f"  {variant}@{profile}: {statistics.median(xs):.0f} MB/s"
+                f"  {variant}@{profile} {tree}: {statistics.median(xs):.0f} MB/s"
                 f" ({', '.join(f'{x:.0f}' for x in xs)})"
             )
         for variant in args.variants.split(","):
-            lo, s3 = rates.get((variant, "loopback")), rates.get((variant, "s3like"))
-            if lo and s3:
-                print(
-                    f"  {variant}: S3-like / loopback"
-                    f" {statistics.median(s3) / statistics.median(lo):.2f}"
-                )
+            for tree in trees:
+                lo = rates.get((variant, "loopback", tree))
+                s3 = rates.get((variant, "s3like", tree))
+                if lo and s3:
+                    ratios = [b / a for a, b in zip(lo, s3)]
+                    print(
+                        f"  {variant} {tree}: S3-like / loopback"
+                        f" {statistics.median(s3) / statistics.median(lo):.2f}"
+                        f" (per round {', '.join(f'{x:.2f}' for x in ratios)})"
+                    )
 
 
 if __name__ == "__main__":
