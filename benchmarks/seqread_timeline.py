@@ -7,7 +7,9 @@ reversed every other round), every read in a fresh process with a fresh client, 
 
 * ``sync``: ``S3Client.get_object(..., S3ReaderConstructor.sequential()).read()`` (the case 1
   primary: the read runs on the runner's loop thread, the caller's thread waits);
-* ``async``: ``await AsyncS3Client.get_object(...).read()`` on a loop in the calling thread.
+* ``async``: ``await AsyncS3Client.get_object(...).read()`` on a loop in the calling thread;
+* ``thread``: the same on a loop in another thread while the caller waits (the sync API's
+  threading without its classes).
 
 Per read it prints MB/s and the read's timeline, from probes around ``get_range_into`` and
 the transport's ``open_get`` (a benchmark probe, patched on the classes so that the sync
@@ -16,7 +18,8 @@ read reached its widest, streams in flight per tenth of the read, the tail (last
 to the result in the caller's hands) and the GETs' sizes.
 
 Run: ``PYTHONPATH=$PWD python -m benchmarks.seqread_timeline [--rounds 4]
-[--profiles loopback,s3like] [--variants sync,async]``
+[--profiles loopback,s3like] [--variants sync,async,thread] [--trees BASE,NEW]``
+(``SEQREAD_DUMP=1`` also prints every GET)
 """
 
 from __future__ import annotations
@@ -128,6 +131,20 @@ def _async(url: str) -> Callable[[], Tuple[float, float, int]]:
     return read
 
 
+def _thread(url: str) -> Callable[[], Tuple[float, float, int]]:
+    """``_async``'s read on a loop in another thread, the caller waiting (as the sync API)."""
+    import threading
+
+    def read() -> Tuple[float, float, int]:
+        out: List[Tuple[float, float, int]] = []
+        worker = threading.Thread(target=lambda: out.append(_async(url)()))
+        worker.start()
+        worker.join()
+        return out[0]
+
+    return read
+
+
 def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
     gets = [g for g in GETS if g[1] >= t0 - 1e-3 and g[3] <= t1 + 1e-3]
     GETS.clear()
@@ -166,6 +183,8 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
     wave = by_sent[1 : min(len(by_sent), widest)]  # the GETs that widened the read
     wave_heads = sorted(g[2] for g in wave)
     mib = sorted({round(g[4] / 2**20, 2) for g in gets})
+    waits = sorted(g[2] - g[1] for g in gets)
+    bodies = sorted(g[4] / max(g[3] - g[2], 1e-9) / 1e6 for g in gets)
     stream_s = sum(g[3] - g[1] for g in gets)
     print(
         f"{name:16s} {rate:7.0f} MB/s  {total * 1e3:6.1f} ms  client"
@@ -186,6 +205,9 @@ def _report(name: str, t0: float, t1: float, nbytes: int) -> float:
         + f"   tail: fewer than {widest - 1} in flight for the last"
         f" {1e3 * (t1 - full_until):5.1f} ms, which moved {tail_bytes / 2**20:5.1f} MiB"
         f" ({tail_bytes / max(t1 - full_until, 1e-9) / 1e6:5.0f} MB/s)\n"
+        + f"   per GET: first byte ms p50 {1e3 * statistics.median(waits):.1f}"
+        f" p90 {1e3 * waits[int(0.9 * len(waits))]:.1f}; body MB/s p10"
+        f" {bodies[int(0.1 * len(bodies))]:.0f} p50 {statistics.median(bodies):.0f}\n"
         + f"   {len(gets)} GETs (MiB {mib[:6]}{'...' if len(mib) > 6 else ''}); mean streams"
         f" {stream_s / total:.1f}; per tenth {tenths}",
         flush=True,
@@ -256,7 +278,7 @@ def main(argv: List[str] | None = None) -> None:
     if args.child:
         _install_probes()
         variant, url = args.child
-        t0, t1, n = {"sync": _sync, "async": _async}[variant](url)()
+        t0, t1, n = {"sync": _sync, "async": _async, "thread": _thread}[variant](url)()
         print("RATE", _report(variant, t0, t1, n), flush=True)
         return
     with ServerProcess(extra_args=["--also-s3like"]) as server:
