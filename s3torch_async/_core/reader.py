@@ -30,13 +30,13 @@ it reads in ranges (``_wholecheck.py``: what is checked, when the error comes, w
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import contextlib
 import ctypes
 import io
 import os
 import sys
+import threading
 import traceback
 import weakref
 from collections import deque
@@ -127,12 +127,12 @@ def _start_prefault(bio: io.BytesIO, view: memoryview) -> None:
     first = -(-addr // _PAGE) * _PAGE  # whole pages inside the buffer only
     last = (addr + len(view)) // _PAGE * _PAGE
     if last > first:
-        # A bare thread: ``threading.Thread.start`` would block the event loop until the new
-        # thread runs (1-12 ms measured on a busy 2-core host), right where a large read is
-        # about to send its wide wave of GETs. It is daemonic as ``threading``'s daemon
-        # threads are: nothing waits for it at exit.
-        with contextlib.suppress(RuntimeError):  # no new threads at interpreter exit
-            _thread.start_new_thread(_prefault, (weakref.ref(bio), first, last - first))
+        threading.Thread(
+            target=_prefault,
+            args=(weakref.ref(bio), first, last - first),
+            name="s3torch-async-prefault",
+            daemon=True,
+        ).start()
 
 
 def _prefault(ref: weakref.ReferenceType[io.BytesIO], addr: int, nbytes: int) -> None:
