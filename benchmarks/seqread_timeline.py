@@ -307,6 +307,17 @@ def main(argv: List[str] | None = None) -> None:
                 f"  {variant}@{profile} {tree}: {statistics.median(xs):.0f} MB/s"
                 f" ({', '.join(f'{x:.0f}' for x in xs)})"
             )
+        if len(trees) == 2:  # the same rounds, seconds apart: paired ratios
+            for (variant, profile, tree), xs in rates.items():
+                if tree != trees[1]:
+                    continue
+                base = rates[(variant, profile, trees[0])]
+                pairs = [b / a for a, b in zip(base, xs)]
+                print(
+                    f"  {variant}@{profile} {os.path.basename(trees[1])} /"
+                    f" {os.path.basename(trees[0])}: median {statistics.median(pairs):.3f}"
+                    f" (per round {', '.join(f'{x:.2f}' for x in pairs)})"
+                )
         for variant in args.variants.split(","):
             for tree in trees:
                 lo = rates.get((variant, "loopback", tree))
