@@ -45,8 +45,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
-import anyio
-
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ObjectInfo
 from ._interface import ReadClient
@@ -284,14 +282,36 @@ async def _gather_widening(
     The width is re-read after every piece: workers are added when it grew and leave when it
     shrank (``StreamWidth`` decides from the pieces' measured throughput). While
     ``alongside`` (another GET of the same read) is not done it counts as one of the width.
-    The workers run in an anyio task group, so none outlives the call; the failure is raised
-    as itself, not wrapped in the group's exception group.
+    No worker outlives the call (on failure or cancellation the others are cancelled and
+    awaited); the first failure is raised as itself. The workers are plain asyncio tasks: a
+    task group of anyio's would cost each process ~15 ms (its backend's import) on the
+    timed path of its first large read.
     """
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+    finished: asyncio.Future[None] = loop.create_future()
     workers = 0
 
     def allowed() -> int:
         busy = alongside is not None and not alongside.done()
         return max(1, width.width - busy)
+
+    def spawn(piece: Optional[tuple[int, int]]) -> None:
+        nonlocal workers
+        workers += 1
+        task = loop.create_task(worker(piece))
+        tasks.add(task)
+        task.add_done_callback(ended)
+
+    def ended(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if finished.done():
+            return
+        if error is not None:
+            finished.set_exception(error)
+        elif not tasks:
+            finished.set_result(None)
 
     async def worker(piece: Optional[tuple[int, int]]) -> None:
         nonlocal workers
@@ -301,8 +321,7 @@ async def _gather_widening(
                 if workers > allowed():
                     return  # the width shrank: this stream ends
                 while workers < allowed() and pieces.left:
-                    workers += 1
-                    group.start_soon(worker, pieces.take(allowed()))
+                    spawn(pieces.take(allowed()))
                 piece = pieces.take(allowed())
         finally:
             workers -= 1
@@ -313,28 +332,29 @@ async def _gather_widening(
     if not pieces.left:
         await fetch(*first)
         return
-    error: Optional[BaseException] = None
+    spawn(first)
+    while workers < allowed() and pieces.left:
+        spawn(pieces.take(allowed()))
     try:
-        async with anyio.create_task_group() as group:
-            workers = 1
-            group.start_soon(worker, first)
-            while workers < allowed() and pieces.left:
-                workers += 1
-                group.start_soon(worker, pieces.take(allowed()))
-    except BaseException as exc:
-        error = _first_error(exc)
-    if error is not None:
-        raise error  # outside the handler: its own cause and context stay as they were
+        await finished
+    finally:
+        if not finished.done():
+            finished.cancel()
+        await _cancel_all(tasks)
 
 
-def _first_error(exc: BaseException) -> BaseException:
-    """The first failure inside (nested) exception groups, cancellations last."""
-    cancelled = anyio.get_cancelled_exc_class()
-    while True:
-        inner: Optional[Sequence[BaseException]] = getattr(exc, "exceptions", None)
-        if not inner:
-            return exc
-        exc = next((e for e in inner if not isinstance(e, cancelled)), inner[0])
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, also when cancelled meanwhile."""
+    for task in tasks:
+        task.cancel()
+    interrupted = False
+    while any(not task.done() for task in tasks):
+        try:
+            await asyncio.wait([task for task in tasks if not task.done()])
+        except asyncio.CancelledError:  # noqa: PERF203 - the wait goes on
+            interrupted = True  # the workers' own cleanup still runs to its end first
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 @dataclass

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3torch_async import S3ClientConfig
+from s3torch_async import S3ClientConfig, S3Exception
 from s3torch_async._core._checksum import ChecksumPolicy
 from s3torch_async._core._interface import RangeMeta
 from s3torch_async._core._planning import (
@@ -71,6 +74,14 @@ class _Link:
         self.spans: list[tuple[int, int]] = []
         self.times: list[tuple[int, float, float]] = []  # (start, sent, last byte)
 
+    def first_byte(self) -> float:
+        """Seconds the next GET waits for its first byte."""
+        return self.latency
+
+    def stream_rate(self) -> float:
+        """Bytes per second the next GET's connection carries at most."""
+        return self.per_stream
+
     async def checksum_policy(self) -> ChecksumPolicy:
         return ChecksumPolicy(send=False, validate=False)
 
@@ -98,13 +109,14 @@ class _Link:
         self.peak = max(self.peak, self.in_flight)
         try:
             piece = self.data[start : start + len(view)]
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self.first_byte())
             if on_head is not None:
                 on_head(len(self.data), '"e"')
+            per_stream = self.stream_rate()
             self.transferring += 1
             try:
                 for offset in range(0, len(piece), _STEP):
-                    rate = min(self.per_stream, self.shared / self.transferring)
+                    rate = min(per_stream, self.shared / self.transferring)
                     await asyncio.sleep(min(_STEP, len(piece) - offset) / rate)
             finally:
                 self.transferring -= 1
@@ -113,6 +125,18 @@ class _Link:
             return RangeMeta(etag='"e"', object_size=len(self.data), nbytes=len(piece))
         finally:
             self.in_flight -= 1
+
+
+def _s3like(parts: int) -> _Link:
+    """S3-like at scale: 20 ms to the first byte, then a part's body in 93 ms (8 MiB at
+    90 MB/s); limit 18, bound 36."""
+    return _Link(
+        os.urandom(parts * PART),
+        limit=18,
+        target_bytes_per_s=1250 * MB,
+        latency=0.02,
+        per_stream=PART / 0.093,
+    )
 
 
 def _read(link: _Link, *, known_size: bool) -> tuple[bytes, AsyncS3Reader]:
@@ -161,21 +185,12 @@ def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size)
 
 @pytest.mark.parametrize("known_size", [False, True])
 def test_the_streams_of_a_read_run_out_of_work_together(known_size):
-    # S3-like at scale: 20 ms to the first byte, then a part's body in 93 ms (8 MiB at
-    # 90 MB/s); limit 18, bound 36. After the probe 36 streams share ~128 parts: in whole
-    # parts that is 3 rounds and 20 GETs more, 16 streams idle for the last GET's 113 ms.
-    # Cut into rounds of one size, every stream fetches 4 GETs of 0.89 part.
-    per_stream = PART / 0.093
-    data = os.urandom(129 * PART)
-    link = _Link(
-        data,
-        limit=18,
-        target_bytes_per_s=1250 * MB,
-        latency=0.02,
-        per_stream=per_stream,
-    )
+    # S3-like: after the probe 36 streams share ~128 parts: in whole parts that is 3
+    # rounds and 20 GETs more, 16 streams idle for the last GET's 113 ms. Cut into rounds
+    # of one size, every stream fetches 4 GETs of 0.89 part.
+    link = _s3like(129)
     got, reader = _read(link, known_size=known_size)
-    assert got == data
+    assert got == link.data
     assert _widths(reader) == [1, 36]
     times = sorted(link.times, key=lambda t: t[1])
     if not known_size:  # the part that told the size, then the probe
@@ -220,13 +235,28 @@ def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
     )
     got, _ = _read(link, known_size=False)
     assert got == data
-    (first, _, first_done), (second, second_sent, _) = sorted(
-        link.times, key=lambda t: t[1]
-    )[:2]
-    assert (first, second) == (0, PART)
+    first_done = next(done for start, _, done in link.times if start == 0)
+    second_sent = min(sent for start, sent, _ in link.times if start != 0)
     assert second_sent < first_done
     assert sorted(link.spans)[1][0] == PART  # the first part is not fetched twice
     assert len(link.spans) == len(set(link.spans))
+
+
+def test_a_read_of_unknown_size_probes_after_the_part_that_told_the_size():
+    # loopback-like: the rest starts with a short probe while the first GET's body (0.66 ms
+    # at 100 MB/s) still flows
+    data = os.urandom(64 * PART)
+    link = _Link(
+        data,
+        limit=13,
+        target_bytes_per_s=1250 * MB,
+        latency=1e-6,
+        per_stream=100 * MB,
+        shared=3000 * MB,
+    )
+    got, _ = _read(link, known_size=False)
+    assert got == data
+    assert sorted(link.spans)[1] == (PART, PART + PART // PROBE_DIVISOR)
 
 
 def test_a_small_read_of_unknown_size_waits_for_its_one_get():
@@ -312,6 +342,90 @@ def test_widening_never_exceeds_twice_the_limit_and_reads_stay_exact(
     assert spans[-1][1] == len(data)
     assert [a for a, _ in spans[1:]] == [b for _, b in spans[:-1]]  # each byte once
     assert all(b - a <= MAX_PIECE_PARTS * PART for a, b in spans)
+
+
+class _Failing(_Link):
+    """The link whose GET holding offset ``bad`` fails once its head came."""
+
+    def __init__(self, *args, bad: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.bad = bad
+        self.cancelled = 0
+
+    async def get_range_into(self, bucket, key, start, view, **kwargs) -> RangeMeta:
+        try:
+            if start <= self.bad < start + len(view):
+                await asyncio.sleep(self.latency)
+                raise S3Exception("GetObject failed: the bad range", status=500)
+            return await super().get_range_into(bucket, key, start, view, **kwargs)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+def test_a_failed_get_cancels_the_reads_other_gets_and_is_raised_as_itself():
+    link = _Failing(
+        os.urandom(128 * PART),
+        limit=18,
+        target_bytes_per_s=1250 * MB,
+        latency=0.02,
+        per_stream=PART / 0.093,
+        bad=40 * PART,
+    )
+
+    async def main() -> None:
+        info = ObjectInfo("k", '"e"', len(link.data), 0)
+        reader = AsyncS3Reader(link, "b", "k", object_info=info, part_size=PART)
+        reader._width = StreamWidth(18, 1250 * MB, start=36, reach=36)
+        with pytest.raises(S3Exception, match="the bad range") as raised:
+            await reader.read_at(0, bytearray(len(link.data)))
+        assert not raised.value.__class__.__name__.endswith("ExceptionGroup")
+        assert link.in_flight == 0  # every other GET ended before the read raised
+        assert link.cancelled >= 30  # ... cancelled, not finished
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main())
+
+
+def test_a_cancelled_read_leaves_no_get_running():
+    link = _s3like(128)
+
+    async def main() -> None:
+        info = ObjectInfo("k", '"e"', len(link.data), 0)
+        reader = AsyncS3Reader(link, "b", "k", object_info=info, part_size=PART)
+        reader._width = StreamWidth(18, 1250 * MB, start=36, reach=36)
+        task = asyncio.ensure_future(reader.read_at(0, bytearray(len(link.data))))
+        await asyncio.sleep(0.05)
+        assert link.in_flight == 36
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert link.in_flight == 0
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main())
+
+
+def test_a_wide_read_does_not_load_anyios_backend():
+    # Importing anyio's asyncio backend (its task groups) costs ~15 ms, which the first
+    # large read of every process would pay on its timed path.
+    code = (
+        "import sys\n"
+        "from tests.core.test_read_widening import _read, _s3like\n"
+        "link = _s3like(64)\n"
+        "assert _read(link, known_size=True)[0] == link.data and link.peak == 36\n"
+        "print(sorted(m for m in sys.modules if m.startswith('anyio._backends')))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # -- StreamWidth on its own --------------------------------------------------------------
