@@ -42,7 +42,6 @@ from ._types import HeadObjectResult, ListObjectResult
 __all__ = [
     "Bridge",
     "Chunk",
-    "PageAfter",
     "PrefetchSession",
     "PrefetchSettings",
     "PrefixItems",
@@ -58,10 +57,6 @@ T = TypeVar("T")
 
 Chunk = Tuple[int, bytes]
 """``(start, data)``: bytes of an object starting at offset ``start``."""
-
-PageAfter = Union[Tuple[ListObjectResult, Optional[str]], Exception, None]
-"""The second page of :meth:`Bridge.list_pair`: ``(page, next token)``, the error of its
-request, or ``None`` (no page after the first)."""
 
 
 async def _with_client(
@@ -125,17 +120,6 @@ class Bridge:
     def list_page(self, cursor: ListingCursor) -> Optional[ListObjectResult]:
         """Fetch the next page of ``cursor``'s listing and advance it; ``None`` when complete."""
         return self._run(_fetch_next, cursor)
-
-    def list_pair(
-        self, cursor: ListingCursor
-    ) -> tuple[Optional[ListObjectResult], PageAfter]:
-        """The next page of ``cursor``'s listing and the one after it, in one crossing.
-
-        ``cursor`` moves past the first page only; the second comes with its next token (or
-        as the error its request ended with), and moves the cursor when the caller takes
-        it. ``(None, None)`` when the listing is complete; no second page after the last.
-        """
-        return self._run(_fetch_pair, cursor)
 
     def list_all(
         self,
@@ -213,29 +197,6 @@ async def _fetch_next(
     client: AsyncS3Client, cursor: ListingCursor
 ) -> Optional[ListObjectResult]:
     return await cursor.fetch_next(client)
-
-
-async def _fetch_pair(
-    client: AsyncS3Client, cursor: ListingCursor
-) -> tuple[Optional[ListObjectResult], PageAfter]:
-    before = cursor.continuation_token, cursor.complete
-    first = await cursor.fetch_next(client)
-    if first is None or cursor.complete:
-        return first, None
-    token = cursor.continuation_token
-    try:
-        second = await cursor.fetch_next(client)
-    except Exception as exc:  # the caller meets it when it asks for that page
-        return first, exc
-    except BaseException:
-        # Interrupted: the caller gets neither page, so the cursor stays before both.
-        cursor.continuation_token, cursor.complete = before
-        raise
-    after = cursor.continuation_token
-    # The caller's view: past the first page. The page after the second is read ahead
-    # from ``after`` and matches once the caller takes the second.
-    cursor.continuation_token, cursor.complete = token, False
-    return first, (second, after) if second is not None else None
 
 
 async def _fetch_batch(

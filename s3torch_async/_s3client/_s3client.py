@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, TypeVar, Union
 
-from .._bridge import Bridge, PageAfter
+from .._bridge import Bridge
 from .._config import S3ClientConfig
 from .._core._object import ObjectVersion
 from .._core._session import client_fingerprint
@@ -453,10 +453,6 @@ class GetObjectStream:
 class ListObjectStream(ListingCursor):
     """Lazy, picklable iterator over listing pages; a pickled stream resumes at the next page.
 
-    From the third page on, each call that reaches the event loop brings back two pages (the
-    second is kept for the next call), so a loop over the pages crosses threads half as
-    often; a page kept is never pickled (the copy asks for it again).
-
     Attributes:
         bucket: Bucket being listed.
         prefix: Key prefix of the listing.
@@ -465,10 +461,6 @@ class ListObjectStream(ListingCursor):
         continuation_token: Token of the next page.
         complete: No more pages remain.
     """
-
-    # The page fetched with the previous one and not yet returned (with the token after
-    # it), or the error its request ended with; ``None``: none.
-    _kept: PageAfter = None
 
     def __init__(
         self,
@@ -485,43 +477,19 @@ class ListObjectStream(ListingCursor):
         )
         self._client = client
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_kept", None)
-        return state
-
     def __iter__(self) -> Iterator[ListObjectResult]:
         return self
 
     def __next__(self) -> ListObjectResult:
-        kept, self._kept = self._kept, None
-        if isinstance(kept, Exception):
-            raise kept
-        if kept is not None:
-            page, self.continuation_token = kept
-            self.complete = self.continuation_token is None
-            return page
-        if self.complete:
+        page = self._client.bridge.list_page(self)
+        if page is None:
             raise StopIteration
-        if self._served + 1 < _PAIRS_FROM:
-            first = self._client.bridge.list_page(self)
-        else:
-            first, self._kept = self._client.bridge.list_pair(self)
-        if first is None:
-            raise StopIteration
-        return first
+        return page
 
     def close(self) -> None:
         """Cancel the page requested ahead, if any (the stream stays usable).
 
         From the second page on, the next page is requested while one is consumed; a stream
-        dropped before its end cancels it too. A page already fetched and kept is still
-        returned by the next call.
+        dropped before its end cancels it too.
         """
         self.close_ahead()
-
-
-#: The first page (1-based) that a stream fetches together with the page after it. Pages 1
-#: and 2 come one per call: a caller who stops after either sends no more requests than
-#: before (page 2 requests page 3 ahead).
-_PAIRS_FROM = 3

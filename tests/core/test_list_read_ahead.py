@@ -1,9 +1,7 @@
 """Listing read-ahead: from the second page on, the next page is requested while one is used.
 
 A caller who takes only the first page sends one LIST; one who stops later sends at most one
-more, which is cancelled when the pager is closed or dropped, without warnings. The sync stream
-fetches two pages per crossing from the third page on (at most two more LISTs), keeps the
-second unpickled, and raises its error when the caller reaches it. Keys keep
+more, which is cancelled when the pager is closed or dropped, without warnings. Keys keep
 their order and a page read ahead reports its error when the caller reaches it. Requests are
 counted, and errors injected, by the real fault proxy in front of moto.
 """
@@ -240,58 +238,4 @@ async def test_a_failing_second_page_fails_there_and_the_listing_resumes(proxy, 
         with pytest.raises(S3Exception, match="ListObjectsV2"):
             await pager.__anext__()
         pages += [page async for page in pager]
-    assert _keys(pages) == KEYS
-
-
-def test_the_sync_stream_brings_two_pages_per_call_from_the_third_on(proxy, listed):
-    tokens: List[str] = asyncio.run(_tokens(proxy, listed))  # of pages 2..5
-    before = _lists(proxy)
-    client = S3Client(REGION, endpoint=proxy.url)
-    stream = client.list_objects(listed, "k/", max_keys=PAGE)
-    pages = [next(stream), next(stream)]
-    _wait(lambda: _ahead_answered(stream))
-    assert _lists(proxy) == before + 3  # pages 1 and 2 one per call, as before
-    pages.append(next(stream))
-    _wait(lambda: _ahead_answered(stream))
-    # page 4 came with page 3 and is kept; page 5 is read ahead
-    assert _lists(proxy) == before + 5
-    assert stream.continuation_token == tokens[2]  # the caller's view: page 4 is next
-    assert not stream.complete
-    pages.append(next(stream))  # the kept page: no request
-    assert stream.continuation_token == tokens[3]
-    assert _lists(proxy) == before + 5
-    pages += list(stream)
-    assert _keys(pages) == KEYS
-    assert stream.complete
-    assert _lists(proxy) == before + 5  # every page once; the end costs no request
-
-
-def test_a_kept_page_is_not_pickled(proxy, listed):
-    client = S3Client(REGION, endpoint=proxy.url)
-    stream = client.list_objects(listed, "k/", max_keys=PAGE)
-    pages = [next(stream), next(stream), next(stream)]
-    _wait(lambda: _ahead_answered(stream))
-    before = _lists(proxy)
-    copy = pickle.loads(pickle.dumps(stream))
-    assert _keys(list(copy)) == KEYS[3 * PAGE :]
-    assert _lists(proxy) == before + 2  # the copy asked for pages 4 and 5 itself
-    pages += list(stream)
-    assert _keys(pages) == KEYS
-
-
-def test_the_error_of_a_kept_page_is_raised_when_the_caller_reaches_it(proxy, listed):
-    tokens: List[str] = asyncio.run(_tokens(proxy, listed))
-    proxy.add_fault(
-        FaultRule(Fault.status(403, "AccessDenied"), query_contains=tokens[2])
-    )
-    client = S3Client(REGION, endpoint=proxy.url)
-    stream = client.list_objects(listed, "k/", max_keys=PAGE)
-    pages = [next(stream), next(stream), next(stream)]  # page 4 failed meanwhile
-    assert proxy.faults_injected == 1
-    assert stream.continuation_token == tokens[2]
-    with pytest.raises(S3Exception, match="ListObjectsV2"):
-        next(stream)
-    # the stream did not move: asking again gets page 4 and the rest
-    assert stream.continuation_token == tokens[2]
-    pages += list(stream)
     assert _keys(pages) == KEYS
