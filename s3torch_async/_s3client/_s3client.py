@@ -481,6 +481,8 @@ class ListObjectStream(ListingCursor):
         return self
 
     def __next__(self) -> ListObjectResult:
+        if self.complete:  # nothing to ask the event loop (or to start it for)
+            raise StopIteration
         page = self._client.bridge.list_page(self)
         if page is None:
             raise StopIteration

@@ -71,6 +71,22 @@ def test_pickled_listing_resumes_at_next_page(client, bucket, put):
     assert [o.key for o in first.object_info] + rest == [f"k{i}" for i in range(7)]
 
 
+def test_a_finished_listing_asks_nothing_more_of_the_event_loop(client, bucket, put):
+    from s3torch_async._runner import get_runner
+
+    for i in range(4):
+        put(f"k{i}", b"")
+    stream = client.list_objects(bucket, max_keys=3)
+    assert [o.key for page in stream for o in page.object_info] == [
+        f"k{i}" for i in range(4)
+    ]
+    assert stream.complete
+    get_runner().close()  # what a fork does to an idle runner
+    with pytest.raises(StopIteration):
+        next(stream)  # answered here: no thread crossing, the loop is not started again
+    assert not get_runner().is_running
+
+
 def test_get_object_stream_yields_part_sized_chunks(endpoint, bucket, put):
     c = S3Client(
         REGION,
