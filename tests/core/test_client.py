@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,7 @@ import pytest
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._core._session import resolve_endpoint, wants_path_style
 from s3torch_async._core.client import ClientState
-from tests._faultproxy import FaultProxy
+from tests._faultproxy import Fault, FaultProxy, FaultRule
 from tests._forwardproxy import ForwardProxy
 
 REGION = "us-east-1"
@@ -104,6 +105,46 @@ async def test_get_range_into_fills_caller_buffer(client, bucket):
     meta = await client.get_range_into(bucket, "blob", len(data) - 10, tail)
     assert meta.nbytes == 10
     assert bytes(tail[:10]) == data[-10:]
+
+
+async def test_whole_gets_keep_their_bytes_while_receive_buffers_are_reused(
+    client, bucket
+):
+    # Bodies are received into buffers kept for the next GETs: every result must be its
+    # own bytes, intact after many more GETs of the same and other sizes went through.
+    sizes = [0, 1, 1000, 65_536, 65_537, 131_072, 131_072, 131_072, 300_000, 140_000]
+    objects = {f"reuse/{n}": os.urandom(size) for n, size in enumerate(sizes * 4)}
+    await asyncio.gather(
+        *(client.put_object_bytes(bucket, k, v) for k, v in objects.items())
+    )
+    kept = []
+    for _ in range(2):
+        kept.append(
+            await asyncio.gather(*(client.get_range(bucket, k) for k in objects))
+        )
+        # one at a time too: each buffer goes straight back and out again
+        kept.append([await client.get_range(bucket, k) for k in objects])
+    for results in kept:
+        assert [r.data for r in results] == list(objects.values())
+        assert all(type(r.data) is bytes for r in results)
+
+
+async def test_whole_get_of_a_body_that_pauses_midway_is_exact(moto_endpoint, bucket):
+    data = os.urandom(200_000)
+    async with AsyncS3Client(REGION, endpoint=moto_endpoint) as c:
+        await c.put_object_bytes(bucket, "paused", data)
+    with FaultProxy(moto_endpoint) as proxy:
+        # headers and 70,000 bytes, 0.3 s of silence, then the connection closes: the
+        # rest comes from a resumed range GET
+        proxy.add_fault(
+            FaultRule(Fault.stall(70_000, 0.3), method="GET", path_contains="/paused")
+        )
+        async with AsyncS3Client(
+            REGION, endpoint=proxy.url, s3client_config=S3ClientConfig(max_attempts=3)
+        ) as c:
+            got = await c.get_range(bucket, "paused")
+    assert got.data == data
+    assert got.object_size == len(data)
 
 
 async def test_if_match_mismatch_raises(client, bucket):

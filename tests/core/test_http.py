@@ -782,6 +782,34 @@ async def test_headers_are_case_insensitive_and_keep_repeats(
         assert resp.headers.getall("X-A") == ["1", "2"]
 
 
+async def test_head_and_body_beyond_a_new_connections_buffer_are_read_and_reused(
+    serve: Callable[[Handler], Awaitable[RawServer]], pool: HTTPPool
+) -> None:
+    # A new connection's receive buffer is small (a head and the start of a body); a
+    # larger head, and a body left to pile up in it, make it grow, and a reused
+    # connection is back within the usual size.
+    meta = "".join(f"x-amz-meta-k{n}: {'v' * 100}\r\n" for n in range(300))
+    body = os.urandom(200_000)
+
+    async def handler(
+        srv: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await srv.read_request(reader) is not None:
+            writer.write(reply(body, extra=meta))
+            await writer.drain()
+
+    srv = await serve(handler)
+    for _ in range(2):
+        async with await pool.request("GET", srv.url(), srv.host) as resp:
+            conn = resp._conn
+            assert conn is not None
+            assert len(resp.headers.getall("x-amz-meta-k299")) == 1
+            await asyncio.sleep(0.05)  # the body waits in the connection's buffer
+            assert await resp.read() == body
+        assert len(conn._in) <= _http._BUF_SIZE
+    assert srv.connections == 1
+
+
 # -- early responses, flow control, timeouts, cancellation -------------------------------------
 
 
@@ -856,7 +884,7 @@ async def test_readinto_receives_large_bodies_without_growing_the_buffer(
         conn = resp._conn
         assert conn is not None
         assert await resp.readinto(memoryview(buf)) == len(data)
-        assert len(conn._in) == _http._BUF_SIZE  # the kernel wrote into `buf`
+        assert len(conn._in) == _http._FIRST_BUF_SIZE  # the kernel wrote into `buf`
         assert await resp.readinto(memoryview(buf)) == 0
     assert buf == data
 
