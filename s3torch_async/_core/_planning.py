@@ -366,7 +366,7 @@ MAX_PIECE_PARTS = 4
 MIN_PIECE_DIVISOR = 2
 
 
-def round_piece(left: int, streams: int, length: int, least: int) -> int:
+def round_piece(left: int, streams: int, length: int, least: int, busy: int = 0) -> int:
     """Bytes per GET for the next round of ``streams`` GETs, so that the rounds left are equal.
 
     ``left`` bytes take ``r = ceil(left / (streams * length))`` rounds of GETs of at most
@@ -377,20 +377,27 @@ def round_piece(left: int, streams: int, length: int, least: int) -> int:
     what whole rounds leave over is less than one ``length`` (its GET is short anyway),
     GETs stay ``length``.
 
+    ``busy`` of the streams are still fetching a GET that is not part of ``left`` (the one
+    that told a read the object's size): each stands for one GET of this round, so the
+    round has ``streams - busy`` GETs and ``r`` rounds have ``streams * r - busy``.
+
     Raises:
-        ValueError: ``streams``, ``length`` or ``least`` is below 1, or ``left`` below 0.
+        ValueError: ``streams``, ``length`` or ``least`` is below 1, ``left`` below 0, or
+            ``busy`` outside ``[0, streams)``.
     """
     if streams < 1 or length < 1 or least < 1 or left < 0:
         raise ValueError(
             "streams, length and least must be >= 1 and left >= 0, got "
             f"{streams}, {length}, {least}, {left}"
         )
+    if not 0 <= busy < streams:
+        raise ValueError(f"busy must be in [0, {streams}), got {busy}")
     if left == 0:
         return 0
-    if left >= streams * length and left % (streams * length) < length:
+    if not busy and left >= streams * length and left % (streams * length) < length:
         return length
-    rounds = -(-left // (streams * length))
-    return min(left, max(least, -(-left // (streams * rounds))))
+    rounds = -(-(left + busy * length) // (streams * length))
+    return min(left, max(least, -(-left // (streams * rounds - busy))))
 
 
 class StreamWidth:

@@ -237,11 +237,13 @@ class _Pieces:
         self._round_size = self._round_takes = self._round_streams = 0
         self._even: Optional[bool] = None
 
-    def take(self, streams: int = 1) -> Optional[tuple[int, int]]:
+    def take(self, streams: int = 1, busy: int = 0) -> Optional[tuple[int, int]]:
         """The next ``[start, stop)`` to GET, or ``None`` when all are taken.
 
         ``streams`` is how many GETs of the read run at once (counted in rounds of that
-        many takes).
+        many takes), ``busy`` how many of them fetch a GET not taken here (the one that told
+        the object's size): a round planned meanwhile counts each as one of its takes, so
+        that stream runs out of work with the others.
         """
         if not self._holes:
             return None
@@ -252,14 +254,18 @@ class _Pieces:
         else:
             parts = self._width.piece_parts(-(-self.left // self._part))
             length = parts * self._part
+            busy = min(busy, streams - 1)
             if streams > 1 and self._even is None:
                 # Only a read that keeps every stream busy for a round evens out its rounds.
-                self._even = self.left >= streams * length
+                self._even = self.left >= (streams - busy) * length
             if streams > 1 and self._even:
                 if self._round_takes <= 0 or self._round_streams != streams:
                     least = max(1, self._part // MIN_PIECE_DIVISOR)
-                    self._round_size = round_piece(self.left, streams, length, least)
-                    self._round_takes = self._round_streams = streams
+                    self._round_size = round_piece(
+                        self.left, streams, length, least, busy
+                    )
+                    self._round_streams = streams
+                    self._round_takes = streams - busy
                 self._round_takes -= 1
                 length = self._round_size
             stop = min(end, start + length)
@@ -281,7 +287,9 @@ async def _gather_widening(
 
     The width is re-read after every piece: workers are added when it grew and leave when it
     shrank (``StreamWidth`` decides from the pieces' measured throughput). While
-    ``alongside`` (another GET of the same read) is not done it counts as one of the width.
+    ``alongside`` (another GET of the same read) is not done it counts as one of the width,
+    and of the round of pieces planned meanwhile; when it is done, its stream takes the next
+    piece at once.
     No worker outlives the call (on failure or cancellation the others are cancelled and
     awaited); the first failure is raised as itself. The workers are plain asyncio tasks: a
     task group of anyio's would cost each process ~15 ms (its backend's import) on the
@@ -292,9 +300,18 @@ async def _gather_widening(
     finished: asyncio.Future[None] = loop.create_future()
     workers = 0
 
+    def busy() -> int:
+        return int(alongside is not None and not alongside.done())
+
     def allowed() -> int:
-        busy = alongside is not None and not alongside.done()
-        return max(1, width.width - busy)
+        return max(1, width.width - busy())
+
+    def take() -> Optional[tuple[int, int]]:
+        return pieces.take(width.width, busy())
+
+    def top_up() -> None:
+        while workers < allowed() and pieces.left:
+            spawn(take())
 
     def spawn(piece: Optional[tuple[int, int]]) -> None:
         nonlocal workers
@@ -320,24 +337,31 @@ async def _gather_widening(
                 await fetch(*piece)
                 if workers > allowed():
                     return  # the width shrank: this stream ends
-                while workers < allowed() and pieces.left:
-                    spawn(pieces.take(allowed()))
-                piece = pieces.take(allowed())
+                top_up()
+                piece = take()
         finally:
             workers -= 1
 
-    first = pieces.take()
+    def joined(done: asyncio.Future[Any]) -> None:
+        # The alongside GET's stream joins the read's pieces now, not at the next one's end.
+        if not finished.done() and not done.cancelled() and done.exception() is None:
+            top_up()
+
+    first = take()
     if first is None:
         return
     if not pieces.left:
         await fetch(*first)
         return
     spawn(first)
-    while workers < allowed() and pieces.left:
-        spawn(pieces.take(allowed()))
+    top_up()
+    if alongside is not None and not alongside.done():
+        alongside.add_done_callback(joined)
     try:
         await finished
     finally:
+        if alongside is not None:
+            alongside.remove_done_callback(joined)
         if not finished.done():
             finished.cancel()
         await _cancel_all(tasks)

@@ -277,10 +277,21 @@ def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
     )
     _read(link, known_size=True)
     link.spans.clear()
+    link.times.clear()
     got, reader = _read(link, known_size=True)
     assert got == data
     assert _widths(reader)[0] == 26  # measured at 26 from the start: no narrow trial
-    assert link.spans[0] == (0, PART)  # and no short probe GET
+    # No short probe GET: the first GET is one of the first round's, so the 96 parts are
+    # 4 rounds of 26 equal GETs that end together, not one GET more that runs alone
+    # for its whole time after the others.
+    assert len(link.spans) == 4 * 26
+    assert len({b - a for a, b in link.spans[:-1]}) == 1
+    assert link.spans[0][1] - link.spans[0][0] >= PART // 2
+    ends = sorted(done for _, _, done in link.times)
+    assert ends[-1] - ends[-26] < 1e-3
+    began = min(sent for _, sent, _ in link.times)
+    # 4 x (20 ms + 60495 B at 90 MB/s)
+    assert ends[-1] - began < 4 * (0.02 + 60_500 / (90 * MB)) + 1e-3
 
 
 def test_a_read_stays_narrow_when_one_stream_already_meets_the_target():
@@ -548,6 +559,17 @@ def test_round_piece_evens_out_the_rounds_left():
         round_piece(10, 0, 90, 45)
     with pytest.raises(ValueError, match="left >= 0"):
         round_piece(-1, 4, 90, 45)
+
+
+def test_round_piece_counts_a_get_in_flight_as_one_of_the_first_round():
+    # 8 parts over 4 streams are 2 rounds of whole parts; with one stream still fetching
+    # the part that told the size, they do not fit 2 rounds (7 GETs) and take 3 (11 GETs)
+    assert round_piece(8 * 90, 4, 90, 45) == 90
+    assert round_piece(8 * 90, 4, 90, 45, busy=1) == 66
+    # 35 parts and one busy stream: one round of whole parts, not two of half ones
+    assert round_piece(35 * 90, 36, 90, 45, busy=1) == 90
+    with pytest.raises(ValueError, match="busy must be in"):
+        round_piece(10, 4, 90, 45, busy=4)
 
 
 def test_stream_width_lengthens_gets_only_when_settled_at_the_limit_below_target():
