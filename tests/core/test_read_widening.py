@@ -226,6 +226,18 @@ def test_a_read_of_unknown_size_counts_its_first_get_among_its_streams():
     assert link.peak == read_reach(1) == 2
 
 
+def test_the_stream_of_the_get_that_told_the_size_takes_a_piece_when_it_is_done():
+    # S3-like: that GET (one part) is done at 113 ms, the first round's after the probe
+    # (20 ms + 0.89 part) some 20 ms later; its stream does not wait for theirs to go on.
+    link = _s3like(64)
+    got, _ = _read(link, known_size=False)
+    assert got == link.data
+    first_done = next(done for start, _, done in link.times if start == 0)
+    round_one_done = min(done for start, _, done in link.times if start > PART)
+    assert first_done < round_one_done - 0.01
+    assert any(abs(sent - first_done) < 1e-6 for _, sent, _ in link.times)
+
+
 def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
     # The first GET's head comes after 20 ms and tells the size; its body then takes 66 ms
     # (one part at 1 MB/s). The rest of the read is not held back by that body.
