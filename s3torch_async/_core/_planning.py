@@ -501,6 +501,31 @@ class StreamWidth:
             return
         self._set(wider)
 
+    def first_byte(self, wait: float, probe: int) -> bool:
+        """Take the first step from a response's first-byte ``wait``, before a GET finished.
+
+        ``probe`` is the length of the short GET that would otherwise measure the first
+        stream. Its head would come about ``wait`` seconds after it was sent (the same
+        store answered the read's first GET after ``wait``), so one stream moves at most
+        ``probe / wait`` bytes per second with such GETs. When even that rate needs more
+        streams than ``limit`` for the target, the probe's own measurement could only send
+        the read to ``reach``: the step is taken now, the probe's round trip sooner, with
+        that bound as the narrow width's rate (a wider step is still kept only if it pays
+        against it). Returns whether the step was taken; nothing changes once a GET was
+        measured.
+        """
+        if self.settled or self.history or self.epoch or wait <= 0 or probe < 1:
+            return False
+        bound = probe / wait
+        if math.ceil(self.target / bound) <= self.limit:
+            return False
+        if self.reach < self.width * (1 + self.min_gain):
+            return False
+        self.history.append((self.width, self.width * bound))
+        self._kept = self.history[-1]
+        self._set(self.reach)
+        return True
+
     def piece_parts(self, parts_left: int) -> int:
         """How many ``part_size`` parts the next GET of the read should span.
 

@@ -214,7 +214,9 @@ class _Pieces:
 
     A read that spans many parts and finds its width not yet measured begins with a short
     GET (:data:`PROBE_DIVISOR`): the width follows from its rate a few round trips sooner than
-    from a whole part's, while the rest waits. A read that has at least one whole part per
+    from a whole part's, while the rest waits; no probe when ``first_wait`` (the first-byte
+    wait of the GET that told the object's size) already says how the first step goes
+    (``StreamWidth.first_byte``). A read that has at least one whole part per
     stream when it first runs several cuts its GETs in rounds of one per stream, every
     round left of one size (``_planning.round_piece``), so that the streams run out of work
     together rather than a few fetching whole parts at the end while the others have
@@ -222,17 +224,23 @@ class _Pieces:
     """
 
     def __init__(
-        self, holes: Sequence[tuple[int, int]], part_size: int, width: StreamWidth
+        self,
+        holes: Sequence[tuple[int, int]],
+        part_size: int,
+        width: StreamWidth,
+        first_wait: Optional[float] = None,
     ) -> None:
         self._holes: Deque[tuple[int, int]] = deque(h for h in holes if h[1] > h[0])
         self._part = part_size
         self._width = width
         self.left = sum(end - start for start, end in self._holes)
         unmeasured = not width.settled and not width.history and width.width == 1
+        probe = max(1, part_size // PROBE_DIVISOR)
+        if unmeasured and self.left >= PROBE_MIN_PARTS * part_size and first_wait:
+            # The GET that told the size already showed the store's first-byte wait.
+            unmeasured = not width.first_byte(first_wait, probe)
         self._probe = (
-            max(1, part_size // PROBE_DIVISOR)
-            if unmeasured and self.left >= PROBE_MIN_PARTS * part_size
-            else 0
+            probe if unmeasured and self.left >= PROBE_MIN_PARTS * part_size else 0
         )
         self._round_size = self._round_takes = self._round_streams = 0
         self._even: Optional[bool] = None
@@ -583,6 +591,8 @@ class AsyncS3Reader:
         self._whole_wanted = False  # a whole read from offset 0 is under way
         self._width: Optional[StreamWidth] = None
         self._sized: Optional[asyncio.Future[None]] = None  # see _size_from_first
+        #: Seconds the GET that told the size waited for its head (see ``_Pieces``).
+        self._first_wait: Optional[float] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -1044,8 +1054,9 @@ class AsyncS3Reader:
                 )
 
         width = self._stream_width()
+        wait, self._first_wait = self._first_wait, None
         await _gather_widening(
-            _Pieces(holes, self._part_size, width), fetch, width, alongside
+            _Pieces(holes, self._part_size, width, wait), fetch, width, alongside
         )
         self._remember_width()
         return total
@@ -1096,6 +1107,13 @@ class AsyncS3Reader:
         epoch = width.epoch
         loop = asyncio.get_running_loop()
         began = loop.time()
+        on_head: Optional[Callable[[int, str], None]] = None
+        if self._version.size is None:
+
+            def on_head(object_size: int, etag: str) -> None:
+                self._first_wait = loop.time() - began
+                self._on_head(object_size, etag)
+
         try:
             meta = await self._client.get_range_into(
                 self._bucket,
@@ -1104,7 +1122,7 @@ class AsyncS3Reader:
                 view,
                 if_match=self._version.etag,
                 whole=whole,
-                on_head=self._on_head if self._version.size is None else None,
+                on_head=on_head,
             )
         except S3Exception as exc:
             if exc.status != 416:
