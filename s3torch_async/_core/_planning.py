@@ -366,7 +366,7 @@ MAX_PIECE_PARTS = 4
 MIN_PIECE_DIVISOR = 2
 
 
-def round_piece(left: int, streams: int, length: int, least: int) -> int:
+def round_piece(left: int, streams: int, length: int, least: int, busy: int = 0) -> int:
     """Bytes per GET for the next round of ``streams`` GETs, so that the rounds left are equal.
 
     ``left`` bytes take ``r = ceil(left / (streams * length))`` rounds of GETs of at most
@@ -377,20 +377,27 @@ def round_piece(left: int, streams: int, length: int, least: int) -> int:
     what whole rounds leave over is less than one ``length`` (its GET is short anyway),
     GETs stay ``length``.
 
+    ``busy`` of the streams are still fetching a GET that is not part of ``left`` (the one
+    that told a read the object's size): each stands for one GET of this round, so the
+    round has ``streams - busy`` GETs and ``r`` rounds have ``streams * r - busy``.
+
     Raises:
-        ValueError: ``streams``, ``length`` or ``least`` is below 1, or ``left`` below 0.
+        ValueError: ``streams``, ``length`` or ``least`` is below 1, ``left`` below 0, or
+            ``busy`` outside ``[0, streams)``.
     """
     if streams < 1 or length < 1 or least < 1 or left < 0:
         raise ValueError(
             "streams, length and least must be >= 1 and left >= 0, got "
             f"{streams}, {length}, {least}, {left}"
         )
+    if not 0 <= busy < streams:
+        raise ValueError(f"busy must be in [0, {streams}), got {busy}")
     if left == 0:
         return 0
-    if left >= streams * length and left % (streams * length) < length:
+    if not busy and left >= streams * length and left % (streams * length) < length:
         return length
-    rounds = -(-left // (streams * length))
-    return min(left, max(least, -(-left // (streams * rounds))))
+    rounds = -(-(left + busy * length) // (streams * length))
+    return min(left, max(least, -(-left // (streams * rounds - busy))))
 
 
 class StreamWidth:
@@ -493,6 +500,31 @@ class StreamWidth:
             self._settle(self.width)  # too small a step to show a gain
             return
         self._set(wider)
+
+    def first_byte(self, wait: float, probe: int) -> bool:
+        """Take the first step from a response's first-byte ``wait``, before a GET finished.
+
+        ``probe`` is the length of the short GET that would otherwise measure the first
+        stream. Its head would come about ``wait`` seconds after it was sent (the same
+        store answered the read's first GET after ``wait``), so one stream moves at most
+        ``probe / wait`` bytes per second with such GETs. When even that rate needs more
+        streams than ``limit`` for the target, the probe's own measurement could only send
+        the read to ``reach``: the step is taken now, the probe's round trip sooner, with
+        that bound as the narrow width's rate (a wider step is still kept only if it pays
+        against it). Returns whether the step was taken; nothing changes once a GET was
+        measured.
+        """
+        if self.settled or self.history or self.epoch or wait <= 0 or probe < 1:
+            return False
+        bound = probe / wait
+        if math.ceil(self.target / bound) <= self.limit:
+            return False
+        if self.reach < self.width * (1 + self.min_gain):
+            return False
+        self.history.append((self.width, self.width * bound))
+        self._kept = self.history[-1]
+        self._set(self.reach)
+        return True
 
     def piece_parts(self, parts_left: int) -> int:
         """How many ``part_size`` parts the next GET of the read should span.

@@ -214,7 +214,9 @@ class _Pieces:
 
     A read that spans many parts and finds its width not yet measured begins with a short
     GET (:data:`PROBE_DIVISOR`): the width follows from its rate a few round trips sooner than
-    from a whole part's, while the rest waits. A read that has at least one whole part per
+    from a whole part's, while the rest waits; no probe when ``first_wait`` (the first-byte
+    wait of the GET that told the object's size) already says how the first step goes
+    (``StreamWidth.first_byte``). A read that has at least one whole part per
     stream when it first runs several cuts its GETs in rounds of one per stream, every
     round left of one size (``_planning.round_piece``), so that the streams run out of work
     together rather than a few fetching whole parts at the end while the others have
@@ -222,26 +224,34 @@ class _Pieces:
     """
 
     def __init__(
-        self, holes: Sequence[tuple[int, int]], part_size: int, width: StreamWidth
+        self,
+        holes: Sequence[tuple[int, int]],
+        part_size: int,
+        width: StreamWidth,
+        first_wait: Optional[float] = None,
     ) -> None:
         self._holes: Deque[tuple[int, int]] = deque(h for h in holes if h[1] > h[0])
         self._part = part_size
         self._width = width
         self.left = sum(end - start for start, end in self._holes)
         unmeasured = not width.settled and not width.history and width.width == 1
+        probe = max(1, part_size // PROBE_DIVISOR)
+        if unmeasured and self.left >= PROBE_MIN_PARTS * part_size and first_wait:
+            # The GET that told the size already showed the store's first-byte wait.
+            unmeasured = not width.first_byte(first_wait, probe)
         self._probe = (
-            max(1, part_size // PROBE_DIVISOR)
-            if unmeasured and self.left >= PROBE_MIN_PARTS * part_size
-            else 0
+            probe if unmeasured and self.left >= PROBE_MIN_PARTS * part_size else 0
         )
         self._round_size = self._round_takes = self._round_streams = 0
         self._even: Optional[bool] = None
 
-    def take(self, streams: int = 1) -> Optional[tuple[int, int]]:
+    def take(self, streams: int = 1, busy: int = 0) -> Optional[tuple[int, int]]:
         """The next ``[start, stop)`` to GET, or ``None`` when all are taken.
 
         ``streams`` is how many GETs of the read run at once (counted in rounds of that
-        many takes).
+        many takes), ``busy`` how many of them fetch a GET not taken here (the one that told
+        the object's size): a round planned meanwhile counts each as one of its takes, so
+        that stream runs out of work with the others.
         """
         if not self._holes:
             return None
@@ -252,14 +262,18 @@ class _Pieces:
         else:
             parts = self._width.piece_parts(-(-self.left // self._part))
             length = parts * self._part
+            busy = min(busy, streams - 1)
             if streams > 1 and self._even is None:
                 # Only a read that keeps every stream busy for a round evens out its rounds.
-                self._even = self.left >= streams * length
+                self._even = self.left >= (streams - busy) * length
             if streams > 1 and self._even:
                 if self._round_takes <= 0 or self._round_streams != streams:
                     least = max(1, self._part // MIN_PIECE_DIVISOR)
-                    self._round_size = round_piece(self.left, streams, length, least)
-                    self._round_takes = self._round_streams = streams
+                    self._round_size = round_piece(
+                        self.left, streams, length, least, busy
+                    )
+                    self._round_streams = streams
+                    self._round_takes = streams - busy
                 self._round_takes -= 1
                 length = self._round_size
             stop = min(end, start + length)
@@ -281,7 +295,9 @@ async def _gather_widening(
 
     The width is re-read after every piece: workers are added when it grew and leave when it
     shrank (``StreamWidth`` decides from the pieces' measured throughput). While
-    ``alongside`` (another GET of the same read) is not done it counts as one of the width.
+    ``alongside`` (another GET of the same read) is not done it counts as one of the width,
+    and of the round of pieces planned meanwhile; when it is done, its stream takes the next
+    piece at once.
     No worker outlives the call (on failure or cancellation the others are cancelled and
     awaited); the first failure is raised as itself. The workers are plain asyncio tasks: a
     task group of anyio's would cost each process ~15 ms (its backend's import) on the
@@ -292,9 +308,18 @@ async def _gather_widening(
     finished: asyncio.Future[None] = loop.create_future()
     workers = 0
 
+    def busy() -> int:
+        return int(alongside is not None and not alongside.done())
+
     def allowed() -> int:
-        busy = alongside is not None and not alongside.done()
-        return max(1, width.width - busy)
+        return max(1, width.width - busy())
+
+    def take() -> Optional[tuple[int, int]]:
+        return pieces.take(width.width, busy())
+
+    def top_up() -> None:
+        while workers < allowed() and pieces.left:
+            spawn(take())
 
     def spawn(piece: Optional[tuple[int, int]]) -> None:
         nonlocal workers
@@ -320,24 +345,31 @@ async def _gather_widening(
                 await fetch(*piece)
                 if workers > allowed():
                     return  # the width shrank: this stream ends
-                while workers < allowed() and pieces.left:
-                    spawn(pieces.take(allowed()))
-                piece = pieces.take(allowed())
+                top_up()
+                piece = take()
         finally:
             workers -= 1
 
-    first = pieces.take()
+    def joined(done: asyncio.Future[Any]) -> None:
+        # The alongside GET's stream joins the read's pieces now, not at the next one's end.
+        if not finished.done() and not done.cancelled() and done.exception() is None:
+            top_up()
+
+    first = take()
     if first is None:
         return
     if not pieces.left:
         await fetch(*first)
         return
     spawn(first)
-    while workers < allowed() and pieces.left:
-        spawn(pieces.take(allowed()))
+    top_up()
+    if alongside is not None and not alongside.done():
+        alongside.add_done_callback(joined)
     try:
         await finished
     finally:
+        if alongside is not None:
+            alongside.remove_done_callback(joined)
         if not finished.done():
             finished.cancel()
         await _cancel_all(tasks)
@@ -559,6 +591,8 @@ class AsyncS3Reader:
         self._whole_wanted = False  # a whole read from offset 0 is under way
         self._width: Optional[StreamWidth] = None
         self._sized: Optional[asyncio.Future[None]] = None  # see _size_from_first
+        #: Seconds the GET that told the size waited for its head (see ``_Pieces``).
+        self._first_wait: Optional[float] = None
 
     # -- properties -------------------------------------------------------------------------
 
@@ -1020,8 +1054,9 @@ class AsyncS3Reader:
                 )
 
         width = self._stream_width()
+        wait, self._first_wait = self._first_wait, None
         await _gather_widening(
-            _Pieces(holes, self._part_size, width), fetch, width, alongside
+            _Pieces(holes, self._part_size, width, wait), fetch, width, alongside
         )
         self._remember_width()
         return total
@@ -1072,6 +1107,13 @@ class AsyncS3Reader:
         epoch = width.epoch
         loop = asyncio.get_running_loop()
         began = loop.time()
+        on_head: Optional[Callable[[int, str], None]] = None
+        if self._version.size is None:
+
+            def on_head(object_size: int, etag: str) -> None:
+                self._first_wait = loop.time() - began
+                self._on_head(object_size, etag)
+
         try:
             meta = await self._client.get_range_into(
                 self._bucket,
@@ -1080,7 +1122,7 @@ class AsyncS3Reader:
                 view,
                 if_match=self._version.etag,
                 whole=whole,
-                on_head=self._on_head if self._version.size is None else None,
+                on_head=on_head,
             )
         except S3Exception as exc:
             if exc.status != 416:

@@ -185,7 +185,7 @@ def test_a_read_widens_past_the_limit_when_each_connection_is_capped(known_size)
 
 @pytest.mark.parametrize("known_size", [False, True])
 def test_the_streams_of_a_read_run_out_of_work_together(known_size):
-    # S3-like: after the probe 36 streams share ~128 parts: in whole parts that is 3
+    # S3-like: after the first step 36 streams share ~128 parts: in whole parts that is 3
     # rounds and 20 GETs more, 16 streams idle for the last GET's 113 ms. Cut into rounds
     # of one size, every stream fetches 4 GETs of 0.89 part.
     link = _s3like(129)
@@ -193,19 +193,22 @@ def test_the_streams_of_a_read_run_out_of_work_together(known_size):
     assert got == link.data
     assert _widths(reader) == [1, 36]
     times = sorted(link.times, key=lambda t: t[1])
-    if not known_size:  # the part that told the size, then the probe
-        assert (times[0][0], times[1][0]) == (0, PART)
-        times = times[1:]
-    probe_done = times[0][2]
     sizes = sorted(b - a for a, b in link.spans)
-    assert sizes[0] == PART // PROBE_DIVISOR
-    if known_size:  # every other GET of one size but the object's last one
+    if known_size:  # a probe, then every GET of one size but the object's last one
+        assert sizes[0] == PART // PROBE_DIVISOR
         assert len(set(sizes[2:])) == 1
         assert sizes[-1] < PART
+        widened = times[0][2]  # when the probe was done
+        assert len(link.spans) == 1 + 4 * 36
+    else:
+        # the part that told the size showed the 20 ms wait: no probe; that GET counts
+        # as one of the first round's, so the streams run 4 rounds of 36 in all
+        assert sizes[0] > PART // PROBE_DIVISOR
+        widened = times[1][1]
+        assert len(link.spans) == 4 * 36
     end = max(done for _, _, done in link.times)
-    # four rounds of shorter GETs, each 20 ms + 0.89 x 93 ms, after the probe's widening
-    assert end - probe_done < 4 * (0.02 + 0.093 * 0.92)
-    assert len(link.spans) <= 2 + 4 * 36
+    # four rounds of shorter GETs, each 20 ms + 0.89 x 93 ms, after the widening
+    assert end - widened < 4 * (0.02 + 0.093 * 0.92)
 
 
 def test_a_read_of_unknown_size_counts_its_first_get_among_its_streams():
@@ -226,6 +229,18 @@ def test_a_read_of_unknown_size_counts_its_first_get_among_its_streams():
     assert link.peak == read_reach(1) == 2
 
 
+def test_the_stream_of_the_get_that_told_the_size_takes_a_piece_when_it_is_done():
+    # S3-like: that GET (one part) is done at 113 ms, the first round's after the probe
+    # (20 ms + 0.89 part) some 20 ms later; its stream does not wait for theirs to go on.
+    link = _s3like(64)
+    got, _ = _read(link, known_size=False)
+    assert got == link.data
+    first_done = next(done for start, _, done in link.times if start == 0)
+    round_one_done = min(done for start, _, done in link.times if start > PART)
+    assert first_done < round_one_done - 0.005
+    assert any(abs(sent - first_done) < 1e-6 for _, sent, _ in link.times)
+
+
 def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
     # The first GET's head comes after 20 ms and tells the size; its body then takes 66 ms
     # (one part at 1 MB/s). The rest of the read is not held back by that body.
@@ -240,6 +255,23 @@ def test_a_read_of_unknown_size_goes_on_once_the_first_answer_tells_the_size():
     assert second_sent < first_done
     assert sorted(link.spans)[1][0] == PART  # the first part is not fetched twice
     assert len(link.spans) == len(set(link.spans))
+
+
+def test_a_read_of_unknown_size_widens_at_the_first_answer_when_its_wait_says_so():
+    # S3-like: the GET that tells the size waited 20 ms for its head. A 512 KiB probe
+    # (1/16 part) waiting as long moves at most 1/16 part per 20 ms, far below what the
+    # target needs of 18 streams: the probe could only send the read to its bound, so the
+    # read goes there at once, the probe's ~26 ms sooner.
+    link = _s3like(128)
+    got, reader = _read(link, known_size=False)
+    assert got == link.data
+    assert _widths(reader) == [1, 36]
+    sent = sorted(sent for _, sent, _ in link.times)
+    assert sent[0] == 0
+    # the rest went out when the first head came, 35 GETs beside the first one
+    assert sent[1:36] == [pytest.approx(0.02)] * 35
+    assert link.peak == 36
+    assert min(b - a for a, b in link.spans) > PART // PROBE_DIVISOR
 
 
 def test_a_read_of_unknown_size_probes_after_the_part_that_told_the_size():
@@ -277,10 +309,21 @@ def test_a_clients_next_read_starts_at_the_width_its_last_read_settled_at():
     )
     _read(link, known_size=True)
     link.spans.clear()
+    link.times.clear()
     got, reader = _read(link, known_size=True)
     assert got == data
     assert _widths(reader)[0] == 26  # measured at 26 from the start: no narrow trial
-    assert link.spans[0] == (0, PART)  # and no short probe GET
+    # No short probe GET: the first GET is one of the first round's, so the 96 parts are
+    # 4 rounds of 26 equal GETs that end together, not one GET more that runs alone
+    # for its whole time after the others.
+    assert len(link.spans) == 4 * 26
+    assert len({b - a for a, b in link.spans[:-1]}) == 1
+    assert link.spans[0][1] - link.spans[0][0] >= PART // 2
+    ends = sorted(done for _, _, done in link.times)
+    assert ends[-1] - ends[-26] < 1e-3
+    began = min(sent for _, sent, _ in link.times)
+    # 4 x (20 ms + 60495 B at 90 MB/s)
+    assert ends[-1] - began < 4 * (0.02 + 60_500 / (90 * MB)) + 1e-3
 
 
 def test_a_read_stays_narrow_when_one_stream_already_meets_the_target():
@@ -503,6 +546,32 @@ def test_stream_width_ignores_gets_issued_at_an_earlier_width():
     assert (width.width, width.settled) == (8, True)
 
 
+def test_stream_width_takes_its_first_step_from_a_first_byte_wait():
+    # 1/16 of an 8 MiB part waiting 20 ms: at most 26 MB/s a stream, 48 streams for
+    # 1.25 GB/s, more than the limit of 18: to the reach at once
+    width = StreamWidth(18, 1.25e9, reach=36, floor=2)
+    assert width.first_byte(0.020, 524_288)
+    assert (width.width, width.epoch, width.settled) == (36, 1, False)
+    assert width.history == [(1, pytest.approx(524_288 / 0.020))]
+    # the wider step is still judged against that bound: 36 streams that did not move
+    # 1.25 times as much step back
+    for _ in range(18):
+        width.record(1, 524_288, 36 * 0.020)
+    assert (width.width, width.settled) == (2, True)
+
+
+def test_stream_width_ignores_a_first_byte_wait_that_decides_nothing():
+    width = StreamWidth(18, 1.25e9, reach=36)
+    assert not width.first_byte(0.005, 524_288)  # 12 streams: within the plan
+    assert not width.first_byte(0.0, 524_288)
+    assert (width.width, width.epoch, width.history) == (1, 0, [])
+    width.record(0, 524_288, 0.030)  # measured: a wait tells nothing more
+    assert width.history
+    assert not width.first_byte(0.020, 524_288)
+    # already at its reach: no step to take
+    assert not StreamWidth(18, 1.25e9, reach=36, start=36).first_byte(0.02, 524_288)
+
+
 def test_stream_width_settles_at_the_limit():
     width = StreamWidth(64, 1000.0)
     width.record(0, 10, 1.0)
@@ -548,6 +617,17 @@ def test_round_piece_evens_out_the_rounds_left():
         round_piece(10, 0, 90, 45)
     with pytest.raises(ValueError, match="left >= 0"):
         round_piece(-1, 4, 90, 45)
+
+
+def test_round_piece_counts_a_get_in_flight_as_one_of_the_first_round():
+    # 8 parts over 4 streams are 2 rounds of whole parts; with one stream still fetching
+    # the part that told the size, they do not fit 2 rounds (7 GETs) and take 3 (11 GETs)
+    assert round_piece(8 * 90, 4, 90, 45) == 90
+    assert round_piece(8 * 90, 4, 90, 45, busy=1) == 66
+    # 35 parts and one busy stream: one round of whole parts, not two of half ones
+    assert round_piece(35 * 90, 36, 90, 45, busy=1) == 90
+    with pytest.raises(ValueError, match="busy must be in"):
+        round_piece(10, 4, 90, 45, busy=4)
 
 
 def test_stream_width_lengthens_gets_only_when_settled_at_the_limit_below_target():

@@ -194,7 +194,9 @@ def test_sync_reader_whole_read_is_checked(proxy, bucket, whole, constructor):
     make = getattr(S3ReaderConstructor, constructor)()
     s3 = sync_client(proxy)
     assert s3.get_object(bucket, "obj", reader_constructor=make).read() == whole
-    flip_range(proxy, PART)
+    # The first read may have settled the client's width: the next one then cuts its GETs
+    # in rounds from offset 0, so only its first GET's start is known.
+    flip_range(proxy, 0)
     with pytest.raises(S3Exception, match="does not match"):
         s3.get_object(bucket, "obj", reader_constructor=make).read()
 
