@@ -56,6 +56,7 @@ from ._planning import (
     round_piece,
     split_spans,
 )
+from ._tasks import cancel_all
 from ._wholecheck import WholeReadCheck
 
 __all__ = [
@@ -236,12 +237,14 @@ class _Pieces:
         self.left = sum(end - start for start, end in self._holes)
         unmeasured = not width.settled and not width.history and width.width == 1
         probe = max(1, part_size // PROBE_DIVISOR)
-        if unmeasured and self.left >= PROBE_MIN_PARTS * part_size and first_wait:
-            # The GET that told the size already showed the store's first-byte wait.
-            unmeasured = not width.first_byte(first_wait, probe)
-        self._probe = (
-            probe if unmeasured and self.left >= PROBE_MIN_PARTS * part_size else 0
-        )
+        self._probe = 0
+        # No probe either when the GET that told the size already decided the first step.
+        if (
+            unmeasured
+            and self.left >= PROBE_MIN_PARTS * part_size
+            and not (first_wait and width.first_byte(first_wait, probe))
+        ):
+            self._probe = probe
         self._round_size = self._round_takes = self._round_streams = 0
         self._even: Optional[bool] = None
 
@@ -372,21 +375,7 @@ async def _gather_widening(
             alongside.remove_done_callback(joined)
         if not finished.done():
             finished.cancel()
-        await _cancel_all(tasks)
-
-
-async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait until every one has ended, also when cancelled meanwhile."""
-    for task in tasks:
-        task.cancel()
-    interrupted = False
-    while any(not task.done() for task in tasks):
-        try:
-            await asyncio.wait([task for task in tasks if not task.done()])
-        except asyncio.CancelledError:  # noqa: PERF203 - the wait goes on
-            interrupted = True  # the workers' own cleanup still runs to its end first
-    if interrupted:
-        raise asyncio.CancelledError
+        await cancel_all(tasks)
 
 
 @dataclass

@@ -52,6 +52,7 @@ from ._planning import (
     upload_concurrency_for,
     upload_window_reach,
 )
+from ._tasks import settle
 
 __all__ = ["AsyncS3Writer", "PartAssembler", "as_byte_view", "part_capacity"]
 
@@ -186,25 +187,6 @@ class PartAssembler:
                 return mmap.mmap(-1, size)
             if len(buf) == size:
                 return buf
-
-
-async def _settle(task: asyncio.Future[Any]) -> bool:
-    """Wait until ``task`` is done even if we are cancelled meanwhile.
-
-    Returns whether a cancellation arrived while waiting (the caller must re-raise it).
-    """
-    interrupted = False
-    while not task.done():
-        interrupted |= await _wait_uncancellable(task)
-    return interrupted
-
-
-async def _wait_uncancellable(task: asyncio.Future[Any]) -> bool:
-    try:
-        await asyncio.wait([task])  # unlike ``await task``, never cancels ``task``
-    except asyncio.CancelledError:
-        return True
-    return False
 
 
 def _as_failure(
@@ -595,7 +577,7 @@ class AsyncS3Writer:
         never cut short: a cancellation waits for the answer and is re-raised afterwards.
         """
         task = asyncio.ensure_future(request)
-        if await _settle(task):
+        if await settle(task):
             if not task.cancelled() and task.exception() is None:
                 self._state = _State.COMMITTED
             raise asyncio.CancelledError
@@ -626,7 +608,7 @@ class AsyncS3Writer:
             self._assembler.drain()  # drop buffered data
         if self._abort_task is None:
             self._abort_task = asyncio.ensure_future(self._abort_upload())
-        if await _settle(self._abort_task):
+        if await settle(self._abort_task):
             raise asyncio.CancelledError
 
     async def _abort_upload(self) -> None:
