@@ -81,6 +81,9 @@ _HASH_SLICE = 256 << 10
 #: buffers that will be filled: one call instead of a page fault per 4 KiB.
 _PRIVATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+#: Largest buffer mapped at once on the guess that it will be filled (a later part of an object
+#: written in small pieces); the last part may be short, so at most this much is mapped unused.
+_POPULATE_GUESS_MAX = 16 << 20
 
 
 class _State(enum.Enum):
@@ -172,9 +175,12 @@ class PartAssembler:
                 self.held = view[pos : pos + size]
                 self.parts += 1
                 return pos + size
-            # Past the first part (or with a part's worth at hand) the buffer will be filled,
-            # bar the last; the first part of a small object touches only the pages it needs.
-            full = self.parts > 0 or len(view) - pos >= size
+            # With a part's worth at hand the buffer will be filled; past the first part it
+            # very likely will (bar the last). The first part of a small object, and large
+            # buffers filled piecemeal, touch only the pages written.
+            full = len(view) - pos >= size or (
+                self.parts > 0 and size <= _POPULATE_GUESS_MAX
+            )
             fill = self._fill = self._take(size, full)
             self._fill_len = self._fill_crc = 0
         take = min(len(view) - pos, len(fill) - self._fill_len)
