@@ -9,7 +9,9 @@ uses) serves the same bucket on a loopback port and an S3-like port. Run::
         --roots /tmp/old,$PWD --reference --repeat 3
 
 Each writer is ``S3Client.put_object`` fed 8 MiB slices of a 1 GiB payload (case 3's
-shape), on both profiles unless ``--profile`` picks one. Every run prints MB/s, the client's
+shape), on both profiles unless ``--profile`` picks one. The payload is one ``bytes`` (whole
+parts of it are sent uncopied) unless ``--input bytearray`` makes it mutable (every byte is
+copied into part buffers, as for ``torch.save``'s writes); ``--chunk-kib`` sets smaller slices. Every run prints MB/s, the client's
 CPU-s/GB, the server's CPU-s and the load average; medians per profile and writer follow.
 ``--trace DIR`` makes the server log every request (``S3SERVER_TRACE``) to
 ``DIR/requests.jsonl`` and lists each run's monotonic start and end in ``DIR/runs.txt``, for
@@ -38,7 +40,9 @@ _REFERENCE = "s3torchconnector"
 _CEILING = "ceiling:"
 
 
-def _child(package: str, url: str, size: int, chunk: int, gbps: float) -> None:
+def _child(
+    package: str, url: str, size: int, chunk: int, gbps: float, kind: str = "bytes"
+) -> None:
     # Runs with PYTHONPATH set to one checkout: only that checkout's package is imported.
     import importlib
 
@@ -58,15 +62,19 @@ def _child(package: str, url: str, size: int, chunk: int, gbps: float) -> None:
             force_path_style=True, **({"throughput_target_gbps": gbps} if gbps else {})
         ),
     )
-    pieces = payload_slices(size, chunk)
+    pieces = payload_slices(size, chunk, kind)
     client.head_object("bench", "warm")  # client start-up is not what we measure
     elapsed, cpu = timed_write(client, pieces)
     print(f"{size / elapsed / 1e6:.1f} {cpu / (size / 1e9):.3f}")
 
 
-def payload_slices(size: int, chunk: int) -> list[memoryview]:
-    """``size`` random bytes as ``chunk``-byte slices of one ``bytes`` (case 3's input)."""
-    view = memoryview(os.urandom(size))
+def payload_slices(size: int, chunk: int, kind: str = "bytes") -> list[memoryview]:
+    """``size`` random bytes as ``chunk``-byte slices of one ``bytes`` (case 3's input).
+
+    ``kind="bytearray"``: slices of one ``bytearray`` instead (mutable: writers copy them).
+    """
+    data = os.urandom(size)
+    view = memoryview(bytearray(data) if kind == "bytearray" else data)
     return [view[i : i + chunk] for i in range(0, size, chunk)]
 
 
@@ -123,8 +131,14 @@ def _print_traces(directory: str) -> None:
 
 def main() -> None:
     """CLI entry point."""
-    if len(sys.argv) == 7 and sys.argv[1] == _CHILD:
-        _child(*sys.argv[2:4], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+    if len(sys.argv) == 8 and sys.argv[1] == _CHILD:
+        _child(
+            *sys.argv[2:4],
+            int(sys.argv[4]),
+            int(sys.argv[5]),
+            float(sys.argv[6]),
+            sys.argv[7],
+        )
         return
     parser = argparse.ArgumentParser(prog="python -m benchmarks.write_ab")
     parser.add_argument("--roots", default="", help="comma-separated checkouts")
@@ -138,6 +152,15 @@ def main() -> None:
     )
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument(
+        "--chunk-kib", type=int, default=0, help="slice size in KiB (overrides MiB)"
+    )
+    parser.add_argument(
+        "--input",
+        choices=("bytes", "bytearray"),
+        default="bytes",
+        help="what the payload's slices view: one bytes (default) or one bytearray",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--gbps",
@@ -209,8 +232,9 @@ def main() -> None:
                             package,
                             url,
                             str(args.size_mib << 20),
-                            str(args.chunk_mib << 20),
+                            str((args.chunk_kib << 10) or (args.chunk_mib << 20)),
                             str(gbps),
+                            args.input,
                         ],
                         env={**os.environ, "PYTHONPATH": root},
                         capture_output=True,

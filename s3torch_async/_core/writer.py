@@ -22,11 +22,15 @@ with ``ChecksumAlgorithm=CRC32`` and ``ChecksumType=FULL_OBJECT``, each part car
 the whole object's CRC32, combined from the parts' (so the object can be checked whole when it
 is read back); a single PutObject carries its CRC32 too.
 
-Buffers: data is copied once, into a part buffer (an anonymous ``mmap``: a new one costs no
-zero-fill, and buffers are reused once their part is uploaded, so later parts cost no page
-faults either); the part is then sent from that buffer. A write that covers a whole part with
+Buffers: data is copied once, into a part buffer (a private anonymous ``mmap``: a new one
+costs no zero-fill in Python, its pages are mapped in one call once the object is known to span
+parts, and buffers are reused once their part is uploaded, so later parts cost no page faults); the part is then sent from that buffer. A write that covers a whole part with
 ``bytes`` (immutable, so the caller cannot change it afterwards) is not copied at all: the part
-is sent from a view of it.
+is sent from a view of it. The CRC32 of copied data is taken as it is copied, a slice at a time
+while the slice is still in the CPU's cache (``PartAssembler.crc_of``): hashing a whole part
+later reads it back from memory, which costs ~7x more than the hashing itself on the benchmark
+machine (``benchmarks/results/writecpu-issue16.md``). Only parts sent uncopied are hashed on a
+worker thread.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from typing import Any, Optional, TypeVar, Union
 
 from .._config import validate_for_use
 from .._errors import S3Exception
-from ._checksum import crc32_b64_async, crc32_combine, crc32_from_b64, crc32_to_b64
+from ._checksum import (
+    crc32,
+    crc32_b64_async,
+    crc32_combine,
+    crc32_from_b64,
+    crc32_to_b64,
+)
 from ._interface import WriteClient
 from ._planning import (
     MAX_PARTS,
@@ -61,6 +71,19 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOSED_FILE = "I/O operation on closed file."
+
+#: Copied data is hashed in slices of at most this many bytes, each right after its copy, while
+#: it is still in the core's cache (L2; hashing from there is ~7x faster than from DRAM, and
+#: 256 KiB measured cheaper than 1 MiB slices, whose copy pushes them out of the cache).
+_HASH_SLICE = 256 << 10
+#: Part buffers: private anonymous memory (its page faults cost less than shared memory's,
+#: which ``mmap.mmap(-1, n)`` gives by default); ``_POPULATE`` maps every page at once, for
+#: buffers that will be filled: one call instead of a page fault per 4 KiB.
+_PRIVATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+#: Largest buffer mapped at once on the guess that it will be filled (a later part of an object
+#: written in small pieces); the last part may be short, so at most this much is mapped unused.
+_POPULATE_GUESS_MAX = 16 << 20
 
 
 class _State(enum.Enum):
@@ -121,7 +144,8 @@ class PartAssembler:
 
     Data is copied into the buffers, so the caller may reuse what it wrote, except where a
     write covers a whole part with the bytes of a ``bytes`` object: that part is a view of
-    them (immutable, so the same promise holds) and costs no copy.
+    them (immutable, so the same promise holds) and costs no copy. The CRC32 of the copied
+    bytes is computed along with the copy; :meth:`crc_of` hands it to the uploader.
     """
 
     def __init__(self, base_part_size: int) -> None:
@@ -129,6 +153,9 @@ class PartAssembler:
         self._free: deque[mmap.mmap] = deque()
         self._fill: Optional[mmap.mmap] = None
         self._fill_len = 0
+        self._fill_crc = 0
+        # CRC32s of handed-over parts, by id of their buffer: (buffer, length, crc).
+        self._crcs: dict[int, tuple[mmap.mmap, int, int]] = {}
         self.held: Optional[memoryview] = None
         self.parts = 0  #: full parts cut so far
 
@@ -148,16 +175,46 @@ class PartAssembler:
                 self.held = view[pos : pos + size]
                 self.parts += 1
                 return pos + size
-            fill = self._fill = self._take(size)
-            self._fill_len = 0
+            # With a part's worth at hand the buffer will be filled; past the first part it
+            # very likely will (bar the last). The first part of a small object, and large
+            # buffers filled piecemeal, touch only the pages written.
+            full = len(view) - pos >= size or (
+                self.parts > 0 and size <= _POPULATE_GUESS_MAX
+            )
+            fill = self._fill = self._take(size, full)
+            self._fill_len = self._fill_crc = 0
         take = min(len(view) - pos, len(fill) - self._fill_len)
-        fill[self._fill_len : self._fill_len + take] = view[pos : pos + take]
-        self._fill_len += take
-        if self._fill_len == len(fill):
-            self.held = memoryview(fill)
+        start, end = self._fill_len, self._fill_len + take
+        value = self._fill_crc
+        for at in range(start, end, _HASH_SLICE):
+            stop = min(end, at + _HASH_SLICE)
+            fill[at:stop] = view[pos + at - start : pos + stop - start]
+            # Hash what landed in our buffer (what will be sent), while it is in the cache.
+            value = crc32(memoryview(fill)[at:stop], value)
+        self._fill_len, self._fill_crc = end, value
+        if end == len(fill):
+            self.held = self._handed(fill, end)
             self._fill = None
             self.parts += 1
         return pos + take
+
+    def _handed(self, fill: mmap.mmap, length: int) -> memoryview:
+        """A view of ``fill[:length]`` handed over; its CRC32 is kept for :meth:`crc_of`."""
+        self._crcs[id(fill)] = (fill, length, self._fill_crc)
+        view = memoryview(fill)
+        return view if length == len(fill) else view[:length]
+
+    def crc_of(self, part: memoryview) -> Optional[int]:
+        """The CRC32 of a part this assembler copied and handed over, ``None`` if unknown.
+
+        Unknown for parts sent uncopied (views of the caller's ``bytes``) and for a part asked
+        about twice (the CRC is handed out once, with the part's ownership).
+        """
+        buf = part.obj
+        entry = self._crcs.pop(id(buf), None)
+        if entry is None or entry[0] is not buf or entry[1] != part.nbytes:
+            return None
+        return entry[2]
 
     def take_held(self) -> memoryview:
         """The held full part; the caller now owns it (and recycles it once uploaded)."""
@@ -169,9 +226,14 @@ class PartAssembler:
         """Everything not handed over yet, in order (all but the last are full parts)."""
         pieces = [] if self.held is None else [self.held]
         if self._fill is not None and self._fill_len:
-            pieces.append(memoryview(self._fill)[: self._fill_len])
+            pieces.append(self._handed(self._fill, self._fill_len))
         self.held, self._fill = None, None
         return pieces
+
+    def forget(self) -> None:
+        """Drop everything buffered and every CRC32 not handed out (the upload is over)."""
+        self.drain()
+        self._crcs.clear()
 
     def recycle(self, part: memoryview) -> None:
         """Return the buffer behind an uploaded ``part`` for reuse (thread-safe)."""
@@ -179,12 +241,13 @@ class PartAssembler:
         if isinstance(buf, mmap.mmap):
             self._free.append(buf)
 
-    def _take(self, size: int) -> mmap.mmap:
+    def _take(self, size: int, populate: bool) -> mmap.mmap:
         while True:
             try:
                 buf = self._free.pop()
             except IndexError:
-                return mmap.mmap(-1, size)
+                flags = _PRIVATE | _POPULATE if populate else _PRIVATE
+                return mmap.mmap(-1, size, flags=flags)
             if len(buf) == size:
                 return buf
 
@@ -367,9 +430,7 @@ class AsyncS3Writer:
             self._upload_id = await asyncio.shield(self._create_task)
         crc: Optional[asyncio.Future[str]] = None
         if self._crcs is not None:
-            # Hashed (on a worker thread) while the part waits for a window slot, so a freed
-            # slot's next request goes out without waiting for it.
-            crc = asyncio.ensure_future(crc32_b64_async(data))
+            crc = self._part_crc(data)
         try:
             await self._window.acquire()
         except BaseException:
@@ -388,6 +449,17 @@ class AsyncS3Writer:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _part_crc(self, data: memoryview) -> asyncio.Future[str]:
+        """The base64 CRC32 of ``data``: the one taken while copying it, else computed now."""
+        known = None if self._assembler is None else self._assembler.crc_of(data)
+        if known is None:
+            # Hashed (on a worker thread) while the part waits for a window slot, so a freed
+            # slot's next request goes out without waiting for it.
+            return asyncio.ensure_future(crc32_b64_async(data))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(crc32_to_b64(known))
+        return done
 
     async def _create_upload(self) -> str:
         if (await self._client.checksum_policy()).send:
@@ -519,6 +591,13 @@ class AsyncS3Writer:
             self._check_open()  # a part may have failed in the background
             if self._create_task is None and len(pieces) <= 1:
                 data: Union[bytes, memoryview] = pieces[0] if pieces else b""
+                known = None
+                if pieces and self._assembler is not None:
+                    known = self._assembler.crc_of(pieces[0])
+                if known is not None and (await self._client.checksum_policy()).send:
+                    checksum: Optional[str] = crc32_to_b64(known)
+                else:
+                    checksum = None  # computed by the client if the policy says so
                 await self._final(
                     self._client.put_object_bytes(
                         self.bucket,
@@ -526,6 +605,7 @@ class AsyncS3Writer:
                         data,
                         storage_class=self.storage_class,
                         if_none_match=self.if_none_match,
+                        checksum_crc32=checksum,
                     )
                 )
             else:
@@ -605,7 +685,7 @@ class AsyncS3Writer:
         if self._state is _State.COMMITTED:
             return
         if self._assembler is not None:
-            self._assembler.drain()  # drop buffered data
+            self._assembler.forget()  # drop buffered data
         if self._abort_task is None:
             self._abort_task = asyncio.ensure_future(self._abort_upload())
         if await settle(self._abort_task):
