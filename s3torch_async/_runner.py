@@ -37,8 +37,6 @@ R = TypeVar("R")
 THREAD_NAME = "s3torch-async-io"
 _DRAIN_TIMEOUT = 5.0
 _CANCEL_GRACE = 10.0
-#: How long a finished call tries to hand the GIL to its caller (see ``_Call._finish``).
-_HANDOFF_SECONDS = 0.0005
 
 
 class _Closable(Protocol):
@@ -60,7 +58,6 @@ class _Call(Generic[T]):
         "fn",
         "kwargs",
         "loop",
-        "picked",
         "task",
         "value",
         "waiter",
@@ -78,7 +75,6 @@ class _Call(Generic[T]):
         self.waiter.acquire()
         self.task: Optional[asyncio.Task[None]] = None
         self.done = False
-        self.picked = False  # the caller has woken up with the result
         self.value: Optional[T] = None
         self.error: Optional[BaseException] = None
 
@@ -110,16 +106,6 @@ class _Call(Generic[T]):
         self.task = None
         self.done = True
         self.waiter.release()
-        # Hand the GIL to the caller: it wakes needing it, and a loop with more work ready
-        # (the rest of a prefetch window arriving) would keep it for a whole switch interval
-        # (5 ms) before the caller could take its result. sleep(0) lets it go; the caller
-        # may take a moment to be scheduled, so try again until it has run, briefly (another
-        # thread may take the GIL instead: the loop must not wait on that).
-        limit = time.perf_counter() + _HANDOFF_SECONDS
-        while True:
-            time.sleep(0)
-            if self.picked or time.perf_counter() >= limit:
-                break
 
     def cancel(self) -> None:
         task = self.task
@@ -248,7 +234,6 @@ class LoopRunner:
         loop.call_soon_threadsafe(call.start)
         try:
             call.waiter.acquire()
-            call.picked = True
         except BaseException:
             if not call.done:
                 # Interrupted while waiting: cancel the work and let its shielded cleanup run.

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -241,44 +240,3 @@ def test_close_soon_schedules_without_blocking(runner):
 
 def test_get_runner_is_process_wide():
     assert get_runner() is get_runner()
-
-
-def test_a_finished_call_hands_the_gil_to_its_caller_before_the_loop_goes_on(runner):
-    # The loop has more work ready when a call finishes (here one callback, queued in the
-    # same loop pass, that computes until the caller has run, at most 2 s). With a switch
-    # interval longer than that, the caller gets the GIL before the callback ends only if
-    # the finished call hands it over (otherwise it waits for the loop's work: up to 5 ms
-    # per call at the default interval, as for a prefetch window's answers arriving).
-    caller_ran = threading.Event()
-    seen = []
-
-    def compute() -> None:
-        deadline = time.monotonic() + 2
-        while not caller_ran.is_set() and time.monotonic() < deadline:
-            pass
-        seen.append(caller_ran.is_set())
-
-    async def finish_with_work_queued() -> int:
-        loop = asyncio.get_running_loop()
-        woken = loop.create_future()
-
-        def wake() -> None:
-            woken.set_result(None)  # this call's last step is queued...
-            loop.call_soon(
-                compute
-            )  # ...and right behind it, in the same loop pass, compute
-
-        loop.call_soon(wake)
-        await woken
-        return 1
-
-    runner.run(_add, 0, 0)  # started
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(30)
-    try:
-        assert runner.run(finish_with_work_queued) == 1
-        caller_ran.set()
-        runner.run(_add, 0, 0)  # after the callback
-    finally:
-        sys.setswitchinterval(interval)
-    assert seen == [True]
