@@ -31,6 +31,7 @@ from ._core.prefetch import (
     iterate_items,
     list_all,
     open_object_pipeline,
+    opening_requests,
     prefix_items,
 )
 from ._core.reader import AsyncS3Reader, RangeStream
@@ -524,7 +525,10 @@ async def _open_pipeline(
     feed: Optional[FeedSource[S3BucketKeyData]] = None
     items: Any
     if isinstance(source, PrefixItems):
-        items = prefix_items(client, source.bucket, source.prefix)
+        preconnect = opening_requests(settings.prefetch_bytes, settings.prefetch_count)
+        items = prefix_items(
+            client, source.bucket, source.prefix, preconnect=preconnect
+        )
     elif source is not None:
         items = iterate_items(source)
     else:

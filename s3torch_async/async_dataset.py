@@ -25,6 +25,7 @@ from ._core.prefetch import (
     Selection,
     iterate_items,
     open_object_pipeline,
+    opening_requests,
     prefix_items,
     shard_slot,
 )
@@ -308,7 +309,8 @@ class AsyncS3Dataset:
         given = self._source
         source: AsyncIterator[S3BucketKeyData]
         if isinstance(given, PrefixSource):
-            source = prefix_items(client, *given.bucket_prefix())
+            preconnect = opening_requests(self._prefetch_bytes, self._prefetch_count)
+            source = prefix_items(client, *given.bucket_prefix(), preconnect=preconnect)
         else:
             source = iterate_items(given.items())
         selection = Selection(

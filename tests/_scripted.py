@@ -3,7 +3,8 @@
 Each request is parsed (request line, headers, Content-Length body) and answered with the
 bytes ``handler(request)`` returns, written as given, so a test can send any status, headers
 or body (redirects, other XML namespaces, malformed listings). ``HANG`` holds the connection
-open without answering; ``None`` closes it. Runs on its own threads; port 0; optional TLS.
+open without answering; ``None`` closes it. ``accepted`` counts the connections accepted.
+Runs on its own threads; port 0; optional TLS.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Request:
     target: str
     headers: Dict[str, str]
     body: bytes
+    connection: int = 0  # which accepted connection it came on (1: the first)
 
     @property
     def path(self) -> str:
@@ -62,6 +64,7 @@ class ScriptedServer:
         self._handler = handler
         self._tls = tls
         self.requests: List[Request] = []
+        self.accepted = 0  # connections accepted so far
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -96,11 +99,14 @@ class ScriptedServer:
                 conn, _ = self._sock.accept()
             except (socket.timeout, OSError):
                 continue
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.accepted += 1
+            t = threading.Thread(
+                target=self._serve, args=(conn, self.accepted), daemon=True
+            )
             t.start()
             self._threads.append(t)
 
-    def _serve(self, raw: socket.socket) -> None:
+    def _serve(self, raw: socket.socket, number: int) -> None:
         conn: socket.socket = raw
         try:
             if self._tls is not None:
@@ -129,7 +135,7 @@ class ScriptedServer:
                         return
                     buf += chunk
                 body, buf = buf[:length], buf[length:]
-                request = Request(method, target, headers, body)
+                request = Request(method, target, headers, body, number)
                 self.requests.append(request)
                 answer = self._handler(request)
                 if answer is HANG:

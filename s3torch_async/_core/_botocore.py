@@ -348,6 +348,7 @@ class BotocoreTransport(Transport):
         start_after: str = "",
         *,
         on_token: OnToken = None,  # botocore parses before we see the token
+        preconnect: int = 0,  # botocore's pool opens connections when it needs them
     ) -> tuple[ListObjectResult, Optional[str]]:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         params["MaxKeys"] = max_keys

@@ -24,11 +24,13 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import functools
+import logging
 import os
 import select
 import ssl as _ssl
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from multidict import CIMultiDictProxy
 
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 Body = Union[bytes, bytearray, memoryview]
+
+logger = logging.getLogger(__name__)
 
 #: True in a task whose requests accompany one its caller has already sent (a read's checksum
 #: HEAD, sent with the read's first GET): they do not wait for the first-answer turn of a host
@@ -997,6 +1001,7 @@ class HTTPPool:
             tuple[_HostPool, asyncio.Future[Optional[_Conn]]]
         ] = collections.deque()
         self._drained: Optional[asyncio.Future[None]] = None
+        self._warming: set[asyncio.Task[None]] = set()  # connections opened ahead
 
     # -- slots --------------------------------------------------------------------------------
 
@@ -1160,6 +1165,66 @@ class HTTPPool:
         self._origins[origin] = hp
         return hp
 
+    def preconnect(self, origin: str, count: int) -> int:
+        """Open connections to ``origin`` in the background until ``count`` are open there.
+
+        For requests the caller is about to send at once (a burst of GETs once a listing
+        page is in): their connections are set up while the caller waits anyway. Each one
+        joins the idle connections when it is up. Only free slots are used: nothing is
+        closed or waited for, and no more open while requests wait for a slot. A connection
+        that cannot be opened is left to the request that needs it to report.
+
+        Args:
+            origin: ``scheme://host[:port]``.
+            count: Connections to have open to ``origin``, busy, idle or opening.
+
+        Returns:
+            How many connections it started to open.
+        """
+        if self._closed or count <= 0:
+            return 0
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        host = self._origins.get(origin)
+        if host is None:
+            host = self._host_for(origin)
+        started = 0
+        while (
+            host.open < min(count, self.limit_per_host)
+            and self._open < self.limit
+            and not self._waiters
+        ):
+            host.open += 1
+            self._open += 1
+            task = self._loop.create_task(self._open_idle(host))
+            self._warming.add(task)
+            task.add_done_callback(functools.partial(self._opened_idle, host))
+            started += 1
+        return started
+
+    async def _open_idle(self, host: _HostPool) -> None:
+        """Open one connection with a slot already reserved and make it idle."""
+        try:
+            conn = await host._connect()
+        except asyncio.CancelledError:
+            # The pool closes; _connect freed the slot. Ends normally, so that "cancelled"
+            # means only cancelled before it started (see _opened_idle).
+            return
+        except Exception as exc:  # the request that needs a connection will say it
+            logger.debug(
+                "opening a connection ahead to %s:%s failed: %r",
+                host.host,
+                host.port,
+                exc,
+            )
+            return
+        self._put_idle(conn)
+
+    def _opened_idle(self, host: _HostPool, task: asyncio.Task[None]) -> None:
+        self._warming.discard(task)
+        if task.cancelled():  # before its first step: the slot is still reserved
+            host.release_slot()
+
     async def request(
         self,
         method: str,
@@ -1168,6 +1233,7 @@ class HTTPPool:
         body: Body | None = None,
         *,
         retry_stale: bool = True,
+        after_send: Optional[Callable[[], None]] = None,
     ) -> HTTPResponse:
         """Send a request and return once the status line and headers are in.
 
@@ -1178,6 +1244,9 @@ class HTTPPool:
         A reused keep-alive connection that fails before any response byte (the server
         closed it while idle) is retried once on a new connection; with ``retry_stale=False``
         it raises ``StaleConnectionError`` instead, for callers that count every attempt.
+
+        ``after_send`` is called once, as soon as the request is written (before its answer
+        is awaited): work that can use the time the server takes to answer.
 
         Raises:
             InvalidRequestHeaderError: CR, LF or NUL in the request line or a header.
@@ -1249,6 +1318,7 @@ class HTTPPool:
                 head_method,
                 first if my_turn or alongside else None,
                 retry_stale,
+                after_send,
             )
         except BaseException as exc:
             if my_turn:
@@ -1267,6 +1337,7 @@ class HTTPPool:
         head_method: bool,
         first: float | None,
         retry_stale: bool,
+        after_send: Optional[Callable[[], None]],
     ) -> HTTPResponse:
         retried = False
         while True:
@@ -1277,6 +1348,10 @@ class HTTPPool:
                 conn.start(data, head_method)
                 if large is not None:
                     await conn.send_body(large)
+                if after_send is not None:
+                    sent = after_send
+                    after_send = None  # once, not again for a retry
+                    sent()
                 if first is not None and not host.answered:
                     conn.expect_first_answer(first)
                 while conn._state == _HEAD:
@@ -1328,6 +1403,11 @@ class HTTPPool:
         for host in self._hosts.values():
             if host._probe is not None:
                 host._probe.cancel()
+        warming = list(self._warming)
+        for task in warming:
+            task.cancel()
+        if warming:
+            await asyncio.gather(*warming, return_exceptions=True)
         while self._waiters:
             _, w = self._waiters.popleft()
             if not w.done():

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import dataclasses
+import functools
 import hashlib
 import hmac
 import re
@@ -458,10 +459,16 @@ class LeanTransport(Transport):
         headers: Mapping[str, str],
         body: Optional[memoryview],
         operation: str,
+        after_send: Optional[Callable[[], None]] = None,
     ) -> HTTPResponse:
-        """One request; a region redirect S3 names is followed once, re-signed."""
+        """One request; a region redirect S3 names is followed once, re-signed.
+
+        ``after_send`` is called once the first request is written (see ``HTTPPool.request``).
+        """
         region = self._bucket_regions.get(bucket, self._region)
-        resp = await self._send_once(method, base, key, query, headers, body, region)
+        resp = await self._send_once(
+            method, base, key, query, headers, body, region, after_send
+        )
         if resp.status not in (301, 302, 307, 400):
             return resp
         new_region = resp.headers.get("x-amz-bucket-region")
@@ -507,6 +514,7 @@ class LeanTransport(Transport):
         headers: Mapping[str, str],
         body: Optional[memoryview],
         region: str,
+        after_send: Optional[Callable[[], None]] = None,
     ) -> HTTPResponse:
         origin, host, prefix = base
         path = prefix + quote(key, safe="/~")
@@ -538,7 +546,12 @@ class LeanTransport(Transport):
             # A kept-alive connection the server had closed raises StaleConnectionError
             # instead of being resent here: the resend counts against the operation's budget.
             return await self._http.request(
-                method, url, all_headers, body, retry_stale=False
+                method,
+                url,
+                all_headers,
+                body,
+                retry_stale=False,
+                after_send=after_send,
             )
         except ValueError as exc:
             # A request our HTTP client refuses to send (e.g. CR/LF in a header value):
@@ -626,6 +639,7 @@ class LeanTransport(Transport):
         start_after: str = "",
         *,
         on_token: OnToken = None,
+        preconnect: int = 0,
     ) -> tuple[ListObjectResult, Optional[str]]:
         base = await self._base(bucket)
         if base is None:
@@ -638,6 +652,7 @@ class LeanTransport(Transport):
                 token,
                 start_after,
                 on_token=on_token,
+                preconnect=preconnect,
             )
         query = [
             ("list-type", "2"),
@@ -651,12 +666,11 @@ class LeanTransport(Transport):
             query.append(("continuation-token", token))
         if start_after:
             query.append(("start-after", start_after))
-        if not _listxml.prepared():
-            # Compiles the scanner's patterns while this request is answered (the callback
-            # runs once this task waits for the response), not in the first page's parse.
-            asyncio.get_running_loop().call_soon(_listxml.prepare)
+        after_send: Optional[Callable[[], None]] = None
+        if preconnect > 0 or not _listxml.prepared():
+            after_send = functools.partial(self._while_listed, base[0], preconnect)
         resp = await self._send(
-            "GET", base, bucket, "", query, {}, None, "ListObjectsV2"
+            "GET", base, bucket, "", query, {}, None, "ListObjectsV2", after_send
         )
         async with resp:
             body = await _read_capped(resp)
@@ -669,6 +683,15 @@ class LeanTransport(Transport):
             if hint is not None:
                 await on_token(hint)
         return parse_listing(body)
+
+    def _while_listed(self, origin: str, preconnect: int) -> None:
+        # Runs once a listing request is written, while the server answers it: open the
+        # connections the caller's next requests need, then compile the scanner's patterns
+        # (~1.5 ms of CPU), so neither delays the request nor waits for its answer.
+        if preconnect > 0:
+            self._http.preconnect(origin, preconnect)
+        if not _listxml.prepared():
+            asyncio.get_running_loop().call_soon(_listxml.prepare)
 
     async def _put(
         self,

@@ -126,6 +126,7 @@ class Transport(abc.ABC):
         start_after: str = "",
         *,
         on_token: OnToken = None,
+        preconnect: int = 0,
     ) -> tuple[ListObjectResult, Optional[str]]:
         """One ListObjectsV2 page and the next page's token (``None`` at the end).
 
@@ -133,6 +134,9 @@ class Transport(abc.ABC):
         ``on_token``, when the transport can read the next page's token from the raw answer
         before parsing it, is awaited with that token first (a hint: the returned token is
         the one that counts); a transport that cannot simply never calls it.
+        ``preconnect`` (a hint too): the caller will send about that many requests to the
+        bucket at once after this page; a transport with its own connection pool opens
+        their connections while this page is awaited.
         """
 
     @abc.abstractmethod

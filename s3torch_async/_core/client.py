@@ -474,12 +474,15 @@ class AsyncS3Client:
         start_after: str = "",
         *,
         on_token: OnToken = None,
+        preconnect: int = 0,
     ) -> tuple[ListObjectResult, Optional[str]]:
         """Fetch one ListObjectsV2 page; return it and the token of the next (``None``: last).
 
         Arguments are not validated here (``list_objects`` does that). ``on_token``, if
         given, may be awaited with the next page's token before the page is parsed (a hint;
-        the returned token counts); see ``Transport.list_page``.
+        the returned token counts); ``preconnect``: connections to open to the bucket's
+        endpoint while the page is awaited, for requests sent right after it; see
+        ``Transport.list_page``.
 
         Raises:
             S3Exception: The request failed.
@@ -496,6 +499,7 @@ class AsyncS3Client:
                 token,
                 start_after,
                 on_token=on_token,
+                preconnect=preconnect,
             ),
         )
 
@@ -994,8 +998,10 @@ class _PageFetch:
         token: Optional[str],
         number: int,
         ahead_from: Optional[int],
+        preconnect: int = 0,
     ) -> None:
         self.client, self.query, self.token = client, query, token
+        self.preconnect = preconnect
         self.number = number  # of this page in its cursor's life (1: the first)
         self.ahead_from = ahead_from
         self.wanted = asyncio.Event()  # set once the caller asks for this page
@@ -1015,6 +1021,7 @@ class _PageFetch:
             self.token,
             start_after,
             on_token=self._on_token,
+            preconnect=self.preconnect,
         )
 
     async def _on_token(self, token: str) -> None:
@@ -1098,6 +1105,9 @@ class ListingCursor:
         start_after: Only keys after this one are listed (``""``: from the start).
         read_ahead_from: The first page (1-based, counted by this cursor) after which the next
             is read ahead; ``None``: never.
+        preconnect: Connections to open to the bucket's endpoint while the cursor's first
+            page is awaited, for requests the caller sends as soon as it has the page
+            (``0``: none; a hint the botocore transport ignores).
     """
 
     def __init__(
@@ -1111,6 +1121,7 @@ class ListingCursor:
         *,
         start_after: str = "",
         read_ahead_from: Optional[int] = READ_AHEAD_FROM,
+        preconnect: int = 0,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix
@@ -1120,6 +1131,7 @@ class ListingCursor:
         self.complete = complete
         self.start_after = start_after
         self.read_ahead_from = read_ahead_from
+        self.preconnect = preconnect
         self._served = 0
         self._ahead: Optional[_PageFetch] = None
 
@@ -1130,6 +1142,7 @@ class ListingCursor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("read_ahead_from", READ_AHEAD_FROM)
+        state.setdefault("preconnect", 0)
         self.__dict__.update(state, _served=0, _ahead=None)
 
     def __del__(self) -> None:
@@ -1165,7 +1178,12 @@ class ListingCursor:
             if fetch is not None:
                 fetch.cancel()
             fetch = _PageFetch(
-                client, query, token, self._served + 1, self.read_ahead_from
+                client,
+                query,
+                token,
+                self._served + 1,
+                self.read_ahead_from,
+                self.preconnect if self._served == 0 else 0,
             )
         fetch.wanted.set()
         try:

@@ -57,6 +57,7 @@ __all__ = [
     "list_ahead",
     "list_all",
     "open_object_pipeline",
+    "opening_requests",
     "prefix_items",
     "shard_slot",
 ]
@@ -215,6 +216,7 @@ async def list_ahead(
     *,
     max_keys: int = 1000,
     on_page: Optional[Callable[[int, int], None]] = None,
+    preconnect: int = 0,
 ) -> AsyncGenerator[ObjectInfo, None]:
     """Every object under ``prefix`` (recursive), requesting the next page while one is consumed.
 
@@ -227,12 +229,15 @@ async def list_ahead(
         prefix: Key prefix, sent verbatim.
         max_keys: Page size.
         on_page: Called as ``on_page(pages, objects)`` after each page arrives.
+        preconnect: Connections to open while the first page is awaited, for the requests
+            the caller sends once it has the first objects (see ``ListingCursor``).
 
     Raises:
         S3Exception: A listing request failed (``Service error: The bucket does not exist``...).
     """
     pager = client.list_objects(bucket, prefix, "", max_keys)
     pager.read_ahead_from = 1
+    pager.preconnect = preconnect
     pages = objects = 0
     try:
         async for page in pager:
@@ -260,10 +265,13 @@ async def list_all(
 
 
 async def prefix_items(
-    client: AsyncS3Client, bucket: str, prefix: str
+    client: AsyncS3Client, bucket: str, prefix: str, *, preconnect: int = 0
 ) -> AsyncIterator[S3BucketKeyData]:
-    """The objects under ``prefix`` as ``S3BucketKeyData`` with their listing info."""
-    listing = list_ahead(client, bucket, prefix)
+    """The objects under ``prefix`` as ``S3BucketKeyData`` with their listing info.
+
+    ``preconnect``: see :func:`list_ahead`.
+    """
+    listing = list_ahead(client, bucket, prefix, preconnect=preconnect)
     try:
         async for info in listing:
             yield S3BucketKeyData(bucket, info.key, info)
@@ -799,6 +807,14 @@ async def fetch_batch(
             left -= cost
             fetches.append(fetcher.fetch(item))
     return list(await asyncio.gather(*fetches))
+
+
+def opening_requests(prefetch_bytes: int, prefetch_count: int) -> int:
+    """GETs a pipeline sends at once when its first objects arrive (0: none prefetched).
+
+    The connections worth opening while the listing's first page is awaited.
+    """
+    return prefetch_count if prefetch_bytes > 0 and prefetch_count > 0 else 0
 
 
 def open_object_pipeline(

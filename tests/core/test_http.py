@@ -1199,3 +1199,152 @@ async def test_https_with_untrusted_certificate_is_a_connection_error(
         await pool.aclose()
         server.close()
         await server.wait_closed()
+
+
+# -- connections opened ahead (preconnect) and work while a request is answered ---------------
+#
+# A caller about to send a burst of requests (a dataset's first GETs once its listing page is
+# in) asks the pool to open their connections while it waits anyway. The scripted servers
+# count the connections they accept; nothing here measures time.
+
+
+def _origin(srv: RawServer) -> str:
+    return f"http://127.0.0.1:{srv.port}"
+
+
+async def _settled(pool: HTTPPool) -> None:
+    """Until every connection opened ahead is up (or failed)."""
+    while pool._warming:
+        await asyncio.gather(*pool._warming, return_exceptions=True)
+
+
+async def test_preconnect_opens_idle_connections_that_requests_then_use(
+    pool: HTTPPool, serve
+) -> None:
+    srv = await serve(keep_alive_server)
+    assert pool.preconnect(_origin(srv), 3) == 3
+    await _settled(pool)
+    assert srv.connections == 3
+    # three requests at once go out on those three: no new connection
+    resps = await asyncio.gather(
+        *(pool.request("GET", srv.url(f"/{i}"), srv.host) for i in range(3))
+    )
+    assert [await r.read() for r in resps] == [b"/0", b"/1", b"/2"]
+    assert srv.connections == 3
+    # already open: asking again opens nothing
+    assert pool.preconnect(_origin(srv), 3) == 0
+
+
+async def test_preconnect_stays_within_the_pool_limit_and_evicts_nothing(
+    pool: HTTPPool, serve
+) -> None:
+    other = await serve(keep_alive_server)
+    srv = await serve(keep_alive_server)
+    async with await pool.request("GET", other.url("/x"), other.host) as resp:
+        await resp.read()  # one idle connection to another host
+    assert pool.preconnect(_origin(srv), 10) == 3  # the limit is 4
+    await _settled(pool)
+    assert srv.connections == 3
+    assert len(pool._hosts[("http", "127.0.0.1", other.port)].idle) == 1
+
+
+async def test_preconnect_takes_no_slot_a_waiting_request_needs(serve) -> None:
+    async def hold(srv: RawServer, reader, writer) -> None:
+        while await srv.read_request(reader) is not None:
+            await srv.release.wait()
+            writer.write(reply(b"ok"))
+            await writer.drain()
+
+    srv = await serve(hold)
+    pool = HTTPPool(limit=1, connect_timeout=5, read_timeout=10)
+    try:
+        first = asyncio.ensure_future(pool.request("GET", srv.url("/a"), srv.host))
+        await srv.requested.wait()
+        second = asyncio.ensure_future(pool.request("GET", srv.url("/b"), srv.host))
+        await asyncio.sleep(0)  # the second request's first step: it waits for a slot
+        assert pool._waiters
+        assert pool.preconnect(_origin(srv), 5) == 0
+        srv.release.set()
+        for fut in (first, second):
+            async with await fut as resp:
+                assert await resp.read() == b"ok"
+        assert srv.connections == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_a_failed_preconnect_frees_its_slots_and_stays_silent(
+    pool: HTTPPool,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert pool.preconnect(f"http://127.0.0.1:{port}", 3) == 3
+    await _settled(pool)
+    assert pool._open == 0
+    # the request that needs the host reports the failure
+    with pytest.raises(HTTPConnectionError, match="cannot connect"):
+        await pool.request(
+            "GET", f"http://127.0.0.1:{port}/", {"Host": f"127.0.0.1:{port}"}
+        )
+
+
+async def test_closing_the_pool_cancels_connections_being_opened(serve) -> None:
+    srv = await serve(keep_alive_server)
+    pool = HTTPPool(limit=4, connect_timeout=5, read_timeout=10)
+    assert pool.preconnect(_origin(srv), 4) == 4
+    await pool.aclose()  # before any of them is up
+    assert not pool._warming
+    assert pool._open == 0
+    assert pool.preconnect(_origin(srv), 4) == 0
+
+
+async def test_after_send_runs_once_the_request_is_written_before_its_answer(
+    pool: HTTPPool, serve
+) -> None:
+    ran = asyncio.Event()
+    calls = []
+
+    async def answer_after_the_hook(srv: RawServer, reader, writer) -> None:
+        await srv.read_request(reader)
+        await ran.wait()  # no answer until the client's hook has run
+        writer.write(reply(b"ok"))
+        await writer.drain()
+
+    srv = await serve(answer_after_the_hook)
+
+    def hook() -> None:
+        calls.append(len(srv.heads))
+        ran.set()
+
+    async with await pool.request(
+        "GET", srv.url("/a"), srv.host, after_send=hook
+    ) as resp:
+        assert await resp.read() == b"ok"
+    assert len(calls) == 1
+
+
+async def test_after_send_runs_once_when_a_stale_connection_is_retried(
+    pool: HTTPPool, serve
+) -> None:
+    async def close_on_the_second_request(srv: RawServer, reader, writer) -> None:
+        # The first connection answers one request, then closes as the next one arrives
+        # (a kept-alive connection the server dropped): the pool resends on a new one.
+        number = srv.connections
+        while await srv.read_request(reader) is not None:
+            if number == 1 and len(srv.heads) == 2:
+                return
+            writer.write(reply(b"ok"))
+            await writer.drain()
+
+    srv = await serve(close_on_the_second_request)
+    async with await pool.request("GET", srv.url("/a"), srv.host) as resp:
+        await resp.read()
+    calls = []
+    async with await pool.request(
+        "GET", srv.url("/b"), srv.host, after_send=lambda: calls.append(1)
+    ) as resp:
+        assert await resp.read() == b"ok"
+    assert srv.connections == 2  # the stale one and its replacement
+    assert len(srv.heads) == 3  # /b was sent twice
+    assert calls == [1]
