@@ -1028,11 +1028,17 @@ class HTTPPool:
         victim._close()
         return True
 
-    def _reserve(self, host: _HostPool, fresh: bool) -> bool:
-        """Reserve a slot to open a connection to ``host`` now, if the limits allow."""
+    def _take_free_slot(self, host: _HostPool) -> bool:
+        """Count a connection to ``host`` as open if both limits leave room (no eviction)."""
         if host.open < self.limit_per_host and self._open < self.limit:
             host.open += 1
             self._open += 1
+            return True
+        return False
+
+    def _reserve(self, host: _HostPool, fresh: bool) -> bool:
+        """Reserve a slot to open a connection to ``host`` now, if the limits allow."""
+        if self._take_free_slot(host):
             return True
         if host.open >= self.limit_per_host and not fresh:
             return False  # take() found no idle connection of this host
@@ -1047,10 +1053,8 @@ class HTTPPool:
             host, fut = item
             if fut.done():
                 waiters.remove(item)
-            elif host.open < self.limit_per_host:
+            elif self._take_free_slot(host):
                 waiters.remove(item)
-                host.open += 1
-                self._open += 1
                 fut.set_result(None)
                 return
 
@@ -1189,13 +1193,7 @@ class HTTPPool:
         if host is None:
             host = self._host_for(origin)
         started = 0
-        while (
-            host.open < min(count, self.limit_per_host)
-            and self._open < self.limit
-            and not self._waiters
-        ):
-            host.open += 1
-            self._open += 1
+        while host.open < count and not self._waiters and self._take_free_slot(host):
             task = self._loop.create_task(self._open_idle(host))
             self._warming.add(task)
             task.add_done_callback(functools.partial(self._opened_idle, host))
