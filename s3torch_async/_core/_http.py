@@ -147,6 +147,11 @@ _SLICE = 1 << 20  # larger bodies: slices of this size, with flow control
 _DIRECT_MAX = 16 << 20  # most bytes one write(2) offers the socket (it takes what fits)
 # read(): the first buffer; later ones double (to 16 MiB), bounded by what is left.
 _READ_CHUNK = 64 << 10
+#: Largest body ``read_body`` receives into one spare buffer of its announced size (larger:
+#: as it arrives).
+WHOLE_MAX = 16 << 20
+_SPARE_KEEP = 8 << 20  # spare receive buffers kept per pool
+_SPARE_SLACK = 64 << 10
 
 # Parser states (see _h1), as module globals for the hot paths.
 _IDLE = _h1.IDLE
@@ -156,6 +161,39 @@ _CHUNK_SIZE = _h1.CHUNK_SIZE
 _CHUNK_END = _h1.CHUNK_END
 _TRAILERS = _h1.TRAILERS
 _DONE = _h1.DONE
+
+
+class _Spares:
+    """Receive buffers lent to bodies read whole (``read_body``), kept for the next ones.
+
+    A fresh buffer of a few hundred KiB costs more than the body's copy out of it: the
+    allocator maps new pages for it (and unmaps them when it is freed), and the socket's
+    write into them faults every page in. A kept buffer is mapped and warm. A body borrows
+    one only while its bytes arrive (from the ``get_buffer`` before a read until its last
+    byte is in), so one or a few serve every GET however many wait for their answer.
+    """
+
+    def __init__(self, keep_bytes: int) -> None:
+        self._free: list[bytearray] = []
+        self._kept = 0
+        self._keep = keep_bytes
+
+    def take(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes (at most about twice that)."""
+        free = self._free
+        for i in range(len(free) - 1, -1, -1):  # the most recently used first
+            buf = free[i]
+            if size <= len(buf) <= 2 * size + _SPARE_SLACK:
+                del free[i]
+                self._kept -= len(buf)
+                return buf
+        return bytearray(size)
+
+    def give(self, buf: bytearray) -> None:
+        """Return ``buf`` (nothing may write to it any more), kept while the budget allows."""
+        if self._kept + len(buf) <= self._keep:
+            self._free.append(buf)
+            self._kept += len(buf)
 
 
 class _Conn(asyncio.BufferedProtocol, ResponseParser):
@@ -188,6 +226,14 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         )
         self._dpos = 0
         self._dlen = 0
+        # read_body: the body goes into a spare buffer (borrowed at its first read), then
+        # out as one bytes object (_wbody) as soon as its last byte is in.
+        self._whole = False
+        self._wbuf: Optional[bytearray] = None
+        self._wmv: Optional[memoryview] = None
+        self._wgot = 0
+        self._wsize = 0
+        self._wbody: Optional[bytes] = None
         self._slot = False  # holds one of the pool's connection slots
         self._idle = False
         self._idle_since = 0.0
@@ -204,6 +250,13 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._host.pool._conns.add(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self._whole:
+            wmv = self._wmv
+            if wmv is None:
+                wmv = self._lend()
+            self._release_given()
+            given = self._given = wmv[self._wgot : self._wsize]
+            return given
         dview = self._dview
         if dview is not None:
             self._release_given()
@@ -223,6 +276,15 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         if self._timeout is not None:
             self._rx_time = self._loop.time()
         self._got = True
+        if self._whole:
+            self._wgot += nbytes
+            self._seg_left -= nbytes
+            if self._wgot >= self._wsize:
+                self._whole = False  # later reads (SSL reads ahead) go to the buffer
+                self._state = _DONE
+                self._wbody = self._give_back()
+                self._wake()
+            return
         if self._dview is not None:
             self._dpos += nbytes
             if self._seg_left > 0:
@@ -259,6 +321,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._eof = True
         self._lost_exc = exc
         self._dview = None
+        self._whole = False  # the reader takes the bytes received so far
         self._release_given()
         if self._timer is not None:
             self._timer.cancel()
@@ -281,6 +344,36 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._wake()
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _lend(self) -> memoryview:
+        """Borrow the spare buffer for the body's bytes, about to arrive (``read_body``).
+
+        Body bytes already in the receive buffer (read with the head) go first.
+        """
+        buf = self._wbuf = self._host.pool._spares.take(self._wsize)
+        wmv = self._wmv = memoryview(buf)
+        rpos = self._rpos
+        got = self._wpos - rpos
+        if got:
+            wmv[:got] = self._inmv[rpos : self._wpos]
+            self._wgot = got
+            self._seg_left -= got
+            self._rpos = self._wpos = self._scan = 0
+        return wmv
+
+    def _give_back(self) -> bytes:
+        """The body bytes in the spare buffer (copied out), which goes back to the pool."""
+        wmv = self._wmv
+        buf = self._wbuf
+        if wmv is None or buf is None:
+            return b""
+        self._wmv = self._wbuf = None
+        self._release_given()
+        with wmv[: self._wgot] as body:
+            data = body.tobytes()
+        wmv.release()
+        self._host.pool._spares.give(buf)
+        return data
 
     def _release_given(self) -> None:
         # The transport is done with it (one get_buffer per read); released here so that a
@@ -381,6 +474,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
     def abort(self) -> None:
         """Close now, discarding buffered output; frees the pool slot."""
         self._dview = None
+        self._whole = False  # the reader takes the bytes received so far
         self._release_given()
         self._eof = True
         if self._exc is None:  # a read-to-EOF body must not look complete
@@ -860,6 +954,67 @@ class HTTPResponse:
             else:
                 raise HTTPProtocolError("connection is not reading a response body")
 
+    async def read_body(self, chunks: list[bytes]) -> int:
+        """Append the rest of the body to ``chunks``; return the bytes appended.
+
+        A Content-Length body of at most ``WHOLE_MAX`` bytes comes as one bytes object: its
+        bytes are received into a spare buffer of the pool, borrowed only while they arrive
+        (from the socket read that brings the first of them until the last is in), and
+        copied out once; so a few warm buffers serve any number of GETs waiting for their
+        answers. Other bodies are appended as they arrive.
+
+        If the body breaks off, the bytes received are appended before the error is raised
+        (a resumed GET starts after them).
+        """
+        conn = self._conn
+        if conn is None:
+            self._gone()
+            return 0
+        left = conn._seg_left
+        if conn._state != _DATA or conn._chunked or left < 0 or left > WHOLE_MAX:
+            total = 0
+            while True:
+                chunk = await self.readany()
+                if not chunk:
+                    return total
+                chunks.append(chunk)
+                total += len(chunk)
+        rpos = conn._rpos
+        if conn._wpos - rpos >= left:  # all of it came with the head
+            chunks.append(conn._inmv[rpos : rpos + left].tobytes())
+            conn._rpos = rpos + left
+            conn._seg_left = 0
+            conn._state = _DONE
+            conn._consumed()
+            return left
+        conn._wsize = left  # the bytes already buffered are part of it
+        conn._wgot = 0
+        conn._wbody = None
+        conn._whole = True
+        try:
+            while conn._wbody is None:
+                if conn._eof or conn._exc is not None:
+                    if conn._wmv is None:
+                        conn._lend()  # count the bytes that came with the head
+                    raise conn._end_error()
+                await conn._arm()
+        except BaseException:
+            conn._whole = False
+            conn.abort()
+            # What arrived counts (a resume starts after it): in the spare buffer, or
+            # still in the receive buffer if no read came since the head.
+            if conn._wmv is not None:
+                data = conn._give_back()
+            else:
+                data = conn._inmv[conn._rpos : conn._wpos].tobytes()
+            if data:
+                chunks.append(data)
+            raise
+        data = conn._wbody
+        conn._wbody = None
+        chunks.append(data)
+        return len(data)
+
     async def read(self, limit: Optional[int] = None) -> bytes:
         """The whole remaining body, in memory that grows with the bytes received.
 
@@ -1002,6 +1157,7 @@ class HTTPPool:
         ] = collections.deque()
         self._drained: Optional[asyncio.Future[None]] = None
         self._warming: set[asyncio.Task[None]] = set()  # connections opened ahead
+        self._spares = _Spares(_SPARE_KEEP)  # for bodies read whole (read_body)
 
     # -- slots --------------------------------------------------------------------------------
 

@@ -62,11 +62,6 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _PROBE_KEY = "s3torch-async-probe"
 # Caps on bodies we parse (listings, errors): a server's Content-Length is only a claim.
 _MAX_LISTING = 64 << 20
-#: Largest GET body read into one buffer of its announced size (larger: as it arrives).
-_ONE_BUFFER_MAX = 16 << 20
-#: Receive buffers kept per transport for GET bodies read whole (see ``_Scratch``).
-_SCRATCH_KEEP = 8 << 20
-_SCRATCH_SLACK = 64 << 10
 _MAX_ERROR = 1 << 20
 # Subresources sent without "=" when empty, as botocore sends them ("?uploads").
 _BARE = frozenset({"uploads"})
@@ -197,46 +192,14 @@ def _epoch_http(text: Optional[str]) -> int:
         return 0
 
 
-class _Scratch:
-    """Receive buffers for GET bodies read whole, kept for the next GETs (one event loop).
-
-    A fresh buffer of a few hundred KiB costs more than the body's copy out of it: the
-    allocator maps new pages for it (and unmaps them when it is freed), and the socket's
-    write into them faults every page in. Kept buffers are already mapped and warm.
-    """
-
-    def __init__(self, keep_bytes: int) -> None:
-        self._free: list[bytearray] = []
-        self._kept = 0
-        self._keep = keep_bytes
-
-    def take(self, size: int) -> bytearray:
-        """A buffer of at least ``size`` bytes (at most about twice that)."""
-        free = self._free
-        for i in range(len(free) - 1, -1, -1):  # the most recently used first
-            buf = free[i]
-            if size <= len(buf) <= 2 * size + _SCRATCH_SLACK:
-                del free[i]
-                self._kept -= len(buf)
-                return buf
-        return bytearray(size)
-
-    def give(self, buf: bytearray) -> None:
-        """Return ``buf`` (no view of it may be alive), kept while the budget allows."""
-        if self._kept + len(buf) <= self._keep:
-            self._free.append(buf)
-            self._kept += len(buf)
-
-
 class _LeanBody(ObjectBody):
-    def __init__(self, resp: HTTPResponse, scratch: _Scratch) -> None:
+    def __init__(self, resp: HTTPResponse) -> None:
         h = resp.headers
         self.etag = h.get("ETag", "")
         self.content_range = h.get("Content-Range")
         self.content_length = int(h.get("Content-Length", 0))
         self.checksum_crc32 = expected_crc32(h)
         self._resp = resp
-        self._scratch = scratch
 
     async def readinto(self, view: memoryview) -> int:
         n = await self._resp.readinto(view)
@@ -250,30 +213,7 @@ class _LeanBody(ObjectBody):
         return await self._resp.readany()
 
     async def read_chunks(self, chunks: list[bytes]) -> int:
-        # A body with a Content-Length is received into one kept buffer: the socket fills it
-        # directly and wakes this task once, not per socket read, and the bytes are copied
-        # out once (no join). The size is only a claim, so a large one is read as it arrives.
-        size = self._resp.content_length
-        if size is None or size > _ONE_BUFFER_MAX:
-            return await super().read_chunks(chunks)
-        buf = self._scratch.take(size)
-        got = 0
-        try:
-            with memoryview(buf) as mv:
-                try:
-                    while got < size:
-                        with mv[got:size] as rest:
-                            n = await self._resp.readinto(rest)
-                        if not n:
-                            break  # ended early: the caller sees fewer bytes than announced
-                        got += n
-                finally:
-                    if got:
-                        with mv[:got] as body:
-                            chunks.append(body.tobytes())
-        finally:
-            self._scratch.give(buf)
-        return got
+        return await self._resp.read_body(chunks)
 
     def release(self) -> None:
         self._resp.release()
@@ -349,7 +289,6 @@ class LeanTransport(Transport):
         self._unsigned = unsigned
         self._extra_headers = extra_headers
         self._base_urls: dict[str, Optional[_Base]] = {}
-        self._scratch = _Scratch(_SCRATCH_KEEP)
         # TLS trusts what botocore trusts (AWS_CA_BUNDLE / ca_bundle, else its default
         # bundle). Loading a CA bundle costs 10-20 ms: only for an HTTPS endpoint.
         ssl_context: Optional[ssl.SSLContext] = None
@@ -595,7 +534,7 @@ class LeanTransport(Transport):
             finally:
                 resp.release()
             raise client_error(resp.status, error, resp.headers, "GetObject")
-        return _LeanBody(resp, self._scratch)
+        return _LeanBody(resp)
 
     async def head_object(self, bucket: str, key: str) -> HeadObjectResult:
         base = await self._base(bucket)

@@ -1348,3 +1348,42 @@ async def test_after_send_runs_once_when_a_stale_connection_is_retried(
     assert srv.connections == 2  # the stale one and its replacement
     assert len(srv.heads) == 3  # /b was sent twice
     assert calls == [1]
+
+
+async def test_https_body_read_whole_borrows_the_spare_through_tls(
+    tls_contexts: tuple[Any, Any],
+) -> None:
+    server_ctx, client_ctx = tls_contexts
+    bodies = [os.urandom(3 << 20), os.urandom(200 << 10)]
+
+    async def handler(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            for body in bodies:
+                await reader.readuntil(b"\r\n\r\n")
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n"
+                writer.write(head.encode() + body[:1000])
+                for start in range(1000, len(body), 70_000):  # several TLS records
+                    writer.write(body[start : start + 70_000])
+                    await writer.drain()
+            await reader.read()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=10, ssl_context=client_ctx)
+    try:
+        for body in bodies:
+            resp = await pool.request(
+                "GET", f"https://127.0.0.1:{port}/k", {"Host": f"127.0.0.1:{port}"}
+            )
+            chunks: list[bytes] = []
+            async with resp:
+                assert await resp.read_body(chunks) == len(body)
+            assert chunks == [body]
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
