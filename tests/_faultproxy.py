@@ -475,6 +475,16 @@ class FaultProxy:
     def _check_crc32(self, request: web.Request, body: bytes) -> Optional[Fault]:
         claimed = request.headers.get("x-amz-checksum-crc32")
         upload_id = request.query.get("uploadId")
+        trailer = request.headers.get("x-amz-trailer", "").lower()
+        if claimed is None and trailer == "x-amz-checksum-crc32":
+            # A trailing checksum (aws-chunked body): checked against the decoded bytes.
+            decoded = _decode_aws_chunked(body)
+            if decoded is None:
+                return Fault.status(
+                    400, "IncompleteBody", message="Malformed aws-chunked body."
+                )
+            body, trailers = decoded
+            claimed = trailers.get("x-amz-checksum-crc32")
         if claimed is None:
             return None
         if request.method == "POST" and upload_id is not None:
@@ -579,6 +589,44 @@ def _close_abandoned(done: asyncio.Future[aiohttp.ClientResponse]) -> None:
     """Close the upstream response of a request whose handler was cancelled."""
     if not done.cancelled() and done.exception() is None:
         done.result().close()
+
+
+def _decode_aws_chunked(raw: bytes) -> Optional[Tuple[bytes, Dict[str, str]]]:
+    """The data and trailers of an ``aws-chunked`` body; ``None`` if it is malformed."""
+    out = io.BytesIO()
+    pos = 0
+    while True:
+        end = raw.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        size_text = raw[pos:end].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return None
+        pos = end + 2
+        if size == 0:
+            break
+        if raw[pos + size : pos + size + 2] != b"\r\n":
+            return None
+        out.write(raw[pos : pos + size])
+        pos += size + 2
+    trailers: Dict[str, str] = {}
+    while True:
+        end = raw.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        line = raw[pos:end].decode("latin-1")
+        pos = end + 2
+        if not line:
+            break
+        name, colon, value = line.partition(":")
+        if not colon:
+            return None
+        trailers[name.strip().lower()] = value.strip()
+    if pos != len(raw):
+        return None
+    return out.getvalue(), trailers
 
 
 def _flip(data: bytes, offset: int) -> bytes:
