@@ -34,6 +34,7 @@ import dataclasses
 import io
 import re
 import socket
+import ssl
 import struct
 import threading
 import uuid
@@ -233,8 +234,16 @@ class FaultProxy:
     from any thread while the proxy runs.
     """
 
-    def __init__(self, upstream_url: str, *, verify_checksums: bool = False) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        verify_checksums: bool = False,
+        ssl_context: Optional[ssl.SSLContext] = None,
+    ) -> None:
         self.upstream_url = upstream_url.rstrip("/")
+        # Serve HTTPS with this server context (the upstream stays plain HTTP).
+        self._ssl_context = ssl_context
         # moto (5.2) stores x-amz-checksum-* values but never checks them against the body;
         # with this set the proxy checks a request's x-amz-checksum-crc32 as S3 does and
         # answers 400 BadDigest on a mismatch, without forwarding.
@@ -262,7 +271,7 @@ class FaultProxy:
     # ----------------------------------------------------------------- control
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started."""
+        """``http(s)://127.0.0.1:<port>`` once started."""
         if self._url is None:
             raise RuntimeError("FaultProxy is not started")
         return self._url
@@ -418,9 +427,10 @@ class FaultProxy:
                 connector=aiohttp.TCPConnector(limit=0),
             )
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=self._ssl_context).start()
             port = sock.getsockname()[1]
-            self._url = f"http://127.0.0.1:{port}"
+            scheme = "https" if self._ssl_context is not None else "http"
+            self._url = f"{scheme}://127.0.0.1:{port}"
             self._ready.set()
             await self._stop_event.wait()
         finally:

@@ -8,12 +8,15 @@ does) in front of moto (which decodes it and stores the checksum).
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from s3torch_async import AsyncS3Client, S3Exception
 from s3torch_async._core._lean import _trailers_wanted
 from s3torch_async._s3client import S3Client
 from tests._faultproxy import Fault, FaultProxy, FaultRule
+from tests._tls import self_signed
 from tests.faults._helpers import assert_nothing_left, crc, part_config, payload
 
 REGION = "us-east-1"
@@ -124,6 +127,30 @@ async def test_flipped_bit_in_a_trailed_part_is_rejected_and_aborted(
     assert info.value.code == "BadDigest"
     assert proxy.rejected_checksums == 1
     assert_nothing_left(boto_s3, bucket, "k")
+
+
+async def test_https_sends_trailers_by_default(
+    moto_endpoint, bucket, boto_s3, s3_transport, monkeypatch, tmp_path
+):
+    # As botocore: trailing checksums over HTTPS without being asked (TLS send path).
+    monkeypatch.delenv("S3TORCH_ASYNC_CHECKSUM_TRAILER")
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+    data = payload(2 * PART + 5, 6)
+    with FaultProxy(
+        moto_endpoint, verify_checksums=True, ssl_context=server_ctx
+    ) as proxy:
+        assert proxy.url.startswith("https://")
+        async with client(proxy) as c, c.put_object(bucket, "t") as writer:
+            await writer.write(data)
+        trailed = sorted("x-amz-trailer" in h for h in part_puts(proxy))
+        assert trailed == sorted([s3_transport == "lean"] * 2 + [False])
+        assert proxy.rejected_checksums == 0
+    head = boto_s3.head_object(Bucket=bucket, Key="t", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == crc(data)
+    assert boto_s3.get_object(Bucket=bucket, Key="t")["Body"].read() == data
 
 
 def test_trailer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
