@@ -9,10 +9,12 @@ does) in front of moto (which decodes it and stores the checksum).
 from __future__ import annotations
 
 import ssl
+import zlib
 
 import pytest
 
 from s3torch_async import AsyncS3Client, S3Exception
+from s3torch_async._core._http import HTTPPool
 from s3torch_async._core._lean import _trailers_wanted
 from s3torch_async._s3client import S3Client
 from tests._faultproxy import Fault, FaultProxy, FaultRule
@@ -151,6 +153,39 @@ async def test_https_sends_trailers_by_default(
     head = boto_s3.head_object(Bucket=bucket, Key="t", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32"] == crc(data)
     assert boto_s3.get_object(Bucket=bucket, Key="t")["Body"].read() == data
+
+
+@pytest.mark.parametrize("size", [1, 1000, 3 << 20])
+async def test_pool_frames_small_and_large_bodies_with_a_trailer(
+    proxy, bucket, boto_s3, size
+):
+    # Small bodies go out with the head in one write, large ones after it: both framed as
+    # one aws-chunked chunk and a trailer the proxy checks; the CRC32 is reported back.
+    data = payload(size, 7)
+    headers = {
+        "Host": proxy.url.split("://", 1)[1],
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(size),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    }
+    pool = HTTPPool(limit=2, connect_timeout=5, read_timeout=30)
+    try:
+        resp = await pool.request(
+            "PUT", f"{proxy.url}/{bucket}/p", headers, data, trailer_crc32=True
+        )
+        async with resp:
+            await resp.read()
+            assert resp.status == 200
+            assert resp.sent_crc32 == zlib.crc32(data)
+    finally:
+        await pool.aclose()
+    assert proxy.rejected_checksums == 0
+    (sent,) = [h for m, _, h in proxy.requests if m == "PUT"]
+    assert (
+        int(sent["Content-Length"]) == len(f"{size:x}\r\n") + size + 38
+    )  # CRLF 0 CRLF, the trailer line, CRLF CRLF
+    assert boto_s3.get_object(Bucket=bucket, Key="p")["Body"].read() == data
 
 
 def test_trailer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
