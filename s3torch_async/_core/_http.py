@@ -1401,8 +1401,8 @@ class HTTPPool:
         trailer: bool = False,
     ) -> HTTPResponse:
         retried = False
-        sent_crc: Optional[int] = None
         while True:
+            sent_crc: Optional[int] = None  # of this attempt's body
             conn = host.take() if not retried else None
             if conn is None:
                 conn = await self._acquire(host, retried)
