@@ -9,6 +9,9 @@ from the checkout to measure (``perf`` must be installed)::
     perf report -i /tmp/after.data --no-children --sort pid,dso,sym --stdio -g none
 
 Results of this session: ``benchmarks/results/writegap-perf-client-{before,after}.txt``.
+
+``--tool strace`` counts the client's system calls instead (``strace -c -f``, a text file) and
+``--tool py-spy`` samples its Python stacks (py-spy's raw format), for the same write.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.write_perf")
     parser.add_argument("--out", required=True, help="perf.data file to write")
     parser.add_argument("--profile", choices=("loopback", "s3like"), default="loopback")
+    parser.add_argument("--tool", choices=("perf", "strace", "py-spy"), default="perf")
     args = parser.parse_args()
 
     import boto3
@@ -69,8 +73,17 @@ def main() -> None:
         assert child.stdout is not None
         if child.stdout.readline().strip() != "go":
             raise SystemExit("the writer did not start")
+        pid = str(child.pid)
+        command = {
+            "perf": ["perf", "record", "-g", "-F", "999", "-p", pid, "-o", args.out],
+            "strace": ["strace", "-c", "-f", "-p", pid, "-o", args.out],
+            "py-spy": [
+                *("py-spy", "record", "--rate", "1000", "--format", "raw"),
+                *("--threads", "--nonblocking", "-p", pid, "-o", args.out),
+            ],
+        }[args.tool]
         perf = subprocess.Popen(
-            ["perf", "record", "-g", "-F", "999", "-p", str(child.pid), "-o", args.out],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -34,6 +34,7 @@ import dataclasses
 import io
 import re
 import socket
+import ssl
 import struct
 import threading
 import uuid
@@ -233,8 +234,16 @@ class FaultProxy:
     from any thread while the proxy runs.
     """
 
-    def __init__(self, upstream_url: str, *, verify_checksums: bool = False) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        verify_checksums: bool = False,
+        ssl_context: Optional[ssl.SSLContext] = None,
+    ) -> None:
         self.upstream_url = upstream_url.rstrip("/")
+        # Serve HTTPS with this server context (the upstream stays plain HTTP).
+        self._ssl_context = ssl_context
         # moto (5.2) stores x-amz-checksum-* values but never checks them against the body;
         # with this set the proxy checks a request's x-amz-checksum-crc32 as S3 does and
         # answers 400 BadDigest on a mismatch, without forwarding.
@@ -262,7 +271,7 @@ class FaultProxy:
     # ----------------------------------------------------------------- control
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started."""
+        """``http(s)://127.0.0.1:<port>`` once started."""
         if self._url is None:
             raise RuntimeError("FaultProxy is not started")
         return self._url
@@ -418,9 +427,10 @@ class FaultProxy:
                 connector=aiohttp.TCPConnector(limit=0),
             )
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=self._ssl_context).start()
             port = sock.getsockname()[1]
-            self._url = f"http://127.0.0.1:{port}"
+            scheme = "https" if self._ssl_context is not None else "http"
+            self._url = f"{scheme}://127.0.0.1:{port}"
             self._ready.set()
             await self._stop_event.wait()
         finally:
@@ -475,6 +485,16 @@ class FaultProxy:
     def _check_crc32(self, request: web.Request, body: bytes) -> Optional[Fault]:
         claimed = request.headers.get("x-amz-checksum-crc32")
         upload_id = request.query.get("uploadId")
+        trailer = request.headers.get("x-amz-trailer", "").lower()
+        if claimed is None and trailer == "x-amz-checksum-crc32":
+            # A trailing checksum (aws-chunked body): checked against the decoded bytes.
+            decoded = _decode_aws_chunked(body)
+            if decoded is None:
+                return Fault.status(
+                    400, "IncompleteBody", message="Malformed aws-chunked body."
+                )
+            body, trailers = decoded
+            claimed = trailers.get("x-amz-checksum-crc32")
         if claimed is None:
             return None
         if request.method == "POST" and upload_id is not None:
@@ -579,6 +599,44 @@ def _close_abandoned(done: asyncio.Future[aiohttp.ClientResponse]) -> None:
     """Close the upstream response of a request whose handler was cancelled."""
     if not done.cancelled() and done.exception() is None:
         done.result().close()
+
+
+def _decode_aws_chunked(raw: bytes) -> Optional[Tuple[bytes, Dict[str, str]]]:
+    """The data and trailers of an ``aws-chunked`` body; ``None`` if it is malformed."""
+    out = io.BytesIO()
+    pos = 0
+    while True:
+        end = raw.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        size_text = raw[pos:end].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return None
+        pos = end + 2
+        if size == 0:
+            break
+        if raw[pos + size : pos + size + 2] != b"\r\n":
+            return None
+        out.write(raw[pos : pos + size])
+        pos += size + 2
+    trailers: Dict[str, str] = {}
+    while True:
+        end = raw.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        line = raw[pos:end].decode("latin-1")
+        pos = end + 2
+        if not line:
+            break
+        name, colon, value = line.partition(":")
+        if not colon:
+            return None
+        trailers[name.strip().lower()] = value.strip()
+    if pos != len(raw):
+        return None
+    return out.getvalue(), trailers
 
 
 def _flip(data: bytes, offset: int) -> bytes:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional, Union
 from multidict import CIMultiDictProxy
 
 from . import _h1
+from ._checksum import crc32, crc32_to_b64
 from ._h1 import (
     HTTPConnectionError,
     HTTPProtocolError,
@@ -145,6 +146,15 @@ _SMALL_BODY = 256 << 10  # bodies up to this go out in one write with the header
 FIRST_ANSWER_BODY = 1 << 20
 _SLICE = 1 << 20  # larger bodies: slices of this size, with flow control
 _DIRECT_MAX = 16 << 20  # most bytes one write(2) offers the socket (it takes what fits)
+# A body hashed as it is sent (a trailing checksum) goes out in writes of at most this much,
+# each hashed right after the kernel copied it, while it is still in the CPU's cache: hashing
+# it earlier, from memory, costs ~7x the hash of cached bytes (benchmarks/results/
+# writes3-issue16.md); 1 MiB slices leave the cache before they are hashed.
+_HASHED_SLICE = 256 << 10
+#: The trailer of an aws-chunked body of one chunk, around the 8 base64 characters of a CRC32.
+_TRAILER_HEAD = b"\r\n0\r\nx-amz-checksum-crc32:"
+_TRAILER_END = b"\r\n\r\n"
+_TRAILER_LEN = len(_TRAILER_HEAD) + 8 + len(_TRAILER_END)
 # read(): the first buffer; later ones double (to 16 MiB), bounded by what is left.
 _READ_CHUNK = 64 << 10
 #: Largest body ``read_body`` receives into one spare buffer of its announced size (larger:
@@ -234,6 +244,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._wgot = 0
         self._wsize = 0
         self._wbody: Optional[bytes] = None
+        self._sent_crc = 0  # CRC32 of the body bytes sent so far (when hashed as sent)
         self._slot = False  # holds one of the pool's connection slots
         self._idle = False
         self._idle_since = 0.0
@@ -541,19 +552,23 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         self._exc = None
         self._transport.write(data)
 
-    async def send_body(self, body: memoryview) -> None:
+    async def send_body(self, body: memoryview, hashed: bool = False) -> bool:
         """Write a large body; stop (and never reuse) once a final response is in.
 
         Interim responses (``100 Continue`` and other 1xx) are parsed and skipped as they come
-        (RFC 9110 15.2), so they do not stop the body.
+        (RFC 9110 15.2), so they do not stop the body. ``hashed``: take the CRC32 of the
+        bytes as they are sent (``_sent_crc``). Returns whether all of ``body`` was sent.
         """
+        self._sent_crc = 0
         fd = self._plain_fd()
         if fd is not None and not self._transport.get_write_buffer_size():
-            sent = await self._send_direct(fd, body)
+            sent = await self._send_direct(fd, body, hashed)
         else:
-            sent = await self._send_buffered(body)
+            sent = await self._send_buffered(body, hashed)
         if sent < body.nbytes:
             self._reusable = False
+            return False
+        return True
 
     def _plain_fd(self) -> Optional[int]:
         """The socket's descriptor if the body may bypass the transport (plain TCP)."""
@@ -565,7 +580,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         sock = t.get_extra_info("socket")
         return None if sock is None else int(sock.fileno())
 
-    async def _send_direct(self, fd: int, body: memoryview) -> int:
+    async def _send_direct(self, fd: int, body: memoryview, hashed: bool) -> int:
         """Send ``body`` with ``write(2)`` straight from its memory; return the bytes sent.
 
         The transport would copy every byte the socket does not take at once into its own
@@ -575,6 +590,7 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
         """
         size = body.nbytes
         pos = 0
+        step = _HASHED_SLICE if hashed else _DIRECT_MAX
         out = os.dup(fd)
         watched = False
         try:
@@ -582,7 +598,10 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
                 if self._state != _HEAD or self._eof:
                     break
                 try:
-                    pos += os.write(out, body[pos : pos + _DIRECT_MAX])
+                    sent = os.write(out, body[pos : pos + step])
+                    if hashed:
+                        self._sent_crc = crc32(body[pos : pos + sent], self._sent_crc)
+                    pos += sent
                     continue
                 except (BlockingIOError, InterruptedError):
                     pass
@@ -607,16 +626,20 @@ class _Conn(asyncio.BufferedProtocol, ResponseParser):
             os.close(out)
         return pos
 
-    async def _send_buffered(self, body: memoryview) -> int:
+    async def _send_buffered(self, body: memoryview, hashed: bool) -> int:
         """Send ``body`` through the transport in slices, with its flow control."""
         t = self._transport
         size = body.nbytes
         pos = 0
+        step = _HASHED_SLICE if hashed else _SLICE
         while pos < size:
             if self._state != _HEAD or self._eof:
                 break
-            t.write(body[pos : pos + _SLICE])
-            pos = min(size, pos + _SLICE)
+            piece = body[pos : pos + step]
+            t.write(piece)  # TLS encrypts it here: hashed next, from the cache
+            if hashed:
+                self._sent_crc = crc32(piece, self._sent_crc)
+            pos = min(size, pos + step)
             while self._write_paused and self._state == _HEAD and not self._eof:
                 await self._wait()
                 if self._exc is not None:
@@ -818,14 +841,29 @@ class _HostPool:
         return conn
 
 
+def _trailer(crc: int) -> bytes:
+    """The end of a one-chunk aws-chunked body whose bytes have the CRC32 ``crc``."""
+    return _TRAILER_HEAD + crc32_to_b64(crc).encode("ascii") + _TRAILER_END
+
+
 class HTTPResponse:
     """Status, headers and body of one response; release it (or use ``async with``)."""
 
-    __slots__ = ("_conn", "_done", "content_length", "headers", "reason", "status")
+    __slots__ = (
+        "_conn",
+        "_done",
+        "content_length",
+        "headers",
+        "reason",
+        "sent_crc32",
+        "status",
+    )
 
     def __init__(self, conn: _Conn) -> None:
         self._conn: Optional[_Conn] = conn
         self._done = False
+        #: The CRC32 sent in the body's trailer (``request(trailer_crc32=True)``), else None.
+        self.sent_crc32: Optional[int] = None
         self.status = conn.status
         self.reason = conn.reason
         assert conn.headers is not None
@@ -1388,6 +1426,7 @@ class HTTPPool:
         *,
         retry_stale: bool = True,
         after_send: Optional[Callable[[], None]] = None,
+        trailer_crc32: bool = False,
     ) -> HTTPResponse:
         """Send a request and return once the status line and headers are in.
 
@@ -1401,6 +1440,11 @@ class HTTPPool:
 
         ``after_send`` is called once, as soon as the request is written (before its answer
         is awaited): work that can use the time the server takes to answer.
+
+        ``trailer_crc32``: the body goes out as one ``aws-chunked`` chunk followed by an
+        ``x-amz-checksum-crc32`` trailer, the CRC32 taken while the body is sent (the caller
+        sends the aws-chunked headers; Content-Length is the framed length); the response's
+        ``sent_crc32`` is that CRC32.
 
         Raises:
             InvalidRequestHeaderError: CR, LF or NUL in the request line or a header.
@@ -1429,13 +1473,20 @@ class HTTPPool:
         extra = ""
         count = len(headers)
         view: Optional[memoryview] = None
+        chunk_head = b""
         if body is not None:
             view = memoryview(body)
             if view.format != "B" or view.ndim != 1:
                 view = view.cast("B")
+            length = view.nbytes
+            if trailer_crc32:
+                chunk_head = b"%x\r\n" % view.nbytes
+                length += len(chunk_head) + _TRAILER_LEN
             if "Content-Length" not in headers and "content-length" not in headers:
-                extra = f"Content-Length: {view.nbytes}\r\n"
+                extra = f"Content-Length: {length}\r\n"
                 count += 1
+        elif trailer_crc32:
+            raise ValueError("a CRC32 trailer needs a body")
         elif (method == "PUT" or method == "POST") and (
             "Content-Length" not in headers and "content-length" not in headers
         ):
@@ -1454,9 +1505,16 @@ class HTTPPool:
             or "\0" in text
         ):
             raise _bad_header(method, target, headers)
-        head = text.encode("utf-8")
+        head = text.encode("utf-8") + chunk_head
         large = view is not None and view.nbytes > _SMALL_BODY
-        data = head if view is None or large else head + view
+        small_crc: Optional[int] = None
+        if view is None or large:
+            data = head
+        elif trailer_crc32:
+            small_crc = crc32(view)
+            data = head + view + _trailer(small_crc)
+        else:
+            data = head + view
         head_method = method == "HEAD"
         first = self.first_answer_timeout
         if view is not None and view.nbytes > FIRST_ANSWER_BODY:
@@ -1464,7 +1522,7 @@ class HTTPPool:
         alongside = first is not None and ALONGSIDE.get()
         my_turn = first is not None and not alongside and await host.take_turn()
         try:
-            return await self._send(
+            resp = await self._send(
                 host,
                 origin,
                 data,
@@ -1473,7 +1531,11 @@ class HTTPPool:
                 first if my_turn or alongside else None,
                 retry_stale,
                 after_send,
+                trailer_crc32,
             )
+            if small_crc is not None:
+                resp.sent_crc32 = small_crc
+            return resp
         except BaseException as exc:
             if my_turn:
                 host.end_turn(exc)
@@ -1492,16 +1554,21 @@ class HTTPPool:
         first: float | None,
         retry_stale: bool,
         after_send: Optional[Callable[[], None]],
+        trailer: bool = False,
     ) -> HTTPResponse:
         retried = False
         while True:
+            sent_crc: Optional[int] = None  # of this attempt's body
             conn = host.take() if not retried else None
             if conn is None:
                 conn = await self._acquire(host, retried)
             try:
                 conn.start(data, head_method)
                 if large is not None:
-                    await conn.send_body(large)
+                    whole = await conn.send_body(large, trailer)
+                    if trailer and whole:
+                        sent_crc = conn._sent_crc
+                        conn._transport.write(_trailer(sent_crc))
                 if after_send is not None:
                     sent = after_send
                     after_send = None  # once, not again for a retry
@@ -1549,7 +1616,9 @@ class HTTPPool:
                 conn._stop_first_timer()
                 conn.abort()
                 raise
-            return HTTPResponse(conn)
+            resp = HTTPResponse(conn)
+            resp.sent_crc32 = sent_crc
+            return resp
 
     async def aclose(self) -> None:
         """Close every connection; later requests raise RuntimeError."""

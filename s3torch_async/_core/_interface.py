@@ -64,6 +64,8 @@ class WriteClient(_Configured, Protocol):
 
     async def checksum_policy(self) -> ChecksumPolicy: ...
 
+    async def upload_trailers(self) -> bool: ...
+
     async def put_object_bytes(
         self,
         bucket: str,
@@ -94,6 +96,15 @@ class WriteClient(_Configured, Protocol):
         *,
         checksum_crc32: Optional[str] = None,
     ) -> str: ...
+
+    async def upload_part_crc32(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: Buffer,
+    ) -> tuple[str, str]: ...
 
     async def complete_multipart_upload(
         self,

@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import hashlib
 import hmac
+import os
 import re
 import ssl
 import time
@@ -43,7 +44,7 @@ from urllib.parse import quote, unquote_plus, urlsplit
 from .._errors import S3Exception
 from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from . import _listxml
-from ._checksum import GET_HEADERS, expected_crc32
+from ._checksum import CRC32_HEADER, GET_HEADERS, crc32_to_b64, expected_crc32
 from ._http import HTTPPool, HTTPResponse
 from ._responses import (
     check_key_count,
@@ -59,6 +60,11 @@ __all__ = ["BotocoreSide", "LeanTransport", "SigV4Signer"]
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: The payload hash of an unsigned aws-chunked body with trailers (a trailing checksum).
+TRAILER_PAYLOAD = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+#: Bodies larger than this may carry their CRC32 in a trailer (``upload_part_trailed``):
+#: smaller ones are hashed up front, where that costs next to nothing.
+TRAILER_MIN_BYTES = 1 << 20
 _PROBE_KEY = "s3torch-async-probe"
 # Caps on bodies we parse (listings, errors): a server's Content-Length is only a claim.
 _MAX_LISTING = 64 << 20
@@ -254,6 +260,11 @@ class LeanTransport(Transport):
         tls: The endpoint is HTTPS (``ca_file`` then applies).
         ca_file: CA bundle for HTTPS endpoints (``None``: the system's).
         direct_base: A bucket's base URL without asking botocore (``None``: ask it).
+
+    Large UploadPart bodies carry their CRC32 in a trailer (``upload_part_trailed``) to AWS
+    S3 over HTTPS, as botocore sends checksums there; ``S3TORCH_ASYNC_CHECKSUM_TRAILER=1``
+    uses trailers with any endpoint (other stores, plain HTTP), ``=0`` never (a header,
+    hashed before the body is sent).
     """
 
     name = "lean"
@@ -289,6 +300,7 @@ class LeanTransport(Transport):
         self._unsigned = unsigned
         self._extra_headers = extra_headers
         self._base_urls: dict[str, Optional[_Base]] = {}
+        self.trailers = _trailers_wanted(tls, _is_aws(endpoint))
         # TLS trusts what botocore trusts (AWS_CA_BUNDLE / ca_bundle, else its default
         # bundle). Loading a CA bundle costs 10-20 ms: only for an HTTPS endpoint.
         ssl_context: Optional[ssl.SSLContext] = None
@@ -399,14 +411,16 @@ class LeanTransport(Transport):
         body: Optional[memoryview],
         operation: str,
         after_send: Optional[Callable[[], None]] = None,
+        trailer: bool = False,
     ) -> HTTPResponse:
         """One request; a region redirect S3 names is followed once, re-signed.
 
         ``after_send`` is called once the first request is written (see ``HTTPPool.request``).
+        ``trailer``: the body's CRC32 goes in a trailer (``HTTPPool.request(trailer_crc32)``).
         """
         region = self._bucket_regions.get(bucket, self._region)
         resp = await self._send_once(
-            method, base, key, query, headers, body, region, after_send
+            method, base, key, query, headers, body, region, after_send, trailer
         )
         if resp.status not in (301, 302, 307, 400):
             return resp
@@ -428,7 +442,7 @@ class LeanTransport(Transport):
         self._bucket_regions[bucket] = new_region
         self._base_urls[bucket] = new_base
         return await self._send_once(
-            method, new_base, key, query, headers, body, new_region
+            method, new_base, key, query, headers, body, new_region, None, trailer
         )
 
     def _region_base(self, base: _Base, region: str) -> Optional[_Base]:
@@ -454,15 +468,20 @@ class LeanTransport(Transport):
         body: Optional[memoryview],
         region: str,
         after_send: Optional[Callable[[], None]] = None,
+        trailer: bool = False,
     ) -> HTTPResponse:
         origin, host, prefix = base
         path = prefix + quote(key, safe="/~")
         all_headers = {**self._extra_headers, **headers}
+        if trailer:
+            all_headers["x-amz-content-sha256"] = TRAILER_PAYLOAD
         credentials = await self._frozen_credentials()
         if credentials is not None:
             # Bodies are not hashed into the signature (as botocore does over HTTPS): hashing
             # costs ~2 CPU-s per GB. Uploads carry a CRC32 header instead (see _checksum).
             payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
+            if trailer:
+                payload_hash = TRAILER_PAYLOAD
             self._signer(region).sign(
                 method,
                 host,
@@ -491,6 +510,7 @@ class LeanTransport(Transport):
                 body,
                 retry_stale=False,
                 after_send=after_send,
+                trailer_crc32=trailer,
             )
         except ValueError as exc:
             # A request our HTTP client refuses to send (e.g. CR/LF in a header value):
@@ -702,6 +722,46 @@ class LeanTransport(Transport):
             bucket, key, upload_id, part_number, body, extra_headers=extra_headers
         )
 
+    async def upload_part_trailed(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: memoryview,
+    ) -> Optional[tuple[str, str]]:
+        """UploadPart with the body's CRC32 in a trailer, taken while it is sent.
+
+        Returns the ETag and the base64 CRC32, or ``None`` where trailers are not used (see
+        ``trailers``), or the bucket is not reached through this transport.
+        """
+        if not self.trailers or body.nbytes <= TRAILER_MIN_BYTES:
+            return None
+        base = await self._base(bucket)
+        if base is None:
+            return None
+        headers = {
+            "Content-Encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(body.nbytes),
+            "x-amz-trailer": CRC32_HEADER,
+            "x-amz-sdk-checksum-algorithm": "CRC32",
+        }
+        query = [("partNumber", str(part_number)), ("uploadId", upload_id)]
+        resp = await self._send(
+            "PUT", base, bucket, key, query, headers, body, "UploadPart", trailer=True
+        )
+        async with resp:
+            data = await _read_capped(resp, _MAX_ERROR)
+            if resp.status >= 300:
+                raise client_error(resp.status, data, resp.headers, "UploadPart")
+            if (
+                resp.sent_crc32 is None
+            ):  # an answer before the whole body: not a success
+                raise S3Exception(
+                    f"UploadPart of s3://{bucket}/{key}: answered before the body was sent"
+                )
+            return str(resp.headers.get("ETag", "")), crc32_to_b64(resp.sent_crc32)
+
     # The multipart control calls: small XML exchanges, here so that a client's first
     # multipart upload does not wait for botocore to open (~0.1-0.2 s before part 1).
     async def _control(
@@ -829,6 +889,34 @@ class LeanTransport(Transport):
     ) -> None:
         fallback = await self._fallback()
         await fallback.copy_object(src_bucket, src_key, dst_bucket, dst_key)
+
+
+def _is_aws(endpoint: Optional[str]) -> bool:
+    """Whether requests go to AWS S3 itself (no endpoint, or an ``amazonaws.com`` host)."""
+    if endpoint is None:
+        return True
+    host = (urlsplit(endpoint).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _trailers_wanted(tls: bool, aws: bool) -> bool:
+    """Whether large uploads carry a trailing CRC32 (the variable below, else AWS over HTTPS).
+
+    Other S3-compatible stores opt in: some reject ``aws-chunked`` bodies (botocore's switch
+    to trailing checksums in 2025 broke uploads to several of them).
+
+    Raises:
+        ValueError: The variable is set to something else than 1/0, on/off, true/false, auto.
+    """
+    name = "S3TORCH_ASYNC_CHECKSUM_TRAILER"
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "auto"):
+        return tls and aws
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{name} must be 1, 0 or auto, got {value!r}")
 
 
 async def _read_capped(resp: HTTPResponse, cap: int = _MAX_LISTING) -> bytes:

@@ -165,6 +165,20 @@ class Transport(abc.ABC):
     ) -> str:
         """UploadPart; return the part's ETag."""
 
+    async def upload_part_trailed(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: memoryview,
+    ) -> Optional[tuple[str, str]]:
+        """UploadPart with the CRC32 in a trailer: ``(ETag, base64 CRC32)``.
+
+        ``None``: not supported here (the caller sends the CRC32 in a header instead).
+        """
+        return None
+
     @abc.abstractmethod
     async def create_multipart_upload(
         self,

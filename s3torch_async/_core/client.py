@@ -880,6 +880,40 @@ class AsyncS3Client:
             ),
         )
 
+    async def upload_trailers(self) -> bool:
+        """Whether :meth:`upload_part_crc32` sends large parts' CRC32s in a trailer."""
+        transport = await self._client()
+        return isinstance(transport, LeanTransport) and transport.trailers
+
+    async def upload_part_crc32(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: Buffer,
+    ) -> tuple[str, str]:
+        """Upload one part with its CRC32; return its ETag and that base64 CRC32.
+
+        Where the transport can (large parts on the lean transport, see ``LeanTransport``), the
+        CRC32 is taken while the part is sent and goes in a trailer; else it is computed first
+        and sent as a header.
+        """
+        body = _as_view(data)
+        trailed = await self._call(
+            "UploadPart",
+            bucket,
+            key,
+            lambda t: t.upload_part_trailed(bucket, key, upload_id, part_number, body),
+        )
+        if trailed is not None:
+            return trailed
+        crc = await crc32_b64_async(body)
+        etag = await self.upload_part(
+            bucket, key, upload_id, part_number, body, checksum_crc32=crc
+        )
+        return etag, crc
+
     async def complete_multipart_upload(
         self,
         bucket: str,

@@ -324,6 +324,7 @@ class AsyncS3Writer:
         self._etags: dict[int, str] = {}
         # Part CRC32s, when the upload was created with ChecksumAlgorithm=CRC32.
         self._crcs: Optional[dict[int, str]] = None
+        self._trailers = False  # parts' CRC32s are taken as they are sent (a trailer)
         self._part_sizes: dict[int, int] = {}
         self._error: Optional[S3Exception] = None
         self._abort_task: Optional[asyncio.Task[None]] = None
@@ -430,7 +431,7 @@ class AsyncS3Writer:
             self._upload_id = await asyncio.shield(self._create_task)
         crc: Optional[asyncio.Future[str]] = None
         if self._crcs is not None:
-            crc = self._part_crc(data)
+            crc = self._part_crc(data)  # None: taken while the part is sent
         try:
             await self._window.acquire()
         except BaseException:
@@ -450,10 +451,15 @@ class AsyncS3Writer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _part_crc(self, data: memoryview) -> asyncio.Future[str]:
-        """The base64 CRC32 of ``data``: the one taken while copying it, else computed now."""
+    def _part_crc(self, data: memoryview) -> Optional[asyncio.Future[str]]:
+        """The base64 CRC32 of ``data``: the one taken while copying it, else computed now.
+
+        ``None``: it is taken while the part is sent (the client's ``upload_part_crc32``).
+        """
         known = None if self._assembler is None else self._assembler.crc_of(data)
         if known is None:
+            if self._trailers:
+                return None
             # Hashed (on a worker thread) while the part waits for a window slot, so a freed
             # slot's next request goes out without waiting for it.
             return asyncio.ensure_future(crc32_b64_async(data))
@@ -464,6 +470,7 @@ class AsyncS3Writer:
     async def _create_upload(self) -> str:
         if (await self._client.checksum_policy()).send:
             self._crcs = {}
+            self._trailers = await self._client.upload_trailers()
         return await self._client.create_multipart_upload(
             self.bucket,
             self.key,
@@ -487,14 +494,21 @@ class AsyncS3Writer:
                 self._part_sizes[part_number] = len(data)
             loop = asyncio.get_running_loop()
             started = loop.time()
-            etag = await self._client.upload_part(
-                self.bucket,
-                self.key,
-                self._upload_id,
-                part_number,
-                data,
-                checksum_crc32=crc,
-            )
+            if self._crcs is not None and crc_future is None:
+                etag, crc = await self._client.upload_part_crc32(
+                    self.bucket, self.key, self._upload_id, part_number, data
+                )
+                self._crcs[part_number] = crc
+                self._part_sizes[part_number] = len(data)
+            else:
+                etag = await self._client.upload_part(
+                    self.bucket,
+                    self.key,
+                    self._upload_id,
+                    part_number,
+                    data,
+                    checksum_crc32=crc,
+                )
             self._etags[part_number] = etag
             self._measured(epoch, len(data), loop.time() - started)
             if self._assembler is not None:

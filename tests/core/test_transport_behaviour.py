@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import ssl
-import subprocess
 from typing import Optional
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from s3torch_async import AsyncS3Client, S3ClientConfig, S3Exception
 from s3torch_async._core import _listxml
 from tests._scripted import Request, ScriptedServer, response
+from tests._tls import self_signed
 
 REGION = "us-east-1"
 OTHER = "eu-west-1"
@@ -249,31 +249,7 @@ async def test_crlf_in_a_header_is_the_same_s3exception_on_both(s3_transport):
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.mark.parametrize("scheme", ["https", "HTTPS", "Https"])
