@@ -77,7 +77,9 @@ def _instrument(out_dir: str) -> None:
 
     async def timed_batch(self: Any, max_items: int) -> Any:
         batch = await next_batch(self, max_items)
-        batches.append((time.monotonic(), len(batch), self.max_items))
+        batches.append(
+            (time.monotonic(), len(batch), self.max_items, getattr(self, "hedges", 0))
+        )
         return batch
 
     def dump() -> None:
@@ -291,7 +293,7 @@ def _stalls(
     handed: Dict[int, List[float]] = {}
     for _, pid, at in run["items"]:
         handed.setdefault(pid, []).append(at)
-    out = {"stalls": 0.0, "stall_ms": 0.0}
+    out = {"stalls": 0.0, "stall_ms": 0.0, "hedges": 0.0}
     causes = ("write", "send", "server", "recv", "hand")
     for cause in causes:
         out[f"stall_{cause}_ms"] = 0.0
@@ -302,6 +304,8 @@ def _stalls(
         fetches = sorted(record["fetches"])  # listing order = this consumer's order
         batches = record["batches"]
         written = dict(reversed(record.get("sends", [])))
+        if batches and len(batches[-1]) > 3:
+            out["hedges"] += batches[-1][3]
         for n in range(1, min(len(times), len(fetches))):
             gap = times[n] - times[n - 1]
             if gap * 1e3 <= stall_ms:
