@@ -306,6 +306,16 @@ def _stalls(
         written = dict(reversed(record.get("sends", [])))
         if batches and len(batches[-1]) > 3:
             out["hedges"] += batches[-1][3]
+        # every GET: fetch start -> request written (pool, connect, a burst on the loop)
+        waits = sorted(
+            written[f"/bench/{k}"] - b
+            for k, b, _ in fetches
+            if f"/bench/{k}" in written
+        )
+        if waits:
+            out["write_p90_ms"] = waits[int(0.9 * (len(waits) - 1))] * 1e3
+            out["write_max_ms"] = waits[-1] * 1e3
+            out["writes_over_5ms"] = float(sum(1 for w in waits if w > 0.005))
         for n in range(1, min(len(times), len(fetches))):
             gap = times[n] - times[n - 1]
             if gap * 1e3 <= stall_ms:

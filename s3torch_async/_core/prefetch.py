@@ -583,9 +583,9 @@ class Prefetcher(Generic[T]):
         if trial is not None:
             started, at, rate_before, previous = trial
             if at < 0:
-                # the items the growth added arrive one fetch latency later: the rate
-                # after it is counted from then on
-                if now - started < self._latency:
+                # the items the growth added arrive one fetch latency after they are sent
+                # (spread over _GROWTH_SPREAD of one): the rate after it is counted from then on
+                if now - started < self._latency * (1 + _GROWTH_SPREAD):
                     return
                 self._trial = trial = (now, self._total, rate_before, previous)
                 started, at = now, self._total
