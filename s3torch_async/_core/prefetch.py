@@ -409,7 +409,7 @@ class Prefetcher(Generic[T]):
         self._handed: Optional[Tuple[float, int]] = None
         self._mean_cost: Optional[float] = None
         # Growth on trial: (time, deliveries, rate before, size before) of the last growth;
-        # deliveries is -1 until one fetch latency has passed since the growth.
+        # deliveries is -1 until 1.5 fetch latencies have passed since the growth.
         self._trial: Optional[Tuple[float, int, float, int]] = None
         # The growth being paced: (time, size before, seconds its added items are spread over).
         self._growth: Optional[Tuple[float, int, float]] = None
@@ -549,10 +549,10 @@ class Prefetcher(Generic[T]):
         Little's law gives the size, but a fetch's duration also grows with the queueing in
         front of a saturated CPU or link, which would inflate the window for nothing. So a
         window only grows on trial: it keeps the larger size when the delivery rate over
-        ``max(size, 32)`` deliveries, counted from one fetch latency after the growth (when
-        the added items start to arrive), beats the rate over twice as many deliveries before
-        it by 10 %, and otherwise goes back and holds for ``20 x size`` deliveries before
-        trying again.
+        ``max(size, 32)`` deliveries, counted from 1.5 fetch latencies after the growth (its
+        added items are sent over half a latency and have all arrived by then), beats the
+        rate over twice as many deliveries before it by 10 %, and otherwise goes back and
+        holds for ``20 x size`` deliveries before trying again.
         """
         if not self._adaptive() or not count:
             return
