@@ -370,7 +370,8 @@ class Prefetcher(Generic[T]):
     source, after every item before it.
 
     With ``hedge``, an item the consumer waits for that has taken more than
-    ``_HEDGE_AFTER`` (3) times the mean fetch time while ``_HEDGE_PEERS`` (8) items sent after
+    ``_HEDGE_AFTER`` (3) times the typical fetch time (a running mean in which no fetch counts
+    for more than twice the mean) while ``_HEDGE_PEERS`` (8) items sent after
     it have finished gets a second ``fetch``; the first of the two to succeed is delivered
     and the other is cancelled (a straggling request, "The Tail at Scale"). At most one
     hedge per item and one per ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the
@@ -398,6 +399,7 @@ class Prefetcher(Generic[T]):
         self._floor = max_items
         self._adaptive_cap = adaptive_cap
         self._hedge = hedge
+        self._typical: Optional[float] = None  # fetch time, robust to stragglers
         self._hedge_tokens = 1.0
         self._hedges = 0
         # Exponentially weighted means of what the window is sized from.
@@ -453,7 +455,14 @@ class Prefetcher(Generic[T]):
     async def _timed_fetch(self, item: T) -> Optional[Tuple[bytes, str]]:
         started = self._loop.time()
         result = await self._fetch(item)
-        self._latency = _ewma(self._latency, self._loop.time() - started)
+        took = self._loop.time() - started
+        self._latency = _ewma(self._latency, took)
+        # A straggler must not raise the yardstick stragglers are measured with: each
+        # sample counts at most twice the running value.
+        typical = self._typical
+        self._typical = _ewma(
+            typical, took if typical is None else min(took, 2 * typical)
+        )
         self._hedge_tokens = min(
             _HEDGE_TOKENS_MOST, self._hedge_tokens + 1 / _HEDGE_EVERY
         )
@@ -466,11 +475,11 @@ class Prefetcher(Generic[T]):
         if (
             not self._hedge
             or head.hedged
-            or self._latency is None
+            or self._typical is None
             or self._hedge_tokens < 1
         ):
             return None
-        return head.started + _HEDGE_AFTER * self._latency
+        return head.started + _HEDGE_AFTER * self._typical
 
     def _peers_done(self) -> int:
         """Items behind the head whose fetch has finished (it was sent before them)."""
@@ -485,8 +494,8 @@ class Prefetcher(Generic[T]):
     async def _wait_head(self, head: _Entry[T]) -> None:
         """Wait until the head's fetch is done, hedging it once if it falls far behind.
 
-        The head is hedged when it has taken more than ``_HEDGE_AFTER`` times the mean fetch
-        time, at least ``_HEDGE_PEERS`` items sent after it have finished (so it is a
+        The head is hedged when it has taken more than ``_HEDGE_AFTER`` times the typical
+        fetch time, at least ``_HEDGE_PEERS`` items sent after it have finished (so it is a
         straggler, not a slow store), and the budget has a token (one per ``_HEDGE_EVERY``
         finished fetches). The first of the two requests to succeed is the item's result;
         the other is cancelled.
@@ -503,8 +512,8 @@ class Prefetcher(Generic[T]):
                 if self._peers_done() >= _HEDGE_PEERS:
                     self._start_hedge(head)
                     continue
-                # not a straggler yet: look again after another mean fetch time
-                wait = max(self._latency or 0.0, _HEDGE_RECHECK_S)
+                # not a straggler yet: look again after another typical fetch time
+                wait = max(self._typical or 0.0, _HEDGE_RECHECK_S)
             await asyncio.wait([head.task], timeout=wait)
 
     def _start_hedge(self, head: _Entry[T]) -> None:
@@ -818,7 +827,7 @@ _TRIAL_HOLD = 20
 _GROWTH_MOST = 4
 #: The items a window growth adds are sent spread over this many fetch times.
 _GROWTH_SPREAD = 0.5
-#: A head-of-line item is hedged once it has taken this many times the mean fetch time ...
+#: A head-of-line item is hedged once it has taken this many times the typical fetch time ...
 _HEDGE_AFTER = 3
 #: ... and at least this many items sent after it have finished.
 _HEDGE_PEERS = 8
