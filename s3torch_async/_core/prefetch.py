@@ -411,10 +411,8 @@ class Prefetcher(Generic[T]):
         self._handed: Optional[Tuple[float, int]] = None
         self._mean_cost: Optional[float] = None
         # Growth on trial: (time, deliveries, rate before, size before) of the last growth;
-        # deliveries is -1 until 1.5 fetch latencies have passed since the growth.
+        # deliveries is -1 until one fetch latency has passed since the growth.
         self._trial: Optional[Tuple[float, int, float, int]] = None
-        # The growth being paced: (time, size before, seconds its added items are spread over).
-        self._growth: Optional[Tuple[float, int, float]] = None
         self._total = 0
         self._hold_until = 0
         self._history: Deque[Tuple[float, int]] = deque(
@@ -558,10 +556,10 @@ class Prefetcher(Generic[T]):
         Little's law gives the size, but a fetch's duration also grows with the queueing in
         front of a saturated CPU or link, which would inflate the window for nothing. So a
         window only grows on trial: it keeps the larger size when the delivery rate over
-        ``max(size, 32)`` deliveries, counted from 1.5 fetch latencies after the growth (its
-        added items are sent over half a latency and have all arrived by then), beats the
-        rate over twice as many deliveries before it by 10 %, and otherwise goes back and
-        holds for ``20 x size`` deliveries before trying again.
+        ``max(size, 32)`` deliveries, counted from one fetch latency after the growth (when
+        the added items start to arrive), beats the rate over twice as many deliveries before
+        it by 10 %, and otherwise goes back and holds for ``20 x size`` deliveries before
+        trying again.
         """
         if not self._adaptive() or not count:
             return
@@ -592,9 +590,9 @@ class Prefetcher(Generic[T]):
         if trial is not None:
             started, at, rate_before, previous = trial
             if at < 0:
-                # the items the growth added arrive one fetch latency after they are sent
-                # (spread over _GROWTH_SPREAD of one): the rate after it is counted from then on
-                if now - started < self._latency * (1 + _GROWTH_SPREAD):
+                # the items the growth added arrive one fetch latency later: the rate
+                # after it is counted from then on
+                if now - started < self._latency:
                     return
                 self._trial = trial = (now, self._total, rate_before, previous)
                 started, at = now, self._total
@@ -655,46 +653,17 @@ class Prefetcher(Generic[T]):
             interval * 1e3,
         )
         self._trial = (now, -1, rate_before, current)
-        if window.max_items > current:
-            self._growth = (now, current, self._latency * _GROWTH_SPREAD)
         self._history.clear()
         self._space.set()
-
-    def _pace_delay(self) -> float:
-        """Seconds to wait before the next admission is due while a growth is paced.
-
-        The items a growth adds are sent spread over ``_GROWTH_SPREAD`` fetch times, not in
-        one burst: a burst of a hundred GETs on new connections is sent only once all their
-        connects are done (the loop steps every connect in turn), so its first GET, the
-        next to be delivered, waits for the whole burst, and the store gets them at once.
-        """
-        growth = self._growth
-        if growth is None:
-            return 0.0
-        began, base, spread = growth
-        extra = self._window.max_items - base
-        now = self._loop.time()
-        if extra <= 0 or now - began >= spread:
-            self._growth = None
-            return 0.0
-        position = self._window.in_flight_items + 1 - base  # among the added items
-        if position <= 0:
-            return 0.0  # a refill within the old size
-        return began + spread * position / extra - now
 
     async def _schedule(self) -> None:
         try:
             async for item in self._source:
                 cost = self._cost(item)
                 nbytes = cost or 0
-                while True:
-                    while not self._window.can_admit(nbytes):
-                        self._space.clear()
-                        await self._space.wait()
-                    delay = self._pace_delay()
-                    if delay <= 0:
-                        break
-                    await asyncio.sleep(delay)
+                while not self._window.can_admit(nbytes):
+                    self._space.clear()
+                    await self._space.wait()
                 self._window.admit(nbytes)
                 task = None
                 if cost is not None:
@@ -825,8 +794,6 @@ _TRIAL_GAIN = 1.1
 _TRIAL_HOLD = 20
 #: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
 _GROWTH_MOST = 4
-#: The items a window growth adds are sent spread over this many fetch times.
-_GROWTH_SPREAD = 0.5
 #: A head-of-line item is hedged once it has taken this many times the typical fetch time ...
 _HEDGE_AFTER = 3
 #: ... and at least this many items sent after it have finished.
