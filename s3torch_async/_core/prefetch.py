@@ -369,13 +369,13 @@ class Prefetcher(Generic[T]):
     exception it raises is raised when that item's turn comes, and so is an exception from the
     source, after every item before it.
 
-    With ``hedge``, an item the consumer waits for that has taken more than
-    ``_HEDGE_AFTER`` (3) times the typical fetch time (a running mean in which no fetch counts
-    for more than twice the mean) while ``_HEDGE_PEERS`` (8) items sent after
-    it have finished gets a second ``fetch``; the first of the two to succeed is delivered
-    and the other is cancelled (a straggling request, "The Tail at Scale"). At most one
-    hedge per item and one per ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the
-    window while it runs. The order never changes.
+    With ``hedge``, an item the consumer waits for that has taken more than ``_HEDGE_AFTER``
+    (3) times the typical fetch time (a running mean in which no fetch counts for more than
+    twice the mean) while ``_HEDGE_PEERS`` (8) items sent after it have finished gets a second
+    ``fetch``; the first of the two to succeed is delivered and the other is cancelled (a
+    straggling request, "The Tail at Scale"). At most one hedge per item and one per
+    ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the window while it runs. The
+    order never changes.
 
     Create it on the event loop that will drive it. Nothing starts before the first
     ``__anext__``/:meth:`next_batch`; :meth:`aclose` cancels everything in flight.
