@@ -373,9 +373,9 @@ class Prefetcher(Generic[T]):
     (3) times the typical fetch time (a running mean in which no fetch counts for more than
     twice the mean) while ``_HEDGE_PEERS`` (8) items sent after it have finished gets a second
     ``fetch``; the first of the two to succeed is delivered and the other is cancelled (a
-    straggling request, "The Tail at Scale"). At most one hedge per item and one per
-    ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the window while it runs. The
-    order never changes.
+    straggling request, "The Tail at Scale"). At most one hedge per item and, beyond the first
+    3, one per ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the window while it
+    runs. The order never changes.
 
     Create it on the event loop that will drive it. Nothing starts before the first
     ``__anext__``/:meth:`next_batch`; :meth:`aclose` cancels everything in flight.
@@ -400,7 +400,7 @@ class Prefetcher(Generic[T]):
         self._adaptive_cap = adaptive_cap
         self._hedge = hedge
         self._typical: Optional[float] = None  # fetch time, robust to stragglers
-        self._hedge_tokens = 1.0
+        self._hedge_tokens = _HEDGE_TOKENS_MOST
         self._hedges = 0
         # Exponentially weighted means of what the window is sized from.
         self._latency: Optional[float] = None
@@ -800,7 +800,7 @@ _HEDGE_AFTER = 3
 _HEDGE_PEERS = 8
 #: One hedge is allowed per this many finished fetches (2 % more requests at most) ...
 _HEDGE_EVERY = 50
-#: ... saved up to this many (the first one is there from the start).
+#: ... saved up to this many (all there from the start: a cold start's first GETs straggle most).
 _HEDGE_TOKENS_MOST = 3.0
 #: Shortest wait before a late head is looked at again (a fetch time of ~0 must not spin).
 _HEDGE_RECHECK_S = 0.001

@@ -29,7 +29,10 @@ def _hold_first_get_of_late(proxy) -> None:
 def _check_gets(proxy, bucket: str, made: dict[str, bytes]) -> None:
     gets = Counter(object_gets(proxy, bucket))
     assert gets[LATE] == 2  # the straggler and its hedge
-    assert all(gets[key] == 1 for key in made if key != LATE)
+    # every other object once; a GET that a loaded machine made late may be hedged too,
+    # within the budget (3 at the start)
+    assert all(gets[key] in (1, 2) for key in made)
+    assert sum(gets.values()) - len(made) <= 3
 
 
 def test_iterable_dataset_hedges_a_straggling_get(proxy, bucket, objects):
