@@ -22,17 +22,22 @@ Run (``--roots`` takes several checkouts to compare, e.g. an old tree from ``git
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 _CHILD = "--child"
+#: Directory the child writes its per-process client records to (``--stalls``).
+_CLIENT_TRACE = "DATASET_TIMELINE_CLIENT_TRACE"
 
 
 def _stamp(reader: Any) -> Tuple[int, int, float]:
@@ -40,9 +45,73 @@ def _stamp(reader: Any) -> Tuple[int, int, float]:
     return len(reader.read()), os.getpid(), time.monotonic()
 
 
+def _instrument(out_dir: str) -> None:
+    """Record, per process, each prefetch GET's start and end and each batch handed out.
+
+    For ``--stalls``: the records go to ``out_dir/<pid>.json`` when the pipeline closes (a
+    DataLoader worker leaves with ``os._exit``, so an exit hook would not run).
+    """
+    from s3torch_async._core import _http, prefetch
+
+    fetches: List[Tuple[str, float, float]] = []
+    sends: List[Tuple[str, float]] = []
+    start = _http._Conn.start
+
+    def timed_start(self: Any, data: bytes, head_method: bool) -> None:
+        start(self, data, head_method)
+        sends.append(
+            (data[: data.find(b" HTTP/")].decode().split(" ")[-1], time.monotonic())
+        )
+
+    batches: List[Tuple[float, int, int]] = []
+    fetch = prefetch.ObjectFetcher.fetch
+    next_batch = prefetch.Prefetcher.next_batch
+    aclose = prefetch.Prefetcher.aclose
+
+    async def timed_fetch(self: Any, item: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return await fetch(self, item)
+        finally:
+            fetches.append((item.key, began, time.monotonic()))
+
+    async def timed_batch(self: Any, max_items: int) -> Any:
+        batch = await next_batch(self, max_items)
+        batches.append(
+            (time.monotonic(), len(batch), self.max_items, getattr(self, "hedges", 0))
+        )
+        return batch
+
+    def dump() -> None:
+        path = os.path.join(out_dir, f"{os.getpid()}.json")
+        with open(path, "w") as f:
+            json.dump({"fetches": fetches, "batches": batches, "sends": sends}, f)
+
+    async def close_and_dump(self: Any) -> None:
+        await aclose(self)
+        dump()
+
+    prefetch.ObjectFetcher.fetch = timed_fetch  # type: ignore[method-assign]
+    _http._Conn.start = timed_start  # type: ignore[method-assign]
+    prefetch.Prefetcher.next_batch = timed_batch  # type: ignore[method-assign]
+    prefetch.Prefetcher.aclose = close_and_dump  # type: ignore[method-assign]
+
+
 def _child(url: str, workers: int) -> None:
     started = time.monotonic()
     from torch.utils.data import DataLoader
+
+    samples: List[Tuple[float, float]] = []
+    if os.environ.get(_CLIENT_TRACE):
+        _instrument(os.environ[_CLIENT_TRACE])
+
+        def sample() -> None:
+            # this process's CPU every 2 ms: busy (CPU-bound) or idle (waiting) at a stall
+            while True:
+                samples.append((time.monotonic(), time.process_time()))
+                time.sleep(0.002)
+
+        threading.Thread(target=sample, daemon=True).start()
 
     from s3torch_async import S3ClientConfig
     from s3torch_async.s3iterable_dataset import S3IterableDataset
@@ -58,12 +127,14 @@ def _child(url: str, workers: int) -> None:
         enable_sharding=workers > 0,
     )
     built = time.monotonic()
+    cpu_built = time.process_time()
     loader = DataLoader(dataset, batch_size=None, num_workers=workers)
     items: List[Tuple[float, int, float]] = []
     for _size, pid, handed in loader:
         items.append((time.monotonic(), pid, handed))
     del loader
     done = time.monotonic()
+    cpu_done = time.process_time()
     print(
         json.dumps(
             {
@@ -72,6 +143,8 @@ def _child(url: str, workers: int) -> None:
                 "built": built,
                 "done": done,
                 "items": items,
+                "cpu": cpu_done - cpu_built,
+                "samples": samples[:],
             }
         )
     )
@@ -117,6 +190,8 @@ def _report(run: Dict[str, Any], trace: List[Dict[str, Any]]) -> Dict[str, float
     ms["last_item"] = (items[-1][0] - t0) * 1e3
     ms["done"] = (run["done"] - t0) * 1e3
     ms["rate_obj_s"] = len(items) / (run["done"] - run["imported"])
+    # CPU of this process (the consumer and, with num_workers 0, the client) from built to done
+    ms["cpu_ms"] = run.get("cpu", 0.0) * 1e3
     pids = sorted({pid for _, pid, _ in items})
     if len(pids) > 1:
         for n, pid in enumerate(pids):
@@ -140,8 +215,225 @@ def _series(run: Dict[str, Any], trace: List[Dict[str, Any]]) -> None:
     for n in range(int((run["done"] - t0) / 0.02) + 1):
         at = t0 + 0.02 * n
         delivered = sum(1 for d in done if d <= at)
-        steps.append(f"{n * 20}:{_in_flight(gets, at)}/{delivered}")
-    print("   in flight/delivered every 20 ms: " + " ".join(steps))
+        step = f"{n * 20}:{_in_flight(gets, at)}/{delivered}"
+        cpu = _cpu_share(run.get("samples", []), at - 0.02, at)
+        steps.append(step if cpu is None else f"{step}/{cpu:.0%}")
+    print(
+        "   in flight/delivered[/client CPU share of the 20 ms before] every 20 ms: "
+        + " ".join(steps)
+    )
+
+
+def _client_series(
+    run: Dict[str, Any], clients: Dict[int, Dict[str, Any]], step: float = 0.01
+) -> None:
+    """Per consumer process: window, GETs in flight, fetched not handed, handed, CPU share."""
+    t0 = run["built"]
+    handed: Dict[int, List[float]] = {}
+    for _, pid, at in run["items"]:
+        handed.setdefault(pid, []).append(at)
+    for pid, times in handed.items():
+        record = clients.get(pid)
+        if record is None:
+            continue
+        fetches = record["fetches"]
+        batches = record["batches"]
+        samples = run.get("samples", []) if len(handed) == 1 else []
+        out = []
+        for n in range(int((run["done"] - t0) / step) + 1):
+            at = t0 + step * n
+            flying = sum(1 for f in fetches if f[1] <= at < f[2])
+            fetched = sum(1 for f in fetches if f[2] <= at)
+            gone = bisect.bisect_right(times, at)
+            window = next((b[2] for b in reversed(batches) if b[0] <= at), 0)
+            cpu = _cpu_share(samples, at - step, at)
+            out.append(
+                f"{round(n * step * 1e3)}:{window}/{flying}/{fetched - gone}/{gone}"
+                + ("" if cpu is None else f"/{cpu:.0%}")
+            )
+        print(
+            f"   pid {pid} window/GETs in flight/fetched not handed/handed[/CPU]: "
+            + " ".join(out)
+        )
+
+
+def _cpu_share(
+    samples: List[Tuple[float, float]], start: float, end: float
+) -> Optional[float]:
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2:
+        return None
+    return (inside[-1][1] - inside[0][1]) / max(inside[-1][0] - inside[0][0], 1e-9)
+
+
+def _stalls(
+    run: Dict[str, Any],
+    trace: List[Dict[str, Any]],
+    clients: Dict[int, Dict[str, Any]],
+    stall_ms: float,
+    show: bool,
+) -> Dict[str, float]:
+    """Each gap of more than ``stall_ms`` between two items one consumer handed out.
+
+    For the item that ended the gap (the head of the line), its GET's spans: client fetch
+    start -> request written ("write": pool, connect, the client's loop) -> server arrival
+    ("send": the server's accept and parse queue),
+    arrival -> answer ("server": the profile's latency, 16-24 ms on S3-like, plus the server's
+    own queue), answer -> client fetch end ("recv"), fetch end -> handed out ("hand": the
+    pipeline, the runner, the consumer). ``behind`` counts later items of that consumer whose
+    GET had finished when the gap began (held back by the head), ``window`` the window size at
+    the batch before.
+    """
+    t0 = run["built"]
+    served = {
+        r["path"]: r
+        for r in trace
+        if run["started"] <= r["arrived"] <= run["done"] and "path" in r
+    }
+    handed: Dict[int, List[float]] = {}
+    for _, pid, at in run["items"]:
+        handed.setdefault(pid, []).append(at)
+    out = {"stalls": 0.0, "stall_ms": 0.0, "hedges": 0.0}
+    causes = ("write", "send", "server", "recv", "hand")
+    for cause in causes:
+        out[f"stall_{cause}_ms"] = 0.0
+    for pid, times in handed.items():
+        record = clients.get(pid)
+        if record is None:
+            continue
+        fetches = sorted(record["fetches"])  # listing order = this consumer's order
+        batches = record["batches"]
+        written = dict(reversed(record.get("sends", [])))
+        if batches and len(batches[-1]) > 3:
+            out["hedges"] += batches[-1][3]
+        # every GET: fetch start -> request written (pool, connect, a burst on the loop)
+        waits = sorted(
+            written[f"/bench/{k}"] - b
+            for k, b, _ in fetches
+            if f"/bench/{k}" in written
+        )
+        if waits:
+            out["write_p90_ms"] = waits[int(0.9 * (len(waits) - 1))] * 1e3
+            out["write_max_ms"] = waits[-1] * 1e3
+            out["writes_over_5ms"] = float(sum(1 for w in waits if w > 0.005))
+        for n in range(1, min(len(times), len(fetches))):
+            gap = times[n] - times[n - 1]
+            if gap * 1e3 <= stall_ms:
+                continue
+            key, began, ended = fetches[n]
+            req = served.get(f"/bench/{key}")
+            if req is None:
+                continue
+            wrote = written.get(f"/bench/{key}", began)
+            spans = {
+                "write": wrote - began,
+                "send": req["arrived"] - wrote,
+                "server": req["answered"] - req["arrived"],
+                "recv": ended - req["answered"],
+                "hand": times[n] - ended,
+            }
+            behind = sum(1 for f in fetches[n + 1 :] if f[2] <= times[n - 1])
+            window = next((b[2] for b in reversed(batches) if b[0] <= times[n - 1]), 0)
+            out["stalls"] += 1
+            out["stall_ms"] += gap * 1e3
+            cpu = _cpu_share(run.get("samples", []), times[n - 1], times[n])
+            if cpu is not None:
+                out["stall_idle_ms"] = out.get("stall_idle_ms", 0.0) + gap * 1e3 * max(
+                    0.0, 1 - cpu
+                )
+            # the span that exceeds its quiet value most takes the blame for the gap
+            excess = {
+                "write": spans["write"] - 0.001,
+                "send": spans["send"] - 0.001,
+                "server": spans["server"] - 0.026,
+                "recv": spans["recv"] - 0.001,
+                "hand": spans["hand"] - 0.002,
+            }
+            cause = max(excess, key=lambda c: excess[c])
+            out[f"stall_{cause}_ms"] += gap * 1e3
+            if show:
+                print(
+                    f"   stall pid {pid} item {n} ({key}) at"
+                    f" {(times[n - 1] - t0) * 1e3:6.1f} ms for {gap * 1e3:5.1f} ms:"
+                    f" fetch began {(began - t0) * 1e3:6.1f} "
+                    + " ".join(f"{c}={spans[c] * 1e3:.1f}" for c in causes)
+                    + f" behind={behind} window={window}"
+                    + ("" if cpu is None else f" cpu={cpu:.0%}")
+                    + f" -> {cause}"
+                )
+    return out
+
+
+def _idle(
+    run: Dict[str, Any],
+    trace: List[Dict[str, Any]],
+    clients: Dict[int, Dict[str, Any]],
+) -> Dict[str, float]:
+    """Where the client process was idle (num_workers 0), by what the next item waited on.
+
+    Between two CPU samples (2 ms apart) the process was idle for ``dt x (1 - CPU share)``;
+    that idle time goes to the stage the next item to hand out was in at the midpoint:
+    ``unstarted`` (its GET not begun: window full or source not there), ``write`` (begun, its
+    request not yet written: connection, the client's loop), ``send`` (written, not yet at the
+    server's handler: the server's accept and parse queue), ``server`` (in the handler: latency and server queue),
+    ``recv`` (answered, the client's fetch not finished), ``hand`` (fetched, not handed out).
+    ``server`` splits by whether at least 16 items behind the next one had finished
+    (``server_hol``: head-of-line blocking) or not (``server_win``: too few in flight).
+    Counted from the first page's answer, so the listing's latency is not in it.
+    """
+    out: Dict[str, float] = {}
+    samples = run.get("samples") or []
+    pids = {pid for _, pid, _ in run["items"]}
+    if len(pids) != 1 or len(samples) < 2:
+        return out
+    record = clients.get(pids.pop())
+    if record is None:
+        return out
+    served = {r["path"]: r for r in trace if "path" in r}
+    fetches = sorted(record["fetches"])
+    times = [handed for _, _, handed in run["items"]]
+    lists = sorted(
+        (
+            r
+            for r in trace
+            if "list-type" in r["query"] and r["arrived"] >= run["built"]
+        ),
+        key=lambda r: r["arrived"],
+    )
+    begin = lists[0]["answered"] if lists else run["built"]
+    ends = sorted(f[2] for f in fetches)
+    written = dict(reversed(record.get("sends", [])))
+    stages = ("unstarted", "write", "send", "server_hol", "server_win", "recv", "hand")
+    for stage in stages:
+        out[f"idle_{stage}_ms"] = 0.0
+    n = 0
+    for (t1, c1), (t2, c2) in zip(samples, samples[1:]):
+        if t1 < begin or t2 > run["done"] or t2 <= t1:
+            continue
+        idle = max(0.0, (t2 - t1) - (c2 - c1))
+        mid = (t1 + t2) / 2
+        while n < len(times) and times[n] <= mid:
+            n += 1
+        if n >= len(fetches):
+            continue
+        key, began, ended = fetches[n]
+        req = served.get(f"/bench/{key}")
+        if began > mid:
+            stage = "unstarted"
+        elif written.get(f"/bench/{key}", mid) > mid:
+            stage = "write"
+        elif req is None or req["arrived"] > mid:
+            stage = "send"
+        elif req["answered"] > mid:
+            done_behind = bisect.bisect_right(ends, mid) - n
+            stage = "server_hol" if done_behind >= 16 else "server_win"
+        elif ended > mid:
+            stage = "recv"
+        else:
+            stage = "hand"
+        out[f"idle_{stage}_ms"] += idle * 1e3
+    out["idle_ms"] = sum(out[f"idle_{stage}_ms"] for stage in stages)
+    return out
 
 
 def _dump(run: Dict[str, Any], trace: List[Dict[str, Any]], count: int) -> None:
@@ -176,6 +468,19 @@ def main() -> None:
     parser.add_argument(
         "--dump", type=int, default=0, help="print each run's first N requests"
     )
+    parser.add_argument(
+        "--stalls",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="record the client's GETs and report every gap of more than MS ms between"
+        " two items (and which span of the head item's GET made it)",
+    )
+    parser.add_argument(
+        "--quiet-stalls",
+        action="store_true",
+        help="with --stalls: only the per-run totals, not one line per stall",
+    )
     args = parser.parse_args()
     roots = [r for r in args.roots.split(",") if r]
     workers = [int(w) for w in args.workers.split(",")]
@@ -202,6 +507,11 @@ def main() -> None:
             for profile in profiles:
                 for w in workers:
                     for root in roots:
+                        env = {**os.environ, "PYTHONPATH": root}
+                        client_dir = ""
+                        if args.stalls:
+                            client_dir = tempfile.mkdtemp(prefix="timeline-")
+                            env[_CLIENT_TRACE] = client_dir
                         out = subprocess.run(
                             [
                                 sys.executable,
@@ -210,7 +520,7 @@ def main() -> None:
                                 urls[profile],
                                 str(w),
                             ],
-                            env={**os.environ, "PYTHONPATH": root},
+                            env=env,
                             capture_output=True,
                             text=True,
                             check=True,
@@ -220,6 +530,24 @@ def main() -> None:
                         with open(trace_path) as f:
                             trace = [json.loads(line) for line in f]
                         ms = _report(run, trace)
+                        if client_dir:
+                            clients = {}
+                            for name in os.listdir(client_dir):
+                                with open(os.path.join(client_dir, name)) as f:
+                                    clients[int(name.split(".")[0])] = json.load(f)
+                            shutil.rmtree(client_dir)
+                            ms.update(
+                                _stalls(
+                                    run,
+                                    trace,
+                                    clients,
+                                    args.stalls,
+                                    not args.quiet_stalls,
+                                )
+                            )
+                            ms.update(_idle(run, trace, clients))
+                            if args.series:
+                                _client_series(run, clients)
                         if args.series:
                             _series(run, trace)
                         if args.dump:

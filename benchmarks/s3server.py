@@ -655,6 +655,7 @@ class _Shaper:
                 {
                     "port": peer[1] if peer else None,
                     "method": request.method,
+                    "path": request.raw_path.split("?", 1)[0],
                     "query": sorted(request.query),
                     "received": request.content.total_bytes,
                     "arrived": arrived,

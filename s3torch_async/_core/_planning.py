@@ -198,15 +198,18 @@ class PrefetchWindow:
             self._items < self.max_items and self._bytes + nbytes <= self.budget_bytes
         )
 
-    def admit(self, nbytes: int) -> None:
+    def admit(self, nbytes: int, *, force: bool = False) -> None:
         """Record an item of ``nbytes`` as in flight.
+
+        ``force`` admits it even past the bounds (a hedged second request for an item
+        already in the window: counted, so nothing else starts until it is released).
 
         Raises:
             ValueError: If ``nbytes`` is negative or :meth:`can_admit` is false.
         """
         if nbytes < 0:
             raise ValueError(f"nbytes must be >= 0, got {nbytes}")
-        if not self.can_admit(nbytes):
+        if not force and not self.can_admit(nbytes):
             raise ValueError(
                 f"cannot admit nbytes={nbytes}: {self._items} items and "
                 f"{self._bytes} bytes already in flight"

@@ -346,6 +346,8 @@ class _Entry(Generic[T]):
     item: T
     cost: int
     task: Optional[asyncio.Task[Optional[Tuple[bytes, str]]]]
+    started: float = 0.0
+    hedged: bool = False
 
     def ready(self) -> bool:
         return self.task is None or self.task.done()
@@ -367,6 +369,14 @@ class Prefetcher(Generic[T]):
     exception it raises is raised when that item's turn comes, and so is an exception from the
     source, after every item before it.
 
+    With ``hedge``, an item the consumer waits for that has taken more than ``_HEDGE_AFTER``
+    (3) times the typical fetch time (a running mean in which no fetch counts for more than
+    twice the mean) while ``_HEDGE_PEERS`` (8) items sent after it have finished gets a second
+    ``fetch``; the first of the two to succeed is delivered and the other is cancelled (a
+    straggling request, "The Tail at Scale"). At most one hedge per item and, beyond the first
+    3, one per ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the window while it
+    runs. The order never changes.
+
     Create it on the event loop that will drive it. Nothing starts before the first
     ``__anext__``/:meth:`next_batch`; :meth:`aclose` cancels everything in flight.
     """
@@ -380,6 +390,7 @@ class Prefetcher(Generic[T]):
         budget_bytes: int,
         max_items: int,
         adaptive_cap: int = 0,
+        hedge: bool = False,
     ) -> None:
         self._source = source
         self._fetch = fetch
@@ -387,6 +398,10 @@ class Prefetcher(Generic[T]):
         self._window = PrefetchWindow(budget_bytes, max_items)
         self._floor = max_items
         self._adaptive_cap = adaptive_cap
+        self._hedge = hedge
+        self._typical: Optional[float] = None  # fetch time, robust to stragglers
+        self._hedge_tokens = _HEDGE_TOKENS_MOST
+        self._hedges = 0
         # Exponentially weighted means of what the window is sized from.
         self._latency: Optional[float] = None
         self._deliveries = DeliveryRate()
@@ -427,14 +442,113 @@ class Prefetcher(Generic[T]):
         """The window's current item count (it moves when the window is adaptive)."""
         return self._window.max_items
 
+    @property
+    def hedges(self) -> int:
+        """Second requests sent so far for items much later than the items behind them."""
+        return self._hedges
+
     def _adaptive(self) -> bool:
         return self._adaptive_cap > self._floor
 
     async def _timed_fetch(self, item: T) -> Optional[Tuple[bytes, str]]:
         started = self._loop.time()
         result = await self._fetch(item)
-        self._latency = _ewma(self._latency, self._loop.time() - started)
+        took = self._loop.time() - started
+        self._latency = _ewma(self._latency, took)
+        # A straggler must not raise the yardstick stragglers are measured with: each
+        # sample counts at most twice the running value.
+        typical = self._typical
+        self._typical = _ewma(
+            typical, took if typical is None else min(took, 2 * typical)
+        )
+        self._hedge_tokens = min(
+            _HEDGE_TOKENS_MOST, self._hedge_tokens + 1 / _HEDGE_EVERY
+        )
         return result
+
+    # -- hedging: a second request for the item at the head of the line ----------------------
+
+    def _hedge_at(self, head: _Entry[T]) -> Optional[float]:
+        """When ``head`` may be hedged, or ``None`` when it may not (yet)."""
+        if (
+            not self._hedge
+            or head.hedged
+            or self._typical is None
+            or self._hedge_tokens < 1
+        ):
+            return None
+        return head.started + _HEDGE_AFTER * self._typical
+
+    def _peers_done(self) -> int:
+        """Items behind the head whose fetch has finished (it was sent before them)."""
+        done = 0
+        for entry in islice(self._entries, 1, None):
+            if entry.task is not None and entry.task.done():
+                done += 1
+                if done >= _HEDGE_PEERS:
+                    break
+        return done
+
+    async def _wait_head(self, head: _Entry[T]) -> None:
+        """Wait until the head's fetch is done, hedging it once if it falls far behind.
+
+        The head is hedged when it has taken more than ``_HEDGE_AFTER`` times the typical
+        fetch time, at least ``_HEDGE_PEERS`` items sent after it have finished (so it is a
+        straggler, not a slow store), and the budget has a token (one per ``_HEDGE_EVERY``
+        finished fetches). The first of the two requests to succeed is the item's result;
+        the other is cancelled.
+        """
+        assert head.task is not None
+        while not head.task.done():
+            hedge_at = self._hedge_at(head)
+            if hedge_at is None:
+                # asyncio.wait, not await: cancelling the consumer must not cancel the fetch.
+                await asyncio.wait([head.task])
+                return
+            wait = hedge_at - self._loop.time()
+            if wait <= 0:
+                if self._peers_done() >= _HEDGE_PEERS:
+                    self._start_hedge(head)
+                    continue
+                # not a straggler yet: look again after another typical fetch time
+                wait = max(self._typical or 0.0, _HEDGE_RECHECK_S)
+            await asyncio.wait([head.task], timeout=wait)
+
+    def _start_hedge(self, head: _Entry[T]) -> None:
+        original = head.task
+        assert original is not None
+        self._hedge_tokens -= 1
+        self._hedges += 1
+        head.hedged = True
+        # Counted in the window (past its bounds: the window is full of finished items
+        # behind the head), so nothing else starts until the race is over.
+        self._window.admit(head.cost, force=True)
+        second = asyncio.ensure_future(self._fetch(head.item))
+        head.task = asyncio.ensure_future(self._race(original, second, head.cost))
+        logger.debug("prefetch: hedged a straggler (%d so far)", self._hedges)
+
+    async def _race(
+        self,
+        original: asyncio.Task[Optional[Tuple[bytes, str]]],
+        second: asyncio.Future[Optional[Tuple[bytes, str]]],
+        cost: int,
+    ) -> Optional[Tuple[bytes, str]]:
+        """The first of the two requests to succeed; both failed: the original's error."""
+        try:
+            pending = {original, second}
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if not task.cancelled() and task.exception() is None:
+                        return task.result()
+            return original.result()
+        finally:
+            original.cancel()
+            second.cancel()
+            self._window.release(cost)
+            self._space.set()
 
     def _delivered(self, count: int) -> None:
         """Record ``count`` deliveries now; resize an adaptive window.
@@ -553,10 +667,11 @@ class Prefetcher(Generic[T]):
                 self._window.admit(nbytes)
                 task = None
                 if cost is not None:
-                    fetch = self._timed_fetch if self._adaptive() else self._fetch
+                    timed = self._adaptive() or self._hedge
+                    fetch = self._timed_fetch if timed else self._fetch
                     task = asyncio.ensure_future(fetch(item))
                     self._mean_cost = _ewma(self._mean_cost, float(nbytes))
-                self._entries.append(_Entry(item, nbytes, task))
+                self._entries.append(_Entry(item, nbytes, task, self._loop.time()))
                 self._arrived.set()
         except Exception as exc:
             self._error = exc
@@ -617,8 +732,7 @@ class Prefetcher(Generic[T]):
             await self._arrived.wait()
         head = self._entries[0]
         if head.task is not None and not head.task.done():
-            # asyncio.wait, not await: cancelling the consumer must not cancel the fetch.
-            await asyncio.wait([head.task])
+            await self._wait_head(head)
         return self._pop()
 
     async def next_batch(self, max_items: int) -> List[Prefetched[T]]:
@@ -680,6 +794,16 @@ _TRIAL_GAIN = 1.1
 _TRIAL_HOLD = 20
 #: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
 _GROWTH_MOST = 4
+#: A head-of-line item is hedged once it has taken this many times the typical fetch time ...
+_HEDGE_AFTER = 3
+#: ... and at least this many items sent after it have finished.
+_HEDGE_PEERS = 8
+#: One hedge is allowed per this many finished fetches (2 % more requests at most) ...
+_HEDGE_EVERY = 50
+#: ... saved up to this many (all there from the start: a cold start's first GETs straggle most).
+_HEDGE_TOKENS_MOST = 3.0
+#: Shortest wait before a late head is looked at again (a fetch time of ~0 must not spin).
+_HEDGE_RECHECK_S = 0.001
 
 
 def _ewma(mean: Optional[float], sample: float) -> float:
@@ -839,6 +963,8 @@ def open_object_pipeline(
             to ``MAX_WINDOW_ITEMS``.
         max_object_size: Largest object prefetched.
         deliver_errors: See :class:`ObjectFetcher`.
+
+    A straggling GET at the head of the line is hedged (see :class:`Prefetcher`).
     """
     enabled = prefetch_bytes > 0 and prefetch_count > 0
     fetcher = ObjectFetcher(
@@ -851,4 +977,5 @@ def open_object_pipeline(
         budget_bytes=max(1, prefetch_bytes),
         max_items=max(1, prefetch_count),
         adaptive_cap=MAX_WINDOW_ITEMS if enabled else 0,
+        hedge=enabled,
     )

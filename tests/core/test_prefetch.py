@@ -18,6 +18,7 @@ from s3torch_async._core.prefetch import (
     DeliveryRate,
     FeedSource,
     ObjectFetcher,
+    Prefetched,
     Prefetcher,
     Selection,
     ShuffleBuffer,
@@ -487,6 +488,161 @@ def test_delivery_rate_weighs_a_batch_by_its_items() -> None:
         now += 0.001
         rate.record(now, 15)
     assert rate.interval == pytest.approx(0.003 / 16, rel=0.15)
+
+
+# -- hedging the item at the head of the line --------------------------------------------------
+
+
+class _Straggling:
+    """Fetches of 20 ms, except the first request for each item in ``slow`` (``stall`` s,
+    or failing after it with ``fail_first``); a second request for any item fails when it
+    is in ``fail_second``. Records every call and every cancelled request."""
+
+    def __init__(
+        self,
+        slow: set[int],
+        stall: float = 100.0,
+        fail_first: bool = False,
+        fail_second: frozenset[int] = frozenset(),
+    ) -> None:
+        self.slow, self.stall = slow, stall
+        self.fail_first, self.fail_second = fail_first, fail_second
+        self.calls: list[int] = []
+        self.cancelled: list[int] = []
+
+    async def fetch(self, item: int) -> tuple[bytes, str]:
+        again = item in self.calls
+        self.calls.append(item)
+        try:
+            if item in self.slow and not again:
+                await asyncio.sleep(self.stall)
+                if self.fail_first:
+                    raise S3Exception(f"fetch {item} failed")
+            else:
+                await asyncio.sleep(0.02)
+                if again and item in self.fail_second:
+                    raise S3Exception(f"second fetch {item} failed")
+        except asyncio.CancelledError:
+            self.cancelled.append(item)
+            raise
+        return bytes([item % 256]) * 10, f'"{item}"'
+
+
+async def _hedged_run(
+    store: _Straggling, n: int, *, hedge: bool = True, max_items: int = 32
+) -> tuple[list[Prefetched[int]], int, float]:
+    pf = Prefetcher(
+        iterate_items(range(n)),
+        store.fetch,
+        lambda _i: 10,
+        budget_bytes=10**6,
+        max_items=max_items,
+        hedge=hedge,
+    )
+    out: list[Prefetched[int]] = []
+    while True:
+        got = await pf.next_batch(16)
+        if not got:
+            break
+        out.extend(got)
+        await asyncio.sleep(0.0002 * len(got))
+    hedges = pf.hedges
+    await pf.aclose()
+    return out, hedges, asyncio.get_running_loop().time()
+
+
+def _check_delivered(out: list[Prefetched[int]], n: int) -> None:
+    assert [p.item for p in out] == list(range(n))
+    for p in out:
+        assert p.data == bytes([p.item % 256]) * 10
+        assert p.etag == f'"{p.item}"'
+
+
+def test_straggler_at_the_head_is_hedged_and_the_loser_cancelled():
+    # item 5's first request never comes back in time; 31 items behind it are done at 20 ms
+    store = _Straggling({5})
+    out, hedges, end = run_virtual(_hedged_run(store, 200))
+    _check_delivered(out, 200)
+    assert hedges == 1
+    assert store.calls.count(5) == 2
+    assert store.cancelled == [5]  # the straggling first request, given up
+    assert sorted(set(store.calls)) == list(range(200))
+    assert len(store.calls) == 201
+    assert end < store.stall  # nobody waited for the straggler
+
+    # without hedging the same store holds every item behind it for the whole stall
+    store = _Straggling({5})
+    out, hedges, end = run_virtual(_hedged_run(store, 200, hedge=False))
+    _check_delivered(out, 200)
+    assert hedges == 0
+    assert store.calls.count(5) == 1
+    assert end >= store.stall
+
+
+def test_hedges_stay_within_their_budget():
+    # a straggler every 10 items: 3 hedges at the start, then one per 50 finished fetches
+    slow = set(range(3, 400, 10))
+    store = _Straggling(slow, stall=0.5)
+    out, hedges, _ = run_virtual(_hedged_run(store, 400))
+    _check_delivered(out, 400)
+    assert 3 <= hedges <= 3 + 400 // 50
+    assert hedges < len(slow)
+    # at most one second request per item, and only for stragglers
+    again = [item for item in set(store.calls) if store.calls.count(item) > 1]
+    assert len(again) == hedges
+    assert set(again) <= slow
+
+
+def test_a_uniformly_slow_store_is_not_hedged():
+    # every request takes 100 s: nothing behind the head finishes first, so nothing is hedged
+    store = _Straggling(set(range(40)), stall=100.0)
+    out, hedges, _ = run_virtual(_hedged_run(store, 40))
+    _check_delivered(out, 40)
+    assert hedges == 0
+    assert store.calls == list(range(40))
+
+
+def test_hedge_failing_leaves_the_original_request_to_finish():
+    # the second request for item 5 fails: the first one (slow but fine) is the result
+    store = _Straggling({5}, stall=1.0, fail_second=frozenset({5}))
+    out, hedges, _ = run_virtual(_hedged_run(store, 100))
+    _check_delivered(out, 100)
+    assert hedges == 1
+    assert store.cancelled == []
+
+
+def test_original_failing_leaves_the_hedge_to_finish():
+    store = _Straggling({5}, stall=1.0, fail_first=True)
+    out, hedges, _ = run_virtual(_hedged_run(store, 100))
+    _check_delivered(out, 100)
+    assert hedges == 1
+
+
+def test_both_requests_failing_raise_at_the_items_turn():
+    store = _Straggling({5}, stall=1.0, fail_first=True, fail_second=frozenset({5}))
+
+    async def main() -> tuple[list[int], str]:
+        pf = Prefetcher(
+            iterate_items(range(50)),
+            store.fetch,
+            lambda _i: 10,
+            budget_bytes=10**6,
+            max_items=32,
+            hedge=True,
+        )
+        got: list[int] = []
+        try:
+            while True:
+                batch = await pf.next_batch(16)
+                got.extend(p.item for p in batch)
+        except S3Exception as exc:
+            return got, str(exc)
+        finally:
+            await pf.aclose()
+
+    got, message = run_virtual(main())
+    assert got == [0, 1, 2, 3, 4]
+    assert message == "fetch 5 failed"  # the original request's error
 
 
 def test_window_without_adaptive_cap_keeps_its_count():
