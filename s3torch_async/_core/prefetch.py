@@ -371,7 +371,7 @@ class Prefetcher(Generic[T]):
 
     With ``hedge``, an item the consumer waits for that has taken more than ``_HEDGE_AFTER``
     (3) times the typical fetch time (a running mean in which no fetch counts for more than
-    twice the mean) while ``_HEDGE_PEERS`` (8) items sent after it have finished gets a second
+    twice the mean), and at least ``_HEDGE_MIN_S`` (10 ms), while ``_HEDGE_PEERS`` (8) items sent after it have finished gets a second
     ``fetch``; the first of the two to succeed is delivered and the other is cancelled (a
     straggling request, "The Tail at Scale"). At most one hedge per item and, beyond the first
     3, one per ``_HEDGE_EVERY`` (50) finished fetches; a hedge counts in the window while it
@@ -477,7 +477,7 @@ class Prefetcher(Generic[T]):
             or self._hedge_tokens < 1
         ):
             return None
-        return head.started + _HEDGE_AFTER * self._typical
+        return head.started + max(_HEDGE_AFTER * self._typical, _HEDGE_MIN_S)
 
     def _peers_done(self) -> int:
         """Items behind the head whose fetch has finished (it was sent before them)."""
@@ -802,6 +802,9 @@ _HEDGE_PEERS = 8
 _HEDGE_EVERY = 50
 #: ... saved up to this many (all there from the start: a cold start's first GETs straggle most).
 _HEDGE_TOKENS_MOST = 3.0
+#: ... and never before this many seconds: a store that answers in a few ms is not what makes
+#: a GET that late (the client's own pauses are: GC, a busy loop), and a second GET only adds work.
+_HEDGE_MIN_S = 0.01
 #: Shortest wait before a late head is looked at again (a fetch time of ~0 must not spin).
 _HEDGE_RECHECK_S = 0.001
 

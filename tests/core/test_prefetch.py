@@ -504,8 +504,9 @@ class _Straggling:
         stall: float = 100.0,
         fail_first: bool = False,
         fail_second: frozenset[int] = frozenset(),
+        fetch_s: float = 0.02,
     ) -> None:
-        self.slow, self.stall = slow, stall
+        self.slow, self.stall, self.fetch_s = slow, stall, fetch_s
         self.fail_first, self.fail_second = fail_first, fail_second
         self.calls: list[int] = []
         self.cancelled: list[int] = []
@@ -519,7 +520,7 @@ class _Straggling:
                 if self.fail_first:
                     raise S3Exception(f"fetch {item} failed")
             else:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(self.fetch_s)
                 if again and item in self.fail_second:
                     raise S3Exception(f"second fetch {item} failed")
         except asyncio.CancelledError:
@@ -600,6 +601,20 @@ def test_a_uniformly_slow_store_is_not_hedged():
     _check_delivered(out, 40)
     assert hedges == 0
     assert store.calls == list(range(40))
+
+
+def test_a_fast_store_is_not_hedged_for_a_few_ms():
+    # 1 ms fetches, one of 8 ms: 8x the typical time, but under the 10 ms floor (on a store
+    # that fast, the client's own pauses make such delays; a second GET only adds work) ...
+    store = _Straggling({5}, stall=0.008, fetch_s=0.001)
+    out, hedges, _ = run_virtual(_hedged_run(store, 100))
+    _check_delivered(out, 100)
+    assert hedges == 0
+    # ... while one of 50 ms is hedged
+    store = _Straggling({5}, stall=0.05, fetch_s=0.001)
+    out, hedges, _ = run_virtual(_hedged_run(store, 100))
+    _check_delivered(out, 100)
+    assert hedges == 1
 
 
 def test_hedge_failing_leaves_the_original_request_to_finish():
