@@ -109,11 +109,18 @@ def _ours(
 def _checksum_variants(name: str, fn: str, requires: str) -> Tuple[Variant, ...]:
     """Variants showing what the upload checksum costs.
 
-    The stdlib CRC32 (no ``fast-crc`` extra), and no checksum at all (botocore's switch, as
-    for stores that reject the headers).
+    The stdlib CRC32 (no ``fast-crc`` extra), the CRC32 in an ``aws-chunked`` trailer (the
+    default for AWS S3 over HTTPS; this plain-HTTP server gets it only when asked), and no
+    checksum at all (botocore's switch, as for stores that reject the headers).
     """
     return (
         _ours(f"{name}-zlib-crc", fn, requires, env={"S3TORCH_ASYNC_CRC32": "zlib"}),
+        _ours(
+            f"{name}-trailer-crc",
+            fn,
+            requires,
+            env={"S3TORCH_ASYNC_CHECKSUM_TRAILER": "1"},
+        ),
         _ours(
             f"{name}-no-crc",
             fn,
