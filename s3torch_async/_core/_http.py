@@ -992,14 +992,14 @@ class HTTPResponse:
             else:
                 raise HTTPProtocolError("connection is not reading a response body")
 
-    async def read_body(self, chunks: list[bytes]) -> int:
-        """Append the rest of the body to ``chunks``; return the bytes appended.
+    async def read_body(self, chunks: list[bytes]) -> Optional[int]:
+        """Append the rest of the body to ``chunks`` as one bytes object; return its size.
 
-        A Content-Length body of at most ``WHOLE_MAX`` bytes comes as one bytes object: its
-        bytes are received into a spare buffer of the pool, borrowed only while they arrive
-        (from the socket read that brings the first of them until the last is in), and
-        copied out once; so a few warm buffers serve any number of GETs waiting for their
-        answers. Other bodies are appended as they arrive.
+        For a Content-Length body of at most ``WHOLE_MAX`` bytes: its bytes are received
+        into a spare buffer of the pool, borrowed only while they arrive (from the socket
+        read that brings the first of them until the last is in), and copied out once; so a
+        few warm buffers serve any number of GETs waiting for their answers. Any other body
+        is left unread and ``None`` returned: read it as it arrives (``readany``).
 
         If the body breaks off, the bytes received are appended before the error is raised
         (a resumed GET starts after them).
@@ -1010,13 +1010,7 @@ class HTTPResponse:
             return 0
         left = conn._seg_left
         if conn._state != _DATA or conn._chunked or left < 0 or left > WHOLE_MAX:
-            total = 0
-            while True:
-                chunk = await self.readany()
-                if not chunk:
-                    return total
-                chunks.append(chunk)
-                total += len(chunk)
+            return None
         rpos = conn._rpos
         if conn._wpos - rpos >= left:  # all of it came with the head
             chunks.append(conn._inmv[rpos : rpos + left].tobytes())

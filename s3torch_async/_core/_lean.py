@@ -219,7 +219,8 @@ class _LeanBody(ObjectBody):
         return await self._resp.readany()
 
     async def read_chunks(self, chunks: list[bytes]) -> int:
-        return await self._resp.read_body(chunks)
+        got = await self._resp.read_body(chunks)
+        return await super().read_chunks(chunks) if got is None else got
 
     def release(self) -> None:
         self._resp.release()
