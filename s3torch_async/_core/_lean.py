@@ -480,9 +480,10 @@ class LeanTransport(Transport):
         if credentials is not None:
             # Bodies are not hashed into the signature (as botocore does over HTTPS): hashing
             # costs ~2 CPU-s per GB. Uploads carry a CRC32 header instead (see _checksum).
-            payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
             if trailer:
                 payload_hash = TRAILER_PAYLOAD
+            else:
+                payload_hash = EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD
             self._signer(region).sign(
                 method,
                 host,
@@ -755,9 +756,7 @@ class LeanTransport(Transport):
             data = await _read_capped(resp, _MAX_ERROR)
             if resp.status >= 300:
                 raise client_error(resp.status, data, resp.headers, "UploadPart")
-            if (
-                resp.sent_crc32 is None
-            ):  # an answer before the whole body: not a success
+            if resp.sent_crc32 is None:  # answered before the whole body: not a success
                 raise S3Exception(
                     f"UploadPart of s3://{bucket}/{key}: answered before the body was sent"
                 )
