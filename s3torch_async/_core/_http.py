@@ -36,6 +36,7 @@ from multidict import CIMultiDictProxy
 
 from . import _h1
 from ._checksum import crc32, crc32_to_b64
+from ._dns import DNS_TTL_S, HostAddresses
 from ._h1 import (
     HTTPConnectionError,
     HTTPProtocolError,
@@ -707,6 +708,7 @@ class _HostPool:
         self.host = host
         self.port = port
         self.ssl = ssl
+        self.addresses = HostAddresses(self.loop, host, port, pool.dns_ttl)
         self.open = 0
         self.idle: list[_Conn] = []  # oldest first
         # Any response received from this host (see NoResponseError). Until then one request
@@ -793,13 +795,7 @@ class _HostPool:
         conn = _Conn(self)
         silent_tls = False
         try:
-            coro = self.loop.create_connection(
-                lambda: conn,
-                self.host,
-                self.port,
-                ssl=self.ssl,
-                server_hostname=self.host if self.ssl is not None else None,
-            )
+            coro = self._open(conn)
             limit = pool.connect_timeout
             first = pool.first_answer_timeout
             # A TLS handshake with a host that never answered: a server that accepts and
@@ -839,6 +835,35 @@ class _HostPool:
             conn.abort()
             raise RuntimeError("HTTPPool is closed")
         return conn
+
+    async def _open(self, conn: _Conn) -> None:
+        """Connect ``conn`` to the first of the host's addresses that accepts."""
+        error: Optional[OSError] = None
+        for family, address in await self.addresses.candidates():
+            error = await self._open_to(conn, family, address)
+            if error is None:
+                return
+            self.addresses.failed(address)
+        assert error is not None  # candidates() returns at least one address
+        raise error
+
+    async def _open_to(
+        self, conn: _Conn, family: int, address: str
+    ) -> Optional[OSError]:
+        try:
+            await self.loop.create_connection(
+                lambda: conn,
+                address,
+                self.port,
+                family=family,
+                ssl=self.ssl,
+                server_hostname=self.host if self.ssl is not None else None,
+            )
+        except _ssl.SSLError:
+            raise  # the host's certificate or TLS, not this address
+        except OSError as exc:
+            return exc
+        return None
 
 
 def _trailer(crc: int) -> bytes:
@@ -1151,6 +1176,7 @@ class HTTPPool:
         idle_timeout: Seconds a connection may sit idle before it is closed instead of
             reused: below the server's own idle limit (S3 closes after about 20 s), so a
             request never goes out on a connection the server is closing. None: no limit.
+        dns_ttl: Seconds a host name's resolution serves new connections (see ``_dns``).
     """
 
     def __init__(
@@ -1163,6 +1189,7 @@ class HTTPPool:
         limit_per_host: int | None = None,
         idle_timeout: float | None = 15.0,
         first_answer_timeout: float | None = None,
+        dns_ttl: float = DNS_TTL_S,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -1176,6 +1203,7 @@ class HTTPPool:
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.first_answer_timeout = first_answer_timeout
+        self.dns_ttl = dns_ttl
         self._ssl = ssl_context
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
