@@ -483,13 +483,19 @@ def test_last_modified_matches_calendar_timegm_across_minutes_and_dates() -> Non
 
 
 @given(pages())
+@example(
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult><Name>b</Name>'
+    b"<KeyCount>0</KeyCount><IsTruncated>true</IsTruncated>"
+    b"<NextContinuationToken>&lt;</NextContinuationToken></ListBucketResult>"
+)
 def test_the_token_peeked_before_parsing_is_the_parsed_one(body: bytes) -> None:
     # The pager requests the next page with the peeked token while it parses this one.
     try:
         _, token = parse_listing(body)
     except Exception:  # a KeyCount that disagrees: no page, nothing to compare
         return
-    assert _listxml.peek_token(body) == token
+    # A token with "<" (sent as "&lt;") is not peeked: the hint is None, never another one.
+    assert _listxml.peek_token(body) == (None if token and "<" in token else token)
 
 
 @given(_mutated())
