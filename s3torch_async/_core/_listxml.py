@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 
-__all__ = ["Columns", "Page", "peek_token", "prepare", "prepared", "scan", "tree"]
+__all__ = [
+    "Columns",
+    "Page",
+    "Shape",
+    "peek_token",
+    "prepare",
+    "prepared",
+    "scan",
+    "tree",
+]
 
 #: The ``Contents`` as columns, one item per key: ``(Key, ETag, Size, LastModified,
 #: StorageClass)`` texts. An absent or empty Key / ETag / Size is ``""``; an absent
@@ -96,6 +105,9 @@ _PROLOG = _lazy(
 )
 # Bytes XML 1.0 forbids in a UTF-8 document, and "\r" (a parser turns "\r\n" into "\n").
 _UNSURE_BYTES = bytes(range(0x09)) + b"\x0b\x0c" + bytes(range(0x0E, 0x20)) + b"\r"
+# Each of them to NUL (one of them), every other byte to itself: a plain table pass and a
+# memchr cost less than translate's deleting pass.
+_TO_NUL = bytes.maketrans(_UNSURE_BYTES, bytes(len(_UNSURE_BYTES)))
 # One Contents in S3's order (ListObjectsV2 API reference); five groups, so re.split gives
 # a gap and five fields per element.
 _CONTENTS = _lazy(
@@ -122,7 +134,11 @@ _TAG = _lazy("_TAG", rf"<({_NAME})>")
 # their own (Owner, RestoreStatus) keep _CONTENTS. None: a page of that shape held others.
 _CAPTURED = ("Key", "LastModified", "ETag", "Size", "StorageClass")
 _LEAVES = frozenset(("ChecksumAlgorithm", "ChecksumType", *_CAPTURED))
-_SHAPES: dict[tuple[str, ...], Optional[re.Pattern[str]]] = {}
+#: A shape's key in :data:`_SHAPES`: the children's names, and whether the ETag is
+#: ``&quot;...&quot;`` (S3's: its pattern then reads the text inside and adds the quotes).
+Shape = tuple[tuple[str, ...], bool]
+_SHAPES: dict[Shape, Optional[re.Pattern[str]]] = {}
+_QUOT = "&quot;"
 _MAX_SHAPES = 64
 # The other top-level elements: a leaf, an empty element, or a CommonPrefixes of leaves.
 _TOP = _lazy(
@@ -206,59 +222,78 @@ def _top(text: str, pos: int, end: int, page: Page) -> None:
         raise _Unsure
 
 
-def _shape_of(one: str) -> Optional[tuple[str, ...]]:
-    """The children's names of the Contents ``one``, if a shape pattern may read it."""
-    if _CONTENTS.fullmatch(one) is None:
+def _shape_of(one: str) -> Optional[Shape]:
+    """The shape of the Contents ``one``, if a shape pattern may read it."""
+    m = _CONTENTS.fullmatch(one)
+    if m is None:
         return None  # the general split will not read it either
     names = tuple(_TAG.findall(one, len("<Contents>")))
     if not _LEAVES.issuperset(names) or len(set(names) & set(_CAPTURED)) < _GROUPS:
         return None
-    return names
+    etag = m.group(3)
+    quoted = (
+        len(etag) >= 2 * len(_QUOT) and etag.startswith(_QUOT) and etag.endswith(_QUOT)
+    )
+    return names, quoted
 
 
-def _shape_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
-    """Exactly one Contents with these children; :data:`_CONTENTS`'s groups, in order.
+def _shape_pattern(shape: Shape) -> re.Pattern[str]:
+    """Exactly one Contents of this shape; :data:`_CONTENTS`'s groups, in order.
 
-    ``names`` come from a Contents that ``_CONTENTS`` matched, so this pattern matches a
-    subset of what it matches, with the same groups. The children it does not capture hold
-    no ``&``, so every reference in a run it splits is in a captured field.
+    The names come from a Contents that ``_CONTENTS`` matched, so this pattern matches a
+    subset of what it matches, with the same groups (but for a quoted ETag, whose group is
+    the text between the quotes). The children it does not capture hold no ``&``, so every
+    reference in a run it splits is in a captured field or is one of the ETag's quotes.
     """
+    names, quoted = shape
     fields = (
-        f"<{n}>([^<]*)</{n}>" if n in _CAPTURED else f"<{n}>[^<&]*</{n}>" for n in names
+        f"<{n}>{_QUOT}([^<]*){_QUOT}</{n}>"
+        if quoted and n == "ETag"
+        else f"<{n}>([^<]*)</{n}>"
+        if n in _CAPTURED
+        else f"<{n}>[^<&]*</{n}>"
+        for n in names
     )
     return re.compile(f"<Contents>{''.join(fields)}</Contents>")
 
 
-def _split(run: str) -> tuple[list[str], bool]:
+def _split(run: str) -> tuple[list[str], bool, bool]:
     """``_CONTENTS.split(run)``, by the pattern of the first Contents' shape when it fits.
 
     Also returns whether every ``&`` of the run is in a captured field (the shape's pattern
-    split it), so that checking those fields checks every reference.
+    split it), so that checking those fields checks every reference, and whether the ETags
+    were split without their ``&quot;`` quotes.
     """
-    names = _shape_of(run[: run.find("</Contents>") + len("</Contents>")])
-    if names is not None:
-        if names in _SHAPES:
-            # .get: another thread's clear() in between gives None (the general pattern)
-            fast = _SHAPES.get(names)
-        else:
-            fast = _shape_pattern(names)
-            if len(_SHAPES) >= _MAX_SHAPES:
-                _SHAPES.clear()
-            _SHAPES[names] = fast
-        if fast is not None:
-            parts = fast.split(run)
-            if not any(parts[0 :: _GROUPS + 1]):
-                return parts, True
-            _SHAPES[names] = None  # mixed shapes: the general pattern from now on
-    return _CONTENTS.split(run), False
+    shape = _shape_of(run[: run.find("</Contents>") + len("</Contents>")])
+    if shape is not None:
+        names, quoted = shape
+        # quoted ETags, then any: a page whose ETags differ in form keeps its names' pattern
+        for candidate in ((names, True), (names, False)) if quoted else (shape,):
+            if candidate in _SHAPES:
+                # .get: another thread's clear() in between gives None (the general one)
+                fast = _SHAPES.get(candidate)
+            else:
+                fast = _shape_pattern(candidate)
+                if len(_SHAPES) >= _MAX_SHAPES:
+                    _SHAPES.clear()
+                _SHAPES[candidate] = fast
+            if fast is not None:
+                parts = fast.split(run)
+                if not any(parts[0 :: _GROUPS + 1]):
+                    return parts, True, candidate[1]
+                _SHAPES[candidate] = None  # mixed shapes: not this pattern from now on
+    return _CONTENTS.split(run), False, False
+
+
+def _quoted(bare: Sequence[str]) -> list[str]:
+    """Each text between double quotes (one join and one split, not a string per key)."""
+    return ('"' + '"\0"'.join(bare) + '"').split("\0") if bare else []
 
 
 def scan(body: bytes) -> Optional[Page]:
     """The page, or ``None`` when ``body`` is not in the shape this reads (use :func:`tree`)."""
     # "]" first: memchr finds a rare byte fast, "]]>" ends on XML's commonest one.
-    if len(body.translate(None, _UNSURE_BYTES)) != len(body) or (
-        b"]" in body and b"]]>" in body
-    ):
+    if b"\0" in body.translate(_TO_NUL) or (b"]" in body and b"]]>" in body):
         return None
     try:
         text = body.decode("utf-8")
@@ -283,12 +318,14 @@ def scan(body: bytes) -> Optional[Page]:
         _top(text, start, first, page)
         _top(text, last, end, page)
         run = text[first:last]
-        parts, fields_only = _split(run)
+        parts, fields_only, bare_etags = _split(run)
         if any(parts[0 :: _GROUPS + 1]):
             return None  # something else between or inside the Contents elements
         step = _GROUPS + 1
         keys, modified, etags, sizes = (parts[i::step] for i in range(1, _GROUPS))
         classes: Sequence[Optional[str]] = parts[_GROUPS::step]
+        if bare_etags:
+            etags = _quoted(etags)
         if "&" in run:
             if not fields_only:
                 _check_refs(run)  # in the fields read and in the others
