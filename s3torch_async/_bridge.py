@@ -514,6 +514,7 @@ class PrefetchSession:
         # Held while the consumer waits for an item; the pump releases it after a push.
         self._waiter: Optional[threading.Lock] = None
         self._pushed = 0  # written by the pump only
+        self._pushed_at = 0.0
         self._returned = 0  # written by the consumer only
         self._starved = False  # the pump waits for room
         self._room = asyncio.Event()
@@ -550,7 +551,9 @@ class PrefetchSession:
         ready = self._ready
         if not ready:
             self._wait()
-            now = time.monotonic()
+            # its time starts when the item was there, as a call to the loop's did: the
+            # wake-up is part of what taking an item costs
+            now = self._pushed_at
         entry = ready[0]
         if isinstance(entry, _Ended):
             if entry.error is not None:
@@ -621,6 +624,7 @@ class PrefetchSession:
                 if not batch:
                     last = _Ended(None)
                     return
+                self._pushed_at = time.monotonic()
                 self._ready.extend(batch)
                 self._pushed += len(batch)
                 self._wake()
