@@ -75,8 +75,8 @@ def _instrument(out_dir: str) -> None:
         finally:
             fetches.append((item.key, began, time.monotonic()))
 
-    async def timed_batch(self: Any, max_items: int, *args: Any) -> Any:
-        batch = await next_batch(self, max_items, *args)
+    async def timed_batch(self: Any, max_items: int) -> Any:
+        batch = await next_batch(self, max_items)
         batches.append(
             (time.monotonic(), len(batch), self.max_items, getattr(self, "hedges", 0))
         )

@@ -394,7 +394,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                     session = client.bridge.open_pipeline(
                         listed, dataclasses.replace(selection, skip=skip), settings
                     )
-                    if fed is not None and pending:
+                    if fed is not None and (pending or exhausted):
+                        # exhausted: the new pipeline must hear it, even with nothing left
                         session.feed(list(pending), exhausted)
                 if fed is not None and not exhausted:
                     need = lookahead - len(pending)

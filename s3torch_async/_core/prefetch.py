@@ -716,13 +716,9 @@ class Prefetcher(Generic[T]):
         self._delivered(1)
         return item
 
-    async def _next(self, demand: Optional[Tuple[float, int]] = None) -> Prefetched[T]:
+    async def _next(self) -> Prefetched[T]:
         self._check()
-        if demand is not None:
-            self._handed = None
-            if demand[1] > 0:
-                self._demand.pace(*demand)
-        elif self._handed is not None:
+        if self._handed is not None:
             handed_at, count = self._handed
             self._handed = None
             self._demand.pace(self._loop.time() - handed_at, count)
@@ -739,21 +735,17 @@ class Prefetcher(Generic[T]):
             await self._wait_head(head)
         return self._pop()
 
-    async def next_batch(
-        self, max_items: int, demand: Optional[Tuple[float, int]] = None
-    ) -> List[Prefetched[T]]:
+    async def next_batch(self, max_items: int) -> List[Prefetched[T]]:
         """The next item (waiting for it) plus every following one already done, up to ``max_items``.
 
         Returns an empty list at the end. A failed item ends the batch before it and is raised
-        by the next call. ``demand``: ``(seconds, items)`` the consumer spent on the items it
-        took since the last call, for a caller that queues items for it (the time from one
-        call to the next is then not the consumer's); by default that time is the measure.
+        by the next call.
 
         Raises:
             StalePipelineError: Called from another event loop than the one it was created on.
         """
         try:
-            batch = [await self._next(demand)]
+            batch = [await self._next()]
         except StopAsyncIteration:
             return []
         while len(batch) < max_items and self._entries:
