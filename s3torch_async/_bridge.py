@@ -15,9 +15,13 @@ core coroutine of their own.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
+from collections import deque
 from collections.abc import Awaitable, Sequence
-from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Deque, List, Optional, Tuple, TypeVar, Union
 
 from ._core._object import ObjectVersion
 from ._core.client import AsyncS3Client, GetResult, ListingCursor
@@ -36,7 +40,7 @@ from ._core.prefetch import (
 )
 from ._core.reader import AsyncS3Reader, RangeStream
 from ._core.writer import AsyncS3Writer, PartAssembler
-from ._runner import get_runner
+from ._runner import get_runner, runner_generation
 from ._s3bucket_key_data import S3BucketKeyData
 from ._types import HeadObjectResult, ListObjectResult
 
@@ -178,7 +182,8 @@ class Bridge:
         """Start a dataset's prefetch pipeline on the loop.
 
         ``source`` is a prefix to list, a list of items, or ``None``: the caller then selects
-        on its own thread and feeds the items through :meth:`PrefetchSession.next_batch`.
+        on its own thread and feeds the items through :meth:`PrefetchSession.feed`. The
+        pipeline starts at once.
         """
         return self._run(_open_pipeline, source, selection, settings)
 
@@ -465,46 +470,175 @@ class PrefetchSettings:
         self.max_object_size = max_object_size
 
 
-class PrefetchSession:
-    """One dataset iteration's prefetch pipeline on the loop, and its feed if the caller feeds."""
+class _Ended:
+    """The last entry of a session's queue: the end, the error that ended it, or a stale loop."""
 
-    __slots__ = ("_feed", "_pipeline")
+    __slots__ = ("error",)
+
+    def __init__(self, error: Optional[BaseException]) -> None:
+        self.error = error
+
+
+#: How often a consumer waiting for an item checks that the pipeline's loop still runs (a
+#: loop stopped from another thread, e.g. by a fork's drain, normally says so at once).
+_LIVENESS_CHECK_S = 0.5
+
+
+class PrefetchSession:
+    """One dataset iteration's prefetch pipeline on the loop, handing its items to a sync consumer.
+
+    A pump task on the loop takes the next item and every following one already done (up
+    to ``held``) and queues them for the consumer, so :meth:`next_item` costs no thread
+    crossing while the queue has items; the consumer waits on a lock the pump releases, not
+    on a call to the loop, only when it is empty. At most ``held`` items are out of the
+    window at once (queued, plus the one the consumer took until it asks for the next).
+    The pump takes more once the consumer is done with all it was given, which it says with
+    one non-blocking wake-up of the loop: taking more as soon as half were consumed cut the
+    S3-like rate by 10-20 % (smaller, more frequent deliveries move the window's sizing),
+    and the pump's next call then comes when a call to the loop used to, so the window's
+    measure of the consumer's pace (hand-out to next call) means what it did.
+
+    Sync side: one consumer thread; the loop side: the pump.
+    """
 
     def __init__(
         self,
         pipeline: Prefetcher[S3BucketKeyData],
         feed: Optional[FeedSource[S3BucketKeyData]],
+        held: int,
     ) -> None:
         self._pipeline, self._feed = pipeline, feed
+        self._loop = asyncio.get_running_loop()
+        self._generation = runner_generation()
+        self._held = max(1, held)
+        self._ready: Deque[Union[Prefetched[S3BucketKeyData], _Ended]] = deque()
+        # Held while the consumer waits for an item; the pump releases it after a push.
+        self._waiter: Optional[threading.Lock] = None
+        self._pushed = 0  # written by the pump only
+        self._returned = 0  # written by the consumer only
+        self._starved = False  # the pump waits for room
+        self._room = asyncio.Event()
+        self._holding = False  # the consumer has an item it has not come back from
+        self._pump: Optional[asyncio.Task[None]] = None
 
-    def next_batch(
-        self,
-        max_items: int,
-        feed_items: Optional[List[S3BucketKeyData]] = None,
-        end: bool = False,
-    ) -> List[Prefetched[S3BucketKeyData]]:
-        """Feed ``feed_items`` (``end``: no more follow), then take up to ``max_items``.
+    def start(self) -> None:
+        """Start the pump (on the loop)."""
+        self._pump = asyncio.ensure_future(self._run_pump())
+
+    # -- the consumer's side ----------------------------------------------------------------
+
+    def next_item(self) -> Optional[Prefetched[S3BucketKeyData]]:
+        """The next item in order, or ``None`` at the end; blocks only when it is not ready.
 
         Raises:
-            StalePipelineError: The pipeline's loop is gone (fork, runner restart); open a
-                new one.
+            StalePipelineError: The pipeline's loop is gone (fork, runner restart) and
+                every item it queued is taken; open a new one.
+            Exception: The error that ended the pipeline (from the source), at its turn.
         """
-        return get_runner().run(self._next_batch, max_items, feed_items, end)
+        if self._holding:
+            # the item taken last is done with: it leaves the hand-off's count
+            self._holding = False
+            self._returned += 1
+        # Read after ``_returned`` is written, as the pump writes ``_starved`` before it
+        # reads ``_returned``: one of the two sees the other, so no wake-up is lost.
+        if self._starved and self._pushed == self._returned:
+            self._give_room()
+        ready = self._ready
+        if not ready:
+            self._wait()
+        entry = ready[0]
+        if isinstance(entry, _Ended):
+            if entry.error is not None:
+                raise entry.error
+            return None
+        ready.popleft()
+        self._holding = True
+        return entry
 
-    async def _next_batch(
-        self,
-        max_items: int,
-        feed_items: Optional[List[S3BucketKeyData]],
-        end: bool,
-    ) -> List[Prefetched[S3BucketKeyData]]:
-        if not self._pipeline.belongs_to_running_loop():
-            raise StalePipelineError("the prefetch pipeline's event loop is gone")
-        if self._feed is not None and feed_items is not None:
-            self._feed.feed(feed_items, end=end)
-        return await self._pipeline.next_batch(max_items)
+    def _alive(self) -> bool:
+        """Whether the loop the pump runs on is still this process's runner's loop."""
+        return (
+            runner_generation() == self._generation and get_runner().loop is self._loop
+        )
+
+    def _give_room(self) -> None:
+        self._starved = False
+        if self._alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._room.set)
+
+    def _wait(self) -> None:
+        ready = self._ready
+        while not ready:
+            if not self._alive():
+                raise StalePipelineError("the prefetch pipeline's event loop is gone")
+            # A bare lock is the cheapest wake-up between two threads (see _runner._Call).
+            waiter = threading.Lock()
+            waiter.acquire()
+            self._waiter = waiter
+            # Read after ``_waiter`` is set, as the pump pushes before it reads ``_waiter``.
+            if not ready:
+                waiter.acquire(timeout=_LIVENESS_CHECK_S)
+            self._waiter = None
+
+    def feed(self, items: List[S3BucketKeyData], end: bool) -> None:
+        """Feed ``items`` to a fed pipeline (``end``: no more follow); never blocks.
+
+        Items lost to a stale loop are the caller's to feed again to the next session.
+        """
+        if self._feed is not None and self._alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._feed_on_loop, items, end)
+
+    # -- the loop's side --------------------------------------------------------------------
+
+    def _feed_on_loop(self, items: List[S3BucketKeyData], end: bool) -> None:
+        if self._feed is not None:
+            self._feed.feed(items, end=end)
+
+    async def _run_pump(self) -> None:
+        last: Optional[_Ended] = None
+        try:
+            while True:
+                if self._pushed != self._returned:
+                    await self._wait_for_room()
+                    continue
+                try:
+                    batch = await self._pipeline.next_batch(self._held)
+                except Exception as exc:  # the source failed: raised at its turn
+                    last = _Ended(exc)
+                    return
+                if not batch:
+                    last = _Ended(None)
+                    return
+                self._ready.extend(batch)
+                self._pushed += len(batch)
+                self._wake()
+        finally:
+            if last is None:  # cancelled: the runner stopped, or the session closed
+                last = _Ended(StalePipelineError("the prefetch pipeline was stopped"))
+            self._ready.append(last)
+            self._wake()
+
+    def _wake(self) -> None:
+        # Only the consumer sets and clears ``_waiter``; only this releases it.
+        waiter = self._waiter
+        if waiter is not None and waiter.locked():
+            waiter.release()
+
+    async def _wait_for_room(self) -> None:
+        self._room.clear()
+        self._starved = True
+        if self._pushed != self._returned:
+            await self._room.wait()
+        self._starved = False
 
     async def aclose(self) -> None:
-        """Stop the pipeline (on the loop)."""
+        """Stop the pump and the pipeline (on the loop)."""
+        pump, self._pump = self._pump, None
+        if pump is not None and asyncio.get_running_loop() is self._loop:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
         await self._pipeline.aclose()
 
     def close(self) -> None:
@@ -544,4 +678,7 @@ async def _open_pipeline(
         max_object_size=settings.max_object_size,
         deliver_errors=False,
     )
-    return PrefetchSession(pipeline, feed)
+    # Items out of the window at once: half the starting window, as a batch used to be.
+    session = PrefetchSession(pipeline, feed, settings.prefetch_count // 2)
+    session.start()
+    return session

@@ -67,8 +67,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
       reader fetches them as usual. Prefetching applies to the sequential and range-based
       readers only (the DCP-optimized reader and custom constructors read as before).
       ``prefetch_bytes=0`` turns it off. Memory: at most ``prefetch_bytes`` in the window, plus
-      the batch of ready objects handed to the consumer at once (at most ``prefetch_count // 2``
-      objects). The next listing page is requested while the current one is consumed.
+      the ready objects handed over to the consumer's thread and not yet consumed (at most
+      ``prefetch_count // 2`` objects, counting the one being transformed). The next listing page is requested while the current one is consumed.
     * **Shuffling.** ``shuffle=True`` shuffles the listing order with a bounded buffer of
       ``shuffle_buffer_size`` items, seeded by ``seed`` and the epoch (:meth:`set_epoch`). The
       order is the same on every rank and worker, and sharding happens after shuffling, so the
@@ -387,7 +387,6 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
         finished = False
         try:
             while True:
-                to_feed: List[S3BucketKeyData] = []
                 if session is None:
                     # (Re)build the pipeline; after a fork or a runner restart it resumes
                     # after the last item delivered, as a resume from state_dict would.
@@ -395,35 +394,35 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
                     session = client.bridge.open_pipeline(
                         listed, dataclasses.replace(selection, skip=skip), settings
                     )
-                    to_feed.extend(pending)
+                    if fed is not None and (pending or exhausted):
+                        # exhausted: the new pipeline must hear it, even with nothing left
+                        session.feed(list(pending), exhausted)
                 if fed is not None and not exhausted:
                     need = lookahead - len(pending)
-                    if need > 0:
+                    # fed a batch at a time: one wake-up of the loop per batch, not per item
+                    if need >= batch_size:
                         new = list(islice(fed, need))
                         exhausted = len(new) < need
                         pending.extend(new)
-                        to_feed.extend(new)
+                        session.feed(new, exhausted)
                     if not pending and exhausted:
                         finished = True
                         return
                 try:
-                    batch = session.next_batch(
-                        batch_size, to_feed if fed is not None else None, exhausted
-                    )
+                    prefetched = session.next_item()
                 except StalePipelineError:
                     session = None
                     continue
-                if not batch:
+                if prefetched is None:
                     finished = True
                     if progress.yielded == 0 and isinstance(source, PrefixItems):
                         _warn_if_prefix_empty(client, source)
                     return
-                for prefetched in batch:
-                    if fed is not None:
-                        pending.popleft()
-                    item = self._transform(self._reader(client, prefetched))
-                    progress.yielded += 1
-                    yield item
+                if fed is not None:
+                    pending.popleft()
+                item = self._transform(self._reader(client, prefetched))
+                progress.yielded += 1
+                yield item
         finally:
             if session is not None:
                 if finished:
