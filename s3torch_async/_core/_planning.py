@@ -281,6 +281,42 @@ def window_items(
     return max(floor, min(needed, by_bytes, cap))
 
 
+#: Until a consumer's pace is known, an opening window assumes it takes an item every this
+#: many seconds: about the fastest the datasets hand out small objects (~7,000 a second).
+OPENING_INTERVAL_S = 0.00015
+#: A listing page takes about this many times a GET's first byte (S3 and the S3-like bench
+#: profile: ~40 ms and ~20 ms).
+PAGE_PER_GET = 2.0
+#: What a near store's first page costs however fast it answers (connect, the request, parsing
+#: 1,000 keys: ~5-12 ms on loopback); only the wait beyond it counts as the store's latency.
+NEAR_PAGE_S = 0.010
+
+
+def opening_window(
+    page_s: float,
+    mean_cost: float,
+    budget_bytes: int,
+    floor: int,
+    cap: int = MAX_WINDOW_ITEMS,
+) -> int:
+    """Items a prefetch window sends at once when a listing page took ``page_s`` seconds.
+
+    Before any GET answered, the page is the one latency sample from the store: beyond
+    :data:`NEAR_PAGE_S`, a GET is taken to wait :data:`PAGE_PER_GET` times less, and the
+    consumer to take an item every :data:`OPENING_INTERVAL_S`, so the opening is as wide as
+    the fastest consumer needs (:func:`window_items`; a near store keeps ``floor``). 50 ms
+    (the S3-like bench profile's first page): 201 items, bytes allowing.
+    """
+    return window_items(
+        max(page_s - NEAR_PAGE_S, 0.0) / PAGE_PER_GET,
+        OPENING_INTERVAL_S,
+        mean_cost,
+        budget_bytes,
+        floor,
+        cap,
+    )
+
+
 def concurrency_for(throughput_target_gbps: float, part_size: int) -> int:
     """Return how many concurrent ranged GETs or part uploads to run.
 

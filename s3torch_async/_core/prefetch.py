@@ -40,7 +40,7 @@ from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 from .._errors import S3Exception
 from .._s3bucket_key_data import S3BucketKeyData
 from .._types import ObjectInfo
-from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, window_items
+from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, opening_window, window_items
 from .client import AsyncS3Client
 
 __all__ = [
@@ -415,6 +415,8 @@ class Prefetcher(Generic[T]):
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
+        # The window opened from the source's first wait: kept until it was delivered once.
+        self._opening = 0
         self._history: Deque[Tuple[float, int]] = deque(
             maxlen=max(64, 2 * adaptive_cap + 1)
         )
@@ -569,7 +571,8 @@ class Prefetcher(Generic[T]):
         self._total += count
         self._history.append((now, self._total))
         interval = self._deliveries.interval
-        if self._latency is None or interval is None:
+        if self._latency is None or interval is None or self._total < self._opening:
+            # (the opening window's own deliveries come in one burst: no rate to size from)
             return
         demand = self._demand.interval
         if demand is not None:
@@ -656,11 +659,41 @@ class Prefetcher(Generic[T]):
         self._history.clear()
         self._space.set()
 
+    def _open_window(self, waited: float, nbytes: int) -> None:
+        """Size an adaptive window from the wait for the source's first item, before any fetch.
+
+        A source listed from the store waits about a listing page's latency for its first
+        item: a first latency sample from the same store. Until the consumer's pace is known
+        the window assumes the fastest one (:func:`~._planning.opening_window`), so a far
+        store's first GETs go out together instead of over several growths, and a near one
+        (or an in-memory source) keeps the configured count. The byte budget still bounds it.
+        """
+        if not self._adaptive():
+            return
+        opening = opening_window(
+            waited,
+            float(nbytes),
+            self._window.budget_bytes,
+            self._floor,
+            self._adaptive_cap,
+        )
+        if opening > self._window.max_items:
+            logger.debug(
+                "prefetch window opens at %d items (first item after %.1f ms)",
+                opening,
+                waited * 1e3,
+            )
+            self._window.max_items = self._opening = opening
+
     async def _schedule(self) -> None:
         try:
+            began: Optional[float] = self._loop.time()
             async for item in self._source:
                 cost = self._cost(item)
                 nbytes = cost or 0
+                if began is not None:
+                    self._open_window(self._loop.time() - began, nbytes)
+                    began = None
                 while not self._window.can_admit(nbytes):
                     self._space.clear()
                     await self._space.wait()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import selectors
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Optional, TypeVar
 
 import pytest
@@ -456,6 +456,75 @@ def test_adaptive_window_widens_for_a_store_whose_latency_varies_widely():
     most = max(window for _, window in trace)
     assert most >= 128
     assert 6000 / end >= 1200
+
+
+async def _opening_run(
+    page: float, *, budget: int, n: int = 2000, floor: int = 32
+) -> tuple[list[float], float, list[tuple[int, int]], list[int]]:
+    """A listed source whose first item comes after ``page`` s, 20 ms fetches of 128 KiB, a
+    consumer taking 0.1 ms per item in batches of 16: each fetch's start, the first fetch's
+    end, ``(deliveries so far, window)`` after each hand-out, and the order delivered."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    ends: list[float] = []
+    pf: Prefetcher[int]
+    most = [0]
+
+    async def source() -> AsyncIterator[int]:
+        await asyncio.sleep(page)
+        for i in range(n):
+            yield i
+
+    async def fetch(item: int) -> tuple[bytes, str]:
+        starts.append(loop.time())
+        most[0] = max(most[0], pf.in_flight_bytes)
+        await asyncio.sleep(0.02)
+        ends.append(loop.time())
+        return b"x", "e"
+
+    pf = Prefetcher(
+        source(),
+        fetch,
+        lambda _i: 128 * 1024,
+        budget_bytes=budget,
+        max_items=floor,
+        adaptive_cap=256,
+    )
+    trace: list[tuple[int, int]] = []
+    order: list[int] = []
+    while True:
+        got = await pf.next_batch(16)
+        if not got:
+            break
+        order.extend(p.item for p in got)
+        trace.append((len(order), pf.max_items))
+        await asyncio.sleep(0.0001 * len(got))
+    await pf.aclose()
+    assert most[0] <= budget
+    return starts, ends[0], trace, order
+
+
+def test_window_opens_wide_after_a_far_stores_first_page():
+    # A 50 ms first page is a latency sample before any GET: the first GETs go out
+    # together (201 of them, see _planning.opening_window), not 32 and then growths, and
+    # the opening is not shrunk from the burst its own answers arrive in.
+    starts, first_end, trace, order = run_virtual(_opening_run(0.05, budget=64 << 20))
+    assert order == list(range(2000))
+    assert sum(1 for t in starts if t < first_end) >= 200
+    assert all(window >= 201 for done, window in trace if done < 201)
+
+
+def test_opening_window_stays_within_the_byte_budget():
+    starts, first_end, _, order = run_virtual(
+        _opening_run(0.05, budget=40 * 128 * 1024)
+    )
+    assert order == list(range(2000))
+    assert sum(1 for t in starts if t < first_end) == 40
+
+
+def test_window_keeps_its_count_after_a_near_stores_first_page():
+    starts, first_end, _, _ = run_virtual(_opening_run(0.005, budget=64 << 20))
+    assert sum(1 for t in starts if t < first_end) == 32
 
 
 @given(
