@@ -4,9 +4,8 @@ As ``hol-model.py`` (one core shared by the loop's work per GET and the consumer
 new connection takes 4 connect steps of 35 us re-queued behind every other connect, on a reused
 one a 30 us step; 0.1 ms to receive; the consumer takes 0.08 ms per item in batches of 16),
 plus the listing: the source's first item comes after the first page (PAGE s +-20 %, then
-5 ms of parsing on the core). While the page is awaited, the connections the tree's transport
-opens ahead are opened (their connect steps on the then idle core): ``opening_requests`` (32)
-at once, and with ``_lean._Opening`` as many more as it asks for at each 5 ms tick. GETs wait
+5 ms of parsing on the core). While the page is awaited, the 32 connections the datasets open
+ahead (``opening_requests``) are opened, their connect steps on the then idle core. GETs wait
 LAT s +-20 %. Prints, per profile, the median of 5 seeds: virtual ms to the end, first item,
 most items in flight, connections opened, and the mean MiB held by the window (fetched or
 in flight, 128 KiB each) over the run.
@@ -23,11 +22,8 @@ root = sys.argv[1]
 PAGE, LAT = (float(sys.argv[2]), float(sys.argv[3])) if len(sys.argv) > 3 else (0.04, 0.02)
 sys.path.insert(0, root)
 
-from s3torch_async._core import _lean  # noqa: E402
 from s3torch_async._core.prefetch import Prefetcher  # noqa: E402
 from tests.core.test_prefetch import run_virtual  # noqa: E402
-
-opening = getattr(_lean, "_Opening", None)
 
 
 class Core:
@@ -65,13 +61,7 @@ async def main(seed, n=2000):
 
     async def source():
         preconnect(32)
-        waited = 0.0
-        tick = 0.005
-        while opening is not None and waited + tick < page:
-            await asyncio.sleep(tick)
-            waited += tick
-            preconnect(_lean.opening_window(waited + tick, 0.0, 1, 32))
-        await asyncio.sleep(page - waited)
+        await asyncio.sleep(page)
         await core(0.005)
         for i in range(n):
             yield i

@@ -46,7 +46,6 @@ from .._types import HeadObjectResult, ListObjectResult, ObjectInfo
 from . import _listxml
 from ._checksum import CRC32_HEADER, GET_HEADERS, crc32_to_b64, expected_crc32
 from ._http import HTTPPool, HTTPResponse
-from ._planning import MAX_WINDOW_ITEMS, NEAR_PAGE_S, opening_window
 from ._responses import (
     check_key_count,
     client_error,
@@ -240,51 +239,6 @@ class BotocoreSide(Protocol):
     def transport(self) -> Transport: ...
 
     async def aclose(self) -> None: ...
-
-
-#: While a listing page with ``preconnect`` is awaited, more connections are opened this often.
-_OPENING_TICK_S = 0.005
-
-
-class _Opening:
-    """Connections opened while a listing page is awaited: more the longer it takes.
-
-    ``count`` at once when the request is written; then, from ``NEAR_PAGE_S`` on and every
-    :data:`_OPENING_TICK_S` until the answer's head is in, as many as a prefetch window would send at once after a
-    page that slow (``_planning.opening_window`` for small objects, counted to the next
-    tick). A near store answers before the first tick; a far one's first burst of GETs
-    then finds its connections open instead of opening them one after another.
-    """
-
-    def __init__(self, http: HTTPPool, origin: str, count: int) -> None:
-        self._http, self._origin, self._count = http, origin, count
-        self._sent = 0.0
-        self._timer: Optional[asyncio.TimerHandle] = None
-        self._stopped = False
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._sent = loop.time()
-        self._http.preconnect(self._origin, self._count)
-        if not self._stopped and self._count < MAX_WINDOW_ITEMS:
-            # no sooner than a near store's page: until then the opening is the floor
-            self._timer = loop.call_later(NEAR_PAGE_S, self._more)
-
-    def _more(self) -> None:
-        loop = asyncio.get_running_loop()
-        waited = loop.time() - self._sent + _OPENING_TICK_S
-        wanted = opening_window(waited, 0.0, 1, self._count)
-        self._http.preconnect(self._origin, wanted)
-        if wanted < MAX_WINDOW_ITEMS:
-            self._timer = loop.call_later(_OPENING_TICK_S, self._more)
-        else:
-            self._timer = None
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class LeanTransport(Transport):
@@ -674,16 +628,11 @@ class LeanTransport(Transport):
         if start_after:
             query.append(("start-after", start_after))
         after_send: Optional[Callable[[], None]] = None
-        opening = _Opening(self._http, base[0], preconnect) if preconnect > 0 else None
-        if opening is not None or not _listxml.prepared():
-            after_send = functools.partial(self._while_listed, opening)
-        try:
-            resp = await self._send(
-                "GET", base, bucket, "", query, {}, None, "ListObjectsV2", after_send
-            )
-        finally:
-            if opening is not None:
-                opening.stop()
+        if preconnect > 0 or not _listxml.prepared():
+            after_send = functools.partial(self._while_listed, base[0], preconnect)
+        resp = await self._send(
+            "GET", base, bucket, "", query, {}, None, "ListObjectsV2", after_send
+        )
         async with resp:
             body = await _read_capped(resp)
             if resp.status >= 300:
@@ -696,12 +645,12 @@ class LeanTransport(Transport):
                 await on_token(hint)
         return parse_listing(body)
 
-    def _while_listed(self, opening: Optional[_Opening]) -> None:
+    def _while_listed(self, origin: str, preconnect: int) -> None:
         # Runs once a listing request is written, while the server answers it: open the
         # connections the caller's next requests need, then compile the scanner's patterns
         # (~1.5 ms of CPU), so neither delays the request nor waits for its answer.
-        if opening is not None:
-            opening.start()
+        if preconnect > 0:
+            self._http.preconnect(origin, preconnect)
         if not _listxml.prepared():
             asyncio.get_running_loop().call_soon(_listxml.prepare)
 

@@ -40,7 +40,13 @@ from typing import Any, Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 from .._errors import S3Exception
 from .._s3bucket_key_data import S3BucketKeyData
 from .._types import ObjectInfo
-from ._planning import MAX_WINDOW_ITEMS, PrefetchWindow, opening_window, window_items
+from ._planning import (
+    MAX_WINDOW_ITEMS,
+    OPENING_INTERVAL_S,
+    PrefetchWindow,
+    opening_window,
+    window_items,
+)
 from .client import AsyncS3Client
 
 __all__ = [
@@ -415,8 +421,10 @@ class Prefetcher(Generic[T]):
         self._trial: Optional[Tuple[float, int, float, int]] = None
         self._total = 0
         self._hold_until = 0
-        # The window opened from the source's first wait: kept until it was delivered once.
+        # The window opened from the source's first wait (kept until it was delivered once),
+        # and when its widening began: it widens at the pace it assumes, not at once.
         self._opening = 0
+        self._opened_at = 0.0
         self._history: Deque[Tuple[float, int]] = deque(
             maxlen=max(64, 2 * adaptive_cap + 1)
         )
@@ -665,8 +673,12 @@ class Prefetcher(Generic[T]):
         A source listed from the store waits about a listing page's latency for its first
         item: a first latency sample from the same store. Until the consumer's pace is known
         the window assumes the fastest one (:func:`~._planning.opening_window`), so a far
-        store's first GETs go out together instead of over several growths, and a near one
-        (or an in-memory source) keeps the configured count. The byte budget still bounds it.
+        store's window reaches its size within one fetch latency instead of over several
+        growths; a near one (or an in-memory source) keeps the configured count. The byte
+        budget still bounds it. The window widens from the configured count one item per
+        assumed consumer interval (:meth:`_paced`): the answers then come at the pace they
+        are used, not all in one burst that the loop would work through while the consumer
+        waits for its first items.
         """
         if not self._adaptive():
             return
@@ -679,11 +691,23 @@ class Prefetcher(Generic[T]):
         )
         if opening > self._window.max_items:
             logger.debug(
-                "prefetch window opens at %d items (first item after %.1f ms)",
+                "prefetch window opens to %d items (first item after %.1f ms)",
                 opening,
                 waited * 1e3,
             )
-            self._window.max_items = self._opening = opening
+            self._opening = opening
+            self._opened_at = self._loop.time()
+
+    def _paced(self) -> bool:
+        """Widen an opening window to what its pace allows by now; whether it is still widening."""
+        window = self._window
+        if window.max_items >= self._opening or self._total >= self._opening:
+            return False
+        elapsed = self._loop.time() - self._opened_at
+        window.max_items = min(
+            self._opening, self._floor + int(elapsed / OPENING_INTERVAL_S)
+        )
+        return window.max_items < self._opening
 
     async def _schedule(self) -> None:
         try:
@@ -695,6 +719,12 @@ class Prefetcher(Generic[T]):
                     self._open_window(self._loop.time() - began, nbytes)
                     began = None
                 while not self._window.can_admit(nbytes):
+                    if self._paced() and not self._window.can_admit(nbytes):
+                        # a slot frees within the tick or the pace adds one
+                        await asyncio.sleep(_PACE_TICK_S)
+                        continue
+                    if self._window.can_admit(nbytes):
+                        break
                     self._space.clear()
                     await self._space.wait()
                 self._window.admit(nbytes)
@@ -817,6 +847,8 @@ class Prefetcher(Generic[T]):
                 logger.debug("closing a prefetch source failed: %r", exc)
 
 
+#: How often an opening window that widens at its pace admits the items that pace allows.
+_PACE_TICK_S = 0.001
 #: Weight of the newest sample in the window's running means.
 _EWMA_WEIGHT = 0.2
 #: Fewest deliveries a window growth is judged over.

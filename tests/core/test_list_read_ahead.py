@@ -123,32 +123,6 @@ async def test_list_ahead_reads_ahead_from_the_first_page(proxy, listed):
     assert _lists(proxy) == 5
 
 
-def _open_to(client: AsyncS3Client, proxy: FaultProxy) -> int:
-    """Connections the lean transport's pool has open (or opening) to the proxy."""
-    http = client._transport._http  # type: ignore[attr-defined]
-    port = int(proxy.url.rsplit(":", 1)[1].rstrip("/"))
-    return sum(h.open for h in http._hosts.values() if h.port == port)
-
-
-async def test_a_slow_first_page_opens_more_connections_while_it_is_awaited(
-    s3_transport, proxy, listed
-):
-    # preconnect=4 opens 4 at once; a page that takes 0.1 s says the store is far (as
-    # far as an opening prefetch window of small objects needs ~256 GETs), so more are
-    # opened while it is awaited, and none once it is in.
-    if s3_transport != "lean":
-        pytest.skip("the botocore transport opens no connections ahead")
-    proxy.add_fault(FaultRule(Fault.delay(0.1), query_contains="list-type=2"))
-    async with _client(proxy) as c:
-        listing = list_ahead(c, listed, "k/", max_keys=PAGE, preconnect=4)
-        assert (await listing.__anext__()).key == KEYS[0]
-        opened = _open_to(c, proxy)
-        assert opened >= 64
-        await asyncio.sleep(0.05)
-        assert _open_to(c, proxy) <= opened + 1  # (+1: the page read ahead's own)
-        assert [KEYS[0]] + [info.key async for info in listing] == KEYS
-
-
 async def test_an_abandoned_list_ahead_cancels_its_page_read_ahead(
     proxy, listed, strict
 ):

@@ -85,14 +85,11 @@ def test_iterable_dataset_opens_the_windows_connections_while_listing(s3_transpo
     store = _Store()
     with store.server as srv:
         assert list(_iterable(srv.url, prefetch_count=WINDOW)) == list(DATA.values())
-    # (at least: a page that takes over ~10 ms opens more, see test_list_read_ahead.py)
-    opened = store.accepted_at_listing[0]
-    assert opened >= WINDOW
+    assert store.accepted_at_listing[0] == WINDOW
     # the first burst of GETs went out on those connections: none waited for a connect
-    # (when more were being opened as the page came, a GET may take one of those)
     first = [r for r in srv.requests if r.path.endswith(tuple(KEYS[:WINDOW]))]
     assert len(first) == WINDOW
-    assert opened > WINDOW or all(r.connection <= WINDOW for r in first)
+    assert all(r.connection <= WINDOW for r in first)
 
 
 def test_async_dataset_opens_the_windows_connections_while_listing(s3_transport):
@@ -112,8 +109,7 @@ def test_async_dataset_opens_the_windows_connections_while_listing(s3_transport)
 
     with store.server as srv:
         assert asyncio.run(read_all(srv.url)) == list(DATA.values())
-    # (at least: a page that takes longer opens more, see test_list_read_ahead.py)
-    assert store.accepted_at_listing[0] >= WINDOW
+    assert store.accepted_at_listing[0] == WINDOW
 
 
 def test_without_prefetching_no_connections_are_opened_ahead(s3_transport):
