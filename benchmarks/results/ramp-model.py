@@ -10,7 +10,7 @@ LAT s +-20 %. Prints, per profile, the median of 5 seeds: virtual ms to the end,
 most items in flight, connections opened, and the mean MiB held by the window (fetched or
 in flight, 128 KiB each) over the run.
 
-    cd /tmp && python <this file> <tree> [PAGE LAT]   # defaults: 0.040 0.020 (S3-like)
+    cd /tmp && python <this file> <tree> [PAGE LAT [CONSUME]]   # 0.040 0.020 0.00008: S3-like
 """
 
 import asyncio
@@ -20,6 +20,7 @@ import sys
 
 root = sys.argv[1]
 PAGE, LAT = (float(sys.argv[2]), float(sys.argv[3])) if len(sys.argv) > 3 else (0.04, 0.02)
+CONSUME = float(sys.argv[4]) if len(sys.argv) > 4 else 0.08e-3
 sys.path.insert(0, root)
 
 from s3torch_async._core.prefetch import Prefetcher  # noqa: E402
@@ -100,7 +101,7 @@ async def main(seed, n=2000):
             break
         if first is None:
             first = now - started
-        await core(0.08e-3 * len(got))
+        await core(CONSUME * len(got))
     await pf.aclose()
     for t in tasks:
         t.cancel()
@@ -111,7 +112,8 @@ async def main(seed, n=2000):
 res = [run_virtual(main(s)) for s in range(5)]
 med = [statistics.median(r[i] for r in res) for i in range(5)]
 print(
-    f"{root} page {PAGE * 1e3:.0f} ms, GET {LAT * 1e3:.1f} ms: end {med[0] * 1e3:.0f} ms,"
+    f"{root} page {PAGE * 1e3:.0f} ms, GET {LAT * 1e3:.1f} ms,"
+    f" consumer {CONSUME * 1e3:.2f} ms: end {med[0] * 1e3:.0f} ms,"
     f" first item {med[1] * 1e3:.1f} ms, most in flight {med[2]:.0f},"
     f" connections {med[3]:.0f}, mean window {med[4]:.1f} MiB"
 )
