@@ -60,8 +60,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
     Beyond the reference, and all backward compatible:
 
     * **Prefetching.** While an item is transformed, the next objects are already downloading,
-      ``prefetch_count`` objects at the start, widening from the observed latency and delivery
-      rate (up to 256 objects), never more than ``prefetch_bytes`` bytes, in listing order. A
+      ``prefetch_count`` objects at the start (more, at once, when the first listing page took
+      long: a far store), widening from the observed latency and delivery rate (up to 256), never more than ``prefetch_bytes`` bytes, in listing order. A
       straggling GET at the head of the line gets a second GET (at most 3 + one per 50 GETs).
       Objects larger than ``min(prefetch_bytes // 4, part_size)`` are not prefetched; their
       reader fetches them as usual. Prefetching applies to the sequential and range-based

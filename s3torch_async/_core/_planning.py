@@ -299,6 +299,7 @@ def opening_window(
     budget_bytes: int,
     floor: int,
     cap: int = MAX_WINDOW_ITEMS,
+    consumers: int = 1,
 ) -> int:
     """Items a prefetch window sends at once when a listing page took ``page_s`` seconds.
 
@@ -306,11 +307,13 @@ def opening_window(
     :data:`NEAR_PAGE_S`, a GET is taken to wait :data:`PAGE_PER_GET` times less, and the
     consumer to take an item every :data:`OPENING_INTERVAL_S`, so the opening is as wide as
     the fastest consumer needs (:func:`window_items`; a near store keeps ``floor``). 55 ms
-    (the S3-like bench profile's first item): 177 items, bytes allowing.
+    (the S3-like bench profile's first item): 177 items, bytes allowing. ``consumers`` share
+    the listing (a shard each: DataLoader workers, ranks), so one of them is assumed to take
+    an item ``consumers`` times less often.
     """
     return window_items(
         max(page_s - NEAR_PAGE_S, 0.0) / PAGE_PER_GET,
-        OPENING_INTERVAL_S,
+        OPENING_INTERVAL_S * max(1, consumers),
         mean_cost,
         budget_bytes,
         floor,

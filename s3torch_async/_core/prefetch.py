@@ -371,9 +371,11 @@ class Prefetcher(Generic[T]):
     With ``adaptive_cap`` above ``max_items``, ``max_items`` is only the starting count: after
     every delivery the count becomes :func:`~._planning.window_items` of the observed fetch
     latency, delivery interval and item size, between ``max_items`` and ``adaptive_cap``; the
-    byte budget stays a hard bound. ``fetch(item)`` returns ``(data, etag)`` or ``None`` (deliver without data); an
-    exception it raises is raised when that item's turn comes, and so is an exception from the
-    source, after every item before it.
+    byte budget stays a hard bound. A source whose first item took long (a listing page from a
+    far store) opens the count wider at the start (``_open_window``; ``consumers``: how many
+    pipelines share that source, a shard each). ``fetch(item)`` returns
+    ``(data, etag)`` or ``None`` (deliver without data); an exception it raises is raised when
+    that item's turn comes, and so is an exception from the source, after every item before it.
 
     With ``hedge``, an item the consumer waits for that has taken more than ``_HEDGE_AFTER``
     (3) times the typical fetch time (a running mean in which no fetch counts for more than
@@ -397,6 +399,7 @@ class Prefetcher(Generic[T]):
         max_items: int,
         adaptive_cap: int = 0,
         hedge: bool = False,
+        consumers: int = 1,
     ) -> None:
         self._source = source
         self._fetch = fetch
@@ -425,6 +428,8 @@ class Prefetcher(Generic[T]):
         # and when its widening began: it widens at the pace it assumes, not at once.
         self._opening = 0
         self._opened_at = 0.0
+        self._pace = OPENING_INTERVAL_S * max(1, consumers)
+        self._consumers = consumers
         self._history: Deque[Tuple[float, int]] = deque(
             maxlen=max(64, 2 * adaptive_cap + 1)
         )
@@ -688,6 +693,7 @@ class Prefetcher(Generic[T]):
             self._window.budget_bytes,
             self._floor,
             self._adaptive_cap,
+            self._consumers,
         )
         if opening > self._window.max_items:
             logger.debug(
@@ -704,9 +710,7 @@ class Prefetcher(Generic[T]):
         if window.max_items >= self._opening or self._total >= self._opening:
             return False
         elapsed = self._loop.time() - self._opened_at
-        window.max_items = min(
-            self._opening, self._floor + int(elapsed / OPENING_INTERVAL_S)
-        )
+        window.max_items = min(self._opening, self._floor + int(elapsed / self._pace))
         return window.max_items < self._opening
 
     async def _schedule(self) -> None:
@@ -1046,4 +1050,5 @@ def open_object_pipeline(
         max_items=max(1, prefetch_count),
         adaptive_cap=MAX_WINDOW_ITEMS if enabled else 0,
         hedge=enabled,
+        consumers=selection.stride,
     )

@@ -459,7 +459,7 @@ def test_adaptive_window_widens_for_a_store_whose_latency_varies_widely():
 
 
 async def _opening_run(
-    page: float, *, budget: int, n: int = 2000, floor: int = 32
+    page: float, *, budget: int, n: int = 2000, floor: int = 32, consumers: int = 1
 ) -> tuple[list[float], float, list[tuple[int, int]], list[int]]:
     """A listed source whose first item comes after ``page`` s, 20 ms fetches of 128 KiB, a
     consumer taking 0.1 ms per item in batches of 16: each fetch's start, the first fetch's
@@ -489,6 +489,7 @@ async def _opening_run(
         budget_bytes=budget,
         max_items=floor,
         adaptive_cap=256,
+        consumers=consumers,
     )
     trace: list[tuple[int, int]] = []
     order: list[int] = []
@@ -519,6 +520,15 @@ def test_window_opens_wide_after_a_far_stores_first_page_at_its_pace():
     opening = [window for done, window in trace if done <= 201]
     assert opening == sorted(opening)
     assert opening[-1] >= 201
+
+
+def test_opening_window_of_one_of_two_consumers_is_half_as_wide_and_as_fast():
+    starts, first_end, _, order = run_virtual(
+        _opening_run(0.06, budget=64 << 20, consumers=2)
+    )
+    assert order == list(range(2000))
+    # 101 (_planning.opening_window), one item per 0.3 ms: 32 + 20 / 0.3 by the first answer
+    assert 95 <= sum(1 for t in starts if t < first_end) <= 101
 
 
 def test_opening_window_stays_within_the_byte_budget():

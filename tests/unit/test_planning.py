@@ -390,6 +390,11 @@ def test_opening_window_after_a_far_stores_first_page():
     assert opening_window(0.2, 0.0, 1, floor=4, cap=100) == 100  # sizes unknown
 
 
+def test_opening_window_of_one_of_several_consumers_of_a_listing():
+    # two DataLoader workers take every other item each: each at half the pace
+    assert opening_window(0.060, 128 * KiB, 64 * MiB, floor=32, consumers=2) == 101
+
+
 @pytest.mark.parametrize("page_s", [0.0, 0.002, 0.010, 0.020])
 def test_opening_window_of_a_near_store_is_its_floor(page_s):
     # loopback answers a page in ~1.5 ms; its parse takes a few more, a busy machine more
