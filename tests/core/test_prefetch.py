@@ -489,7 +489,7 @@ async def _opening_run(
         budget_bytes=budget,
         max_items=floor,
         adaptive_cap=256,
-        consumers=consumers,
+        **({"consumers": consumers} if consumers != 1 else {}),
     )
     trace: list[tuple[int, int]] = []
     order: list[int] = []
