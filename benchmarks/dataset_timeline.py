@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 _CHILD = "--child"
 #: Directory the child writes its per-process client records to (``--stalls``).
 _CLIENT_TRACE = "DATASET_TIMELINE_CLIENT_TRACE"
+#: Set (``--log``): the child prints the prefetch window's decisions (DEBUG log) to stderr.
+_CLIENT_LOG = "DATASET_TIMELINE_CLIENT_LOG"
 
 
 def _stamp(reader: Any) -> Tuple[int, int, float]:
@@ -115,6 +117,21 @@ def _child(url: str, workers: int) -> None:
 
     from s3torch_async import S3ClientConfig
     from s3torch_async.s3iterable_dataset import S3IterableDataset
+
+    if os.environ.get(_CLIENT_LOG):
+        import logging
+
+        class _Since(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                at = (time.monotonic() - built) * 1e3 if built else 0.0
+                return f"  [{os.getpid()} {at:7.1f} ms] {record.getMessage()}"
+
+        built = 0.0
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Since())
+        window_log = logging.getLogger("s3torch_async._core.prefetch")
+        window_log.addHandler(handler)
+        window_log.setLevel(logging.DEBUG)
 
     gc.collect()  # as the harness does before each timed run
     imported = time.monotonic()
@@ -466,6 +483,11 @@ def main() -> None:
         "--series", action="store_true", help="print GETs in flight every 20 ms"
     )
     parser.add_argument(
+        "--log",
+        action="store_true",
+        help="print the prefetch window's decisions (ms after the dataset is built)",
+    )
+    parser.add_argument(
         "--dump", type=int, default=0, help="print each run's first N requests"
     )
     parser.add_argument(
@@ -512,6 +534,8 @@ def main() -> None:
                         if args.stalls:
                             client_dir = tempfile.mkdtemp(prefix="timeline-")
                             env[_CLIENT_TRACE] = client_dir
+                        if args.log:
+                            env[_CLIENT_LOG] = "1"
                         out = subprocess.run(
                             [
                                 sys.executable,
@@ -525,6 +549,8 @@ def main() -> None:
                             text=True,
                             check=True,
                         )
+                        if args.log:
+                            print(out.stderr.rstrip(), flush=True)
                         time.sleep(0.2)  # let the trace lines land
                         run = json.loads(out.stdout.splitlines()[-1])
                         with open(trace_path) as f:
