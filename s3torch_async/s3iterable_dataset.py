@@ -68,7 +68,8 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
       readers only (the DCP-optimized reader and custom constructors read as before).
       ``prefetch_bytes=0`` turns it off. Memory: at most ``prefetch_bytes`` in the window, plus
       the ready objects handed over to the consumer's thread and not yet consumed (at most
-      ``prefetch_count // 2`` objects, counting the one being transformed). The next listing page is requested while the current one is consumed.
+      ``prefetch_count // 2`` objects, counting the one being transformed). The next listing
+      page is requested while the current one is consumed.
     * **Shuffling.** ``shuffle=True`` shuffles the listing order with a bounded buffer of
       ``shuffle_buffer_size`` items, seeded by ``seed`` and the epoch (:meth:`set_epoch`). The
       order is the same on every rank and worker, and sharding happens after shuffling, so the
