@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 from types import TracebackType
-from typing import Optional, Sequence, Type
+from typing import Iterator, Optional, Sequence, Type
 
 from ._measure import process_cpu_seconds
 
@@ -233,3 +233,25 @@ def hermetic_env(for_local_store: bool) -> dict[str, str]:
             AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         )
     return env
+
+
+@contextlib.contextmanager
+def small_objects_server(count: int, size: int) -> Iterator[dict[str, str]]:
+    """Case 2's data on a local server: ``count`` objects of ``size`` bytes under ``small/``.
+
+    Bucket ``bench``, served on a loopback port and an S3-like one; yields the URL of each
+    profile (``{"loopback": ..., "s3like": ...}``). Sets dummy credentials if none are set.
+    """
+    import boto3
+
+    from .s3server import ServerProcess
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    with ServerProcess(extra_args=["--also-s3like"]) as server:
+        s3 = boto3.client("s3", endpoint_url=server.urls[0], region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        body = os.urandom(size)
+        for i in range(count):
+            s3.put_object(Bucket="bench", Key=f"small/{i:06d}", Body=body)
+        yield dict(zip(("loopback", "s3like"), server.urls))

@@ -188,20 +188,10 @@ def main() -> None:
     clients = args.clients.split(",")
     profiles = args.profiles.split(",")
 
-    import boto3
+    from benchmarks._servers import small_objects_server
 
-    from benchmarks.s3server import ServerProcess
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     results: Dict[Tuple[str, str, int], List[Dict[str, float]]] = {}
-    with ServerProcess(extra_args=["--also-s3like"]) as server:
-        s3 = boto3.client("s3", endpoint_url=server.urls[0], region_name="us-east-1")
-        s3.create_bucket(Bucket="bench")
-        body = os.urandom(args.size)
-        for i in range(args.count):
-            s3.put_object(Bucket="bench", Key=f"small/{i:06d}", Body=body)
-        urls = dict(zip(("loopback", "s3like"), server.urls))
+    with small_objects_server(args.count, args.size) as urls:
         for rep in range(args.repeat):
             for profile in profiles:
                 for client in clients:
