@@ -12,7 +12,10 @@ on one monotonic clock (server and client run on the same machine):
   GET sent and the first item counted from the first page's answer (``*_after_page1``), which
   the S3-like page latency's jitter does not move;
 * GETs in flight at 10, 20, 40, 80 ms after the first GET, and the most at once;
-* per DataLoader worker (by the item's worker pid): first and last item handed out.
+* per DataLoader worker (by the item's worker pid): first and last item handed out;
+* at the end, per checkout and ``num_workers``: the S3-like rate over the loopback rate, and
+  the bound that the S3-like first item's extra wait (listing page and first byte) alone puts
+  on that ratio; the difference is what the prefetch window's ramp and steady state lose.
 
 Run (``--roots`` takes several checkouts to compare, e.g. an old tree from ``git archive``)::
 
@@ -584,6 +587,41 @@ def main() -> None:
             f"{profile:8} w{w} {root}:\n  "
             + " ".join(f"{k}={v:.1f}" for k, v in med.items())
         )
+    _print_bounds(results)
+
+
+def _print_bounds(results: Dict[Tuple[str, int, str], List[Dict[str, float]]]) -> None:
+    """S3-like over loopback rate, next to the best the first item's extra wait allows.
+
+    The S3-like profile's first listing page and first GET cost a fixed wait the loopback run
+    does not pay (``item1`` later by ``delta``). A run that paid only that and then kept
+    loopback's pace would finish at ``loopback done + delta``: that ratio is the bound; the
+    gap between it and the measured ratio is the window's ramp and the steady state.
+    """
+    meds: Dict[Tuple[str, int, str], Dict[str, float]] = {}
+    for key, runs in results.items():
+        meds[key] = {
+            k: statistics.median(r[k] for r in runs)
+            for k in ("done", "item1", "rate_obj_s")
+            if all(k in r for r in runs)
+        }
+    lines = []
+    for (profile, w, root), s3 in meds.items():
+        loop = meds.get(("loopback", w, root))
+        if profile != "s3like" or not loop or len(s3) < 3 or len(loop) < 3:
+            continue
+        delta = s3["item1"] - loop["item1"]
+        bound = loop["done"] / max(loop["done"] + delta, 1e-9)
+        ratio = s3["rate_obj_s"] / max(loop["rate_obj_s"], 1e-9)
+        lines.append(
+            f"  w{w} {root}: ratio {ratio:.2f}; first item later by {delta:.1f} ms,"
+            f" bound {bound:.2f} (ramp and steady state: {bound - ratio:+.2f})"
+        )
+    if lines:
+        print(
+            "\nS3-like / loopback rate, and the bound of the first item's extra wait:"
+        )
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
