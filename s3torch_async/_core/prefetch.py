@@ -559,9 +559,7 @@ class Prefetcher(Generic[T]):
         ``max(size, 32)`` deliveries, counted from one fetch latency after the growth (when
         the added items start to arrive), beats the rate over twice as many deliveries before
         it by 10 %, and otherwise goes back and holds for ``20 x size`` deliveries before
-        trying again. A rate 1.5 times the one before is kept after 32 deliveries already:
-        while a far store's window ramps up, each full span costs about one more fetch
-        latency, and where queueing is the limit a wider window gains nothing.
+        trying again.
         """
         if not self._adaptive() or not count:
             return
@@ -598,13 +596,10 @@ class Prefetcher(Generic[T]):
                     return
                 self._trial = trial = (now, self._total, rate_before, previous)
                 started, at = now, self._total
-            judged = self._total - at
-            rate_after = judged / max(now - started, 1e-9)
-            if judged < max(current, _TRIAL_DELIVERIES) and (
-                judged < _TRIAL_DELIVERIES or rate_after < rate_before * _EARLY_GAIN
-            ):
+            if self._total - at < max(current, _TRIAL_DELIVERIES):
                 return  # still judging the last growth
             self._trial = None
+            rate_after = (self._total - at) / max(now - started, 1e-9)
             if rate_after < rate_before * _TRIAL_GAIN:
                 logger.debug(
                     "prefetch window %d -> %d items (%.0f/s, not above %.0f/s)",
@@ -795,8 +790,6 @@ _EWMA_WEIGHT = 0.2
 _TRIAL_DELIVERIES = 32
 #: Delivery-rate gain that keeps a growth.
 _TRIAL_GAIN = 1.1
-#: Delivery-rate gain that keeps a growth after ``_TRIAL_DELIVERIES``, before its full span.
-_EARLY_GAIN = 1.5
 #: After a growth that did not pay: deliveries to wait, per item of the window, before the next.
 _TRIAL_HOLD = 20
 #: Largest growth in one step (times the window), so one trial's overshoot stays bounded.
