@@ -387,6 +387,57 @@ def test_adaptive_window_finds_its_size_from_the_consumers_pace_and_keeps_it(bat
     assert end <= 1.1 * (2000 * 0.0005 + 0.03)
 
 
+async def _in_step(n: int, fetch_s: float, *, shared_link: bool) -> list[int]:
+    """Two windows whose items one consumer takes strictly in turn (a ``DataLoader``'s
+    main process and its two workers), 0.2 ms per item; fetches take ``fetch_s`` each, or
+    go one at a time through one link both windows share. The windows' last counts."""
+    link = asyncio.Lock()
+
+    async def fetch(item: int) -> tuple[bytes, str]:
+        if shared_link:
+            async with link:
+                await asyncio.sleep(fetch_s)
+        else:
+            await asyncio.sleep(fetch_s)
+        return b"x" * 100, "e"
+
+    windows = [
+        Prefetcher(
+            iterate_items(range(n)),
+            fetch,
+            lambda _i: 100,
+            budget_bytes=10**7,
+            max_items=16,
+            adaptive_cap=256,
+        )
+        for _ in range(2)
+    ]
+    for _ in range(n):
+        for pf in windows:
+            await pf.__anext__()
+            await asyncio.sleep(0.0002)
+    last = [pf.max_items for pf in windows]
+    for pf in windows:
+        await pf.aclose()
+    return last
+
+
+def test_adaptive_windows_of_consumers_in_step_grow_when_latency_is_the_limit():
+    # 30 ms fetches: each window needs ~75 items; the rate of one is tied to the other's,
+    # yet each growth shows (the other window is not the limit at that moment)
+    last = run_virtual(_in_step(1000, 0.03, shared_link=False))
+    assert min(last) >= 64
+
+
+def test_adaptive_windows_of_consumers_in_step_do_not_keep_growing_on_a_shared_link():
+    # One link serves both windows in turn (a saturated CPU or server): a growth in one
+    # window only takes link time from the other. Judged on the consumer's wait for its
+    # head, each growth would look like a gain (the grown window's items are served
+    # first) and both windows would end up wide; judged on the delivery rate it is not.
+    last = run_virtual(_in_step(1000, 0.0005, shared_link=True))
+    assert max(last) <= 32
+
+
 def test_adaptive_window_keeps_its_floor_when_fetches_are_fast():
     _, count, _ = run_virtual(
         _paced_run(0.0, 0.002, floor=4, cap=256, budget=10**6, n=60)
