@@ -161,8 +161,13 @@ class Bridge:
         """Start ``fetch_batch`` of each of ``batches`` on the loop; returns without waiting."""
         return self._run(_start_batches, batches, max_object_size, budget_bytes)
 
-    def await_batch(self, batch: AheadBatch) -> List[Optional[Tuple[bytes, str]]]:
-        """What ``fetch_batch`` of a started batch gives, once it has; ``batch`` must be alive."""
+    def await_batch(
+        self, batch: AheadBatch
+    ) -> Tuple[List[Optional[Tuple[bytes, str]]], bool]:
+        """What ``fetch_batch`` of a started batch gives, and whether it had to be waited for.
+
+        ``batch`` must be alive.
+        """
         return self._run(_await_batch, batch)
 
     # -- objects that live on the loop --------------------------------------------------------
@@ -294,15 +299,18 @@ async def _start_batches(
 
 async def _await_batch(
     client: AsyncS3Client, batch: AheadBatch
-) -> List[Optional[Tuple[bytes, str]]]:
-    if batch.task.cancelled():  # e.g. dropped by another thread meanwhile: fetch it now
-        return await fetch_batch(
+) -> Tuple[List[Optional[Tuple[bytes, str]]], bool]:
+    task = batch.task
+    if task.cancelled():  # e.g. dropped by another thread meanwhile: fetch it now
+        fetched = await fetch_batch(
             client,
             batch.items,
             max_object_size=batch.max_object_size,
             budget_bytes=batch.budget_bytes,
         )
-    return await batch.task
+        return fetched, True
+    waited = not task.done()
+    return await task, waited
 
 
 async def _list_all(

@@ -7,6 +7,7 @@ import logging
 import operator
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -14,7 +15,12 @@ import torch.utils.data
 
 from ._bridge import AheadBatch, Bridge
 from ._config import S3ClientConfig
-from ._core._planning import LOOKAHEAD_ITEMS, index_run, next_runs
+from ._core._planning import (
+    LOOKAHEAD_ITEMS,
+    LOOKAHEAD_MAX_BUSY,
+    index_run,
+    next_runs,
+)
 from ._core.prefetch import batch_cost, shuffle_rng
 from ._dataset_source import PrefixSource, UriSource, build_dataset
 from ._s3bucket_key_data import S3BucketKeyData
@@ -284,9 +290,10 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
         A ``DataLoader`` with a ``batch_size`` asks for a whole batch at once: the objects
         whose listing size is at most ``min(64 MiB / 4, part_size)`` are fetched together
-        (at most 64 MiB per batch), then each is transformed from its bytes. Others, and any
-        whose download failed, are read by their reader as ``dataset[i]`` reads them (a
-        failure raises there). The DCP-optimized reader reads every object itself.
+        (at most 64 MiB per batch), or taken from the look-ahead (see the class), then each
+        is transformed from its bytes. Others, and any whose download failed, are read by
+        their reader as ``dataset[i]`` reads them (a failure raises there). The
+        DCP-optimized reader reads every object itself.
         """
         pairs = self._dataset_bucket_key_pairs
         positions = [self._position(i) for i in indices]
@@ -322,13 +329,19 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
             return None
         ahead = self._lookahead
         if ahead is None or ahead.pid != os.getpid():
-            # A forked copy starts clean: the parent's downloads ran on the parent's loop.
+            if ahead is not None:
+                # A forked copy starts clean. The parent's downloads belong to a loop that
+                # never runs here: kept, never collected, as the runner keeps that loop.
+                _INHERITED.append(ahead)
             ahead = self._lookahead = _Lookahead(self._prefetch_bytes, self._items_at)
         return ahead
 
     def _items_at(self, run: Tuple[int, int]) -> List[S3BucketKeyData]:
         pairs = self._dataset_bucket_key_pairs
         return [pairs[self._permuted(p)] for p in range(*run)]
+
+
+_INHERITED: List[_Lookahead] = []
 
 
 def _worker_count() -> int:
@@ -340,8 +353,14 @@ class _Lookahead:
     """Batches of consecutive indices downloaded ahead of their turn, keyed by index run.
 
     The stride between the runs asked for predicts the next ones: before one has been seen,
-    the run's length times the DataLoader's worker count (one batch is guessed); after a
-    prediction came true, as many runs as ``budget_bytes`` and ``LOOKAHEAD_ITEMS`` allow.
+    the run's length times the DataLoader's worker count (one batch is guessed). After a
+    prediction came true, ``depth`` runs are kept ahead (as ``budget_bytes`` and
+    ``LOOKAHEAD_ITEMS`` allow): one, and one more each time a predicted batch was still
+    downloading when asked for. So a store close by (loopback) keeps one batch ahead, not
+    hundreds of GETs on as many connections, and a store far away gets what its latency needs.
+    Nothing is planned while the waits for batches fetched on demand kept the process busy
+    for more than ``LOOKAHEAD_MAX_BUSY`` of them (CPU time over wall time, summed): then the
+    store answers at once and downloading ahead only competes with the caller for the CPU.
     A request that was not predicted drops everything ahead. Thread-safe: the lock covers the
     bookkeeping and the (non-blocking) start of downloads, never a wait for one.
     """
@@ -357,6 +376,9 @@ class _Lookahead:
         self._lock = threading.Lock()
         self._ahead: Dict[Tuple[int, int], Tuple[AheadBatch, int]] = {}
         self._last: Optional[Tuple[int, int]] = None
+        self._depth = 1
+        self._pays = False  # known after the first batch
+        self._waited_wall = self._waited_cpu = 0.0
         self.hits = 0
 
     def drop(self) -> None:
@@ -385,14 +407,35 @@ class _Lookahead:
         run = index_run(positions)
         with self._lock:
             hit = self._take_locked(run, items)
-            if run is not None:
-                self._plan_locked(bridge, run, hit is not None, size, max_object_size)
+            self.hits += hit is not None
+            if hit is not None and run is not None and self._pays:
+                # planned before waiting, so the next downloads overlap this one
+                self._plan_locked(bridge, run, True, size, max_object_size)
         if hit is not None:
-            self.hits += 1
-            return bridge.await_batch(hit)
-        return bridge.fetch_batch(
+            fetched, waited = bridge.await_batch(hit)
+            if waited:
+                with self._lock:  # the next plan looks further ahead
+                    self._depth = min(self._depth + 1, LOOKAHEAD_ITEMS)
+            return fetched
+        wall, cpu = time.perf_counter(), time.process_time()
+        fetched = bridge.fetch_batch(
             items, max_object_size=max_object_size, budget_bytes=_BATCH_BUDGET
         )
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        with self._lock:
+            # Looking ahead pays when the waits for batches fetched on demand (nothing
+            # else in flight) were mostly idle: first-byte latency. Waits that kept this
+            # process busy (a store close by) leave nothing to hide; downloading ahead would
+            # only compete with the caller's thread for the CPU.
+            self._waited_wall += wall
+            self._waited_cpu += cpu
+            self._pays = self._waited_cpu <= self._waited_wall * LOOKAHEAD_MAX_BUSY
+            if run is not None:
+                if self._pays:
+                    self._plan_locked(bridge, run, False, size, max_object_size)
+                else:
+                    self._last = run
+        return fetched
 
     def _take_locked(
         self, run: Optional[Tuple[int, int]], items: List[S3BucketKeyData]
@@ -425,7 +468,7 @@ class _Lookahead:
         for key in [k for k in self._ahead if k[0] < run[0]]:
             self._ahead.pop(key)[0].close_soon()
         length = run[1] - run[0]
-        depth = max(1, LOOKAHEAD_ITEMS // length) if predicted else 1
+        depth = min(self._depth, max(1, LOOKAHEAD_ITEMS // length)) if predicted else 1
         held = sum(cost for _batch, cost in self._ahead.values())
         todo: List[Tuple[Tuple[int, int], List[S3BucketKeyData], int]] = []
         for key in next_runs(run, stride, size, depth):

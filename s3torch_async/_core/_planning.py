@@ -677,6 +677,9 @@ class UploadWindow:
 
 #: Most indices a map-style dataset fetches ahead of the batch it serves.
 LOOKAHEAD_ITEMS = 128
+#: A map-style dataset looks ahead only while its process was busy (CPU time) for at most
+#: this share of the time it waited for a batch: the rest of the wait was latency to hide.
+LOOKAHEAD_MAX_BUSY = 0.5
 
 
 def index_run(indices: Sequence[int]) -> Optional[Tuple[int, int]]:

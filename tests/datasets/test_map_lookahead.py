@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from s3torch_async import S3Exception
+from s3torch_async import S3Exception, s3map_dataset
 from s3torch_async._core._planning import index_run, next_runs
 from s3torch_async.s3map_dataset import S3MapDataset
 from tests._faultproxy import Fault, FaultRule
@@ -21,6 +21,13 @@ START_METHODS = [
 
 
 OPTIONS = {"region": REGION, "transform": read_all, "s3client_config": CONFIG}
+
+
+@pytest.fixture(autouse=True)
+def _latency_to_hide(monkeypatch):
+    """Every wait counts as idle: the proxy runs in this process and moto answers at once,
+    so whether the look-ahead would pay here depends on the machine's load."""
+    monkeypatch.setattr(s3map_dataset, "LOOKAHEAD_MAX_BUSY", float("inf"))
 
 
 def from_prefix(bucket, endpoint, **kwargs):
@@ -118,20 +125,49 @@ def test_a_failed_prefetch_raises_only_when_its_item_is_read(proxy, bucket, obje
     assert ds2.__getitems__([6, 7]) == list(made.items())[6:8]
 
 
-def test_the_byte_budget_bounds_what_is_ahead(proxy, bucket, objects):
+def test_the_lookahead_deepens_while_batches_are_waited_for_within_the_budget(
+    proxy, bucket, objects
+):
     made = objects(40, size=100)
     ds = from_prefix(bucket, proxy.url, prefetch_bytes=1000)
     len(ds)
-    ds.__getitems__(batch(0, 4))
-    ds.__getitems__(batch(4, 8))  # predicted: now as many batches as 1000 bytes hold
-    gets = settled_gets(proxy, bucket)
-    # 8 served, then two batches of 4 x 100 bytes ahead: a third would pass 1000 bytes
-    assert sorted(gets) == [f"data/{i:03d}" for i in range(16)]
-    got = []
-    for start in range(8, 40, 4):
+    # a slow first byte: every predicted batch is still downloading when it is asked for
+    proxy.add_fault(
+        FaultRule(Fault.delay(0.8), method="GET", path_contains="/data/", times=None)
+    )
+    got, ahead = [], []
+    for start in range(0, 40, 4):
         got += ds.__getitems__(batch(start, start + 4))
-    assert got == list(made.items())[8:]
+        ahead.append(len(settled_gets(proxy, bucket)) - (start + 4))
+    assert got == list(made.items())
+    # one batch guessed, then (it was waited for) deeper: two batches of 4 x 100 bytes
+    # fit in 1000 bytes, a third would not; the end of the dataset ends it
+    assert ahead == [4, 4, 8, 8, 8, 8, 8, 8, 4, 0]
     assert sorted(settled_gets(proxy, bucket)) == sorted(made)
+
+
+def test_a_store_that_keeps_up_keeps_one_batch_ahead(proxy, bucket, objects):
+    objects(40)
+    ds = from_prefix(bucket, proxy.url)
+    len(ds)
+    for start in range(0, 40, 4):
+        ds.__getitems__(batch(start, start + 4))
+        settled_gets(proxy, bucket)  # the batch ahead is done before it is asked for
+        assert len(object_gets(proxy, bucket)) <= start + 8
+    assert hits(ds) == 9
+
+
+def test_no_lookahead_while_waiting_keeps_the_process_busy(
+    monkeypatch, proxy, bucket, objects
+):
+    made = objects(20)
+    # every wait counts as busy: the store is as fast as this process can take it
+    monkeypatch.setattr(s3map_dataset, "LOOKAHEAD_MAX_BUSY", 0.0)
+    ds = from_prefix(bucket, proxy.url)
+    got = [pair for b in DataLoader(ds, batch_size=4, collate_fn=list) for pair in b]
+    assert got == list(made.items())
+    assert object_gets(proxy, bucket) == sorted(made)  # on demand, in order
+    assert hits(ds) == 0
 
 
 def test_prefetch_bytes_zero_turns_it_off(proxy, bucket, objects):
@@ -177,3 +213,19 @@ def test_workers_forked_or_spawned_with_a_lookahead_in_flight_give_the_same_item
         assert [pair for b in loader for pair in b] == list(made.items())
     # each worker guessed its stride (2 batches) right: every object once per epoch
     assert len(settled_gets(proxy, bucket)) == 8 + 2 * 40
+
+
+def test_threads_sharing_a_dataset_get_the_same_items(proxy, bucket, objects):
+    from concurrent.futures import ThreadPoolExecutor
+
+    made = objects(48)
+    ds = from_prefix(bucket, proxy.url)
+    len(ds)
+    runs = [batch(s, s + 4) for s in range(0, 48, 4)]
+    with ThreadPoolExecutor(4) as pool:
+        got = [pair for b in pool.map(ds.__getitems__, runs) for pair in b]
+    assert got == list(made.items())
+    gets = settled_gets(proxy, bucket)
+    assert sorted(set(gets)) == sorted(
+        made
+    )  # a guess lost to a race is at most refetched
