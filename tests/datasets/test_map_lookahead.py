@@ -229,3 +229,12 @@ def test_threads_sharing_a_dataset_get_the_same_items(proxy, bucket, objects):
     assert sorted(set(gets)) == sorted(
         made
     )  # a guess lost to a race is at most refetched
+
+
+def test_the_dataset_shuffle_is_looked_ahead_too(proxy, bucket, objects):
+    made = objects(24)
+    ds = from_prefix(bucket, proxy.url, shuffle=True, seed=2)
+    got = [pair for b in DataLoader(ds, batch_size=4, collate_fn=list) for pair in b]
+    assert sorted(got) == list(made.items())
+    assert got == [ds[i] for i in range(24)]
+    assert hits(ds) == 5  # the permuted items of consecutive indices were predicted
