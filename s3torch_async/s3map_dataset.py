@@ -359,8 +359,9 @@ class _Lookahead:
     downloading when asked for. So a store close by (loopback) keeps one batch ahead, not
     hundreds of GETs on as many connections, and a store far away gets what its latency needs.
     Nothing is planned while the waits for batches fetched on demand kept the process busy
-    for more than ``LOOKAHEAD_MAX_BUSY`` of them (CPU time over wall time, summed): then the
-    store answers at once and downloading ahead only competes with the caller for the CPU.
+    for more than ``LOOKAHEAD_MAX_BUSY`` of them (CPU time over wall time, summed from the
+    second batch: the first opens connections): then the store answers at once and
+    downloading ahead only competes with the caller for the CPU.
     A request that was not predicted drops everything ahead. Thread-safe: the lock covers the
     bookkeeping and the (non-blocking) start of downloads, never a wait for one.
     """
@@ -377,7 +378,8 @@ class _Lookahead:
         self._ahead: Dict[Tuple[int, int], Tuple[AheadBatch, int]] = {}
         self._last: Optional[Tuple[int, int]] = None
         self._depth = 1
-        self._pays = False  # known after the first batch
+        self._pays = False  # known after the second batch
+        self._cold = True  # the first batch opens the connections: not a measure
         self._waited_wall = self._waited_cpu = 0.0
         self.hits = 0
 
@@ -427,9 +429,12 @@ class _Lookahead:
             # else in flight) were mostly idle: first-byte latency. Waits that kept this
             # process busy (a store close by) leave nothing to hide; downloading ahead would
             # only compete with the caller's thread for the CPU.
-            self._waited_wall += wall
-            self._waited_cpu += cpu
-            self._pays = self._waited_cpu <= self._waited_wall * LOOKAHEAD_MAX_BUSY
+            if self._cold:
+                self._cold = False
+            else:
+                self._waited_wall += wall
+                self._waited_cpu += cpu
+                self._pays = self._waited_cpu <= self._waited_wall * LOOKAHEAD_MAX_BUSY
             if run is not None:
                 if self._pays:
                     self._plan_locked(bridge, run, False, size, max_object_size)
