@@ -59,7 +59,9 @@ class S3MapDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     Look-ahead (beyond the reference): when a ``DataLoader`` batch asks for consecutive indices
     (a sequential sampler, also with ``shuffle=True`` here, in one process or in each worker),
     the batches predicted to come next at the same stride are downloaded ahead, concurrently,
-    while ``prefetch_bytes`` allows (at most 128 indices ahead). A batch asked for is served
+    while ``prefetch_bytes`` allows (at most 128 indices ahead; deeper while they still arrive
+    late; none while the store answers so fast that waiting for it keeps this process busy,
+    as on loopback; it starts after the second batch). A batch asked for is served
     from them when it was predicted; anything else (a shuffling sampler) is fetched as it
     would be without them, and a wrong guess is dropped (at most one batch is guessed before
     a prediction has come true). A prefetched GET that failed is repeated by the item's reader,
