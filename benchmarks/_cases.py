@@ -179,8 +179,33 @@ def _obstore(name: str, fn: str) -> Variant:
 
 _READER = "s3torch_async.s3reader"
 _DATASET = "s3torch_async.s3iterable_dataset"
+_MAP = "s3torch_async.s3map_dataset"
 _CHECKPOINT = "s3torch_async.s3checkpoint"
 _DCP = "s3torch_async.dcp"
+
+
+def _map_variants(num_workers: int) -> Tuple[Variant, ...]:
+    """``S3MapDataset`` through a ``DataLoader(batch_size=32)``: ours, ours shuffled, theirs.
+
+    The ``DataLoader(shuffle=True)`` variant shows random access; it carries no target.
+    """
+    suffix = f"-w{num_workers}" if num_workers else ""
+    return (
+        _ours(f"S3MapDataset{suffix}", "map_dataset", _MAP, num_workers=num_workers),
+        _ours(
+            f"S3MapDataset-shuffle{suffix}",
+            "map_dataset",
+            _MAP,
+            num_workers=num_workers,
+            shuffle=True,
+        ),
+        _alt_ref(
+            f"S3MapDataset{suffix}",
+            "map_dataset",
+            "s3torchconnector",
+            num_workers=num_workers,
+        ),
+    )
 
 
 def catalogue() -> List[Bench]:
@@ -222,6 +247,7 @@ def catalogue() -> List[Bench]:
                     "s3torchconnector",
                     num_workers=0,
                 ),
+                *_map_variants(0),
                 _boto3("loop", "loop"),
                 _s3fs("loop", "loop"),
                 _obstore("loop", "loop"),
@@ -242,6 +268,7 @@ def catalogue() -> List[Bench]:
                     "s3torchconnector",
                     num_workers=2,
                 ),
+                *_map_variants(2),
             ),
             primary="s3torch-async/S3IterableDataset-w2",
         ),

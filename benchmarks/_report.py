@@ -242,18 +242,26 @@ _RELATIVE_TARGETS = (
 )  # fmt: skip
 
 
+def _dataset_targets(dataset: str) -> Tuple[Tuple[str, str, str, str, float, str], ...]:
+    """Issue 16's S3-like targets of one dataset class, num_workers 0 and 2."""
+    out: List[Tuple[str, str, str, str, float, str]] = []
+    for workers, suffix in ((0, ""), (2, "-w2")):
+        bench, ours = f"2-w{workers}", f"{dataset}{suffix}"
+        label = f"S3-like: {dataset}, num_workers={workers} >= "
+        out += [
+            (f"{bench}@s3like", ours, bench, f"s3torch-async/{ours}", 0.8,
+             label + "0.8x its own loopback rate"),
+            (f"{bench}@s3like", ours, "2-w0@s3like", "obstore/loop16", 2.0,
+             label + "2x obstore with 16 in flight"),
+        ]  # fmt: skip
+    return tuple(out)
+
+
 #: Issue 16's targets, each a ratio of two rows that may sit on different profiles:
 #: (benchmark, s3torch-async variant, peer benchmark, peer variant, threshold, label).
 _PROFILE_TARGETS = (
-    ("2-w0@s3like", "S3IterableDataset", "2-w0", "s3torch-async/S3IterableDataset",
-     0.8, "S3-like: S3IterableDataset, num_workers=0 >= 0.8x its own loopback rate"),
-    ("2-w2@s3like", "S3IterableDataset-w2", "2-w2",
-     "s3torch-async/S3IterableDataset-w2", 0.8,
-     "S3-like: S3IterableDataset, num_workers=2 >= 0.8x its own loopback rate"),
-    ("2-w0@s3like", "S3IterableDataset", "2-w0@s3like", "obstore/loop16", 2.0,
-     "S3-like: S3IterableDataset, num_workers=0 >= 2x obstore with 16 in flight"),
-    ("2-w2@s3like", "S3IterableDataset-w2", "2-w0@s3like", "obstore/loop16", 2.0,
-     "S3-like: S3IterableDataset, num_workers=2 >= 2x obstore with 16 in flight"),
+    *_dataset_targets("S3IterableDataset"),
+    *_dataset_targets("S3MapDataset"),
     ("1@s3like", "sequential", "1", "s3torch-async/sequential", 0.8,
      "S3-like: 1 GiB read >= 0.8x our loopback rate"),
     ("1@s3like", "sequential", "1@s3like", "boto3/download_fileobj", 2.0,

@@ -45,6 +45,7 @@ from ._s3bucket_key_data import S3BucketKeyData
 from ._types import HeadObjectResult, ListObjectResult
 
 __all__ = [
+    "AheadBatch",
     "Bridge",
     "Chunk",
     "PrefetchSession",
@@ -150,6 +151,25 @@ class Bridge:
         """Download ``items`` whole and concurrently; see ``prefetch.fetch_batch``."""
         return self._run(_fetch_batch, items, max_object_size, budget_bytes)
 
+    def start_batches(
+        self,
+        batches: Sequence[Sequence[S3BucketKeyData]],
+        *,
+        max_object_size: int,
+        budget_bytes: int,
+    ) -> List[AheadBatch]:
+        """Start ``fetch_batch`` of each of ``batches`` on the loop; returns without waiting."""
+        return self._run(_start_batches, batches, max_object_size, budget_bytes)
+
+    def await_batch(
+        self, batch: AheadBatch
+    ) -> Tuple[List[Optional[Tuple[bytes, str]]], bool]:
+        """What ``fetch_batch`` of a started batch gives, and whether it had to be waited for.
+
+        ``batch`` must be alive.
+        """
+        return self._run(_await_batch, batch)
+
     # -- objects that live on the loop --------------------------------------------------------
 
     def reader(
@@ -214,6 +234,83 @@ async def _fetch_batch(
     return await fetch_batch(
         client, items, max_object_size=max_object_size, budget_bytes=budget_bytes
     )
+
+
+class AheadBatch:
+    """One ``fetch_batch`` started on the loop ahead of its turn (``Bridge.start_batches``).
+
+    Belongs to the loop it was started on: once that loop is gone (fork, runner restart) it
+    is not :meth:`alive` and must be dropped, never awaited.
+    """
+
+    def __init__(
+        self,
+        task: asyncio.Task[List[Optional[Tuple[bytes, str]]]],
+        items: Sequence[S3BucketKeyData],
+        max_object_size: int,
+        budget_bytes: int,
+    ) -> None:
+        self.items = items
+        self.max_object_size, self.budget_bytes = max_object_size, budget_bytes
+        self.task = task
+        self._loop = task.get_loop()
+        self._generation = runner_generation()
+
+    def alive(self) -> bool:
+        """Whether the loop it runs on is still this process's runner's loop."""
+        return (
+            runner_generation() == self._generation and get_runner().loop is self._loop
+        )
+
+    async def aclose(self) -> None:
+        """Cancel the download (on the loop)."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    def close_soon(self) -> None:
+        """Cancel the download without blocking; nothing when its loop is gone."""
+        if self.alive():
+            close_soon(self)
+
+
+async def _start_batches(
+    client: AsyncS3Client,
+    batches: Sequence[Sequence[S3BucketKeyData]],
+    max_object_size: int,
+    budget_bytes: int,
+) -> List[AheadBatch]:
+    return [
+        AheadBatch(
+            asyncio.ensure_future(
+                fetch_batch(
+                    client,
+                    items,
+                    max_object_size=max_object_size,
+                    budget_bytes=budget_bytes,
+                )
+            ),
+            items,
+            max_object_size,
+            budget_bytes,
+        )
+        for items in batches
+    ]
+
+
+async def _await_batch(
+    client: AsyncS3Client, batch: AheadBatch
+) -> Tuple[List[Optional[Tuple[bytes, str]]], bool]:
+    task = batch.task
+    if task.cancelled():  # e.g. dropped by another thread meanwhile: fetch it now
+        fetched = await fetch_batch(
+            client,
+            batch.items,
+            max_object_size=batch.max_object_size,
+            budget_bytes=batch.budget_bytes,
+        )
+        return fetched, True
+    waited = not task.done()
+    return await task, waited
 
 
 async def _list_all(

@@ -27,6 +27,9 @@ from ._common import (
     write_payload,
 )
 
+#: Case 2's map-style DataLoader batch size.
+MAP_BATCH_SIZE = 32
+
 
 def _config(package: str) -> Any:
     return importlib.import_module(package).S3ClientConfig(force_path_style=True)
@@ -60,20 +63,31 @@ def read(job: Job, package: str, reader: str = "sequential") -> Callable[[], Out
     return run
 
 
+def _from_prefix(job: Job, package: str, module: str, cls: str, **options: Any) -> Any:
+    """``<cls>.from_prefix`` over case 2's objects, ``read_len`` as transform."""
+    dataset_cls = getattr(importlib.import_module(f"{package}.{module}"), cls)
+    return dataset_cls.from_prefix(
+        job.target.uri(job.keys.small_prefix),
+        region=job.target.region,
+        endpoint=job.target.endpoint,
+        transform=read_len,
+        s3client_config=_config(package),
+        **options,
+    )
+
+
 def dataset(job: Job, package: str, num_workers: int = 0) -> Callable[[], Outcome]:
     """Case 2: ``S3IterableDataset.from_prefix`` through a ``DataLoader`` (cold client)."""
     from torch.utils.data import DataLoader
 
-    module = importlib.import_module(f"{package}.s3iterable_dataset")
-    uri = job.target.uri(job.keys.small_prefix)
+    importlib.import_module(f"{package}.s3iterable_dataset")
 
     def run() -> Outcome:
-        ds = module.S3IterableDataset.from_prefix(
-            uri,
-            region=job.target.region,
-            endpoint=job.target.endpoint,
-            transform=read_len,
-            s3client_config=_config(package),
+        ds = _from_prefix(
+            job,
+            package,
+            "s3iterable_dataset",
+            "S3IterableDataset",
             enable_sharding=num_workers > 0,
         )
         loader = DataLoader(ds, batch_size=None, num_workers=num_workers)
@@ -81,6 +95,32 @@ def dataset(job: Job, package: str, num_workers: int = 0) -> Callable[[], Outcom
         for size in loader:
             total += int(size)
             count += 1
+        del loader  # joins the workers, so their CPU time reaches RUSAGE_CHILDREN
+        return many_outcome(total, count, job)
+
+    return run
+
+
+def map_dataset(
+    job: Job, package: str, num_workers: int = 0, shuffle: bool = False
+) -> Callable[[], Outcome]:
+    """Case 2: ``S3MapDataset.from_prefix`` through a ``DataLoader(batch_size=32)`` (cold client).
+
+    ``shuffle`` is the DataLoader's (random access), not the dataset's.
+    """
+    from torch.utils.data import DataLoader
+
+    importlib.import_module(f"{package}.s3map_dataset")
+
+    def run() -> Outcome:
+        ds = _from_prefix(job, package, "s3map_dataset", "S3MapDataset")
+        loader = DataLoader(
+            ds, batch_size=MAP_BATCH_SIZE, shuffle=shuffle, num_workers=num_workers
+        )
+        total = count = 0
+        for sizes in loader:
+            total += int(sizes.sum())
+            count += len(sizes)
         del loader  # joins the workers, so their CPU time reaches RUSAGE_CHILDREN
         return many_outcome(total, count, job)
 

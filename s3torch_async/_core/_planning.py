@@ -671,3 +671,42 @@ class UploadWindow:
             self.width = width
             self.epoch += 1
         self._tally = [0, 0.0, 0]
+
+
+# -- a map-style dataset's look-ahead ---------------------------------------------------------
+
+#: Most indices a map-style dataset fetches ahead of the batch it serves.
+LOOKAHEAD_ITEMS = 128
+#: A map-style dataset looks ahead only while its process was busy (CPU time) for at most
+#: this share of the time it waited for a batch: the rest of the wait was latency to hide.
+LOOKAHEAD_MAX_BUSY = 0.5
+
+
+def index_run(indices: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """``(start, stop)`` when ``indices`` are ``start, start + 1, ..., stop - 1``, else ``None``."""
+    if not indices:
+        return None
+    start = indices[0]
+    stop = start + len(indices)
+    return (start, stop) if list(indices) == list(range(start, stop)) else None
+
+
+def next_runs(
+    run: Tuple[int, int], stride: int, size: int, count: int
+) -> List[Tuple[int, int]]:
+    """The ``count`` runs after ``run`` at ``stride`` apart, each as long as ``run``.
+
+    Runs are clipped to ``size`` indices and none starts past the end; ``stride`` below the
+    run's length (overlapping runs) predicts nothing.
+    """
+    start, stop = run
+    length = stop - start
+    if length < 1 or stride < length:
+        return []
+    out = []
+    for k in range(1, count + 1):
+        begin = start + k * stride
+        if begin >= size:
+            break
+        out.append((begin, min(begin + length, size)))
+    return out

@@ -52,6 +52,7 @@ __all__ = [
     "Selection",
     "ShuffleBuffer",
     "StalePipelineError",
+    "batch_cost",
     "fetch_batch",
     "iterate_items",
     "list_ahead",
@@ -848,6 +849,38 @@ class DeliveryRate:
 # -- whole-object fetches for S3 items --------------------------------------------------------
 
 
+def _object_cost(item: S3BucketKeyData, max_object_size: int) -> Optional[int]:
+    if max_object_size <= 0:
+        return None
+    info = item.object_info
+    if info is None:
+        return max_object_size
+    return info.size if info.size <= max_object_size else None
+
+
+def _batch_costs(
+    items: Sequence[S3BucketKeyData], max_object_size: int, budget_bytes: int
+) -> List[Optional[int]]:
+    """What each item of a :func:`fetch_batch` reserves; ``None``: not fetched."""
+    left = budget_bytes
+    costs: List[Optional[int]] = []
+    for item in items:
+        cost = _object_cost(item, max_object_size)
+        if cost is None or cost > left:
+            costs.append(None)
+        else:
+            left -= cost
+            costs.append(cost)
+    return costs
+
+
+def batch_cost(
+    items: Sequence[S3BucketKeyData], *, max_object_size: int, budget_bytes: int
+) -> int:
+    """Bytes :func:`fetch_batch` reserves for ``items`` (at most ``budget_bytes``)."""
+    return sum(c for c in _batch_costs(items, max_object_size, budget_bytes) if c)
+
+
 class ObjectFetcher:
     """Cost and fetch functions that prefetch whole objects of at most ``max_object_size`` bytes.
 
@@ -873,12 +906,7 @@ class ObjectFetcher:
 
     def cost(self, item: S3BucketKeyData) -> Optional[int]:
         """Bytes ``item`` reserves in the window, ``None`` when it is not prefetched."""
-        if self._max <= 0:
-            return None
-        info = item.object_info
-        if info is None:
-            return self._max
-        return info.size if info.size <= self._max else None
+        return _object_cost(item, self._max)
 
     async def fetch(self, item: S3BucketKeyData) -> Optional[Tuple[bytes, str]]:
         """Download ``item`` whole; ``None`` when it is too large to keep."""
@@ -920,19 +948,14 @@ async def fetch_batch(
     its GET failed (the reader's own request then raises where a reader raises).
     """
     fetcher = ObjectFetcher(client, max_object_size, deliver_errors=False)
-    left = budget_bytes
 
     async def none() -> None:
         return None
 
-    fetches: List[Awaitable[Optional[Tuple[bytes, str]]]] = []
-    for item in items:
-        cost = fetcher.cost(item)
-        if cost is None or cost > left:
-            fetches.append(none())
-        else:
-            left -= cost
-            fetches.append(fetcher.fetch(item))
+    fetches: List[Awaitable[Optional[Tuple[bytes, str]]]] = [
+        none() if cost is None else fetcher.fetch(item)
+        for item, cost in zip(items, _batch_costs(items, max_object_size, budget_bytes))
+    ]
     return list(await asyncio.gather(*fetches))
 
 

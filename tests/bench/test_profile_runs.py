@@ -84,3 +84,38 @@ def test_s3like_needs_the_local_server():
         )
     with pytest.raises(SystemExit, match="needs the local server"):
         run.main(["--profile", "both", "--server", "moto"])
+
+
+def test_case_2_measures_both_map_datasets_and_judges_ours_on_the_s3like_targets():
+    benches = _cases.with_profiles(
+        _cases.select(_cases.catalogue(), [2]), ("loopback", "s3like")
+    )
+    ids = {b.id: {v.id for v in b.variants} for b in benches}
+    for bench, suffix in (("2-w0", ""), ("2-w2", "-w2")):
+        assert {
+            f"s3torch-async/S3MapDataset{suffix}",
+            f"s3torch-async/S3MapDataset-shuffle{suffix}",
+            f"s3torchconnector/S3MapDataset{suffix}",
+        } <= ids[bench]
+
+    def row(bench, family, variant, rate):
+        return _report.Row(
+            bench, 2, "t", "obj/s", family, variant, "ok", throughput=rate
+        )
+
+    rows = [
+        row("2-w0", "s3torch-async", "S3MapDataset", 1000.0),
+        row("2-w0@s3like", "s3torch-async", "S3MapDataset", 900.0),
+        row("2-w2", "s3torch-async", "S3MapDataset-w2", 1000.0),
+        row("2-w2@s3like", "s3torch-async", "S3MapDataset-w2", 500.0),
+        row("2-w0@s3like", "obstore", "loop16", 400.0),
+    ]
+    checks = {c.target: c for c in _report.evaluate_targets(benches, rows)}
+    own = "S3-like: S3MapDataset, num_workers={} >= 0.8x its own loopback rate"
+    peer = "S3-like: S3MapDataset, num_workers={} >= 2x obstore with 16 in flight"
+    assert checks[own.format(0)].value == pytest.approx(0.9)
+    assert checks[own.format(0)].met
+    assert checks[own.format(2)].value == pytest.approx(0.5)
+    assert not checks[own.format(2)].met
+    assert checks[peer.format(0)].met  # 900 / 400
+    assert not checks[peer.format(2)].met  # 500 / 400

@@ -168,7 +168,10 @@ def test_a_dataloader_batch_downloads_its_objects_concurrently(proxy, bucket, ob
     from torch.utils.data import DataLoader
 
     made = objects(8)
-    ds = from_prefix(f"s3://{bucket}/data/", proxy.url, transform=read_all)
+    # without the look-ahead, whose GETs of the next batch would meet these
+    ds = from_prefix(
+        f"s3://{bucket}/data/", proxy.url, transform=read_all, prefetch_bytes=0
+    )
     len(ds)  # listed before the GETs are held
     # every GET is held until four meet: one batch of four arrives together, or each waits
     proxy.add_fault(
