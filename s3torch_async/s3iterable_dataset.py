@@ -61,7 +61,9 @@ class S3IterableDataset(torch.utils.data.IterableDataset):  # type: ignore[type-
 
     * **Prefetching.** While an item is transformed, the next objects are already downloading,
       ``prefetch_count`` objects at the start, widening from the observed latency and delivery
-      rate (up to 256 objects), never more than ``prefetch_bytes`` bytes, in listing order. A
+      rate (up to 256 objects), never more than ``prefetch_bytes`` bytes, in listing order; a
+      sharded worker or rank keeps ``max(prefetch_count, 64)`` objects instead (its pace is
+      tied to its peers', so it cannot see a wider window pay). A
       straggling GET at the head of the line gets a second GET (at most 3 + one per 50 GETs).
       Objects larger than ``min(prefetch_bytes // 4, part_size)`` are not prefetched; their
       reader fetches them as usual. Prefetching applies to the sequential and range-based

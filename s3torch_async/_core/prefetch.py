@@ -959,6 +959,16 @@ async def fetch_batch(
     return list(await asyncio.gather(*fetches))
 
 
+#: The window of a pipeline that is one shard of several consumers in step (a DataLoader
+#: worker, a rank: ``Selection.stride > 1``), when ``prefetch_count`` is smaller. Such a
+#: consumer's delivery rate is tied to its peers' (the DataLoader takes items from its workers
+#: in turn, ranks wait for each other at every step), so a growth on trial cannot show its
+#: gain: the adaptive window kept trying and reverting, opening connections for nothing. A
+#: fixed 64 (~3,000 objects/s per consumer at 20 ms per GET) beat it on the S3-like profile
+#: in every interleaved round (``benchmarks/results/window-issue16.md``).
+SHARD_WINDOW_ITEMS = 64
+
+
 def opening_requests(prefetch_bytes: int, prefetch_count: int) -> int:
     """GETs a pipeline sends at once when its first objects arrive (0: none prefetched).
 
@@ -986,13 +996,15 @@ def open_object_pipeline(
         prefetch_bytes: Byte budget of the window; 0 disables prefetching.
         prefetch_count: Items in the window at the start (at least 1 is used); it widens
             from the observed latency and delivery rate while ``prefetch_bytes`` allows, up
-            to ``MAX_WINDOW_ITEMS``.
+            to ``MAX_WINDOW_ITEMS``. A shard of several consumers (``selection.stride > 1``)
+            keeps a fixed window of ``max(prefetch_count, SHARD_WINDOW_ITEMS)`` instead.
         max_object_size: Largest object prefetched.
         deliver_errors: See :class:`ObjectFetcher`.
 
     A straggling GET at the head of the line is hedged (see :class:`Prefetcher`).
     """
     enabled = prefetch_bytes > 0 and prefetch_count > 0
+    sharded = enabled and selection.stride > 1
     fetcher = ObjectFetcher(
         client, max_object_size if enabled else 0, deliver_errors=deliver_errors
     )
@@ -1001,7 +1013,7 @@ def open_object_pipeline(
         fetcher.fetch,
         fetcher.cost,
         budget_bytes=max(1, prefetch_bytes),
-        max_items=max(1, prefetch_count),
-        adaptive_cap=MAX_WINDOW_ITEMS if enabled else 0,
+        max_items=max(1, prefetch_count, SHARD_WINDOW_ITEMS if sharded else 1),
+        adaptive_cap=MAX_WINDOW_ITEMS if enabled and not sharded else 0,
         hedge=enabled,
     )

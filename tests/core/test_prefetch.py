@@ -977,3 +977,31 @@ async def test_object_pipeline_selects_before_fetching(client, bucket, put):
     assert [(p.item.key, p.data) for p in got] == [
         (f"k{i}", bytes([i]) * 10) for i in (3, 5, 7)
     ]
+
+
+@pytest.mark.parametrize(
+    ("stride", "prefetch_count", "start", "adapts"),
+    [(1, 4, 4, True), (2, 4, 64, False), (2, 100, 100, False)],
+)
+async def test_object_pipeline_window_of_a_shard_is_fixed(
+    client, bucket, put, stride, prefetch_count, start, adapts
+):
+    # A shard of consumers in step (stride > 1) keeps max(prefetch_count, 64) objects in
+    # its window; a lone consumer starts at prefetch_count and may widen.
+    for i in range(6):
+        put(f"w{i}", bytes([i]) * 10)
+    pf = open_object_pipeline(
+        client,
+        prefix_items(client, bucket, "w"),
+        selection=Selection(offset=0, stride=stride),
+        prefetch_bytes=1 << 20,
+        prefetch_count=prefetch_count,
+        max_object_size=100,
+        deliver_errors=True,
+    )
+    assert pf.max_items == start
+    assert pf._adaptive() is adapts
+    got = await _collect(pf)
+    await pf.aclose()
+    assert [p.item.key for p in got] == [f"w{i}" for i in range(0, 6, stride)]
+    assert pf.max_items == start or adapts
