@@ -965,7 +965,8 @@ async def fetch_batch(
 #: in turn, ranks wait for each other at every step), so a growth on trial cannot show its
 #: gain: the adaptive window kept trying and reverting, opening connections for nothing. A
 #: fixed 64 (~3,000 objects/s per consumer at 20 ms per GET) beat it on the S3-like profile
-#: in every interleaved round (``benchmarks/results/window-issue16.md``).
+#: in every interleaved round (``benchmarks/results/window-issue16.md``,
+#: ``session13-lead-timeline-ab.txt``).
 SHARD_WINDOW_ITEMS = 64
 
 
@@ -1013,7 +1014,9 @@ def open_object_pipeline(
         fetcher.fetch,
         fetcher.cost,
         budget_bytes=max(1, prefetch_bytes),
-        max_items=max(1, prefetch_count, SHARD_WINDOW_ITEMS if sharded else 1),
+        max_items=max(prefetch_count, SHARD_WINDOW_ITEMS)
+        if sharded
+        else max(1, prefetch_count),
         adaptive_cap=MAX_WINDOW_ITEMS if enabled and not sharded else 0,
         hedge=enabled,
     )
